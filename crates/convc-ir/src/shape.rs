@@ -1,0 +1,236 @@
+//! Shape inference and validation: every op's output shape from its operands' shapes, with
+//! symbolic sizes kept symbolic, and the concrete shapes once sizes are bound.
+
+use petgraph::stable_graph::NodeIndex;
+
+use convc_lang::Diagnostic;
+
+use crate::dim::{Bindings, Dim, Shape};
+use crate::graph::Graph;
+use crate::op::{Op, Pad};
+
+/// Output size on one axis: `floor((n + before + after - d*(k-1) - 1) / s) + 1`, or
+/// `ceil(n / s)` for `same`.
+fn out_dim(n: &Dim, pad: Option<(usize, usize)>, k: usize, s: usize, d: usize) -> Dim {
+    let s = s as i64;
+    match pad {
+        None => n.ceil_div(s),
+        Some((b, a)) => {
+            let span = (d as i64).saturating_mul(k as i64 - 1);
+            n.add((b + a) as i64 - span - 1).floor_div(s).add(1)
+        }
+    }
+}
+
+fn axis_pads(pad: &Pad) -> (Option<(usize, usize)>, Option<(usize, usize)>) {
+    match pad {
+        Pad::Same => (None, None),
+        Pad::Explicit([t, b, l, r]) => (Some((*t, *b)), Some((*l, *r))),
+    }
+}
+
+fn check_positive(shape: &Shape, what: &str) -> Result<(), String> {
+    for (d, axis) in [(&shape.h, "height"), (&shape.w, "width")] {
+        if let Some(v) = d.known() {
+            if v <= 0 {
+                return Err(format!("{what} has an output {axis} of {v}: the input is too small for its kernel, stride, dilation and padding"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The output shape of `op` applied to operands of shapes `ins`. The error names no layer:
+/// the caller adds it.
+pub fn infer(op: &Op, ins: &[&Shape]) -> Result<Shape, String> {
+    let one = |i: usize| -> Result<&Shape, String> {
+        ins.get(i).copied().ok_or_else(|| format!("needs {} operand(s), has {}", i + 1, ins.len()))
+    };
+    let shape = match op {
+        Op::Input { .. } => return Err("an input has no operands to infer from".into()),
+        Op::Conv(c) => {
+            let x = one(0)?;
+            if c.groups == 0 || x.c % c.groups != 0 {
+                return Err(format!("input channels {} are not divisible by groups={}", x.c, c.groups));
+            }
+            if c.out % c.groups != 0 {
+                return Err(format!("out={} is not divisible by groups={}", c.out, c.groups));
+            }
+            let want = [c.out, x.c / c.groups, c.kernel[0], c.kernel[1]];
+            if c.weight.data.shape() != want {
+                return Err(format!(
+                    "weights have shape {}, expected {}",
+                    convc_tensor::fmt_shape(c.weight.data.shape()),
+                    convc_tensor::fmt_shape(&want)
+                ));
+            }
+            if let Some(b) = &c.bias {
+                if b.data.shape() != [c.out] {
+                    return Err(format!("bias has shape {}, expected [{}]", convc_tensor::fmt_shape(b.data.shape()), c.out));
+                }
+            }
+            let (ph, pw) = axis_pads(&c.pad);
+            Shape {
+                c: c.out,
+                h: out_dim(&x.h, ph, c.kernel[0], c.stride[0], c.dilation[0]),
+                w: out_dim(&x.w, pw, c.kernel[1], c.stride[1], c.dilation[1]),
+            }
+        }
+        Op::BatchNorm(bn) => {
+            let x = one(0)?;
+            for (p, name) in [(&bn.mean, "mean"), (&bn.var, "var"), (&bn.gamma, "gamma"), (&bn.beta, "beta")] {
+                if p.data.shape() != [x.c] {
+                    return Err(format!("{name} has shape {}, expected [{}]", convc_tensor::fmt_shape(p.data.shape()), x.c));
+                }
+            }
+            x.clone()
+        }
+        Op::Unary(_) => one(0)?.clone(),
+        Op::Add => {
+            let (a, b) = (one(0)?, one(1)?);
+            if a != b {
+                return Err(format!("operands of add have different shapes: {a} and {b}"));
+            }
+            a.clone()
+        }
+        Op::Concat => {
+            let first = one(0)?;
+            let mut c = 0usize;
+            for s in ins {
+                if s.h != first.h || s.w != first.w {
+                    return Err(format!(
+                        "operands of concat have different sizes: {}x{} and {}x{}",
+                        first.h, first.w, s.h, s.w
+                    ));
+                }
+                c = c.checked_add(s.c).ok_or("too many channels")?;
+            }
+            Shape { c, h: first.h.clone(), w: first.w.clone() }
+        }
+        Op::Pool(p) => {
+            let x = one(0)?;
+            if let Pad::Explicit([t, b, l, r]) = p.pad {
+                if t >= p.kernel[0] || b >= p.kernel[0] || l >= p.kernel[1] || r >= p.kernel[1] {
+                    return Err(format!(
+                        "padding ({t}, {b}, {l}, {r}) is not smaller than the kernel {}x{} on each side",
+                        p.kernel[0], p.kernel[1]
+                    ));
+                }
+            }
+            let (ph, pw) = axis_pads(&p.pad);
+            Shape {
+                c: x.c,
+                h: out_dim(&x.h, ph, p.kernel[0], p.stride[0], 1),
+                w: out_dim(&x.w, pw, p.kernel[1], p.stride[1], 1),
+            }
+        }
+        Op::GlobalAvgPool => Shape::known(one(0)?.c, 1, 1),
+    };
+    Ok(shape)
+}
+
+/// Infers the shape of node `n` from its operands' stored shapes, checking it is not empty.
+pub fn infer_node(g: &Graph, n: NodeIndex) -> Result<Shape, String> {
+    let node = g.node(n);
+    if let Op::Input { .. } = node.op {
+        return Ok(node.shape.clone());
+    }
+    let ops = g.operands(n);
+    let shapes: Vec<&Shape> = ops.iter().map(|&o| &g.node(o).shape).collect();
+    let s = infer(&node.op, &shapes)?;
+    check_positive(&s, &format!("layer `{}`", node.name))?;
+    Ok(s)
+}
+
+/// Re-infers every shape in topological order and checks it equals the stored one: passes run
+/// this after every rewrite so no shape changes silently.
+pub fn validate(g: &Graph) -> Result<(), Diagnostic> {
+    for n in g.topo_order() {
+        let node = g.node(n);
+        let s = infer_node(g, n).map_err(|m| Diagnostic::error(node.span, format!("layer `{}`: {m}", node.name)))?;
+        if s != node.shape {
+            return Err(Diagnostic::error(
+                node.span,
+                format!("layer `{}`: stored shape {} but inferred {}", node.name, node.shape, s),
+            ));
+        }
+    }
+    for &o in &g.outputs {
+        if !g.g.contains_node(o) {
+            return Err(Diagnostic::error(Default::default(), "an output refers to a removed node"));
+        }
+    }
+    Ok(())
+}
+
+/// Concrete `[C, H, W]` of every node once symbols are bound, indexed by `NodeIndex::index()`
+/// (`None` for removed indices).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Concrete {
+    /// The shapes.
+    pub shapes: Vec<Option<[usize; 3]>>,
+}
+
+impl Concrete {
+    /// The shape of node `n`.
+    pub fn get(&self, n: NodeIndex) -> [usize; 3] {
+        self.shapes[n.index()].unwrap_or([0, 0, 0])
+    }
+}
+
+/// Binds the symbols and computes every node's concrete shape, re-checking what depends on the
+/// sizes (an output size of 0 or less, padding of `same` pooling). Errors point at the layer.
+pub fn concretize(g: &Graph, b: &Bindings) -> Result<Concrete, Diagnostic> {
+    let mut shapes = vec![None; g.node_bound()];
+    for n in g.topo_order() {
+        let node = g.node(n);
+        let s = node.shape.substitute(b);
+        let err = |m: String| Diagnostic::error(node.span, m);
+        let dim = |d: &Dim, axis: &str| -> Result<usize, Diagnostic> {
+            match d.eval(b) {
+                None => Err(err(format!(
+                    "the {axis} of `{}` is {d}: bind `{}` (with --size HxW or input data)",
+                    node.name,
+                    d.symbol().unwrap_or("?")
+                ))),
+                Some(v) if v <= 0 => Err(err(format!(
+                    "layer `{}` has an output {axis} of {v} for these input sizes: the input is too small for its kernel, stride, dilation and padding",
+                    node.name
+                ))),
+                Some(v) => usize::try_from(v).map_err(|_| err(format!("the {axis} of `{}` is too large", node.name))),
+            }
+        };
+        shapes[n.index()] = Some([s.c, dim(&s.h, "height")?, dim(&s.w, "width")?]);
+    }
+    Ok(Concrete { shapes })
+}
+
+/// Binds symbols from input sizes: `sizes[i]` is `(H, W)` of input `i`. A symbol bound twice
+/// must agree; a known size must match. The error says which input and what was expected.
+pub fn bind_inputs(g: &Graph, sizes: &[(usize, usize)]) -> Result<Bindings, String> {
+    let mut b = Bindings::new();
+    for (i, &n) in g.inputs.iter().enumerate() {
+        let Some(&(h, w)) = sizes.get(i) else { continue };
+        let node = g.node(n);
+        for (d, v, axis) in [(&node.shape.h, h, "height"), (&node.shape.w, w, "width")] {
+            match d {
+                Dim::Lit(k) if *k as u64 != v as u64 => {
+                    return Err(format!("input `{}` expects {axis} {k}, found {v}", node.name));
+                }
+                Dim::Sym(s) => {
+                    if let Some(&old) = b.get(s) {
+                        if old != v as u64 {
+                            return Err(format!(
+                                "size `{s}` is {old} from an earlier dimension but input `{}` has {axis} {v}",
+                                node.name
+                            ));
+                        }
+                    }
+                    b.insert(s.clone(), v as u64);
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(b)
+}

@@ -1,0 +1,372 @@
+//! PNG images: reading any PNG as a `[C, H, W]` tensor in [0, 1], writing 1- or 3-channel
+//! tensors as images, and drawing any `[C, H, W]` tensor as a labelled grid of channel maps.
+//!
+//! Reading maps every sample `v` of a `bits`-deep image to `v / (2^bits - 1)`: gray is C = 1,
+//! gray+alpha 2, RGB 3, RGBA 4, at 1, 2, 4, 8 or 16 bits, interlaced or not. A palette image is
+//! expanded to RGB (C = 3), or RGBA (C = 4) when it has a `tRNS` chunk, with 8-bit palette
+//! entries. A `tRNS` chunk of a gray or RGB image is ignored (the channel count is the color
+//! type's). 16-bit samples stay 16-bit (divided by 65535).
+
+use crate::{DataError, Tensor, fmt_shape};
+use std::io::Cursor;
+
+/// The largest image read: `C * H * W` values (1 GiB of float32).
+pub const MAX_READ_VALUES: u64 = 1 << 28;
+/// The most bytes the PNG decoder may use for metadata chunks (text, ICC profiles).
+const DECODER_METADATA_LIMIT: usize = 64 << 20;
+/// Deflate expands one compressed byte to at most 1032 bytes; a claimed image bigger than this
+/// many times its compressed data (plus slack) cannot be complete.
+const MAX_DEFLATE_RATIO: u64 = 1100;
+
+/// Reads a PNG file (the whole file's bytes) as a `[C, H, W]` tensor of values in [0, 1].
+pub fn read_png(bytes: &[u8]) -> Result<Tensor, DataError> {
+    const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+    if !bytes.starts_with(SIGNATURE) {
+        return Err(DataError::new(
+            "not a PNG file: expected it to start with the PNG signature \\x89PNG\\r\\n\\x1a\\n",
+        ));
+    }
+    let limits = png::Limits { bytes: DECODER_METADATA_LIMIT };
+    let mut decoder = png::Decoder::new_with_limits(Cursor::new(bytes), limits);
+    let header = decoder.read_header_info().map_err(decode_error)?;
+    let (width, height) = (header.width, header.height);
+    let color = header.color_type;
+    let bits = header.bit_depth as u8;
+    // Samples per pixel in the file, and after reading (a palette is expanded to RGB or RGBA; the
+    // exact count is known after read_info, 4 is the bound).
+    let (raw_samples, channels): (u64, u64) = match color {
+        png::ColorType::Grayscale => (1, 1),
+        png::ColorType::GrayscaleAlpha => (2, 2),
+        png::ColorType::Rgb => (3, 3),
+        png::ColorType::Rgba => (4, 4),
+        png::ColorType::Indexed => (1, 4),
+    };
+    let values = channels * u64::from(width) * u64::from(height);
+    if values > MAX_READ_VALUES {
+        let needed = values as u128 * 4;
+        let upto = if color == png::ColorType::Indexed { "up to " } else { "" };
+        return Err(DataError::new(format!(
+            "the PNG is {width}x{height} pixels with {upto}{channels} channels: reading it would \
+             need {needed} bytes ({}) of float32 values, more than the limit of {} bytes ({})",
+            human_bytes(needed),
+            MAX_READ_VALUES * 4,
+            human_bytes(u128::from(MAX_READ_VALUES) * 4)
+        )));
+    }
+    // The decoded image must come from the compressed data that is actually in the file.
+    // (A lower bound: the decompressed stream also has a filter byte per row.)
+    let row_bytes = (u64::from(width) * raw_samples * u64::from(bits)).div_ceil(8);
+    let raw_bytes = row_bytes * u64::from(height);
+    let compressed = compressed_data_len(bytes);
+    if raw_bytes > compressed.saturating_mul(MAX_DEFLATE_RATIO) + (1 << 16) {
+        return Err(DataError::new(format!(
+            "truncated or corrupt PNG: a {width}x{height} image needs about {raw_bytes} bytes of \
+             pixel data, but its compressed data ({compressed} bytes) cannot hold that much"
+        )));
+    }
+    let transform = if color == png::ColorType::Indexed {
+        png::Transformations::EXPAND
+    } else {
+        png::Transformations::IDENTITY
+    };
+    decoder.set_transformations(transform);
+    let mut reader = decoder.read_info().map_err(decode_error)?;
+    let size = reader.output_buffer_size().ok_or_else(|| {
+        DataError::new(format!("the PNG is too large: {width}x{height} pixels"))
+    })?;
+    let mut buf = vec![0u8; size];
+    let frame = reader.next_frame(&mut buf).map_err(decode_error)?;
+    let (out_color, out_depth) = (frame.color_type, frame.bit_depth as u8);
+    let c = out_color.samples();
+    let (w, h) = (frame.width as usize, frame.height as usize);
+    let line = frame.line_size;
+    let max = ((1u32 << out_depth) - 1) as f32;
+    let mut data = vec![0f32; c * w * h];
+    let plane = w * h;
+    for y in 0..h {
+        let row = &buf[y * line..(y + 1) * line];
+        for x in 0..w {
+            for ch in 0..c {
+                let s = x * c + ch; // sample index within the row
+                let v: u32 = match out_depth {
+                    16 => u32::from(u16::from_be_bytes([row[2 * s], row[2 * s + 1]])),
+                    8 => u32::from(row[s]),
+                    d => {
+                        // Packed samples, most significant bits first.
+                        let d = d as usize;
+                        let bit = s * d;
+                        let byte = row[bit / 8];
+                        let shift = 8 - d - bit % 8;
+                        u32::from((byte >> shift) & ((1u8 << d) - 1))
+                    }
+                };
+                data[ch * plane + y * w + x] = v as f32 / max;
+            }
+        }
+    }
+    Tensor::new(vec![c, h, w], data)
+}
+
+/// The total length of the `IDAT` and `fdAT` chunks, as far as the file holds them.
+fn compressed_data_len(bytes: &[u8]) -> u64 {
+    let mut pos = 8usize;
+    let mut total = 0u64;
+    while let Some(head) = bytes.get(pos..pos + 8) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let kind = &head[4..8];
+        let present = len.min(bytes.len() - pos - 8);
+        if kind == b"IDAT" || kind == b"fdAT" {
+            total += present as u64;
+        }
+        if kind == b"IEND" {
+            break;
+        }
+        pos = match pos.checked_add(12).and_then(|p| p.checked_add(len)) {
+            Some(p) => p,
+            None => break,
+        };
+    }
+    total
+}
+
+fn human_bytes(n: u128) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} bytes")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+fn decode_error(e: png::DecodingError) -> DataError {
+    use png::DecodingError as E;
+    match e {
+        E::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            DataError::new("truncated PNG: the file ends before the image data is complete")
+        }
+        E::LimitsExceeded => DataError::new(format!(
+            "the PNG needs more memory than allowed (its metadata chunks may use at most {} bytes, \
+             its image at most {} float32 values)",
+            DECODER_METADATA_LIMIT, MAX_READ_VALUES
+        )),
+        other => DataError::new(format!("corrupt or unreadable PNG: {other}")),
+    }
+}
+
+/// Writes a `[1, H, W]` tensor as an 8-bit gray PNG or a `[3, H, W]` tensor as 8-bit RGB: each
+/// value clamped to [0, 1] (NaN counts as 0) and stored as `round(v * 255)`.
+pub fn write_png(t: &Tensor) -> Result<Vec<u8>, DataError> {
+    let (c, h, w) = match t.shape() {
+        &[c @ (1 | 3), h, w] => (c, h, w),
+        other => {
+            return Err(DataError::new(format!(
+                "expected a [1, H, W] or [3, H, W] tensor to write as an image, found {}",
+                fmt_shape(other)
+            )));
+        }
+    };
+    let plane = h * w;
+    let data = t.data();
+    let mut pixels = Vec::with_capacity(data.len());
+    for i in 0..plane {
+        for ch in 0..c {
+            pixels.push(to_u8(data[ch * plane + i]));
+        }
+    }
+    let color = if c == 1 { png::ColorType::Grayscale } else { png::ColorType::Rgb };
+    encode(w, h, color, &pixels)
+}
+
+/// `round(clamp(v, 0, 1) * 255)`, NaN as 0.
+fn to_u8(v: f32) -> u8 {
+    if v.is_nan() { 0 } else { (v.clamp(0.0, 1.0) * 255.0).round() as u8 }
+}
+
+fn encode(w: usize, h: usize, color: png::ColorType, pixels: &[u8]) -> Result<Vec<u8>, DataError> {
+    if w == 0 || h == 0 {
+        return Err(DataError::new(format!(
+            "cannot write an image of {w}x{h} pixels: PNG needs at least 1x1"
+        )));
+    }
+    let (w32, h32) = match (u32::try_from(w), u32::try_from(h)) {
+        (Ok(a), Ok(b)) if a < 1 << 31 && b < 1 << 31 => (a, b),
+        _ => {
+            return Err(DataError::new(format!(
+                "cannot write an image of {w}x{h} pixels: PNG allows at most 2^31 - 1 per side"
+            )));
+        }
+    };
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, w32, h32);
+        enc.set_color(color);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut writer = enc
+            .write_header()
+            .map_err(|e| DataError::new(format!("cannot encode the PNG: {e}")))?;
+        writer
+            .write_image_data(pixels)
+            .map_err(|e| DataError::new(format!("cannot encode the PNG: {e}")))?;
+        writer
+            .finish()
+            .map_err(|e| DataError::new(format!("cannot encode the PNG: {e}")))?;
+    }
+    Ok(out)
+}
+
+/// Tiles smaller than this (on their longer side) are scaled up by an integer factor.
+const MIN_TILE: usize = 64;
+/// The largest integer scale factor applied to small maps.
+const MAX_SCALE: usize = 64;
+/// Pixels between tiles and around the grid.
+const GAP: usize = 2;
+/// Digit glyphs are 3x5 cells, each drawn as a square of this many pixels.
+const FONT_SCALE: usize = 2;
+/// Space above the glyphs and between the label and its tile.
+const LABEL_PAD: usize = 2;
+/// The largest grid image drawn, in pixels.
+const MAX_GRID_PIXELS: usize = 1 << 28;
+const BACKGROUND: [u8; 3] = [40, 44, 52];
+const LABEL_COLOR: [u8; 3] = [255, 214, 0];
+
+/// 3x5 bitmaps of the digits 0-9: five rows of three bits, most significant bit on the left.
+const DIGITS: [[u8; 5]; 10] = [
+    [0b111, 0b101, 0b101, 0b101, 0b111], // 0
+    [0b010, 0b110, 0b010, 0b010, 0b111], // 1
+    [0b111, 0b001, 0b111, 0b100, 0b111], // 2
+    [0b111, 0b001, 0b111, 0b001, 0b111], // 3
+    [0b101, 0b101, 0b111, 0b001, 0b001], // 4
+    [0b111, 0b100, 0b111, 0b001, 0b111], // 5
+    [0b111, 0b100, 0b111, 0b101, 0b111], // 6
+    [0b111, 0b001, 0b010, 0b010, 0b010], // 7
+    [0b111, 0b101, 0b111, 0b101, 0b111], // 8
+    [0b111, 0b101, 0b111, 0b001, 0b111], // 9
+];
+
+/// Draws a `[C, H, W]` tensor (any C) as an RGB PNG: a grid of `ceil(sqrt(C))` columns of gray
+/// channel maps, each normalised to its own finite min..max (a constant channel is mid gray, NaN
+/// is black, +inf white, -inf black), separated by a 2-pixel dark gap, each labelled above with its
+/// channel index in a small digit font. Maps smaller than 64 pixels on their longer side are
+/// scaled up by an integer factor (at most 64) so they can be seen.
+pub fn channel_grid_png(t: &Tensor) -> Result<Vec<u8>, DataError> {
+    let (c, h, w) = match t.shape() {
+        &[c, h, w] if c > 0 && h > 0 && w > 0 => (c, h, w),
+        other => {
+            return Err(DataError::new(format!(
+                "expected a [C, H, W] tensor with no empty dimension to draw as a grid, found {}",
+                fmt_shape(other)
+            )));
+        }
+    };
+    let scale = MIN_TILE.div_ceil(h.max(w)).clamp(1, MAX_SCALE);
+    let (tile_h, tile_w) = (h * scale, w * scale);
+    let glyph_w = 3 * FONT_SCALE;
+    let glyph_h = 5 * FONT_SCALE;
+    let label_h = LABEL_PAD + glyph_h + LABEL_PAD;
+    let max_label_w = label_width(c - 1, glyph_w);
+    let cell_w = tile_w.max(max_label_w);
+    let cell_h = label_h + tile_h;
+    let cols = (1..=c).find(|k| k * k >= c).unwrap_or(c);
+    let rows = c.div_ceil(cols);
+    let too_large = || {
+        DataError::new(format!(
+            "a tensor of shape {} is too large to draw as a grid of channel maps",
+            fmt_shape(t.shape())
+        ))
+    };
+    let img_w = cols
+        .checked_mul(cell_w + GAP)
+        .and_then(|v| v.checked_add(GAP))
+        .ok_or_else(too_large)?;
+    let img_h = rows
+        .checked_mul(cell_h + GAP)
+        .and_then(|v| v.checked_add(GAP))
+        .ok_or_else(too_large)?;
+    if img_w.checked_mul(img_h).is_none_or(|p| p > MAX_GRID_PIXELS) {
+        return Err(too_large());
+    }
+    let mut img = vec![0u8; img_w * img_h * 3];
+    for px in img.chunks_exact_mut(3) {
+        px.copy_from_slice(&BACKGROUND);
+    }
+    let plane = h * w;
+    for ch in 0..c {
+        let (gx, gy) = (ch % cols, ch / cols);
+        let x0 = GAP + gx * (cell_w + GAP);
+        let y0 = GAP + gy * (cell_h + GAP);
+        draw_number(&mut img, img_w, x0, y0 + LABEL_PAD, ch, glyph_w);
+        let values = &t.data()[ch * plane..(ch + 1) * plane];
+        let gray = normalise(values);
+        let ty = y0 + label_h;
+        for y in 0..tile_h {
+            let row = (ty + y) * img_w;
+            let src = (y / scale) * w;
+            for x in 0..tile_w {
+                let g = gray[src + x / scale];
+                let i = (row + x0 + x) * 3;
+                img[i..i + 3].copy_from_slice(&[g, g, g]);
+            }
+        }
+    }
+    encode(img_w, img_h, png::ColorType::Rgb, &img)
+}
+
+/// One channel's values as gray levels over its own finite range.
+fn normalise(values: &[f32]) -> Vec<u8> {
+    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+    for &v in values.iter().filter(|v| v.is_finite()) {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    let range = f64::from(hi) - f64::from(lo);
+    values
+        .iter()
+        .map(|&v| {
+            if v.is_nan() {
+                0
+            } else if v == f32::INFINITY {
+                255
+            } else if v == f32::NEG_INFINITY {
+                0
+            } else if range > 0.0 {
+                ((f64::from(v) - f64::from(lo)) / range * 255.0).round() as u8
+            } else {
+                128
+            }
+        })
+        .collect()
+}
+
+fn label_width(n: usize, glyph_w: usize) -> usize {
+    let digits = n.to_string().len();
+    2 * LABEL_PAD + digits * glyph_w + (digits - 1) * FONT_SCALE
+}
+
+fn draw_number(img: &mut [u8], img_w: usize, x0: usize, y0: usize, n: usize, glyph_w: usize) {
+    let mut x = x0 + LABEL_PAD;
+    for d in n.to_string().bytes() {
+        let glyph = DIGITS[usize::from(d - b'0')];
+        for (r, bits) in glyph.iter().enumerate() {
+            for col in 0..3 {
+                if bits & (0b100 >> col) == 0 {
+                    continue;
+                }
+                for dy in 0..FONT_SCALE {
+                    for dx in 0..FONT_SCALE {
+                        let px = x + col * FONT_SCALE + dx;
+                        let py = y0 + r * FONT_SCALE + dy;
+                        let i = (py * img_w + px) * 3;
+                        img[i..i + 3].copy_from_slice(&LABEL_COLOR);
+                    }
+                }
+            }
+        }
+        x += glyph_w + FONT_SCALE;
+    }
+}

@@ -1,0 +1,118 @@
+//! `convc`: the command line of the convolution-network compiler.
+
+mod commands;
+mod driver;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+
+/// convc: a convolution-network compiler. Reads `.conv` networks, shows their graphs and costs,
+/// explains the asymmetric and depthwise-separable forms of every convolution, and runs them.
+#[derive(Parser, Debug)]
+#[command(name = "convc", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options that choose the optimisation passes.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PassOpts {
+    /// Run the graph as written: no optimisation passes (same as `--passes none`).
+    #[arg(long, conflicts_with_all = ["passes", "opt"])]
+    pub no_opt: bool,
+    /// Run the default pipeline (the default).
+    #[arg(long)]
+    pub opt: bool,
+    /// Run exactly these passes, in order (fold-batchnorm, decompose, fuse, dce), or `none`.
+    #[arg(long, value_delimiter = ',', value_name = "P1,P2,...")]
+    pub passes: Option<Vec<String>>,
+    /// Let the decompositions truncate a layer whose relative error stays at or below T.
+    #[arg(long, value_name = "T")]
+    pub tolerance: Option<f64>,
+}
+
+/// Binding of symbolic input sizes.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SizeOpt {
+    /// Bind symbolic input sizes: every symbolic height to H, every symbolic width to W.
+    #[arg(long, value_name = "HxW", value_parser = driver::parse_size)]
+    pub size: Option<(usize, usize)>,
+}
+
+/// Output format of `dump`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// One line per node, for people.
+    #[default]
+    Text,
+    /// Graphviz dot.
+    Dot,
+    /// JSON, for tools.
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Parse a spec, infer every shape, load every weight, and print one row per layer.
+    Check {
+        /// The .conv file.
+        model: PathBuf,
+        #[command(flatten)]
+        size: SizeOpt,
+    },
+    /// Print the graph IR after the optimisation passes (or after each one).
+    Dump {
+        /// The .conv file.
+        model: PathBuf,
+        #[command(flatten)]
+        passes: PassOpts,
+        /// Print the graph after every pass, not only at the end.
+        #[arg(long)]
+        print_after_all: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[command(flatten)]
+        size: SizeOpt,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and --version print and exit 0; usage errors exit 2.
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Check { model, size } => commands::check::run(&model, size.size),
+        Command::Dump { model, passes, print_after_all, format, size } => {
+            commands::dump::run(&model, &passes, print_after_all, format, size.size)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("{f}");
+            ExitCode::from(f.exit_code() as u8)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}
