@@ -43,7 +43,9 @@ fn pad_text(g: &Graph, n: NodeIndex, pad: &Pad, kernel: [usize; 2], stride: [usi
     match pad {
         Pad::Explicit([t, b, l, r]) => format!("({t},{b},{l},{r})"),
         Pad::Same => {
+            // With stride 1 on both axes the padding does not depend on the input size.
             let x = g.operands(n).first().and_then(|&o| g.node(o).shape.hw());
+            let x = x.or((stride == [1, 1]).then_some((1, 1)));
             match x {
                 Some((h, w)) => {
                     let [t, b, l, r] = pad.resolve(h, w, kernel, stride, dil);

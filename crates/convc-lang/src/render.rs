@@ -129,7 +129,7 @@ mod tests {
     fn clamps_spans() {
         assert_eq!(clamp("abc\n", 1, 4), 1..3);
         assert_eq!(clamp("abc\r\n", 0, 5), 0..3);
-        assert_eq!(clamp("é", 1, 1), 0..0);
+        assert_eq!(clamp("é", 1, 1), 0..2);
         assert_eq!(clamp("é", 0, 1), 0..2);
         assert_eq!(clamp("abc", 5, 2), 3..3);
         assert_eq!(clamp("abc", 2, 1), 2..2);

@@ -418,8 +418,13 @@ fn nesting_up_to_the_limit_parses() {
     let depth = MAX_NESTING - 1;
     let src = format!("y = f({}1{})\n", "[".repeat(depth), "]".repeat(depth));
     assert_eq!(stmts(&src).len(), 1);
-    let src = format!("input x: {}1{}\n", "[".repeat(MAX_NESTING), "]".repeat(MAX_NESTING));
+    let src = format!("y = f({}1{})\n", "(".repeat(depth), ")".repeat(depth));
     assert_eq!(stmts(&src).len(), 1);
+    let src = format!("y = {}1{}\n", "f(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
+    assert_eq!(stmts(&src).len(), 1);
+    // In an input statement the dimension list is level 1.
+    let src = format!("input x: {}1{}\n", "[".repeat(MAX_NESTING), "]".repeat(MAX_NESTING));
+    assert!(error_line(&src).contains("an input dimension must be a number or a name, found a list"));
 }
 
 #[test]

@@ -1,0 +1,362 @@
+//! Every op of the language on one image `[C, H, W]` (row-major `f32`), in plain loops.
+//!
+//! Sums (convolution, average pooling, global average pooling) accumulate in `f64` and are
+//! rounded to `f32` once; batch normalisation is evaluated in `f64` exactly as the contract
+//! writes it. Each function checks that its arguments fit together and returns a [`RunError`]
+//! instead of panicking.
+//!
+//! NaN and infinity propagate as IEEE arithmetic says. Max pooling lets NaN win: a window with
+//! a NaN among its in-bounds elements gives NaN (like PyTorch, NumPy's `max` and IEEE 754-2019
+//! `maximum`). ONNX Runtime's MaxPool was checked and is order-dependent on NaN (a NaN wins
+//! only when no later element of the window is compared after it), so it is not a semantics
+//! one can match; every NaN-free input gives identical results.
+
+use std::ops::Range;
+
+use convc_ir::{BatchNorm, Conv, Pad, Pool, PoolKind, Unary};
+
+use crate::RunError;
+
+/// Output size on one axis: `floor((n + before + after - d*(k-1) - 1) / s) + 1`, or `None`
+/// when that is 0 or less (or a stride, kernel or dilation is 0).
+pub fn out_len(n: usize, before: usize, after: usize, k: usize, s: usize, d: usize) -> Option<usize> {
+    if k == 0 || s == 0 || d == 0 {
+        return None;
+    }
+    let span = d.checked_mul(k - 1)?.checked_add(1)?;
+    let total = n.checked_add(before)?.checked_add(after)?;
+    if total < span {
+        return None;
+    }
+    Some((total - span) / s + 1)
+}
+
+/// The output positions `o` in `0..out` whose input index `o*s + off - before` lies in
+/// `0..n`, where `off` is the kernel tap's offset (`tap * dilation`).
+fn valid_range(out: usize, n: usize, s: usize, off: usize, before: usize) -> Range<usize> {
+    // First o with o*s + off >= before.
+    let lo = if off >= before { 0 } else { (before - off).div_ceil(s) };
+    // Last o with o*s + off - before <= n - 1, i.e. o*s <= n - 1 + before - off.
+    let lim = n + before; // o*s + off < lim
+    let hi = if off >= lim { 0 } else { ((lim - off - 1) / s + 1).min(out) };
+    lo.min(hi)..hi
+}
+
+fn check_len(x: &[f32], shape: [usize; 3], what: &str) -> Result<(), RunError> {
+    let n = shape[0].checked_mul(shape[1]).and_then(|v| v.checked_mul(shape[2]));
+    if n != Some(x.len()) {
+        return Err(RunError::new(format!(
+            "{what}: {} values do not form a [{}, {}, {}] image",
+            x.len(),
+            shape[0],
+            shape[1],
+            shape[2]
+        )));
+    }
+    Ok(())
+}
+
+/// Everything a convolution needs to know about its sizes, checked once.
+#[derive(Clone, Debug)]
+pub(crate) struct ConvPlan {
+    c: usize,
+    h: usize,
+    w: usize,
+    /// Output channels, height, width.
+    pub(crate) out: [usize; 3],
+    /// Input channels per group.
+    cg: usize,
+    /// Output channels per group.
+    og: usize,
+    /// `[top, bottom, left, right]`.
+    pads: [usize; 4],
+}
+
+impl ConvPlan {
+    pub(crate) fn new(shape: [usize; 3], conv: &Conv) -> Result<ConvPlan, RunError> {
+        let [c, h, w] = shape;
+        let g = conv.groups;
+        if g == 0 || c % g != 0 || conv.out % g != 0 {
+            return Err(RunError::new(format!(
+                "conv: {c} input and {} output channels are not both divisible by groups={g}",
+                conv.out
+            )));
+        }
+        let cg = c / g;
+        let want = [conv.out, cg, conv.kernel[0], conv.kernel[1]];
+        if conv.weight.data.shape() != want {
+            return Err(RunError::new(format!(
+                "conv: weights have shape {}, expected {}",
+                convc_tensor::fmt_shape(conv.weight.data.shape()),
+                convc_tensor::fmt_shape(&want)
+            )));
+        }
+        if let Some(b) = &conv.bias {
+            if b.data.shape() != [conv.out] {
+                return Err(RunError::new(format!(
+                    "conv: bias has shape {}, expected [{}]",
+                    convc_tensor::fmt_shape(b.data.shape()),
+                    conv.out
+                )));
+            }
+        }
+        let pads = conv.pad.resolve(h, w, conv.kernel, conv.stride, conv.dilation);
+        let oh = out_len(h, pads[0], pads[1], conv.kernel[0], conv.stride[0], conv.dilation[0]);
+        let ow = out_len(w, pads[2], pads[3], conv.kernel[1], conv.stride[1], conv.dilation[1]);
+        let (Some(oh), Some(ow)) = (oh, ow) else {
+            return Err(RunError::new(format!(
+                "conv: an input of {h}x{w} is too small for kernel {}x{}, stride {}x{}, dilation {}x{} and padding {:?}",
+                conv.kernel[0],
+                conv.kernel[1],
+                conv.stride[0],
+                conv.stride[1],
+                conv.dilation[0],
+                conv.dilation[1],
+                pads
+            )));
+        };
+        Ok(ConvPlan { c, h, w, out: [conv.out, oh, ow], cg, og: conv.out / g, pads })
+    }
+
+    /// Input elements per image.
+    pub(crate) fn in_len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    /// Multiply-accumulates per image (for deciding whether threads pay off).
+    pub(crate) fn macs(&self) -> usize {
+        let [o, oh, ow] = self.out;
+        o.saturating_mul(oh).saturating_mul(ow).saturating_mul(self.cg)
+    }
+}
+
+/// Computes output channel `o` of one image into `plane` (`OH * OW` values).
+///
+/// Loop order: for each output row, the kernel taps `(c, kh, kw)` run outside and the
+/// innermost loop runs over the contiguous output pixels of the row, accumulating into an
+/// `f64` row buffer `acc`. Taps that fall into the padding are skipped (zero padding adds 0).
+pub(crate) fn conv_plane(x: &[f32], p: &ConvPlan, conv: &Conv, o: usize, plane: &mut [f32], acc: &mut Vec<f64>) {
+    let [_, oh, ow] = p.out;
+    let [kh, kw] = conv.kernel;
+    let [sh, sw] = conv.stride;
+    let [dh, dw] = conv.dilation;
+    let [pt, _, pl, _] = p.pads;
+    let weight = conv.weight.data.data();
+    let bias = conv.bias.as_ref().map_or(0.0, |b| f64::from(b.data.data()[o]));
+    let group = o / p.og;
+    // The valid output columns of each horizontal tap (the same for every row).
+    let cols: Vec<Range<usize>> = (0..kw).map(|j| valid_range(ow, p.w, sw, j * dw, pl)).collect();
+    acc.clear();
+    acc.resize(ow, 0.0);
+    for oy in 0..oh {
+        acc.fill(bias);
+        for ci in 0..p.cg {
+            let c = group * p.cg + ci;
+            let image = &x[c * p.h * p.w..(c + 1) * p.h * p.w];
+            for i in 0..kh {
+                // Input row oy*sh + i*dh - pt, skipped when it is in the padding.
+                let iy = oy * sh + i * dh;
+                if iy < pt || iy - pt >= p.h {
+                    continue;
+                }
+                let row = &image[(iy - pt) * p.w..(iy - pt + 1) * p.w];
+                for (j, range) in cols.iter().enumerate() {
+                    let wv = f64::from(weight[((o * p.cg + ci) * kh + i) * kw + j]);
+                    if range.is_empty() {
+                        continue;
+                    }
+                    // Input column of output column ox: ox*sw + j*dw - pl.
+                    let first = range.start * sw + j * dw - pl;
+                    let dst = &mut acc[range.clone()];
+                    if sw == 1 {
+                        for (a, &v) in dst.iter_mut().zip(&row[first..first + range.len()]) {
+                            *a += wv * f64::from(v);
+                        }
+                    } else {
+                        for (a, &v) in dst.iter_mut().zip(row[first..].iter().step_by(sw)) {
+                            *a += wv * f64::from(v);
+                        }
+                    }
+                }
+            }
+        }
+        for (d, &a) in plane[oy * ow..(oy + 1) * ow].iter_mut().zip(acc.iter()) {
+            *d = a as f32;
+        }
+    }
+}
+
+/// 2-D convolution (cross-correlation, like PyTorch and ONNX) of one image `x` of shape
+/// `[C, H, W]`: stride, dilation, zero padding (`same` resolved by [`Pad::resolve`]), groups
+/// (output channel `o` reads the input channels of group `o / (out/groups)`, so a depthwise
+/// conv with multiplier `m` has output channel `o` read input channel `o / m`) and bias.
+/// Returns the output and its shape `[out, OH, OW]`.
+pub fn conv2d(x: &[f32], shape: [usize; 3], conv: &Conv) -> Result<(Vec<f32>, [usize; 3]), RunError> {
+    check_len(x, shape, "conv")?;
+    let p = ConvPlan::new(shape, conv)?;
+    let [o, oh, ow] = p.out;
+    let mut out = vec![0.0f32; o * oh * ow];
+    let mut acc = Vec::new();
+    for (k, plane) in out.chunks_mut(oh * ow).enumerate() {
+        conv_plane(x, &p, conv, k, plane, &mut acc);
+    }
+    Ok((out, p.out))
+}
+
+/// Batch normalisation (inference form) of one image: `gamma*(x-mean)/sqrt(var+eps)+beta`
+/// per channel, evaluated in `f64` in exactly that order and rounded once.
+pub fn batchnorm(x: &[f32], shape: [usize; 3], bn: &BatchNorm) -> Result<Vec<f32>, RunError> {
+    check_len(x, shape, "batchnorm")?;
+    let c = shape[0];
+    for (p, name) in [(&bn.mean, "mean"), (&bn.var, "var"), (&bn.gamma, "gamma"), (&bn.beta, "beta")] {
+        if p.data.shape() != [c] {
+            return Err(RunError::new(format!(
+                "batchnorm: {name} has shape {}, expected [{c}]",
+                convc_tensor::fmt_shape(p.data.shape())
+            )));
+        }
+    }
+    let (mean, var, gamma, beta) = (bn.mean.data.data(), bn.var.data.data(), bn.gamma.data.data(), bn.beta.data.data());
+    let eps = f64::from(bn.eps);
+    let plane = shape[1] * shape[2];
+    let mut out = Vec::with_capacity(x.len());
+    for ch in 0..c {
+        let (m, g, b) = (f64::from(mean[ch]), f64::from(gamma[ch]), f64::from(beta[ch]));
+        let den = (f64::from(var[ch]) + eps).sqrt();
+        for &v in &x[ch * plane..(ch + 1) * plane] {
+            out.push((g * (f64::from(v) - m) / den + b) as f32);
+        }
+    }
+    Ok(out)
+}
+
+/// An elementwise function ([`Unary::apply`] on every value).
+pub fn unary(x: &[f32], u: Unary) -> Vec<f32> {
+    x.iter().map(|&v| u.apply(v)).collect()
+}
+
+/// Elementwise sum of two tensors of the same length (one `f32` addition per element).
+pub fn add(a: &[f32], b: &[f32]) -> Result<Vec<f32>, RunError> {
+    if a.len() != b.len() {
+        return Err(RunError::new(format!("add: operands have {} and {} values", a.len(), b.len())));
+    }
+    Ok(a.iter().zip(b).map(|(&p, &q)| p + q).collect())
+}
+
+/// Concatenation of images `[C_i, H, W]` along channels. Returns `[sum C_i, H, W]`.
+pub fn concat(parts: &[(&[f32], [usize; 3])]) -> Result<(Vec<f32>, [usize; 3]), RunError> {
+    let Some(&(_, [_, h, w])) = parts.first() else {
+        return Err(RunError::new("concat: no operands"));
+    };
+    let mut out = Vec::new();
+    let mut c = 0;
+    for &(x, s) in parts {
+        check_len(x, s, "concat")?;
+        if s[1] != h || s[2] != w {
+            return Err(RunError::new(format!("concat: operands of {h}x{w} and {}x{}", s[1], s[2])));
+        }
+        c += s[0];
+        out.extend_from_slice(x);
+    }
+    Ok((out, [c, h, w]))
+}
+
+/// Max or average pooling of one image. Only in-bounds elements take part: padded positions
+/// never win a max and are not counted in an average (which divides the `f64` sum by the
+/// in-bounds count). Max pooling: NaN wins (see the module notes). Each padding side must be
+/// smaller than the kernel on its axis, so every window holds an in-bounds element.
+pub fn pool(x: &[f32], shape: [usize; 3], p: &Pool) -> Result<(Vec<f32>, [usize; 3]), RunError> {
+    check_len(x, shape, "pool")?;
+    let [c, h, w] = shape;
+    let [kh, kw] = p.kernel;
+    let [sh, sw] = p.stride;
+    let pads = p.pad.resolve(h, w, p.kernel, p.stride, [1, 1]);
+    let [pt, pb, pl, pr] = pads;
+    if pt >= kh || pb >= kh || pl >= kw || pr >= kw {
+        return Err(RunError::new(format!(
+            "pool: padding {pads:?} is not smaller than the kernel {kh}x{kw} on each side"
+        )));
+    }
+    let (Some(oh), Some(ow)) = (out_len(h, pt, pb, kh, sh, 1), out_len(w, pl, pr, kw, sw, 1)) else {
+        return Err(RunError::new(format!(
+            "pool: an input of {h}x{w} is too small for kernel {kh}x{kw}, stride {sh}x{sw} and padding {pads:?}"
+        )));
+    };
+    let mut out = Vec::with_capacity(c * oh * ow);
+    for ch in 0..c {
+        let image = &x[ch * h * w..(ch + 1) * h * w];
+        for oy in 0..oh {
+            // In-bounds rows of the window: oy*sh - pt + i for i in 0..kh.
+            let rows = (oy * sh).saturating_sub(pt)..(oy * sh + kh).saturating_sub(pt).min(h);
+            for ox in 0..ow {
+                let cols = (ox * sw).saturating_sub(pl)..(ox * sw + kw).saturating_sub(pl).min(w);
+                let window = rows.clone().flat_map(|iy| image[iy * w + cols.start..iy * w + cols.end].iter().copied());
+                let v = match p.kind {
+                    PoolKind::Max => window.fold(f32::NEG_INFINITY, |m, v| if v.is_nan() || v > m { v } else { m }),
+                    PoolKind::Avg => {
+                        let count = rows.len() * cols.len();
+                        let sum: f64 = window.map(f64::from).sum();
+                        (sum / count as f64) as f32
+                    }
+                };
+                out.push(v);
+            }
+        }
+    }
+    Ok((out, [c, oh, ow]))
+}
+
+/// The mean of each channel over H and W (an `f64` sum divided by `H*W`): `[C, 1, 1]`.
+pub fn global_avgpool(x: &[f32], shape: [usize; 3]) -> Result<(Vec<f32>, [usize; 3]), RunError> {
+    check_len(x, shape, "global_avgpool")?;
+    let plane = shape[1] * shape[2];
+    if plane == 0 {
+        return Err(RunError::new("global_avgpool: an empty image has no mean"));
+    }
+    let out = x
+        .chunks(plane)
+        .map(|ch| (ch.iter().copied().map(f64::from).sum::<f64>() / plane as f64) as f32)
+        .collect();
+    Ok((out, [shape[0], 1, 1]))
+}
+
+/// The padding `[top, bottom, left, right]` a conv or pool applies to an `h x w` input (a thin
+/// wrapper over [`Pad::resolve`], for tools that print it).
+pub fn resolve_pad(pad: &Pad, h: usize, w: usize, kernel: [usize; 2], stride: [usize; 2], dilation: [usize; 2]) -> [usize; 4] {
+    pad.resolve(h, w, kernel, stride, dilation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_range_matches_brute_force() {
+        for out in 0..7 {
+            for n in 1..9 {
+                for s in 1..4 {
+                    for off in 0..7 {
+                        for before in 0..5 {
+                            let r = valid_range(out, n, s, off, before);
+                            let want: Vec<usize> = (0..out)
+                                .filter(|&o| {
+                                    let i = (o * s + off) as i64 - before as i64;
+                                    i >= 0 && i < n as i64
+                                })
+                                .collect();
+                            assert_eq!(r.collect::<Vec<_>>(), want, "out={out} n={n} s={s} off={off} before={before}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn out_len_formula() {
+        assert_eq!(out_len(13, 1, 1, 3, 2, 1), Some(7));
+        assert_eq!(out_len(5, 0, 0, 3, 1, 2), Some(1));
+        assert_eq!(out_len(4, 0, 0, 3, 1, 2), None);
+        assert_eq!(out_len(4, 0, 0, 3, 0, 1), None);
+    }
+}
