@@ -13,7 +13,7 @@
 
 use std::ops::Range;
 
-use convc_ir::{BatchNorm, Conv, Pad, Pool, PoolKind, Unary};
+use convc_ir::{BatchNorm, Conv, Pool, PoolKind, Unary};
 
 use crate::RunError;
 
@@ -187,7 +187,7 @@ pub(crate) fn conv_plane(x: &[f32], p: &ConvPlan, conv: &Conv, o: usize, plane: 
 }
 
 /// 2-D convolution (cross-correlation, like PyTorch and ONNX) of one image `x` of shape
-/// `[C, H, W]`: stride, dilation, zero padding (`same` resolved by [`Pad::resolve`]), groups
+/// `[C, H, W]`: stride, dilation, zero padding (`same` resolved by [`convc_ir::Pad::resolve`]), groups
 /// (output channel `o` reads the input channels of group `o / (out/groups)`, so a depthwise
 /// conv with multiplier `m` has output channel `o` read input channel `o / m`) and bias.
 /// Returns the output and its shape `[out, OH, OW]`.
@@ -318,12 +318,6 @@ pub fn global_avgpool(x: &[f32], shape: [usize; 3]) -> Result<(Vec<f32>, [usize;
         .map(|ch| (ch.iter().copied().map(f64::from).sum::<f64>() / plane as f64) as f32)
         .collect();
     Ok((out, [shape[0], 1, 1]))
-}
-
-/// The padding `[top, bottom, left, right]` a conv or pool applies to an `h x w` input (a thin
-/// wrapper over [`Pad::resolve`], for tools that print it).
-pub fn resolve_pad(pad: &Pad, h: usize, w: usize, kernel: [usize; 2], stride: [usize; 2], dilation: [usize; 2]) -> [usize; 4] {
-    pad.resolve(h, w, kernel, stride, dilation)
 }
 
 #[cfg(test)]

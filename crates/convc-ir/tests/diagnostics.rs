@@ -66,7 +66,7 @@ fn value_out_of_range() {
     let src = format!("{IN}y = maxpool(x, kernel=2, pad=2)\noutput y\n");
     assert_eq!(
         first_line(&src),
-        "t.conv:2:29: error: each padding side must be smaller than the kernel 2x2 on its axis"
+        "t.conv:2:30: error: each padding side must be smaller than the kernel 2x2 on its axis"
     );
 }
 
