@@ -131,16 +131,17 @@ pub(crate) enum Found {
     BadChar(Diagnostic),
 }
 
-/// Describes the token that starts at `i`, which lies at byte `off` of the source.
-pub(crate) fn found(i: &str, off: usize, prev: Option<u8>) -> Found {
+/// Describes the token that starts at `i`; `before` is the source before it.
+pub(crate) fn found(i: &str, before: &str) -> Found {
+    let off = before.len();
     let Some(c) = i.chars().next() else {
-        return Found::Token("end of file".into(), Span::new(off, off));
+        let at = end_of_code(before);
+        return Found::Token("end of file".into(), Span::new(at, at));
     };
     let tok = |len: usize, desc: String| Found::Token(desc, Span::new(off, off + len));
     match c {
         '\n' => {
-            // Point just after the last character of the line (before a `\r` of `\r\n`).
-            let at = if prev == Some(b'\r') { off - 1 } else { off };
+            let at = end_of_code(before);
             Found::Token("end of line".into(), Span::new(at, at))
         }
         ' ' | '\t' | '\r' => tok(1, "whitespace".into()),
@@ -161,6 +162,33 @@ pub(crate) fn found(i: &str, off: usize, prev: Option<u8>) -> Found {
         c if c.is_ascii_graphic() => tok(1, format!("`{c}`")),
         c => Found::BadChar(bad_char(c, off)),
     }
+}
+
+/// Where a missing token at the end of the last line of `before` is reported: just after
+/// the last character of code on that line (before trailing blanks and a comment), so the
+/// caret sits right after the token that wants a successor.
+fn end_of_code(before: &str) -> usize {
+    let line_start = before.rfind('\n').map_or(0, |p| p + 1);
+    let line = &before[line_start..];
+    // A string never spans lines, so scanning from the start of the line tells a `#` in a
+    // string from the start of a comment.
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut code_end = line.len();
+    for (p, c) in line.char_indices() {
+        match (in_string, c) {
+            (true, _) if escaped => escaped = false,
+            (true, '\\') => escaped = true,
+            (true, '"') => in_string = false,
+            (false, '"') => in_string = true,
+            (false, '#') => {
+                code_end = p;
+                break;
+            }
+            _ => {}
+        }
+    }
+    line_start + line[..code_end].trim_end_matches([' ', '\t', '\r']).len()
 }
 
 /// "unexpected character" for a character outside the language's alphabet.
@@ -211,7 +239,7 @@ mod tests {
 
     #[test]
     fn found_tokens() {
-        let desc = |s: &str| match found(s, 0, None) {
+        let desc = |s: &str| match found(s, "") {
             Found::Token(d, span) => (d, span.end),
             Found::BadChar(d) => (d.message, d.span.end),
         };
@@ -225,6 +253,14 @@ mod tests {
         assert_eq!(desc("é"), ("unexpected character `é`".into(), 2));
         assert_eq!(desc("\u{0}"), ("unexpected character U+0000".into(), 1));
         assert_eq!(desc("\u{a0}"), ("unexpected character U+00A0".into(), 2));
+        let eol = |before: &str| match found("\n", before) {
+            Found::Token(_, span) => span.start,
+            Found::BadChar(_) => unreachable!(),
+        };
+        assert_eq!(eol("x\noutput a,  # c\"#\r"), 11);
+        assert_eq!(eol("y = f(\"#\\\"#\") # c"), 13);
+        assert_eq!(eol("input\r"), 5);
+        assert_eq!(eol(""), 0);
         assert_eq!(shown(&"a".repeat(40)), format!("{}...", "a".repeat(32)));
     }
 }

@@ -77,17 +77,16 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// The byte before `rest`, if any.
-    fn prev_byte(&self, rest: &str) -> Option<u8> {
-        let off = self.off(rest);
-        off.checked_sub(1).map(|p| self.src.as_bytes()[p])
+    /// The source before `rest`.
+    fn before(&self, rest: &str) -> &'a str {
+        &self.src[..self.off(rest)]
     }
 
     /// `expected WHAT, found TOKEN` at the token that starts `rest`; "unexpected character"
     /// for a character outside the language. `open` adds a note when a bracket opened on
     /// an earlier line is still open.
     fn unexpected(&self, rest: &str, expected: &str, open: Option<Open>) -> Diagnostic {
-        match lex::found(rest, self.off(rest), self.prev_byte(rest)) {
+        match lex::found(rest, self.before(rest)) {
             Found::BadChar(d) => d,
             Found::Token(desc, span) => {
                 let mut d = Diagnostic::error(span, format!("{expected}, found {desc}"));
@@ -484,7 +483,7 @@ impl<'a> Parser<'a> {
         }
         let Ok((rest, text)) = lex::number(i) else {
             // A `-` not directly followed by a digit.
-            if let Found::BadChar(d) = lex::found(&i[1..], start + 1, Some(b'-')) {
+            if let Found::BadChar(d) = lex::found(&i[1..], self.before(&i[1..])) {
                 return self.fail(d);
             }
             return self.fail(Diagnostic::error(

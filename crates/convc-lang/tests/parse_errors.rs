@@ -26,7 +26,7 @@ errors! {
     leading_point_in_list: "y = f(w=[1, .25])" => "1:13" "`.25` is not a number: write `0.25`";
     trailing_point: "y = f(x, out=1.)" => "1:14" "`1.` is not a number: write `1.0` or `1`";
     trailing_point_then_paren: "y = f(w=[1., 2])" => "1:10" "`1.` is not a number: write `1.0` or `1`";
-    point_then_exponent: "y = f(w=1.e5)" => "1:9" "`1.e5` is not a valid number or size";
+    point_then_exponent: "y = f(w=1.e5)" => "1:9" "`1.` is not a number: write `1.0` or `1`";
     two_points: "y = f(w=1.5.5)" => "1:9" "`1.5.5` is not a valid number or size";
     letters_after_number: "y = f(x, out=3abc)" => "1:14" "`3abc` is not a valid number or size";
     underscore_after_number: "y = f(x, out=1_000)" => "1:14" "`1_000` is not a valid number or size";
@@ -102,7 +102,7 @@ errors! {
     output_as_layer_name: "x = relu(a)\noutput=relu(x)" => "2:1" "`output` is a keyword and cannot be a layer name";
     input_without_name: "input" => "1:6" "expected an input name after `input`, found end of file";
     input_without_name_eol: "input\nx = f(a)" => "1:6" "expected an input name after `input`, found end of line";
-    input_without_name_crlf: "input  \r\n" => "1:8" "expected an input name after `input`, found end of line";
+    input_without_name_crlf: "input  \r\n" => "1:6" "expected an input name after `input`, found end of line";
     input_number_name: "input 3: [1]" => "1:7" "expected an input name after `input`, found `3`";
     input_keyword_name: "input output: [1]" => "1:7" "`output` is a keyword and cannot be an input name";
     input_without_colon: "input x [3, 4, 4]" => "1:9" "expected `:` after input name `x`, found `[`";
@@ -132,7 +132,7 @@ errors! {
     layer_like_input: "x: [3, 4, 4]" => "1:2" "expected `=` after layer name `x`, found `:`";
     bare_call: "relu(x)" => "1:5" "expected `=` after layer name `relu`, found `(`";
     bare_name: "y" => "1:2" "expected `=` after layer name `y`, found end of file";
-    bare_name_eol: "y  # comment\n" => "1:4" "expected `=` after layer name `y`, found end of line";
+    bare_name_eol: "y  # comment\n" => "1:2" "expected `=` after layer name `y`, found end of line";
     layer_double_equals: "y == relu(x)" => "1:4" "expected an op name after `=`, found `=`";
     layer_without_op: "y =" => "1:4" "expected an op name after `=`, found end of file";
     layer_op_on_next_line: "y =\nrelu(x)" => "1:4" "expected an op name after `=`, found end of line";
@@ -195,7 +195,7 @@ errors! {
 errors! {
     output_without_name: "output" => "1:7" "expected a name after `output`, found end of file";
     output_without_name_eol: "output\n" => "1:7" "expected a name after `output`, found end of line";
-    output_without_name_comment: "output   # all of them\n" => "1:10" "expected a name after `output`, found end of line";
+    output_without_name_comment: "output   # all of them\n" => "1:7" "expected a name after `output`, found end of line";
     output_trailing_comma: "output a,\n" => "1:10" "expected a name after `,`, found end of line";
     output_trailing_comma_crlf: "output a,\r\n" => "1:10" "expected a name after `,`, found end of line";
     output_double_comma: "output a,, b" => "1:10" "expected a name after `,`, found `,`";
