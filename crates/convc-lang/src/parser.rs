@@ -106,6 +106,12 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Adds a hint to an `expected X, found Y` diagnostic (not to an "unexpected character" one,
+    /// whose own note says what is wrong).
+    fn hint(d: Diagnostic, note: impl Into<String>) -> Diagnostic {
+        if d.message.starts_with("unexpected character") { d } else { d.with_note(note) }
+    }
+
     fn fail_unexpected<T>(&self, rest: &str, expected: &str) -> PResult<'a, T> {
         self.fail(self.unexpected(rest, expected, None))
     }
@@ -167,8 +173,10 @@ impl<'a> Parser<'a> {
                     .with_note("a statement ends at the end of its line: no `;` is needed"),
             ),
             _ => self.fail(
-                self.unexpected(rest, "expected end of line after the statement", None)
-                    .with_note("write one statement per line"),
+                Self::hint(
+                    self.unexpected(rest, "expected end of line after the statement", None),
+                    "write one statement per line",
+                ),
             ),
         }
     }
@@ -233,12 +241,12 @@ impl<'a> Parser<'a> {
         let i = line_ws(i);
         let Some(i) = i.strip_prefix(':') else {
             let d = self.unexpected(i, &format!("expected `:` after input name `{}`", name.name), None);
-            return self.fail(d.with_note(FORM));
+            return self.fail(Self::hint(d, FORM));
         };
         let i = line_ws(i);
         if !i.starts_with('[') {
             let d = self.unexpected(i, "expected `[` to start the input's dimensions", None);
-            return self.fail(d.with_note(FORM));
+            return self.fail(Self::hint(d, FORM));
         }
         let (rest, list) = self.value(i, 0, None, "")?;
         let ExprKind::List(dims) = list.kind else { unreachable!("`[` starts a list") };
@@ -295,7 +303,7 @@ impl<'a> Parser<'a> {
             if i.starts_with(':') {
                 d = d.with_note(format!("to declare an input, write `input {}: [C, H, W]`", name.name));
             } else {
-                d = d.with_note(FORM);
+                d = Self::hint(d, FORM);
             }
             return self.fail(d);
         };
@@ -303,13 +311,13 @@ impl<'a> Parser<'a> {
         let op_start = self.off(i);
         let Ok((i, op)) = lex::ident(i) else {
             let d = self.unexpected(i, "expected an op name after `=`", None);
-            return self.fail(d.with_note(FORM));
+            return self.fail(Self::hint(d, FORM));
         };
         let op = Ident { name: op.to_string(), span: Span::new(op_start, op_start + op.len()) };
         let i = line_ws(i);
         if !i.starts_with('(') {
             let d = self.unexpected(i, &format!("expected `(` after op name `{}`", op.name), None);
-            return self.fail(d.with_note(FORM));
+            return self.fail(Self::hint(d, FORM));
         }
         let (rest, (args, close)) = self.args(i, 0)?;
         let span = name.span.to(close);
@@ -606,7 +614,7 @@ impl<'a> Parser<'a> {
                                 Span::new(at, at + 1 + e.len_utf8()),
                                 format!("unknown escape {shown} in a string"),
                             )
-                            .with_note("the only escapes are `\\\"` and `\\\\`"),
+                            .with_note("the only escapes are `\\\"` and `\\\\`: write a backslash as `\\\\`, or use `/` in paths"),
                         );
                     }
                 },

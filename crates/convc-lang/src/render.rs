@@ -68,7 +68,8 @@ pub fn render(file: &str, src: &str, d: &Diagnostic) -> String {
     // (rendered under a neutral file name and an empty message, so the header is exactly
     // those two lines whatever the real name and message are).
     config.display_style = DisplayStyle::Rich;
-    let files = SimpleFile::new("-", src);
+    let shown = visible(src);
+    let files = SimpleFile::new("-", shown.as_str());
     let rich = CsDiagnostic::error()
         .with_label(Label::primary((), range.clone()))
         .with_notes(notes.clone());
@@ -83,8 +84,9 @@ pub fn render(file: &str, src: &str, d: &Diagnostic) -> String {
 
     let mut out = header;
     out.push('\n');
-    if snippet.is_empty() {
-        // Codespan could not draw the snippet: at least show the notes.
+    if !snippet.iter().any(|l| l.contains('^')) {
+        // Codespan could not draw the snippet (it never failed in tests): draw it by hand.
+        out.push_str(&plain_snippet(&shown, range));
         for n in &notes {
             out.push_str(&format!("  = {n}\n"));
         }
@@ -99,6 +101,48 @@ pub fn render(file: &str, src: &str, d: &Diagnostic) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The source as shown in a snippet: every character that would not show as itself on a
+/// terminal (control characters, a lone carriage return, invisible format and bidi-control
+/// characters) is replaced by a visible one of the same UTF-8 length, so byte offsets,
+/// character counts and the caret's place stay right.
+fn visible(src: &str) -> String {
+    let mut out = String::with_capacity(src.len());
+    let mut chars = src.chars().peekable();
+    while let Some(c) = chars.next() {
+        let r = match c {
+            '\t' | '\n' => c,
+            '\r' if chars.peek() == Some(&'\n') => c,
+            '\r' => ' ',
+            c if c.is_ascii_control() => '?',
+            '\u{80}'..='\u{9f}' | '\u{ad}' => '\u{b7}',
+            '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}' => '\u{fffd}',
+            c => c,
+        };
+        debug_assert_eq!(r.len_utf8(), c.len_utf8());
+        out.push(r);
+    }
+    out
+}
+
+/// A hand-drawn snippet of the span's first line (a fallback that never happens in practice).
+fn plain_snippet(src: &str, range: Range<usize>) -> String {
+    let (line, col) = line_col(src, range.start);
+    let line_start = src[..range.start].rfind('\n').map_or(0, |p| p + 1);
+    let line_end = src[range.start..].find('\n').map_or(src.len(), |p| range.start + p);
+    let text = src[line_start..line_end].trim_end_matches('\r').replace('\t', " ");
+    let carets = src[range.start..range.end.min(line_end)].chars().count().max(1);
+    let gutter = " ".repeat(line.to_string().len());
+    format!(
+        "{gutter} |\n{line} | {text}\n{gutter} | {}{}\n",
+        " ".repeat(col - 1),
+        "^".repeat(carets)
+    )
 }
 
 /// The byte range to draw: inside the source, on character boundaries, `start <= end`, and
@@ -133,6 +177,21 @@ mod tests {
         assert_eq!(clamp("é", 0, 1), 0..2);
         assert_eq!(clamp("abc", 5, 2), 3..3);
         assert_eq!(clamp("abc", 2, 1), 2..2);
+    }
+
+    #[test]
+    fn visible_keeps_offsets() {
+        let src = "a\rb\r\n\u{0}\u{1b}[31m\u{feff}\u{202e}\u{85}\té";
+        let v = visible(src);
+        assert_eq!(v, "a b\r\n??[31m\u{fffd}\u{fffd}\u{b7}\té");
+        assert_eq!(v.len(), src.len());
+        assert_eq!(v.chars().count(), src.chars().count());
+    }
+
+    #[test]
+    fn plain_snippet_draws_a_caret() {
+        assert_eq!(plain_snippet("ab\n\tcd e\r\n", 4..6), "  |\n2 |  cd e\n  |  ^^\n");
+        assert_eq!(plain_snippet("", 0..0), "  |\n1 | \n  | ^\n");
     }
 
     #[test]

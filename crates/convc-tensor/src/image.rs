@@ -230,8 +230,8 @@ const GAP: usize = 2;
 const FONT_SCALE: usize = 2;
 /// Space above the glyphs and between the label and its tile.
 const LABEL_PAD: usize = 2;
-/// The largest grid image drawn, in pixels.
-const MAX_GRID_PIXELS: usize = 1 << 28;
+/// The largest grid image drawn, in pixels (4096 x 4096).
+const MAX_GRID_PIXELS: usize = 1 << 24;
 const BACKGROUND: [u8; 3] = [40, 44, 52];
 const LABEL_COLOR: [u8; 3] = [255, 214, 0];
 
@@ -253,7 +253,9 @@ const DIGITS: [[u8; 5]; 10] = [
 /// channel maps, each normalised to its own finite min..max (a constant channel is mid gray, NaN
 /// is black, +inf white, -inf black), separated by a 2-pixel dark gap, each labelled above with its
 /// channel index in a small digit font. Maps smaller than 64 pixels on their longer side are
-/// scaled up by an integer factor (at most 64) so they can be seen.
+/// scaled up by an integer factor (at most 64) so they can be seen; when the whole grid would
+/// exceed 2^24 pixels (4096x4096) the scale is lowered, down to sampling every k-th pixel of
+/// large maps.
 pub fn channel_grid_png(t: &Tensor) -> Result<Vec<u8>, DataError> {
     let (c, h, w) = match t.shape() {
         &[c, h, w] if c > 0 && h > 0 && w > 0 => (c, h, w),
@@ -264,33 +266,24 @@ pub fn channel_grid_png(t: &Tensor) -> Result<Vec<u8>, DataError> {
             )));
         }
     };
-    let scale = MIN_TILE.div_ceil(h.max(w)).clamp(1, MAX_SCALE);
-    let (tile_h, tile_w) = (h * scale, w * scale);
-    let glyph_w = 3 * FONT_SCALE;
-    let glyph_h = 5 * FONT_SCALE;
-    let label_h = LABEL_PAD + glyph_h + LABEL_PAD;
-    let max_label_w = label_width(c - 1, glyph_w);
-    let cell_w = tile_w.max(max_label_w);
-    let cell_h = label_h + tile_h;
-    let cols = (1..=c).find(|k| k * k >= c).unwrap_or(c);
-    let rows = c.div_ceil(cols);
-    let too_large = || {
-        DataError::new(format!(
-            "a tensor of shape {} is too large to draw as a grid of channel maps",
-            fmt_shape(t.shape())
-        ))
-    };
-    let img_w = cols
-        .checked_mul(cell_w + GAP)
-        .and_then(|v| v.checked_add(GAP))
-        .ok_or_else(too_large)?;
-    let img_h = rows
-        .checked_mul(cell_h + GAP)
-        .and_then(|v| v.checked_add(GAP))
-        .ok_or_else(too_large)?;
-    if img_w.checked_mul(img_h).is_none_or(|p| p > MAX_GRID_PIXELS) {
-        return Err(too_large());
-    }
+    let up = MIN_TILE.div_ceil(h.max(w)).clamp(1, MAX_SCALE);
+    // Candidate scales, largest first: up-scales down to 1, then down-sampling by 2, 3, ...
+    let candidates = (1..=up)
+        .rev()
+        .map(Scale::Up)
+        .chain((2..=h.max(w)).map(Scale::Down));
+    let layout = candidates
+        .map(|s| GridLayout::new(c, h, w, s))
+        .find(|l| l.pixels().is_some_and(|p| p <= MAX_GRID_PIXELS))
+        .ok_or_else(|| {
+            DataError::new(format!(
+                "a tensor of shape {} has too many channels to draw as a grid of channel maps \
+                 (the grid would exceed {MAX_GRID_PIXELS} pixels)",
+                fmt_shape(t.shape())
+            ))
+        })?;
+    let GridLayout { scale, tile_h, tile_w, label_h, cell_w, cell_h, cols, img_w, img_h, .. } =
+        layout;
     let mut img = vec![0u8; img_w * img_h * 3];
     for px in img.chunks_exact_mut(3) {
         px.copy_from_slice(&BACKGROUND);
@@ -300,21 +293,88 @@ pub fn channel_grid_png(t: &Tensor) -> Result<Vec<u8>, DataError> {
         let (gx, gy) = (ch % cols, ch / cols);
         let x0 = GAP + gx * (cell_w + GAP);
         let y0 = GAP + gy * (cell_h + GAP);
-        draw_number(&mut img, img_w, x0, y0 + LABEL_PAD, ch, glyph_w);
+        draw_number(&mut img, img_w, x0, y0 + LABEL_PAD, ch);
         let values = &t.data()[ch * plane..(ch + 1) * plane];
         let gray = normalise(values);
         let ty = y0 + label_h;
         for y in 0..tile_h {
             let row = (ty + y) * img_w;
-            let src = (y / scale) * w;
+            let src = scale.source(y) * w;
             for x in 0..tile_w {
-                let g = gray[src + x / scale];
+                let g = gray[src + scale.source(x)];
                 let i = (row + x0 + x) * 3;
                 img[i..i + 3].copy_from_slice(&[g, g, g]);
             }
         }
     }
     encode(img_w, img_h, png::ColorType::Rgb, &img)
+}
+
+/// How map pixels become tile pixels.
+#[derive(Clone, Copy, Debug)]
+enum Scale {
+    /// Each map pixel is an `n x n` square.
+    Up(usize),
+    /// Every `n`-th map pixel is drawn.
+    Down(usize),
+}
+
+impl Scale {
+    fn size(self, n: usize) -> usize {
+        match self {
+            Scale::Up(s) => n * s,
+            Scale::Down(k) => n.div_ceil(k),
+        }
+    }
+    /// The map coordinate drawn at tile coordinate `i`.
+    fn source(self, i: usize) -> usize {
+        match self {
+            Scale::Up(s) => i / s,
+            Scale::Down(k) => i * k,
+        }
+    }
+}
+
+/// The sizes of a channel grid.
+struct GridLayout {
+    scale: Scale,
+    tile_h: usize,
+    tile_w: usize,
+    label_h: usize,
+    cell_w: usize,
+    cell_h: usize,
+    cols: usize,
+    img_w: usize,
+    img_h: usize,
+    overflow: bool,
+}
+
+impl GridLayout {
+    fn new(c: usize, h: usize, w: usize, scale: Scale) -> GridLayout {
+        let (tile_h, tile_w) = (scale.size(h), scale.size(w));
+        let label_h = LABEL_PAD + 5 * FONT_SCALE + LABEL_PAD;
+        let cell_w = tile_w.max(label_width(c - 1));
+        let cell_h = label_h + tile_h;
+        let cols = (1..=c).find(|k| k.checked_mul(*k).is_none_or(|kk| kk >= c)).unwrap_or(c);
+        let rows = c.div_ceil(cols);
+        let img_w = cols.checked_mul(cell_w + GAP).and_then(|v| v.checked_add(GAP));
+        let img_h = rows.checked_mul(cell_h + GAP).and_then(|v| v.checked_add(GAP));
+        GridLayout {
+            scale,
+            tile_h,
+            tile_w,
+            label_h,
+            cell_w,
+            cell_h,
+            cols,
+            img_w: img_w.unwrap_or(usize::MAX),
+            img_h: img_h.unwrap_or(usize::MAX),
+            overflow: img_w.is_none() || img_h.is_none(),
+        }
+    }
+    fn pixels(&self) -> Option<usize> {
+        if self.overflow { None } else { self.img_w.checked_mul(self.img_h) }
+    }
 }
 
 /// One channel's values as gray levels over its own finite range.
@@ -343,12 +403,15 @@ fn normalise(values: &[f32]) -> Vec<u8> {
         .collect()
 }
 
-fn label_width(n: usize, glyph_w: usize) -> usize {
+/// The width of the label of channel `n`, with its padding.
+fn label_width(n: usize) -> usize {
     let digits = n.to_string().len();
-    2 * LABEL_PAD + digits * glyph_w + (digits - 1) * FONT_SCALE
+    2 * LABEL_PAD + digits * 3 * FONT_SCALE + (digits - 1) * FONT_SCALE
 }
 
-fn draw_number(img: &mut [u8], img_w: usize, x0: usize, y0: usize, n: usize, glyph_w: usize) {
+/// Draws the decimal digits of `n` with their top-left corner at (x0 + LABEL_PAD, y0).
+fn draw_number(img: &mut [u8], img_w: usize, x0: usize, y0: usize, n: usize) {
+    let glyph_w = 3 * FONT_SCALE;
     let mut x = x0 + LABEL_PAD;
     for d in n.to_string().bytes() {
         let glyph = DIGITS[usize::from(d - b'0')];

@@ -436,12 +436,26 @@ fn grid_handles_large_and_odd_shapes() {
 }
 
 #[test]
-fn grid_refuses_absurd_sizes() {
-    // A shape whose grid would be gigapixels: refused, not drawn. (The tensor itself is tiny
-    // because one dimension is large only in the shape check's eyes: use reshape of real data.)
-    let t = Tensor::zeros(vec![1, 1, 1 << 20]);
-    assert!(image::channel_grid_png(&t).is_ok());
+fn grid_stays_reasonable_in_size() {
+    // Too wide at scale 1: every 2nd pixel is drawn.
+    let t = Tensor::new(vec![1, 1, 1 << 20], (0..1 << 20).map(|i| i as f32).collect()).unwrap();
+    let g = image::read_png(&image::channel_grid_png(&t).unwrap()).unwrap();
+    assert_eq!(g.shape(), &[3, 2 + 14 + 1 + 2, 2 + (1 << 19) + 2]);
+    // Tile x 2^18 shows map x 2^19: (2^19) / (2^20 - 1) of the range, i.e. gray 128.
+    assert_eq!(px(&g, 2 + (1 << 18), 16), [128, 128, 128]);
+
+    // Nine 1400x1400 maps: 3x3 tiles of 700x700 after sampling every 2nd pixel.
+    let t = Tensor::zeros(vec![9, 1400, 1400]);
+    let g = image::read_png(&image::channel_grid_png(&t).unwrap()).unwrap();
+    assert_eq!(g.shape(), &[3, 2 + 3 * (14 + 700 + 2), 2 + 3 * (700 + 2)]);
+
+    // Many 1x1 maps: the up-scale shrinks until the grid fits.
+    let t = Tensor::zeros(vec![4096, 1, 1]);
+    let g = image::read_png(&image::channel_grid_png(&t).unwrap()).unwrap();
+    assert!(g.shape()[1] * g.shape()[2] <= 1 << 24, "{:?}", g.shape());
+
+    // Far too many channels for any scale: refused, not drawn.
     let t = Tensor::zeros(vec![1 << 16, 1, 1]);
     let m = image::channel_grid_png(&t).unwrap_err().message;
-    assert!(m.contains("too large to draw"), "{m}");
+    assert!(m.contains("too many channels to draw"), "{m}");
 }
