@@ -63,13 +63,14 @@ pub fn report(model: &driver::Model) -> String {
     rows.push(["total".into(), String::new(), String::new(), t.params.to_string(), macs_cell(&t)]);
     let widths: Vec<usize> = (0..5).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
     let mut s = String::new();
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     let _ = writeln!(
         s,
-        "{}: {} inputs, {} layers, {} outputs",
+        "{}: {}, {}, {}",
         model.path.display(),
-        g.inputs.len(),
-        g.len() - g.inputs.len(),
-        g.outputs.len()
+        count(g.inputs.len(), "input"),
+        count(g.len() - g.inputs.len(), "layer"),
+        count(g.outputs.len(), "output")
     );
     for (i, r) in rows.iter().enumerate() {
         let line = format!(

@@ -41,10 +41,11 @@ fn notes_follow_the_snippet() {
 #[test]
 fn control_and_invisible_characters_are_shown_visibly() {
     let src = "y = f(\u{1b}[2J\u{202e}x)\u{0}\n";
-    let text = render("t.conv", src, &at(16, 17, "unexpected character U+0000"));
+    let nul = src.find('\u{0}').unwrap();
+    let text = render("t.conv", src, &at(nul, nul + 1, "unexpected character U+0000"));
     assert_eq!(
         text,
-        "t.conv:1:13: error: unexpected character U+0000\n  |\n1 | y = f(?[2J\u{fffd}x)?\n  |             ^\n"
+        "t.conv:1:14: error: unexpected character U+0000\n  |\n1 | y = f(?[2J\u{fffd}x)?\n  |              ^\n"
     );
     let text = render("t.conv", "a\rb", &at(1, 2, "m"));
     assert_eq!(text, "t.conv:1:2: error: m\n  |\n1 | a b\n  |  ^\n");

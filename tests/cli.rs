@@ -1,0 +1,157 @@
+//! End-to-end tests of the `convc` binary: snapshots of `check` and `dump` on the example specs,
+//! exit codes and located messages for bad specs and bad usage.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn convc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_convc"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("convc runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = convc(args);
+    assert_eq!(o.status.code(), Some(0), "convc {args:?} failed:\n{}", stderr(&o));
+    stdout(&o)
+}
+
+fn examples() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/examples"))
+        .expect("specs/examples")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".conv"))
+        .collect();
+    v.sort();
+    assert!(v.len() >= 6, "examples missing");
+    v
+}
+
+#[test]
+fn check_and_dump_snapshots_of_every_example() {
+    for name in examples() {
+        let path = format!("specs/examples/{name}");
+        let stem = name.trim_end_matches(".conv");
+        insta::assert_snapshot!(format!("check_{stem}"), ok(&["check", &path]));
+        insta::assert_snapshot!(format!("dump_text_{stem}"), ok(&["dump", &path, "--no-opt"]));
+        insta::assert_snapshot!(format!("dump_dot_{stem}"), ok(&["dump", &path, "--no-opt", "--format", "dot"]));
+        let json = ok(&["dump", &path, "--no-opt", "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&json).expect("dump --format json is JSON");
+        assert!(v["nodes"].as_array().is_some_and(|n| !n.is_empty()));
+        insta::assert_snapshot!(format!("dump_json_{stem}"), json);
+    }
+}
+
+#[test]
+fn every_bench_spec_checks() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/bench");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).expect("specs/bench") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "conv") {
+            let rel = format!("specs/bench/{}", p.file_name().unwrap().to_string_lossy());
+            let out = ok(&["check", &rel]);
+            assert!(out.contains("random weights: none"), "{rel} uses random weights:\n{out}");
+            n += 1;
+        }
+    }
+    assert_eq!(n, 8);
+}
+
+#[test]
+fn check_reports_bench_macs_and_params() {
+    // Figures from the benchmark suite's README (computed by its own generator).
+    for (name, macs, params) in [
+        ("blur7", "38535168", "147"),
+        ("lowrank_conv", "115605504", "36928"),
+        ("mobilenet_block", "175816704", "15680"),
+        ("vgg_head", "4710924288", "260160"),
+    ] {
+        let out = ok(&["check", &format!("specs/bench/{name}.conv")]);
+        let total = out.lines().find(|l| l.starts_with("total")).expect("total row");
+        let cells: Vec<&str> = total.split_whitespace().collect();
+        assert_eq!(cells, ["total", params, macs], "{name}");
+    }
+}
+
+#[test]
+fn symbolic_sizes_and_size_binding() {
+    let out = ok(&["check", "specs/examples/gaussian_blur.conv"]);
+    assert!(out.contains("[3,H,W]") && out.contains("147/px"), "{out}");
+    let out = ok(&["check", "specs/examples/gaussian_blur.conv", "--size", "64x32"]);
+    assert!(out.contains("[3,64,32]") && out.contains(&(147 * 64 * 32).to_string()), "{out}");
+    let o = convc(&["check", "specs/examples/gaussian_blur.conv", "--size", "0x3"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn bad_spec_exits_1_with_a_located_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.conv");
+    std::fs::write(&p, "input x: [3, 8, 8]\ny = conv(x, out=4, kernel=3x3, strid=2)\noutput y\n").unwrap();
+    let o = convc(&["check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    let first = err.lines().next().unwrap_or_default();
+    assert_eq!(first, format!("{}:2:32: error: unknown argument `strid` for conv", p.display()));
+    assert!(err.contains("y = conv(x, out=4, kernel=3x3, strid=2)"), "{err}");
+    assert!(err.contains("^^^^^"), "{err}");
+}
+
+#[test]
+fn bad_files_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = convc(&["check", "does/not/exist.conv"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot read `does/not/exist.conv`: no such file"), "{}", stderr(&o));
+    let o = convc(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is a directory"));
+    let p = dir.path().join("bin.conv");
+    std::fs::write(&p, b"input x: [3, 8, 8]\n\xff\xfe\noutput x\n").unwrap();
+    let o = convc(&["check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains(":2:1: error: the file is not valid UTF-8 text"), "{}", stderr(&o));
+    let p = dir.path().join("empty.conv");
+    std::fs::write(&p, b"").unwrap();
+    let o = convc(&["check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains(":1:1: error: the file is empty"), "{}", stderr(&o));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &[][..],
+        &["frobnicate"],
+        &["check"],
+        &["dump", "specs/examples/classic_standard.conv", "--format", "xml"],
+        &["dump", "specs/examples/classic_standard.conv", "--passes", "nope"],
+        &["dump", "specs/examples/classic_standard.conv", "--no-opt", "--passes", "dce"],
+        &["check", "specs/examples/classic_standard.conv", "--size", "axb"],
+    ] {
+        let o = convc(args);
+        assert_eq!(o.status.code(), Some(2), "convc {args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).is_empty());
+    }
+}
+
+#[test]
+fn help_for_every_command() {
+    for cmd in ["check", "dump"] {
+        let out = ok(&[cmd, "--help"]);
+        assert!(out.contains("Usage: convc"), "{out}");
+    }
+    assert!(ok(&["--help"]).contains("check"));
+}
