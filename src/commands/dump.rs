@@ -25,7 +25,20 @@ pub fn run(path: &Path, passes: &PassOpts, print_after_all: bool, format: Format
     let mut model = driver::load_model(path)?;
     driver::bind_size(&mut model, size)?;
     let g = &model.graph;
-    let _ = print_after_all;
+    let requested: Vec<&str> = match &passes.passes {
+        _ if passes.no_opt => Vec::new(),
+        Some(list) => list.iter().map(String::as_str).filter(|p| *p != "none").collect(),
+        None => PASS_NAMES.to_vec(),
+    };
+    if !requested.is_empty() {
+        eprintln!(
+            "note: the passes {} do not exist yet in this build; the graph is shown as written",
+            requested.join(", ")
+        );
+    }
+    if print_after_all {
+        println!("; after parse");
+    }
     let out = match format {
         Format::Text => print::text(g),
         Format::Dot => print::dot(g),
