@@ -64,10 +64,16 @@ impl Model {
 pub fn load_model(path: &Path) -> Result<Model, Failure> {
     let shown = path.display().to_string();
     if path.is_dir() {
-        return Err(input_err(format!("`{shown}` is a directory, not a .conv file")));
+        return Err(input_err(format!(
+            "`{shown}` is a directory, not a .conv file"
+        )));
     }
-    let bytes = std::fs::read(path)
-        .map_err(|e| input_err(format!("cannot read `{shown}`: {}", convc_ir::lower::io_reason(&e))))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        input_err(format!(
+            "cannot read `{shown}`: {}",
+            convc_ir::lower::io_reason(&e)
+        ))
+    })?;
     let src = match String::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => {
@@ -79,8 +85,16 @@ pub fn load_model(path: &Path) -> Result<Model, Failure> {
         }
     };
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
-    let mut model = Model { path: path.to_path_buf(), src, graph: Graph::new() };
+    let base = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    };
+    let mut model = Model {
+        path: path.to_path_buf(),
+        src,
+        graph: Graph::new(),
+    };
     match convc_ir::compile(&model.src, &base) {
         Ok(g) => model.graph = g,
         Err(d) => return Err(model.fail(&d)),
@@ -93,7 +107,9 @@ pub fn parse_size(s: &str) -> Result<(usize, usize), String> {
     let parse = |p: &str| -> Result<usize, String> {
         match p.trim().parse::<usize>() {
             Ok(v) if (1..=1 << 24).contains(&v) => Ok(v),
-            _ => Err(format!("`{s}` is not a size: write HxW with whole numbers from 1 to 16777216, e.g. 224x224")),
+            _ => Err(format!(
+                "`{s}` is not a size: write HxW with whole numbers from 1 to 16777216, e.g. 224x224"
+            )),
         }
     };
     match s.split_once(['x', 'X']) {
@@ -137,6 +153,105 @@ pub fn bind_size(model: &mut Model, size: Option<(usize, usize)>) -> Result<(), 
     }
     if let Err(d) = shape::validate(&model.graph) {
         return Err(model.fail(&d));
+    }
+    Ok(())
+}
+
+/// The passes the contract names, in default-pipeline order.
+pub const PASS_NAMES: &[&str] = &["fold-batchnorm", "decompose", "fuse", "dce"];
+
+/// The pass names selected by the options (`--no-opt` and `--passes none`: none).
+pub fn selected_passes(opts: &crate::PassOpts) -> Result<Vec<String>, Failure> {
+    if let Some(t) = opts.tolerance {
+        if !(t.is_finite() && (0.0..1.0).contains(&t)) {
+            return Err(Failure::Usage(format!(
+                "error: --tolerance {t}: give a relative error from 0 to below 1, e.g. 0.05"
+            )));
+        }
+    }
+    let list = match &opts.passes {
+        _ if opts.no_opt => return Ok(Vec::new()),
+        Some(list) => list.clone(),
+        None => return Ok(PASS_NAMES.iter().map(|s| s.to_string()).collect()),
+    };
+    if list.len() == 1 && list[0] == "none" {
+        return Ok(Vec::new());
+    }
+    for p in &list {
+        if !PASS_NAMES.contains(&p.as_str()) {
+            return Err(Failure::Usage(format!(
+                "error: unknown pass `{p}`: the passes are {} (or `none` alone)",
+                PASS_NAMES.join(", ")
+            )));
+        }
+    }
+    Ok(list)
+}
+
+/// Runs the selected passes on the model's graph. `after_each` prints the graph after every
+/// pass (for `--print-after-all`).
+pub fn run_passes(
+    model: &mut Model,
+    opts: &crate::PassOpts,
+    after_each: bool,
+) -> Result<(), Failure> {
+    let names = selected_passes(opts)?;
+    if !names.is_empty() {
+        eprintln!(
+            "note: the passes {} do not exist yet in this build; the graph runs as written",
+            names.join(", ")
+        );
+    }
+    let _ = after_each;
+    Ok(())
+}
+
+/// The most bytes a run may hold in tensors, from `CONVC_MAX_MEMORY` (bytes, or with a `K`,
+/// `M`, `G` suffix); the default is 16G.
+pub fn memory_limit() -> u64 {
+    let parse = |s: &str| -> Option<u64> {
+        let s = s.trim();
+        let (num, mul) = match s.chars().last()? {
+            'k' | 'K' => (&s[..s.len() - 1], 1u64 << 10),
+            'm' | 'M' => (&s[..s.len() - 1], 1 << 20),
+            'g' | 'G' => (&s[..s.len() - 1], 1 << 30),
+            _ => (s, 1),
+        };
+        num.parse::<u64>().ok()?.checked_mul(mul)
+    };
+    std::env::var("CONVC_MAX_MEMORY")
+        .ok()
+        .as_deref()
+        .and_then(parse)
+        .unwrap_or(16 << 30)
+}
+
+fn gib(b: u128) -> String {
+    format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
+}
+
+/// Refuses a run whose tensors would need more memory than the limit, before allocating.
+pub fn check_memory(g: &Graph, conc: &shape::Concrete, batch: usize) -> Result<(), Failure> {
+    let limit = memory_limit() as u128;
+    let mut total: u128 = 0;
+    let mut largest: (u128, String) = (0, String::new());
+    for n in g.g.node_indices() {
+        let [c, h, w] = conc.get(n);
+        let bytes = c as u128 * h as u128 * w as u128 * batch as u128 * 4;
+        total += bytes;
+        if bytes > largest.0 {
+            largest = (bytes, g.node(n).name.clone());
+        }
+    }
+    if largest.0 > limit || total > limit.saturating_mul(4) {
+        return Err(input_err(format!(
+            "this run would need {} for `{}` alone ({} for all tensors), more than the limit of {}: \
+             use smaller inputs, or raise the limit with CONVC_MAX_MEMORY=SIZE (e.g. 64G)",
+            gib(largest.0),
+            largest.1,
+            gib(total),
+            gib(limit)
+        )));
     }
     Ok(())
 }

@@ -1,13 +1,13 @@
 //! `convc`: the command line of the convolution-network compiler.
 
 mod commands;
+mod data;
 mod driver;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-
 
 /// convc: a convolution-network compiler. Reads `.conv` networks, shows their graphs and costs,
 /// explains the asymmetric and depthwise-separable forms of every convolution, and runs them.
@@ -55,6 +55,25 @@ pub enum Format {
     Json,
 }
 
+/// Which engine runs the network.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// Cranelift-compiled machine code (the default).
+    #[default]
+    Jit,
+    /// The reference interpreter.
+    Interp,
+}
+
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "`{s}` is not a thread count: give a whole number from 1 to 1024"
+        )),
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Parse a spec, infer every shape, load every weight, and print one row per layer.
@@ -79,6 +98,25 @@ enum Command {
         #[command(flatten)]
         size: SizeOpt,
     },
+    /// Run the network on images (.png) or arrays (.npy) and write or summarise its outputs.
+    Run {
+        /// The .conv file.
+        model: PathBuf,
+        /// Input files: PATH... (several form a batch) or NAME=PATH per network input.
+        #[arg(required = true, value_name = "INPUT")]
+        inputs: Vec<String>,
+        /// Output file (.npy or .png), once per network output, in order.
+        #[arg(short = 'o', long = "output", value_name = "OUT")]
+        outputs: Vec<PathBuf>,
+        /// The engine.
+        #[arg(long, value_enum, default_value_t = Backend::Jit)]
+        backend: Backend,
+        #[command(flatten)]
+        passes: PassOpts,
+        /// Threads (default: all cores).
+        #[arg(long, value_parser = parse_threads)]
+        threads: Option<usize>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -93,9 +131,28 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Check { model, size } => commands::check::run(&model, size.size),
-        Command::Dump { model, passes, print_after_all, format, size } => {
-            commands::dump::run(&model, &passes, print_after_all, format, size.size)
-        }
+        Command::Dump {
+            model,
+            passes,
+            print_after_all,
+            format,
+            size,
+        } => commands::dump::run(&model, &passes, print_after_all, format, size.size),
+        Command::Run {
+            model,
+            inputs,
+            outputs,
+            backend,
+            passes,
+            threads,
+        } => commands::run::run(commands::run::RunArgs {
+            model: &model,
+            inputs: &inputs,
+            outputs: &outputs,
+            backend,
+            passes: &passes,
+            threads,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

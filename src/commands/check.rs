@@ -27,7 +27,13 @@ fn macs_cell(c: &cost::Cost) -> String {
 pub fn report(model: &driver::Model) -> String {
     let g = &model.graph;
     let order = g.topo_order();
-    let mut rows = vec![["layer".to_string(), "op".into(), "output".into(), "params".into(), "MACs".into()]];
+    let mut rows = vec![[
+        "layer".to_string(),
+        "op".into(),
+        "output".into(),
+        "params".into(),
+        "MACs".into(),
+    ]];
     let mut random = Vec::new();
     for &n in &order {
         let node = g.node(n);
@@ -48,7 +54,12 @@ pub fn report(model: &driver::Model) -> String {
                 }
             }
             Op::BatchNorm(b) => {
-                srcs.extend([("mean", &b.mean.source), ("var", &b.var.source), ("gamma", &b.gamma.source), ("beta", &b.beta.source)]);
+                srcs.extend([
+                    ("mean", &b.mean.source),
+                    ("var", &b.var.source),
+                    ("gamma", &b.gamma.source),
+                    ("beta", &b.beta.source),
+                ]);
             }
             _ => {}
         }
@@ -60,8 +71,16 @@ pub fn report(model: &driver::Model) -> String {
         }
     }
     let t = cost::totals(g);
-    rows.push(["total".into(), String::new(), String::new(), t.params.to_string(), macs_cell(&t)]);
-    let widths: Vec<usize> = (0..5).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    rows.push([
+        "total".into(),
+        String::new(),
+        String::new(),
+        t.params.to_string(),
+        macs_cell(&t),
+    ]);
+    let widths: Vec<usize> = (0..5)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
     let mut s = String::new();
     let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     let _ = writeln!(

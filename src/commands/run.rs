@@ -1,0 +1,223 @@
+//! `convc run`: load inputs, run the network, write or summarise the outputs.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use convc_ir::shape;
+use convc_tensor::fmt_shape;
+
+use crate::data::{self, Loaded};
+use crate::driver::{self, Failure, input_err};
+use crate::{Backend, PassOpts};
+
+/// Everything `run` was asked to do.
+pub struct RunArgs<'a> {
+    /// The spec.
+    pub model: &'a Path,
+    /// `PATH` or `NAME=PATH` words.
+    pub inputs: &'a [String],
+    /// `-o` paths, in output order.
+    pub outputs: &'a [PathBuf],
+    /// Which engine.
+    pub backend: Backend,
+    /// Pass selection.
+    pub passes: &'a PassOpts,
+    /// Threads (None: all cores).
+    pub threads: Option<usize>,
+}
+
+/// Runs `convc run`.
+pub fn run(a: RunArgs<'_>) -> Result<(), Failure> {
+    for o in a.outputs {
+        data::check_output_path(o)?;
+    }
+    let mut model = driver::load_model(a.model)?;
+    if a.outputs.len() > model.graph.outputs.len() {
+        return Err(Failure::Usage(format!(
+            "error: {} -o given but the network has {} output(s)",
+            a.outputs.len(),
+            model.graph.outputs.len()
+        )));
+    }
+    driver::run_passes(&mut model, a.passes, false)?;
+    let files = assign_inputs(&model, a.inputs)?;
+    protect_inputs(a.model, &files, a.outputs)?;
+
+    let g = &model.graph;
+    let mut tensors = Vec::new();
+    let mut batched = false;
+    for (i, &n) in g.inputs.iter().enumerate() {
+        let node = g.node(n);
+        let parts: Vec<(PathBuf, Loaded)> = files[i]
+            .iter()
+            .map(|p| data::read_input(p).map(|l| (p.clone(), l)))
+            .collect::<Result<_, _>>()?;
+        batched |= parts.len() > 1 || parts.iter().any(|p| p.1.batched);
+        for (p, l) in &parts {
+            let c = l.tensor.shape()[1];
+            if c != node.shape.c {
+                return Err(input_err(format!(
+                    "`{}` has {c} channel{}, but input `{}` is {}",
+                    p.display(),
+                    if c == 1 { "" } else { "s" },
+                    node.name,
+                    node.shape
+                )));
+            }
+        }
+        let first = parts[0].0.clone();
+        let loaded = data::stack(parts)?;
+        let s = loaded.tensor.shape();
+        // This input's fixed sizes; symbols are bound across all inputs below.
+        for (d, v, axis) in [
+            (&node.shape.h, s[2], "height"),
+            (&node.shape.w, s[3], "width"),
+        ] {
+            if let Some(k) = d.known().filter(|&k| k as usize != v) {
+                return Err(input_err(format!(
+                    "`{}` has {axis} {v}, but input `{}` is {} (expects {axis} {k})",
+                    first.display(),
+                    node.name,
+                    node.shape
+                )));
+            }
+        }
+        tensors.push(loaded.tensor);
+    }
+    let n0 = tensors[0].shape()[0];
+    if let Some(t) = tensors.iter().find(|t| t.shape()[0] != n0) {
+        return Err(input_err(format!(
+            "the inputs hold different numbers of images ({} and {}): a batch needs the same N for every input",
+            n0,
+            t.shape()[0]
+        )));
+    }
+    let sizes: Vec<(usize, usize)> = tensors
+        .iter()
+        .map(|t| (t.shape()[2], t.shape()[3]))
+        .collect();
+    let b = shape::bind_inputs(g, &sizes).map_err(input_err)?;
+    let conc = shape::concretize(g, &b).map_err(|d| model.fail(&d))?;
+    driver::check_memory(g, &conc, n0)?;
+
+    if a.backend == Backend::Jit {
+        eprintln!("note: the JIT backend is not built yet; running the reference interpreter");
+    }
+    let threads = a.threads.unwrap_or_else(convc_interp::default_threads);
+    let outs = convc_interp::run_threads(g, &tensors, threads).map_err(input_err)?;
+
+    let squeeze = !batched;
+    if a.outputs.is_empty() {
+        for (i, t) in outs.iter().enumerate() {
+            print!("{}", data::summary(&g.node(g.outputs[i]).name, t, squeeze));
+        }
+        return Ok(());
+    }
+    // Encode everything first, then write: a failure to encode leaves no file behind.
+    let mut encoded = Vec::new();
+    for (path, t) in a.outputs.iter().zip(&outs) {
+        encoded.push((path, data::encode_output(path, t, squeeze)?));
+    }
+    for (path, bytes) in encoded {
+        convc_tensor::write::write_atomic(path, &bytes).map_err(|e| {
+            input_err(format!(
+                "cannot write `{}`: {}",
+                path.display(),
+                convc_ir::lower::io_reason(&e)
+            ))
+        })?;
+        let t = &outs[a.outputs.iter().position(|p| p == path).unwrap_or(0)];
+        let shown = if squeeze {
+            fmt_shape(&t.shape()[1..])
+        } else {
+            fmt_shape(t.shape())
+        };
+        eprintln!("wrote {} {}", path.display(), shown);
+    }
+    Ok(())
+}
+
+/// Assigns input files to network inputs: plain paths form the batch of a one-input network;
+/// `NAME=PATH` names the input.
+fn assign_inputs(model: &driver::Model, words: &[String]) -> Result<Vec<Vec<PathBuf>>, Failure> {
+    let g = &model.graph;
+    let names: Vec<String> = g.inputs.iter().map(|&n| g.node(n).name.clone()).collect();
+    let mut files: Vec<Vec<PathBuf>> = vec![Vec::new(); names.len()];
+    let index: HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    for w in words {
+        let named = w.split_once('=').filter(|(n, _)| index.contains_key(n));
+        match named {
+            Some((n, p)) => files[index[n]].push(PathBuf::from(p)),
+            None if names.len() == 1 && !Path::new(w).exists() && w.contains('=') => {
+                let n = w.split_once('=').map_or("", |p| p.0);
+                return Err(Failure::Usage(format!(
+                    "error: the network has no input named `{n}`; its input is `{}`",
+                    names[0]
+                )));
+            }
+            None if names.len() == 1 => files[0].push(PathBuf::from(w)),
+            None => {
+                return Err(Failure::Usage(format!(
+                    "error: `{w}`: the network has {} inputs ({}): give each as NAME=PATH",
+                    names.len(),
+                    names.join(", ")
+                )));
+            }
+        }
+    }
+    for (i, f) in files.iter().enumerate() {
+        if f.is_empty() {
+            let how = if names.len() == 1 {
+                "an image or array".to_string()
+            } else {
+                format!("{}=PATH", names[i])
+            };
+            return Err(Failure::Usage(format!(
+                "error: no data for input `{}`: give {how}",
+                names[i]
+            )));
+        }
+    }
+    if names.len() > 1 && files.iter().any(|f| f.len() > 1) {
+        return Err(Failure::Usage(
+            "error: with several inputs, give each input once (a batch comes as [N, C, H, W] .npy arrays)".into(),
+        ));
+    }
+    Ok(files)
+}
+
+/// Refuses an output path that is the spec or one of the input files.
+fn protect_inputs(
+    model: &Path,
+    files: &[Vec<PathBuf>],
+    outputs: &[PathBuf],
+) -> Result<(), Failure> {
+    let canon = |p: &Path| std::fs::canonicalize(p).ok();
+    let mut protected: Vec<PathBuf> = files.iter().flatten().filter_map(|p| canon(p)).collect();
+    protected.extend(canon(model));
+    for o in outputs {
+        if let Some(c) = canon(o) {
+            if protected.contains(&c) {
+                return Err(Failure::Usage(format!(
+                    "error: output `{}` is also an input: convc never overwrites its inputs",
+                    o.display()
+                )));
+            }
+        }
+    }
+    let mut seen = Vec::new();
+    for o in outputs {
+        if seen.contains(&o) {
+            return Err(Failure::Usage(format!(
+                "error: `{}` is given twice as an output",
+                o.display()
+            )));
+        }
+        seen.push(o);
+    }
+    Ok(())
+}
