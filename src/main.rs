@@ -31,7 +31,7 @@ pub struct PassOpts {
     #[arg(long, value_delimiter = ',', value_name = "P1,P2,...")]
     pub passes: Option<Vec<String>>,
     /// Let the decompositions truncate a layer whose relative error stays at or below T.
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", allow_negative_numbers = true)]
     pub tolerance: Option<f64>,
 }
 
