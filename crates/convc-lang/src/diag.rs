@@ -16,7 +16,11 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// An error at `span`.
     pub fn error(span: Span, message: impl Into<String>) -> Diagnostic {
-        Diagnostic { message: message.into(), span, notes: Vec::new() }
+        Diagnostic {
+            message: message.into(),
+            span,
+            notes: Vec::new(),
+        }
     }
     /// Adds a note.
     pub fn with_note(mut self, note: impl Into<String>) -> Diagnostic {

@@ -25,7 +25,10 @@ pub(crate) struct PError {
 
 impl<'a> ParseError<&'a str> for PError {
     fn from_error_kind(input: &'a str, _kind: ErrorKind) -> Self {
-        PError { rest_len: input.len(), diag: None }
+        PError {
+            rest_len: input.len(),
+            diag: None,
+        }
     }
     fn append(_input: &'a str, _kind: ErrorKind, other: Self) -> Self {
         other
@@ -147,7 +150,11 @@ pub(crate) fn found(i: &str, before: &str) -> Found {
         ' ' | '\t' | '\r' => tok(1, "whitespace".into()),
         '"' => {
             let len = i[1..].find(['"', '\n']).map_or(i.len(), |p| {
-                if i.as_bytes()[1 + p] == b'"' { p + 2 } else { p + 1 }
+                if i.as_bytes()[1 + p] == b'"' {
+                    p + 2
+                } else {
+                    p + 1
+                }
             });
             tok(len, "a string".into())
         }
@@ -155,7 +162,9 @@ pub(crate) fn found(i: &str, before: &str) -> Found {
             let len = i.find(|c: char| !is_ident_char(c)).unwrap_or(i.len());
             tok(len, format!("`{}`", shown(&i[..len])))
         }
-        c if c.is_ascii_digit() || (c == '-' && i[1..].starts_with(|c: char| c.is_ascii_digit())) => {
+        c if c.is_ascii_digit()
+            || (c == '-' && i[1..].starts_with(|c: char| c.is_ascii_digit())) =>
+        {
             let len = 1 + numeric_word(&i[1..]).len();
             tok(len, format!("`{}`", shown(&i[..len])))
         }

@@ -23,9 +23,21 @@ pub const KEYWORDS: [&str; 2] = ["input", "output"];
 ///
 /// A file without statements or without an `output` statement is not a syntax error: the IR
 /// reports it at [`Program::eof`].
+///
+/// Choices the contract leaves open:
+/// - an integer literal that does not fit an `i64` is an error ("integer `…` is too large"),
+///   and so is a decimal that overflows an `f64` (`1e999`); one that underflows is `0.0`;
+/// - `()` and `[]` parse (as an empty tuple and list), `(a)` is a tuple of one, trailing
+///   commas are allowed in every bracket, and a call may have blanks before its `(`
+///   (`random (seed=1)`); a trailing comma in `output a,` is an error;
+/// - every input dimension must be a number or a name (the IR checks the count and kinds);
+/// - a lone carriage return is a blank, like a space.
+///
+/// Every error points at the token at fault, or at the opening bracket for "unclosed `(`";
+/// a missing token at the end of a line is reported just after the last token of the line.
 pub fn parse(src: &str) -> Result<Program, Diagnostic> {
     let p = Parser { src };
-    p.program().map_err(|e| p.into_diag(e))
+    p.program().map_err(|e| p.to_diag(e))
 }
 
 /// The parsing context: the whole source, so positions can be turned into byte offsets.
@@ -58,13 +70,21 @@ impl<'a> Parser<'a> {
     }
 
     /// A committed error.
+    fn failure(&self, d: Diagnostic) -> NomErr<PError> {
+        NomErr::Failure(PError {
+            rest_len: self.src.len() - d.span.start,
+            diag: Some(d),
+        })
+    }
+
+    /// A committed error, as a parser result.
     fn fail<T>(&self, d: Diagnostic) -> PResult<'a, T> {
-        Err(NomErr::Failure(PError { rest_len: self.src.len() - d.span.start, diag: Some(d) }))
+        Err(self.failure(d))
     }
 
     /// Turns a nom error into a diagnostic (an uncommitted one should not escape, but if one
     /// did it still becomes a located error).
-    fn into_diag(&self, e: NomErr<PError>) -> Diagnostic {
+    fn to_diag(&self, e: NomErr<PError>) -> Diagnostic {
         match e {
             NomErr::Error(e) | NomErr::Failure(e) => e.diag.unwrap_or_else(|| {
                 let rest = &self.src[self.src.len() - e.rest_len.min(self.src.len())..];
@@ -90,16 +110,14 @@ impl<'a> Parser<'a> {
             Found::BadChar(d) => d,
             Found::Token(desc, span) => {
                 let mut d = Diagnostic::error(span, format!("{expected}, found {desc}"));
-                if let Some(o) = open {
-                    let (l1, _) = line_col(self.src, o.span.start);
-                    let (l2, _) = line_col(self.src, span.start);
-                    if l1 != l2 {
-                        let (l, c) = line_col(self.src, o.span.start);
-                        d = d.with_note(format!(
-                            "the `{}` opened at line {l}, column {c} is not closed",
-                            o.ch
-                        ));
-                    }
+                if let Some(o) = open
+                    && self.src[o.span.start..span.start].contains('\n')
+                {
+                    let (l, c) = line_col(self.src, o.span.start);
+                    d = d.with_note(format!(
+                        "the `{}` opened at line {l}, column {c} is still open here",
+                        o.ch
+                    ));
                 }
                 d
             }
@@ -109,7 +127,11 @@ impl<'a> Parser<'a> {
     /// Adds a hint to an `expected X, found Y` diagnostic (not to an "unexpected character" one,
     /// whose own note says what is wrong).
     fn hint(d: Diagnostic, note: impl Into<String>) -> Diagnostic {
-        if d.message.starts_with("unexpected character") { d } else { d.with_note(note) }
+        if d.message.starts_with("unexpected character") {
+            d
+        } else {
+            d.with_note(note)
+        }
     }
 
     fn fail_unexpected<T>(&self, rest: &str, expected: &str) -> PResult<'a, T> {
@@ -152,7 +174,7 @@ impl<'a> Parser<'a> {
             match rest.strip_prefix('\n') {
                 Some(r) => i = r,
                 None if rest.is_empty() => break,
-                None => return Err(self.after_stmt(rest).unwrap_err()),
+                None => return Err(self.failure(self.after_stmt(rest))),
             }
         }
         let eof = Span::new(self.src.len(), self.src.len());
@@ -160,25 +182,23 @@ impl<'a> Parser<'a> {
     }
 
     /// The error for a token after a complete statement on the same line.
-    fn after_stmt(&self, rest: &str) -> PResult<'a, ()> {
+    fn after_stmt(&self, rest: &str) -> Diagnostic {
         let off = self.off(rest);
-        let at = |len| Span::new(off, off + len);
         match rest.chars().next() {
-            Some(c @ (')' | ']')) => self.fail(
-                Diagnostic::error(at(1), format!("unexpected `{c}`"))
-                    .with_note("no bracket is open here"),
-            ),
-            Some(';') => self.fail(
-                Diagnostic::error(at(1), "unexpected `;`")
-                    .with_note("a statement ends at the end of its line: no `;` is needed"),
-            ),
-            _ => self.fail(
-                Self::hint(
-                    self.unexpected(rest, "expected end of line after the statement", None),
-                    "write one statement per line",
-                ),
+            Some(c @ (')' | ']')) => self.stray_closer(c, off),
+            Some(';') => Diagnostic::error(Span::new(off, off + 1), "unexpected `;`")
+                .with_note("a statement ends at the end of its line: no `;` is needed"),
+            _ => Self::hint(
+                self.unexpected(rest, "expected end of line after the statement", None),
+                "write one statement per line",
             ),
         }
+    }
+
+    /// A `)` or `]` where no bracket is open.
+    fn stray_closer(&self, c: char, off: usize) -> Diagnostic {
+        Diagnostic::error(Span::new(off, off + 1), format!("unexpected `{c}`"))
+            .with_note("no bracket is open here")
     }
 
     fn stmt(&self, i: &'a str) -> PResult<'a, Stmt> {
@@ -186,10 +206,7 @@ impl<'a> Parser<'a> {
         let Ok((rest, word)) = lex::ident(i) else {
             let off = self.off(i);
             return match i.chars().next() {
-                Some(c @ (')' | ']')) => self.fail(
-                    Diagnostic::error(Span::new(off, off + 1), format!("unexpected `{c}`"))
-                        .with_note("no bracket is open here"),
-                ),
+                Some(c @ (')' | ']')) => self.fail(self.stray_closer(c, off)),
                 _ => self.fail(self.unexpected(
                     i,
                     "expected a statement (`input NAME: [C, H, W]`, `NAME = OP(ARGS)` or `output NAME`)",
@@ -213,7 +230,10 @@ impl<'a> Parser<'a> {
             }
             return self.output_stmt(rest, word_span);
         }
-        let name = Ident { name: word.to_string(), span: word_span };
+        let name = Ident {
+            name: word.to_string(),
+            span: word_span,
+        };
         self.layer_stmt(rest, name)
     }
 
@@ -230,7 +250,13 @@ impl<'a> Parser<'a> {
                 format!("`{word}` is a keyword and cannot be {what}"),
             ));
         }
-        Ok((rest, Ident { name: word.to_string(), span }))
+        Ok((
+            rest,
+            Ident {
+                name: word.to_string(),
+                span,
+            },
+        ))
     }
 
     /// `input NAME: [C, H, W]`, after the keyword.
@@ -240,7 +266,11 @@ impl<'a> Parser<'a> {
         let (i, name) = self.name(i, "expected an input name after `input`", "an input name")?;
         let i = line_ws(i);
         let Some(i) = i.strip_prefix(':') else {
-            let d = self.unexpected(i, &format!("expected `:` after input name `{}`", name.name), None);
+            let d = self.unexpected(
+                i,
+                &format!("expected `:` after input name `{}`", name.name),
+                None,
+            );
             return self.fail(Self::hint(d, FORM));
         };
         let i = line_ws(i);
@@ -249,20 +279,33 @@ impl<'a> Parser<'a> {
             return self.fail(Self::hint(d, FORM));
         }
         let (rest, list) = self.value(i, 0, None, "")?;
-        let ExprKind::List(dims) = list.kind else { unreachable!("`[` starts a list") };
+        let ExprKind::List(dims) = list.kind else {
+            unreachable!("`[` starts a list")
+        };
         for d in &dims {
             if !matches!(d.kind, ExprKind::Number { .. } | ExprKind::Ident(_)) {
                 return self.fail(
                     Diagnostic::error(
                         d.span,
-                        format!("an input dimension must be a number or a name, found {}", describe(&d.kind)),
+                        format!(
+                            "an input dimension must be a number or a name, found {}",
+                            describe(&d.kind)
+                        ),
                     )
                     .with_note(FORM),
                 );
             }
         }
         let span = kw.to(list.span);
-        Ok((rest, Stmt::Input(InputStmt { name, dims, dims_span: list.span, span })))
+        Ok((
+            rest,
+            Stmt::Input(InputStmt {
+                name,
+                dims,
+                dims_span: list.span,
+                span,
+            }),
+        ))
     }
 
     /// `output NAME, NAME...`, after the keyword.
@@ -298,10 +341,16 @@ impl<'a> Parser<'a> {
         const FORM: &str = "a layer is written `NAME = OP(ARGS)`, e.g. `y = relu(x)`";
         let i = line_ws(i);
         let Some(i) = i.strip_prefix('=') else {
-            let mut d =
-                self.unexpected(i, &format!("expected `=` after layer name `{}`", name.name), None);
+            let mut d = self.unexpected(
+                i,
+                &format!("expected `=` after layer name `{}`", name.name),
+                None,
+            );
             if i.starts_with(':') {
-                d = d.with_note(format!("to declare an input, write `input {}: [C, H, W]`", name.name));
+                d = d.with_note(format!(
+                    "to declare an input, write `input {}: [C, H, W]`",
+                    name.name
+                ));
             } else {
                 d = Self::hint(d, FORM);
             }
@@ -313,15 +362,30 @@ impl<'a> Parser<'a> {
             let d = self.unexpected(i, "expected an op name after `=`", None);
             return self.fail(Self::hint(d, FORM));
         };
-        let op = Ident { name: op.to_string(), span: Span::new(op_start, op_start + op.len()) };
+        let op = Ident {
+            name: op.to_string(),
+            span: Span::new(op_start, op_start + op.len()),
+        };
         let i = line_ws(i);
         if !i.starts_with('(') {
-            let d = self.unexpected(i, &format!("expected `(` after op name `{}`", op.name), None);
+            let d = self.unexpected(
+                i,
+                &format!("expected `(` after op name `{}`", op.name),
+                None,
+            );
             return self.fail(Self::hint(d, FORM));
         }
         let (rest, (args, close)) = self.args(i, 0)?;
         let span = name.span.to(close);
-        Ok((rest, Stmt::Layer(LayerStmt { name, op, args, span })))
+        Ok((
+            rest,
+            Stmt::Layer(LayerStmt {
+                name,
+                op,
+                args,
+                span,
+            }),
+        ))
     }
 
     // ---- values -----------------------------------------------------------------------------
@@ -400,15 +464,32 @@ impl<'a> Parser<'a> {
             let after = ws_nl(rest);
             if let Some(v) = after.strip_prefix('=') {
                 let start = self.off(i);
-                let key = Ident { name: key.to_string(), span: Span::new(start, start + key.len()) };
+                let key = Ident {
+                    name: key.to_string(),
+                    span: Span::new(start, start + key.len()),
+                };
                 let what = format!("after `{}=`", key.name);
                 let (rest, value) = self.value(ws_nl(v), depth, Some(open), &what)?;
                 let span = key.span.to(value.span);
-                return Ok((rest, Arg { key: Some(key), value, span }));
+                return Ok((
+                    rest,
+                    Arg {
+                        key: Some(key),
+                        value,
+                        span,
+                    },
+                ));
             }
         }
         let (rest, value) = self.value(i, depth, Some(open), "")?;
-        Ok((rest, Arg { key: None, span: value.span, value }))
+        Ok((
+            rest,
+            Arg {
+                key: None,
+                span: value.span,
+                value,
+            },
+        ))
     }
 
     /// One value at nesting level `depth` (inside `open`, if any). `what` qualifies the
@@ -428,12 +509,26 @@ impl<'a> Parser<'a> {
         };
         match c {
             '(' => {
-                let (rest, (items, span)) = self.bracketed(i, depth, |i, o| self.value(i, depth + 1, Some(o), ""))?;
-                Ok((rest, Expr { kind: ExprKind::Tuple(items), span }))
+                let (rest, (items, span)) =
+                    self.bracketed(i, depth, |i, o| self.value(i, depth + 1, Some(o), ""))?;
+                Ok((
+                    rest,
+                    Expr {
+                        kind: ExprKind::Tuple(items),
+                        span,
+                    },
+                ))
             }
             '[' => {
-                let (rest, (items, span)) = self.bracketed(i, depth, |i, o| self.value(i, depth + 1, Some(o), ""))?;
-                Ok((rest, Expr { kind: ExprKind::List(items), span }))
+                let (rest, (items, span)) =
+                    self.bracketed(i, depth, |i, o| self.value(i, depth + 1, Some(o), ""))?;
+                Ok((
+                    rest,
+                    Expr {
+                        kind: ExprKind::List(items),
+                        span,
+                    },
+                ))
             }
             '"' => self.string(i),
             '-' | '0'..='9' => self.number(i),
@@ -443,23 +538,46 @@ impl<'a> Parser<'a> {
                     return self.fail_unexpected(i, &expected);
                 }
                 let text = &i[..1 + digits.len()];
-                let fix = if c == '+' { digits.to_string() } else { format!("0{text}") };
+                let fix = if c == '+' {
+                    digits.to_string()
+                } else {
+                    format!("0{text}")
+                };
                 self.fail(Diagnostic::error(
                     Span::new(start, start + text.len()),
-                    format!("`{}` is not a number: write `{}`", lex::shown(text), lex::shown(&fix)),
+                    format!(
+                        "`{}` is not a number: write `{}`",
+                        lex::shown(text),
+                        lex::shown(&fix)
+                    ),
                 ))
             }
             c if is_ident_start(c) => {
                 let (rest, name) = lex::ident(i)?;
-                let name = Ident { name: name.to_string(), span: Span::new(start, start + name.len()) };
+                let name = Ident {
+                    name: name.to_string(),
+                    span: Span::new(start, start + name.len()),
+                };
                 let after = ws_nl(rest);
                 if after.starts_with('(') {
                     let (rest, (args, close)) = self.args(after, depth)?;
                     let span = name.span.to(close);
-                    return Ok((rest, Expr { kind: ExprKind::Call { name, args }, span }));
+                    return Ok((
+                        rest,
+                        Expr {
+                            kind: ExprKind::Call { name, args },
+                            span,
+                        },
+                    ));
                 }
                 let span = name.span;
-                Ok((rest, Expr { kind: ExprKind::Ident(name.name), span }))
+                Ok((
+                    rest,
+                    Expr {
+                        kind: ExprKind::Ident(name.name),
+                        span,
+                    },
+                ))
             }
             _ => match open {
                 Some(o) => self.fail_in_bracket(i, &expected, o),
@@ -472,11 +590,20 @@ impl<'a> Parser<'a> {
     fn number(&self, i: &'a str) -> PResult<'a, Expr> {
         let start = self.off(i);
         let span_to = |rest: &str| Span::new(start, self.off(rest));
-        if let Some(rest) = i.strip_prefix("-inf") {
-            if !rest.starts_with(is_ident_char) {
-                let kind = ExprKind::Number { value: f64::NEG_INFINITY, int: None };
-                return Ok((rest, Expr { kind, span: span_to(rest) }));
-            }
+        if let Some(rest) = i.strip_prefix("-inf")
+            && !rest.starts_with(is_ident_char)
+        {
+            let kind = ExprKind::Number {
+                value: f64::NEG_INFINITY,
+                int: None,
+            };
+            return Ok((
+                rest,
+                Expr {
+                    kind,
+                    span: span_to(rest),
+                },
+            ));
         }
         if let Ok((rest, (kh, kw))) = lex::size(i) {
             self.check_number_end(i, rest)?;
@@ -487,7 +614,13 @@ impl<'a> Parser<'a> {
                     format!("size `{}` is too large", lex::shown(text)),
                 ));
             };
-            return Ok((rest, Expr { kind: ExprKind::Size(kh, kw), span: span_to(rest) }));
+            return Ok((
+                rest,
+                Expr {
+                    kind: ExprKind::Size(kh, kw),
+                    span: span_to(rest),
+                },
+            ));
         }
         let Ok((rest, text)) = lex::number(i) else {
             // A `-` not directly followed by a digit.
@@ -502,11 +635,16 @@ impl<'a> Parser<'a> {
         self.check_number_end(i, rest)?;
         let span = span_to(rest);
         let kind = if text.contains(['.', 'e', 'E']) {
-            let value: f64 = text.parse().expect("the grammar is a subset of Rust's float syntax");
+            let value: f64 = text
+                .parse()
+                .expect("the grammar is a subset of Rust's float syntax");
             if !value.is_finite() {
                 return self.fail(Diagnostic::error(
                     span,
-                    format!("number `{}` is too large for a 64-bit float", lex::shown(text)),
+                    format!(
+                        "number `{}` is too large for a 64-bit float",
+                        lex::shown(text)
+                    ),
                 ));
             }
             ExprKind::Number { value, int: None }
@@ -521,7 +659,10 @@ impl<'a> Parser<'a> {
                         )),
                 );
             };
-            ExprKind::Number { value: n as f64, int: Some(n) }
+            ExprKind::Number {
+                value: n as f64,
+                int: Some(n),
+            }
         };
         Ok((rest, Expr { kind, span }))
     }
@@ -529,7 +670,9 @@ impl<'a> Parser<'a> {
     /// A number or size must not run into letters, digits, `_` or `.`: `3abc`, `1.`, `1e`,
     /// `3x3x3` are errors over the whole malformed word.
     fn check_number_end(&self, i: &'a str, rest: &'a str) -> PResult<'a, ()> {
-        let Some(next) = rest.chars().next() else { return Ok((rest, ())) };
+        let Some(next) = rest.chars().next() else {
+            return Ok((rest, ()));
+        };
         if !(is_ident_char(next) || next == '.') {
             return Ok((rest, ()));
         }
@@ -544,7 +687,12 @@ impl<'a> Parser<'a> {
             let fix = format!("{text}.0");
             return self.fail(Diagnostic::error(
                 Span::new(start, start + shown.len()),
-                format!("`{}` is not a number: write `{}` or `{}`", lex::shown(&shown), lex::shown(&fix), lex::shown(text)),
+                format!(
+                    "`{}` is not a number: write `{}` or `{}`",
+                    lex::shown(&shown),
+                    lex::shown(&fix),
+                    lex::shown(text)
+                ),
             ));
         }
         // `1e`, `1e+` (an exponent without digits).
@@ -554,7 +702,10 @@ impl<'a> Parser<'a> {
                 let shown = &i[..text.len() + 1 + sign];
                 return self.fail(Diagnostic::error(
                     Span::new(start, start + shown.len()),
-                    format!("`{}` is not a number: an exponent needs digits, as in `1e-5`", lex::shown(shown)),
+                    format!(
+                        "`{}` is not a number: an exponent needs digits, as in `1e-5`",
+                        lex::shown(shown)
+                    ),
                 ));
             }
         }
@@ -564,18 +715,28 @@ impl<'a> Parser<'a> {
         if next == 'X' && plain && !text.starts_with('-') && digit_after {
             return self.fail(Diagnostic::error(
                 span,
-                format!("`{}` is not a size: write `{}` with a lower-case `x`", lex::shown(word), lex::shown(&word.replace('X', "x"))),
+                format!(
+                    "`{}` is not a size: write `{}` with a lower-case `x`",
+                    lex::shown(word),
+                    lex::shown(&word.replace('X', "x"))
+                ),
             ));
         }
         if next == 'x' && plain && text.starts_with('-') && digit_after {
             return self.fail(Diagnostic::error(
                 span,
-                format!("`{}` is not a size: a size cannot be negative", lex::shown(word)),
+                format!(
+                    "`{}` is not a size: a size cannot be negative",
+                    lex::shown(word)
+                ),
             ));
         }
         self.fail(
-            Diagnostic::error(span, format!("`{}` is not a valid number or size", lex::shown(word)))
-                .with_note("numbers are written like `3`, `-1`, `0.5`, `1e-5`; sizes like `3x3`"),
+            Diagnostic::error(
+                span,
+                format!("`{}` is not a valid number or size", lex::shown(word)),
+            )
+            .with_note("numbers are written like `3`, `-1`, `0.5`, `1e-5`; sizes like `3x3`"),
         )
     }
 
@@ -596,7 +757,13 @@ impl<'a> Parser<'a> {
                 '"' => {
                     let rest = &body[p + 1..];
                     let span = Span::new(start, self.off(rest));
-                    return Ok((rest, Expr { kind: ExprKind::Str(out), span }));
+                    return Ok((
+                        rest,
+                        Expr {
+                            kind: ExprKind::Str(out),
+                            span,
+                        },
+                    ));
                 }
                 '\n' => return unterminated(),
                 '\\' => match chars.next() {

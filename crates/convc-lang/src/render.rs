@@ -48,7 +48,10 @@ pub fn render(file: &str, src: &str, d: &Diagnostic) -> String {
         })
         .collect();
 
-    let mut config = Config { chars: Chars::ascii(), ..Config::default() };
+    let mut config = Config {
+        chars: Chars::ascii(),
+        ..Config::default()
+    };
 
     // The first line: codespan's short style.
     config.display_style = DisplayStyle::Short;
@@ -77,7 +80,11 @@ pub fn render(file: &str, src: &str, d: &Diagnostic) -> String {
         Ok(s) => {
             let mut lines = s.lines();
             let found_arrow = lines.by_ref().any(|l| l.trim_start().starts_with("-->"));
-            if found_arrow { lines.map(|l| l.trim_end().to_string()).collect::<Vec<_>>() } else { Vec::new() }
+            if found_arrow {
+                lines.map(|l| l.trim_end().to_string()).collect::<Vec<_>>()
+            } else {
+                Vec::new()
+            }
         }
         Err(_) => Vec::new(),
     };
@@ -93,7 +100,10 @@ pub fn render(file: &str, src: &str, d: &Diagnostic) -> String {
         return out;
     }
     let mut snippet = snippet;
-    while snippet.last().is_some_and(|l| l.trim().is_empty() || l.trim() == "|") {
+    while snippet
+        .last()
+        .is_some_and(|l| l.trim().is_empty() || l.trim() == "|")
+    {
         snippet.pop();
     }
     for line in snippet {
@@ -134,9 +144,16 @@ fn visible(src: &str) -> String {
 fn plain_snippet(src: &str, range: Range<usize>) -> String {
     let (line, col) = line_col(src, range.start);
     let line_start = src[..range.start].rfind('\n').map_or(0, |p| p + 1);
-    let line_end = src[range.start..].find('\n').map_or(src.len(), |p| range.start + p);
-    let text = src[line_start..line_end].trim_end_matches('\r').replace('\t', " ");
-    let carets = src[range.start..range.end.min(line_end)].chars().count().max(1);
+    let line_end = src[range.start..]
+        .find('\n')
+        .map_or(src.len(), |p| range.start + p);
+    let text = src[line_start..line_end]
+        .trim_end_matches('\r')
+        .replace('\t', " ");
+    let carets = src[range.start..range.end.min(line_end)]
+        .chars()
+        .count()
+        .max(1);
     let gutter = " ".repeat(line.to_string().len());
     format!(
         "{gutter} |\n{line} | {text}\n{gutter} | {}{}\n",
@@ -190,7 +207,10 @@ mod tests {
 
     #[test]
     fn plain_snippet_draws_a_caret() {
-        assert_eq!(plain_snippet("ab\n\tcd e\r\n", 4..6), "  |\n2 |  cd e\n  |  ^^\n");
+        assert_eq!(
+            plain_snippet("ab\n\tcd e\r\n", 4..6),
+            "  |\n2 |  cd e\n  |  ^^\n"
+        );
         assert_eq!(plain_snippet("", 0..0), "  |\n1 | \n  | ^\n");
     }
 

@@ -227,7 +227,10 @@ fn nesting_in_input_dims() {
     let src = format!("input x: {}", "[".repeat(n));
     assert_eq!(
         error_line(&src),
-        format!("t.conv:1:{}: error: brackets nested too deeply (more than 64 levels)", 10 + 64)
+        format!(
+            "t.conv:1:{}: error: brackets nested too deeply (more than 64 levels)",
+            10 + 64
+        )
     );
 }
 
@@ -236,12 +239,18 @@ fn nesting_of_calls_and_tuples() {
     let src = format!("y = {}", "f(".repeat(100));
     assert_eq!(
         error_line(&src),
-        format!("t.conv:1:{}: error: brackets nested too deeply (more than 64 levels)", 5 + 2 * 64 + 1)
+        format!(
+            "t.conv:1:{}: error: brackets nested too deeply (more than 64 levels)",
+            5 + 2 * 64 + 1
+        )
     );
     let src = format!("y = f(x, pad={}", "(".repeat(100));
     assert_eq!(
         error_line(&src),
-        format!("t.conv:1:{}: error: brackets nested too deeply (more than 64 levels)", 14 + 63)
+        format!(
+            "t.conv:1:{}: error: brackets nested too deeply (more than 64 levels)",
+            14 + 63
+        )
     );
 }
 

@@ -135,7 +135,10 @@ output s2
 fn comments_blank_lines_and_trailing_whitespace() {
     let src = "# header\n\n   # indented comment\ninput x: [1, 2, 2]   # trailing comment\n\t\n\
                y = relu(x)\t \noutput y   \n# the end";
-    assert_eq!(stmts(src), ["input x [1i 2i 2i]", "y = relu(x)", "output y"]);
+    assert_eq!(
+        stmts(src),
+        ["input x [1i 2i 2i]", "y = relu(x)", "output y"]
+    );
 }
 
 #[test]
@@ -147,23 +150,28 @@ fn comment_may_contain_anything() {
 #[test]
 fn crlf_line_endings() {
     let src = "input x: [1, 2, 2]\r\ny = conv(x,\r\n  out=2)  # c\r\n\r\noutput y\r\n";
-    assert_eq!(stmts(src), ["input x [1i 2i 2i]", "y = conv(x out=2i)", "output y"]);
+    assert_eq!(
+        stmts(src),
+        ["input x [1i 2i 2i]", "y = conv(x out=2i)", "output y"]
+    );
 }
 
 #[test]
 fn no_final_newline() {
-    assert_eq!(stmts("input x: [1, 2, 2]\noutput x"), ["input x [1i 2i 2i]", "output x"]);
+    assert_eq!(
+        stmts("input x: [1, 2, 2]\noutput x"),
+        ["input x [1i 2i 2i]", "output x"]
+    );
     assert_eq!(stmts("y = relu(x)"), ["y = relu(x)"]);
     assert_eq!(stmts("input x: [1, 2, 2]"), ["input x [1i 2i 2i]"]);
 }
 
 #[test]
 fn indentation_is_allowed() {
-    assert_eq!(stmts("  input x: [1]\n\ty = relu(x)\n    output y\n"), [
-        "input x [1i]",
-        "y = relu(x)",
-        "output y"
-    ]);
+    assert_eq!(
+        stmts("  input x: [1]\n\ty = relu(x)\n    output y\n"),
+        ["input x [1i]", "y = relu(x)", "output y"]
+    );
 }
 
 #[test]
@@ -187,27 +195,42 @@ output y
 ";
     assert_eq!(
         stmts(src),
-        ["y = conv(x out=8i kernel=3x3 weights=[[[[1i 2i] [3i 4i]]]])", "input x [3i H W]", "output y"]
+        [
+            "y = conv(x out=8i kernel=3x3 weights=[[[[1i 2i] [3i 4i]]]])",
+            "input x [3i H W]",
+            "output y"
+        ]
     );
 }
 
 #[test]
 fn spaces_around_tokens_are_optional() {
-    assert_eq!(stmts("y=conv(x,out=8,pad=(1,2))\n"), ["y = conv(x out=8i pad=(1i 2i))"]);
-    assert_eq!(stmts("y  =  conv ( x , out = 8 )\n"), ["y = conv(x out=8i)"]);
-    assert_eq!(stmts("input x:[3,4,4]\noutput x,y ,z\n"), ["input x [3i 4i 4i]", "output x y z"]);
+    assert_eq!(
+        stmts("y=conv(x,out=8,pad=(1,2))\n"),
+        ["y = conv(x out=8i pad=(1i 2i))"]
+    );
+    assert_eq!(
+        stmts("y  =  conv ( x , out = 8 )\n"),
+        ["y = conv(x out=8i)"]
+    );
+    assert_eq!(
+        stmts("input x:[3,4,4]\noutput x,y ,z\n"),
+        ["input x [3i 4i 4i]", "output x y z"]
+    );
 }
 
 #[test]
 fn identifiers() {
     assert_eq!(stmts("_a = f(B_9, x_, _)\n"), ["_a = f(B_9 x_ _)"]);
     // Op names are not reserved, and keywords may be argument keys or values.
-    assert_eq!(stmts("conv = conv(relu, input=output)\n"), ["conv = conv(relu input=output)"]);
-    assert_eq!(stmts("inputs = f(x)\noutputs = f(x)\ninput_ = f(x)\n"), [
-        "inputs = f(x)",
-        "outputs = f(x)",
-        "input_ = f(x)"
-    ]);
+    assert_eq!(
+        stmts("conv = conv(relu, input=output)\n"),
+        ["conv = conv(relu input=output)"]
+    );
+    assert_eq!(
+        stmts("inputs = f(x)\noutputs = f(x)\ninput_ = f(x)\n"),
+        ["inputs = f(x)", "outputs = f(x)", "input_ = f(x)"]
+    );
     assert_eq!(value("inf"), "inf");
     assert_eq!(value("none"), "none");
 }
@@ -244,9 +267,20 @@ fn negative_infinity() {
     assert_eq!(value("-inf"), "-inff");
     let src = "y = clamp(x, min=-inf)\n";
     let p = parse(src).unwrap();
-    let Stmt::Layer(l) = &p.stmts[0] else { panic!() };
-    assert_eq!(l.args[1].value.kind, ExprKind::Number { value: f64::NEG_INFINITY, int: None });
-    assert_eq!(&src[l.args[1].value.span.start..l.args[1].value.span.end], "-inf");
+    let Stmt::Layer(l) = &p.stmts[0] else {
+        panic!()
+    };
+    assert_eq!(
+        l.args[1].value.kind,
+        ExprKind::Number {
+            value: f64::NEG_INFINITY,
+            int: None
+        }
+    );
+    assert_eq!(
+        &src[l.args[1].value.span.start..l.args[1].value.span.end],
+        "-inf"
+    );
     // `-inf` must be a whole word.
     assert!(error_line("y = f(w=-info)").contains("`-` must be directly followed by a number"));
 }
@@ -255,13 +289,21 @@ fn negative_infinity() {
 fn strings() {
     assert_eq!(value(r#""w.npy""#), r#""w.npy""#);
     assert_eq!(value(r#""""#), r#""""#);
-    assert_eq!(value(r#""a \"quoted\" \\ path""#), r#""a \"quoted\" \\ path""#);
+    assert_eq!(
+        value(r#""a \"quoted\" \\ path""#),
+        r#""a \"quoted\" \\ path""#
+    );
     assert_eq!(value(r#""\\\\""#), r#""\\\\""#);
     assert_eq!(value(r#""\"""#), r#""\"""#);
     // Anything but a newline, a `"` or a `\` stands for itself, non-ASCII and `#` included.
     let p = parse("y = f(w=\"dir/ünï cödé # not a comment\t(]\")\n").unwrap();
-    let Stmt::Layer(l) = &p.stmts[0] else { panic!() };
-    assert_eq!(l.args[0].value.kind, ExprKind::Str("dir/ünï cödé # not a comment\t(]".into()));
+    let Stmt::Layer(l) = &p.stmts[0] else {
+        panic!()
+    };
+    assert_eq!(
+        l.args[0].value.kind,
+        ExprKind::Str("dir/ünï cödé # not a comment\t(]".into())
+    );
 }
 
 #[test]
@@ -282,7 +324,10 @@ fn tuples() {
     assert_eq!(value("(1)"), "(1i)");
     assert_eq!(value("()"), "()");
     assert_eq!(value("(1, 2,)"), "(1i 2i)");
-    assert_eq!(value("((1, 2), [3], \"s\", f(x))"), "((1i 2i) [3i] \"s\" f(x))");
+    assert_eq!(
+        value("((1, 2), [3], \"s\", f(x))"),
+        "((1i 2i) [3i] \"s\" f(x))"
+    );
 }
 
 #[test]
@@ -292,13 +337,19 @@ fn lists() {
     assert_eq!(value("[1, 2.5, -3,]"), "[1i 2.5f -3i]");
     assert_eq!(value("[[1, 2], [3, 4]]"), "[[1i 2i] [3i 4i]]");
     assert_eq!(value("[[[[0.5]]]]"), "[[[[0.5f]]]]");
-    assert_eq!(value("[\n  [1, 2],  # row 0\n  [3, 4],  # row 1\n]"), "[[1i 2i] [3i 4i]]");
+    assert_eq!(
+        value("[\n  [1, 2],  # row 0\n  [3, 4],  # row 1\n]"),
+        "[[1i 2i] [3i 4i]]"
+    );
 }
 
 #[test]
 fn calls() {
     assert_eq!(value("random(seed=1)"), "random(seed=1i)");
-    assert_eq!(value("file(\"w.npy\", \"conv1.weight\")"), "file(\"w.npy\" \"conv1.weight\")");
+    assert_eq!(
+        value("file(\"w.npy\", \"conv1.weight\")"),
+        "file(\"w.npy\" \"conv1.weight\")"
+    );
     assert_eq!(value("gaussian(sigma=1.5)"), "gaussian(sigma=1.5f)");
     assert_eq!(value("f()"), "f()");
     assert_eq!(value("f(g(h(1)), k=[2],)"), "f(g(h(1i)) k=[2i])");
@@ -310,11 +361,17 @@ fn calls() {
 
 #[test]
 fn input_statements() {
-    assert_eq!(stmts("input x: [3, 128, 128]\n"), ["input x [3i 128i 128i]"]);
+    assert_eq!(
+        stmts("input x: [3, 128, 128]\n"),
+        ["input x [3i 128i 128i]"]
+    );
     assert_eq!(stmts("input x: [3, H, W]\n"), ["input x [3i H W]"]);
     // The count and kinds are the IR's to check; any numbers and names parse.
     assert_eq!(stmts("input x: []\n"), ["input x []"]);
-    assert_eq!(stmts("input x: [1, 2, 3, 4, 5]\n"), ["input x [1i 2i 3i 4i 5i]"]);
+    assert_eq!(
+        stmts("input x: [1, 2, 3, 4, 5]\n"),
+        ["input x [1i 2i 3i 4i 5i]"]
+    );
     assert_eq!(stmts("input x: [C, 2.5, -1]\n"), ["input x [C 2.5f -1i]"]);
     assert_eq!(stmts("input x : [1]\n"), ["input x [1i]"]);
 }
@@ -339,7 +396,15 @@ fn output_statements() {
 
 #[test]
 fn empty_files_and_files_without_output_are_not_syntax_errors() {
-    for src in ["", "\n", "   ", "# only a comment", "\n\n# c\n\n", "\r\n", "input x: [1, 2, 2]\n"] {
+    for src in [
+        "",
+        "\n",
+        "   ",
+        "# only a comment",
+        "\n\n# c\n\n",
+        "\r\n",
+        "input x: [1, 2, 2]\n",
+    ] {
         let p = parse(src).unwrap();
         assert_eq!(p.eof, Span::new(src.len(), src.len()));
         assert!(p.stmts.len() <= 1);
@@ -357,13 +422,20 @@ fn text(src: &str, s: Span) -> &str {
 fn spans_of_statements_and_names() {
     let src = "# c\ninput img: [3, H, W]  # c\nfeat = conv(img,\n  out=8, weights=random(seed=1))  \noutput feat, img\n";
     let p = parse(src).unwrap();
-    let Stmt::Input(i) = &p.stmts[0] else { panic!() };
+    let Stmt::Input(i) = &p.stmts[0] else {
+        panic!()
+    };
     assert_eq!(text(src, i.span), "input img: [3, H, W]");
     assert_eq!(text(src, i.name.span), "img");
     assert_eq!(text(src, i.dims_span), "[3, H, W]");
     assert_eq!(text(src, i.dims[1].span), "H");
-    let Stmt::Layer(l) = &p.stmts[1] else { panic!() };
-    assert_eq!(text(src, l.span), "feat = conv(img,\n  out=8, weights=random(seed=1))");
+    let Stmt::Layer(l) = &p.stmts[1] else {
+        panic!()
+    };
+    assert_eq!(
+        text(src, l.span),
+        "feat = conv(img,\n  out=8, weights=random(seed=1))"
+    );
     assert_eq!(text(src, l.name.span), "feat");
     assert_eq!(text(src, l.op.span), "conv");
     assert_eq!(text(src, l.args[0].span), "img");
@@ -372,10 +444,14 @@ fn spans_of_statements_and_names() {
     assert_eq!(text(src, l.args[1].key.as_ref().unwrap().span), "out");
     assert_eq!(text(src, l.args[1].value.span), "8");
     assert_eq!(text(src, l.args[2].span), "weights=random(seed=1)");
-    let ExprKind::Call { name, args } = &l.args[2].value.kind else { panic!() };
+    let ExprKind::Call { name, args } = &l.args[2].value.kind else {
+        panic!()
+    };
     assert_eq!(text(src, name.span), "random");
     assert_eq!(text(src, args[0].span), "seed=1");
-    let Stmt::Output(o) = &p.stmts[2] else { panic!() };
+    let Stmt::Output(o) = &p.stmts[2] else {
+        panic!()
+    };
     assert_eq!(text(src, o.span), "output feat, img");
     assert_eq!(text(src, o.names[1].span), "img");
     assert_eq!(p.eof, Span::new(src.len(), src.len()));
@@ -385,8 +461,14 @@ fn spans_of_statements_and_names() {
 fn spans_of_values() {
     let src = "y = f(a = (1, 2) , b=[ [3] ], c=\"s\\\"\", d=-1.5e3, e=3x3, f=-inf, g=h ( 1 ))";
     let p = parse(src).unwrap();
-    let Stmt::Layer(l) = &p.stmts[0] else { panic!() };
-    let spans: Vec<_> = l.args.iter().map(|a| (text(src, a.span), text(src, a.value.span))).collect();
+    let Stmt::Layer(l) = &p.stmts[0] else {
+        panic!()
+    };
+    let spans: Vec<_> = l
+        .args
+        .iter()
+        .map(|a| (text(src, a.span), text(src, a.value.span)))
+        .collect();
     assert_eq!(
         spans,
         [
@@ -399,7 +481,9 @@ fn spans_of_values() {
             ("g=h ( 1 )", "h ( 1 )"),
         ]
     );
-    let ExprKind::List(items) = &l.args[1].value.kind else { panic!() };
+    let ExprKind::List(items) = &l.args[1].value.kind else {
+        panic!()
+    };
     assert_eq!(text(src, items[0].span), "[3]");
 }
 
@@ -407,7 +491,9 @@ fn spans_of_values() {
 fn spans_are_byte_offsets_after_non_ascii() {
     let src = "# ünïcödé\ny = f(\"é\", x)\n";
     let p = parse(src).unwrap();
-    let Stmt::Layer(l) = &p.stmts[0] else { panic!() };
+    let Stmt::Layer(l) = &p.stmts[0] else {
+        panic!()
+    };
     assert_eq!(text(src, l.args[1].span), "x");
     assert_eq!(line_col(src, l.args[1].span.start), (2, 12));
 }
@@ -420,14 +506,51 @@ fn nesting_up_to_the_limit_parses() {
     assert_eq!(stmts(&src).len(), 1);
     let src = format!("y = f({}1{})\n", "(".repeat(depth), ")".repeat(depth));
     assert_eq!(stmts(&src).len(), 1);
-    let src = format!("y = {}1{}\n", "f(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
+    let src = format!(
+        "y = {}1{}\n",
+        "f(".repeat(MAX_NESTING),
+        ")".repeat(MAX_NESTING)
+    );
     assert_eq!(stmts(&src).len(), 1);
     // In an input statement the dimension list is level 1.
-    let src = format!("input x: {}1{}\n", "[".repeat(MAX_NESTING), "]".repeat(MAX_NESTING));
-    assert!(error_line(&src).contains("an input dimension must be a number or a name, found a list"));
+    let src = format!(
+        "input x: {}1{}\n",
+        "[".repeat(MAX_NESTING),
+        "]".repeat(MAX_NESTING)
+    );
+    assert!(
+        error_line(&src).contains("an input dimension must be a number or a name, found a list")
+    );
 }
 
 #[test]
 fn debug_form_of_a_small_program() {
-    insta::assert_debug_snapshot!(parse("input x: [1, H, W]\ny = conv(x, out=2, kernel=3x3)\noutput y").unwrap());
+    insta::assert_debug_snapshot!(
+        parse("input x: [1, H, W]\ny = conv(x, out=2, kernel=3x3)\noutput y").unwrap()
+    );
+}
+
+#[test]
+fn every_spec_of_the_repository_parses() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs");
+    let mut stack = vec![root];
+    let mut count = 0;
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "conv") {
+                let src = std::fs::read_to_string(&path).unwrap();
+                if let Err(d) = parse(&src) {
+                    panic!("{}", render(&path.display().to_string(), &src, &d));
+                }
+                count += 1;
+            }
+        }
+    }
+    eprintln!("{count} specs parsed");
 }

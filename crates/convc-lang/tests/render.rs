@@ -12,14 +12,20 @@ fn at(start: usize, end: usize, msg: &str) -> Diagnostic {
 
 /// The caret line of a rendering: the first line made only of the gutter, spaces and `^`.
 fn caret_line(text: &str) -> &str {
-    text.lines().find(|l| l.contains('^')).expect("a caret line")
+    text.lines()
+        .find(|l| l.contains('^'))
+        .expect("a caret line")
 }
 
 #[test]
 fn the_example_of_the_brief() {
     let src = "input image: [3, 8, 8]\n\nfeatures = convv(image, out=8)\noutput features\n";
     let start = src.find("convv").unwrap();
-    let text = render("model.conv", src, &at(start, start + 5, "unknown op `convv`"));
+    let text = render(
+        "model.conv",
+        src,
+        &at(start, start + 5, "unknown op `convv`"),
+    );
     assert_eq!(
         text,
         "model.conv:3:12: error: unknown op `convv`\n  |\n3 | features = convv(image, out=8)\n  |            ^^^^^\n"
@@ -42,7 +48,11 @@ fn notes_follow_the_snippet() {
 fn control_and_invisible_characters_are_shown_visibly() {
     let src = "y = f(\u{1b}[2J\u{202e}x)\u{0}\n";
     let nul = src.find('\u{0}').unwrap();
-    let text = render("t.conv", src, &at(nul, nul + 1, "unexpected character U+0000"));
+    let text = render(
+        "t.conv",
+        src,
+        &at(nul, nul + 1, "unexpected character U+0000"),
+    );
     assert_eq!(
         text,
         "t.conv:1:14: error: unexpected character U+0000\n  |\n1 | y = f(?[2J\u{fffd}x)?\n  |              ^\n"
@@ -61,14 +71,25 @@ fn empty_span_gets_one_caret() {
 #[test]
 fn end_of_file_after_a_final_newline() {
     let src = "input x: [1, 2, 2]\n";
-    let text = render("t.conv", src, &at(src.len(), src.len(), "no `output` statement"));
-    assert_eq!(text, "t.conv:2:1: error: no `output` statement\n  |\n2 |\n  | ^\n");
+    let text = render(
+        "t.conv",
+        src,
+        &at(src.len(), src.len(), "no `output` statement"),
+    );
+    assert_eq!(
+        text,
+        "t.conv:2:1: error: no `output` statement\n  |\n2 |\n  | ^\n"
+    );
 }
 
 #[test]
 fn end_of_file_without_a_final_newline() {
     let src = "input x: [1, 2, 2]";
-    let text = render("t.conv", src, &at(src.len(), src.len(), "no `output` statement"));
+    let text = render(
+        "t.conv",
+        src,
+        &at(src.len(), src.len(), "no `output` statement"),
+    );
     assert_eq!(
         text,
         "t.conv:1:19: error: no `output` statement\n  |\n1 | input x: [1, 2, 2]\n  |                   ^\n"
@@ -78,7 +99,10 @@ fn end_of_file_without_a_final_newline() {
 #[test]
 fn empty_file() {
     let text = render("t.conv", "", &at(0, 0, "the file is empty"));
-    assert_eq!(text, "t.conv:1:1: error: the file is empty\n  |\n1 |\n  | ^\n");
+    assert_eq!(
+        text,
+        "t.conv:1:1: error: the file is empty\n  |\n1 |\n  | ^\n"
+    );
 }
 
 #[test]
@@ -104,17 +128,30 @@ fn crlf_sources() {
 fn wide_line_numbers() {
     let src = "\n".repeat(120) + "y = f(x)\n";
     let text = render("t.conv", &src, &at(124, 125, "m"));
-    assert_eq!(text, "t.conv:121:5: error: m\n    |\n121 | y = f(x)\n    |     ^\n");
+    assert_eq!(
+        text,
+        "t.conv:121:5: error: m\n    |\n121 | y = f(x)\n    |     ^\n"
+    );
 }
 
 #[test]
 fn spans_out_of_range_or_inside_a_character_do_not_panic() {
     let src = "é = f(x)\n";
-    for (s, e) in [(1, 1), (1, 2), (0, 99), (99, 99), (5, 2), (usize::MAX, usize::MAX)] {
+    for (s, e) in [
+        (1, 1),
+        (1, 2),
+        (0, 99),
+        (99, 99),
+        (5, 2),
+        (usize::MAX, usize::MAX),
+    ] {
         let text = render("t.conv", src, &at(s, e, "m"));
         assert!(text.contains('^'), "{s}..{e}: {text}");
         let (line, col) = line_col(src, s);
-        assert!(text.starts_with(&format!("t.conv:{line}:{col}: error: m\n")), "{s}..{e}: {text}");
+        assert!(
+            text.starts_with(&format!("t.conv:{line}:{col}: error: m\n")),
+            "{s}..{e}: {text}"
+        );
     }
 }
 
@@ -123,7 +160,11 @@ fn multi_line_spans() {
     let src = "y = conv(x, weights=[[1, 2],\n                     [3, 4]])\noutput y\n";
     let start = src.find('[').unwrap();
     let end = src.find("]])").unwrap() + 2;
-    let text = render("t.conv", src, &at(start, end, "expected shape [1, 1, 2, 2], found [2, 2]"));
+    let text = render(
+        "t.conv",
+        src,
+        &at(start, end, "expected shape [1, 1, 2, 2], found [2, 2]"),
+    );
     insta::assert_snapshot!("multi_line_span", text);
 }
 
@@ -146,6 +187,14 @@ fn snapshot_missing_paren_before_next_statement() {
 }
 
 #[test]
+fn snapshot_missing_comma_on_a_later_line() {
+    insta::assert_snapshot!(
+        "missing_comma_on_a_later_line",
+        error_text("y = conv(x,\n  out=8\n  kernel=3)\n")
+    );
+}
+
+#[test]
 fn snapshot_positional_after_keyword() {
     insta::assert_snapshot!(
         "positional_after_keyword",
@@ -159,7 +208,10 @@ fn snapshot_bad_escape_and_unterminated_string() {
         "bad_escape",
         error_text("y = conv(x, out=8, weights=file(\"C:\\weights\\w.npy\"))\n")
     );
-    insta::assert_snapshot!("unterminated_string", error_text("y = conv(x, weights=file(\"w.npy))\n"));
+    insta::assert_snapshot!(
+        "unterminated_string",
+        error_text("y = conv(x, weights=file(\"w.npy))\n")
+    );
 }
 
 #[test]
@@ -170,7 +222,10 @@ fn snapshot_numbers() {
 
 #[test]
 fn snapshot_non_ascii_and_tabs() {
-    insta::assert_snapshot!("non_ascii", error_text("input x: [3, 8, 8]\n\tfeatüres = relu(x)\n"));
+    insta::assert_snapshot!(
+        "non_ascii",
+        error_text("input x: [3, 8, 8]\n\tfeatüres = relu(x)\n")
+    );
 }
 
 #[test]

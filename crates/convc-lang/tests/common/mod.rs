@@ -9,7 +9,10 @@ use convc_lang::*;
 pub fn expr(e: &Expr) -> String {
     match &e.kind {
         ExprKind::Ident(n) => n.clone(),
-        ExprKind::Number { value, int: Some(i) } => {
+        ExprKind::Number {
+            value,
+            int: Some(i),
+        } => {
             assert_eq!(*value, *i as f64, "value and int disagree");
             format!("{i}i")
         }
@@ -64,7 +67,9 @@ pub fn stmts(src: &str) -> Vec<String> {
 pub fn value(v: &str) -> String {
     let src = format!("y = f(w={v})\n");
     let p = parse(&src).unwrap_or_else(|d| panic!("{}", render("t.conv", &src, &d)));
-    let Stmt::Layer(l) = &p.stmts[0] else { panic!("not a layer") };
+    let Stmt::Layer(l) = &p.stmts[0] else {
+        panic!("not a layer")
+    };
     expr(&l.args[0].value)
 }
 
@@ -72,7 +77,11 @@ pub fn value(v: &str) -> String {
 pub fn error_line(src: &str) -> String {
     match parse(src) {
         Ok(p) => panic!("expected a syntax error in {src:?}, got {:?}", p.stmts),
-        Err(d) => render("t.conv", src, &d).lines().next().unwrap().to_string(),
+        Err(d) => render("t.conv", src, &d)
+            .lines()
+            .next()
+            .unwrap()
+            .to_string(),
     }
 }
 
