@@ -22,17 +22,23 @@ fn stderr(o: &Output) -> String {
 
 fn ok(args: &[&str]) -> String {
     let o = convc(args);
-    assert_eq!(o.status.code(), Some(0), "convc {args:?} failed:\n{}", stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "convc {args:?} failed:\n{}",
+        stderr(&o)
+    );
     stdout(&o)
 }
 
 fn examples() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/examples"))
-        .expect("specs/examples")
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".conv"))
-        .collect();
+    let mut v: Vec<String> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/examples"))
+            .expect("specs/examples")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".conv"))
+            .collect();
     v.sort();
     assert!(v.len() >= 6, "examples missing");
     v
@@ -44,8 +50,14 @@ fn check_and_dump_snapshots_of_every_example() {
         let path = format!("specs/examples/{name}");
         let stem = name.trim_end_matches(".conv");
         insta::assert_snapshot!(format!("check_{stem}"), ok(&["check", &path]));
-        insta::assert_snapshot!(format!("dump_text_{stem}"), ok(&["dump", &path, "--no-opt"]));
-        insta::assert_snapshot!(format!("dump_dot_{stem}"), ok(&["dump", &path, "--no-opt", "--format", "dot"]));
+        insta::assert_snapshot!(
+            format!("dump_text_{stem}"),
+            ok(&["dump", &path, "--no-opt"])
+        );
+        insta::assert_snapshot!(
+            format!("dump_dot_{stem}"),
+            ok(&["dump", &path, "--no-opt", "--format", "dot"])
+        );
         let json = ok(&["dump", &path, "--no-opt", "--format", "json"]);
         let v: serde_json::Value = serde_json::from_str(&json).expect("dump --format json is JSON");
         assert!(v["nodes"].as_array().is_some_and(|n| !n.is_empty()));
@@ -62,7 +74,10 @@ fn every_bench_spec_checks() {
         if p.extension().is_some_and(|x| x == "conv") {
             let rel = format!("specs/bench/{}", p.file_name().unwrap().to_string_lossy());
             let out = ok(&["check", &rel]);
-            assert!(out.contains("random weights: none"), "{rel} uses random weights:\n{out}");
+            assert!(
+                out.contains("random weights: none"),
+                "{rel} uses random weights:\n{out}"
+            );
             n += 1;
         }
     }
@@ -79,7 +94,10 @@ fn check_reports_bench_macs_and_params() {
         ("vgg_head", "4710924288", "260160"),
     ] {
         let out = ok(&["check", &format!("specs/bench/{name}.conv")]);
-        let total = out.lines().find(|l| l.starts_with("total")).expect("total row");
+        let total = out
+            .lines()
+            .find(|l| l.starts_with("total"))
+            .expect("total row");
         let cells: Vec<&str> = total.split_whitespace().collect();
         assert_eq!(cells, ["total", params, macs], "{name}");
     }
@@ -89,9 +107,22 @@ fn check_reports_bench_macs_and_params() {
 fn symbolic_sizes_and_size_binding() {
     let out = ok(&["check", "specs/examples/gaussian_blur.conv"]);
     assert!(out.contains("[3,H,W]") && out.contains("147/px"), "{out}");
-    let out = ok(&["check", "specs/examples/gaussian_blur.conv", "--size", "64x32"]);
-    assert!(out.contains("[3,64,32]") && out.contains(&(147 * 64 * 32).to_string()), "{out}");
-    let o = convc(&["check", "specs/examples/gaussian_blur.conv", "--size", "0x3"]);
+    let out = ok(&[
+        "check",
+        "specs/examples/gaussian_blur.conv",
+        "--size",
+        "64x32",
+    ]);
+    assert!(
+        out.contains("[3,64,32]") && out.contains(&(147 * 64 * 32).to_string()),
+        "{out}"
+    );
+    let o = convc(&[
+        "check",
+        "specs/examples/gaussian_blur.conv",
+        "--size",
+        "0x3",
+    ]);
     assert_eq!(o.status.code(), Some(2));
 }
 
@@ -99,13 +130,26 @@ fn symbolic_sizes_and_size_binding() {
 fn bad_spec_exits_1_with_a_located_message() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("bad.conv");
-    std::fs::write(&p, "input x: [3, 8, 8]\ny = conv(x, out=4, kernel=3x3, strid=2)\noutput y\n").unwrap();
+    std::fs::write(
+        &p,
+        "input x: [3, 8, 8]\ny = conv(x, out=4, kernel=3x3, strid=2)\noutput y\n",
+    )
+    .unwrap();
     let o = convc(&["check", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     let first = err.lines().next().unwrap_or_default();
-    assert_eq!(first, format!("{}:2:32: error: unknown argument `strid` for conv", p.display()));
-    assert!(err.contains("y = conv(x, out=4, kernel=3x3, strid=2)"), "{err}");
+    assert_eq!(
+        first,
+        format!(
+            "{}:2:32: error: unknown argument `strid` for conv",
+            p.display()
+        )
+    );
+    assert!(
+        err.contains("y = conv(x, out=4, kernel=3x3, strid=2)"),
+        "{err}"
+    );
     assert!(err.contains("^^^^^"), "{err}");
 }
 
@@ -114,7 +158,11 @@ fn bad_files_exit_1() {
     let dir = tempfile::tempdir().unwrap();
     let o = convc(&["check", "does/not/exist.conv"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("cannot read `does/not/exist.conv`: no such file"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot read `does/not/exist.conv`: no such file"),
+        "{}",
+        stderr(&o)
+    );
     let o = convc(&["check", dir.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("is a directory"));
@@ -122,12 +170,20 @@ fn bad_files_exit_1() {
     std::fs::write(&p, b"input x: [3, 8, 8]\n\xff\xfe\noutput x\n").unwrap();
     let o = convc(&["check", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains(":2:1: error: the file is not valid UTF-8 text"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(":2:1: error: the file is not valid UTF-8 text"),
+        "{}",
+        stderr(&o)
+    );
     let p = dir.path().join("empty.conv");
     std::fs::write(&p, b"").unwrap();
     let o = convc(&["check", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains(":1:1: error: the file is empty"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(":1:1: error: the file is empty"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -136,10 +192,31 @@ fn usage_errors_exit_2() {
         &[][..],
         &["frobnicate"],
         &["check"],
-        &["dump", "specs/examples/classic_standard.conv", "--format", "xml"],
-        &["dump", "specs/examples/classic_standard.conv", "--passes", "nope"],
-        &["dump", "specs/examples/classic_standard.conv", "--no-opt", "--passes", "dce"],
-        &["check", "specs/examples/classic_standard.conv", "--size", "axb"],
+        &[
+            "dump",
+            "specs/examples/classic_standard.conv",
+            "--format",
+            "xml",
+        ],
+        &[
+            "dump",
+            "specs/examples/classic_standard.conv",
+            "--passes",
+            "nope",
+        ],
+        &[
+            "dump",
+            "specs/examples/classic_standard.conv",
+            "--no-opt",
+            "--passes",
+            "dce",
+        ],
+        &[
+            "check",
+            "specs/examples/classic_standard.conv",
+            "--size",
+            "axb",
+        ],
     ] {
         let o = convc(args);
         assert_eq!(o.status.code(), Some(2), "convc {args:?}: {}", stderr(&o));
