@@ -116,6 +116,8 @@ enum Command {
         /// Threads (default: all cores).
         #[arg(long, value_parser = parse_threads)]
         threads: Option<usize>,
+        #[command(flatten)]
+        size: SizeOpt,
     },
 }
 
@@ -145,6 +147,7 @@ fn main() -> ExitCode {
             backend,
             passes,
             threads,
+            size,
         } => commands::run::run(commands::run::RunArgs {
             model: &model,
             inputs: &inputs,
@@ -152,6 +155,7 @@ fn main() -> ExitCode {
             backend,
             passes: &passes,
             threads,
+            size: size.size,
         }),
     };
     match result {

@@ -24,6 +24,8 @@ pub struct RunArgs<'a> {
     pub passes: &'a PassOpts,
     /// Threads (None: all cores).
     pub threads: Option<usize>,
+    /// `--size HxW`: binds symbolic sizes before the data does (the data must then agree).
+    pub size: Option<(usize, usize)>,
 }
 
 /// Runs `convc run`.
@@ -32,6 +34,7 @@ pub fn run(a: RunArgs<'_>) -> Result<(), Failure> {
         data::check_output_path(o)?;
     }
     let mut model = driver::load_model(a.model)?;
+    driver::bind_size(&mut model, a.size)?;
     if a.outputs.len() > model.graph.outputs.len() {
         return Err(Failure::Usage(format!(
             "error: {} -o given but the network has {} output(s)",

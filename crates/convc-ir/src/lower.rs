@@ -14,9 +14,9 @@ use crate::graph::{Graph, Node};
 use crate::op::{BatchNorm, Conv, Op, Pad, Param, Pool, PoolKind, Source, Unary};
 use crate::shape;
 
-/// The most elements one parameter tensor may have (4 GiB of f32): larger ones are refused
+/// The most elements one parameter tensor may have (1 GiB of f32): larger ones are refused
 /// before anything is allocated.
-pub const MAX_PARAM_ELEMENTS: usize = 1 << 30;
+pub const MAX_PARAM_ELEMENTS: usize = 1 << 28;
 
 /// The ops of the language, for "unknown op" messages.
 pub const OPS: &[&str] = &[
