@@ -7,12 +7,14 @@
 //! and passes. Convolutions split their output planes (image, output channel) across threads
 //! with [`std::thread::scope`]; every other op runs on the calling thread.
 
+#![warn(missing_docs)]
+
 pub mod ops;
 
 use std::fmt;
 
 use convc_ir::shape::{bind_inputs, concretize};
-use convc_ir::{Conv, Graph, NodeIndex, Op};
+use convc_ir::{Conv, Graph, NodeIndex, Op, Shape};
 use convc_tensor::{Tensor, fmt_shape};
 
 pub use ops::{add, batchnorm, concat, conv2d, global_avgpool, out_len, pool, unary};
@@ -28,7 +30,9 @@ pub struct RunError {
 impl RunError {
     /// An error with this message.
     pub fn new(message: impl Into<String>) -> RunError {
-        RunError { message: message.into() }
+        RunError {
+            message: message.into(),
+        }
     }
 }
 
@@ -60,7 +64,10 @@ pub fn run(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, RunError> {
 /// value is dropped after its last use.
 pub fn run_threads(g: &Graph, inputs: &[Tensor], threads: usize) -> Result<Vec<Tensor>, RunError> {
     let batch = check_inputs(g, inputs)?;
-    let sizes: Vec<(usize, usize)> = inputs.iter().map(|t| (t.shape()[2], t.shape()[3])).collect();
+    let sizes: Vec<(usize, usize)> = inputs
+        .iter()
+        .map(|t| (t.shape()[2], t.shape()[3]))
+        .collect();
     let bindings = bind_inputs(g, &sizes).map_err(|m| RunError::new(input_hint(g, inputs, m)))?;
     let conc = concretize(g, &bindings).map_err(|d| RunError::new(d.message))?;
 
@@ -70,7 +77,9 @@ pub fn run_threads(g: &Graph, inputs: &[Tensor], threads: usize) -> Result<Vec<T
     let mut is_output = vec![false; bound];
     for &o in &g.outputs {
         if !g.g.contains_node(o) {
-            return Err(RunError::new("the graph lists an output that is not one of its nodes"));
+            return Err(RunError::new(
+                "the graph lists an output that is not one of its nodes",
+            ));
         }
         needed[o.index()] = true;
         is_output[o.index()] = true;
@@ -78,7 +87,11 @@ pub fn run_threads(g: &Graph, inputs: &[Tensor], threads: usize) -> Result<Vec<T
     let operands: Vec<Vec<NodeIndex>> = (0..bound)
         .map(|i| {
             let n = NodeIndex::new(i);
-            if g.g.contains_node(n) { g.operands(n) } else { Vec::new() }
+            if g.g.contains_node(n) {
+                g.operands(n)
+            } else {
+                Vec::new()
+            }
         })
         .collect();
     for &n in order.iter().rev() {
@@ -107,7 +120,10 @@ pub fn run_threads(g: &Graph, inputs: &[Tensor], threads: usize) -> Result<Vec<T
         let mut args = Vec::with_capacity(ops.len());
         for o in ops {
             let v = values[o.index()].as_deref().ok_or_else(|| {
-                RunError::new(format!("internal error: `{}` was used after it was dropped", g.node(*o).name))
+                RunError::new(format!(
+                    "internal error: `{}` was used after it was dropped",
+                    g.node(*o).name
+                ))
             })?;
             args.push((v, conc.get(*o)));
         }
@@ -133,11 +149,21 @@ pub fn run_threads(g: &Graph, inputs: &[Tensor], threads: usize) -> Result<Vec<T
     }
 
     let mut outs = Vec::with_capacity(g.outputs.len());
-    for &o in &g.outputs {
+    for (k, &o) in g.outputs.iter().enumerate() {
         let [c, h, w] = conc.get(o);
-        let data = values[o.index()].clone().unwrap_or_default();
+        // The last listing of an output takes the value; earlier ones copy it.
+        let data = if g.outputs[k + 1..].contains(&o) {
+            values[o.index()].clone()
+        } else {
+            values[o.index()].take()
+        };
+        let data = data.unwrap_or_default();
         let t = Tensor::new(vec![batch, c, h, w], data).map_err(|e| {
-            RunError::new(format!("internal error: output `{}`: {}", g.node(o).name, e.message))
+            RunError::new(format!(
+                "internal error: output `{}`: {}",
+                g.node(o).name,
+                e.message
+            ))
         })?;
         outs.push(t);
     }
@@ -146,7 +172,16 @@ pub fn run_threads(g: &Graph, inputs: &[Tensor], threads: usize) -> Result<Vec<T
 
 /// Checks the number of inputs, their rank, a common N and the channel counts. Returns N.
 fn check_inputs(g: &Graph, inputs: &[Tensor]) -> Result<usize, RunError> {
-    let names: Vec<String> = g.inputs.iter().map(|&n| format!("`{}`", g.node(n).name)).collect();
+    if g.inputs.iter().any(|&n| !g.g.contains_node(n)) {
+        return Err(RunError::new(
+            "the graph lists an input that is not one of its nodes",
+        ));
+    }
+    let names: Vec<String> = g
+        .inputs
+        .iter()
+        .map(|&n| format!("`{}`", g.node(n).name))
+        .collect();
     if inputs.len() != g.inputs.len() {
         return Err(RunError::new(format!(
             "the network has {} input(s) ({}), but {} tensor(s) were given",
@@ -170,7 +205,7 @@ fn check_inputs(g: &Graph, inputs: &[Tensor]) -> Result<usize, RunError> {
                 "input `{}` expects {} channel(s) ({} per image), found shape {}",
                 node.name,
                 node.shape.c,
-                node.shape,
+                shape_text(&node.shape),
                 fmt_shape(t.shape())
             )));
         }
@@ -192,7 +227,14 @@ fn check_inputs(g: &Graph, inputs: &[Tensor]) -> Result<usize, RunError> {
             )));
         }
     }
-    batch.map(|b| b.0).ok_or_else(|| RunError::new("the network has no inputs"))
+    batch
+        .map(|b| b.0)
+        .ok_or_else(|| RunError::new("the network has no inputs"))
+}
+
+/// A per-image shape as `[C, H, W]`, symbols kept (`[3, H, W]`).
+fn shape_text(s: &Shape) -> String {
+    format!("[{}, {}, {}]", s.c, s.h, s.w)
 }
 
 /// Adds the expected and found shapes to a binding error.
@@ -201,7 +243,14 @@ fn input_hint(g: &Graph, inputs: &[Tensor], msg: String) -> String {
         .inputs
         .iter()
         .zip(inputs)
-        .map(|(&n, t)| format!("`{}` expects {} per image, found {}", g.node(n).name, g.node(n).shape, fmt_shape(t.shape())))
+        .map(|(&n, t)| {
+            format!(
+                "`{}` expects {} per image, found {}",
+                g.node(n).name,
+                shape_text(&g.node(n).shape),
+                fmt_shape(t.shape())
+            )
+        })
         .collect();
     format!("{msg} ({})", shown.join("; "))
 }
@@ -210,13 +259,23 @@ fn input_hint(g: &Graph, inputs: &[Tensor], msg: String) -> String {
 type Arg<'a> = (&'a [f32], [usize; 3]);
 
 /// Evaluates one op on a batch of `batch` images. Returns the values and the per-image shape.
-fn eval(op: &Op, args: &[Arg<'_>], inputs: &[Tensor], batch: usize, threads: usize) -> Result<(Vec<f32>, [usize; 3]), RunError> {
+fn eval(
+    op: &Op,
+    args: &[Arg<'_>],
+    inputs: &[Tensor],
+    batch: usize,
+    threads: usize,
+) -> Result<(Vec<f32>, [usize; 3]), RunError> {
     let arg = |i: usize| -> Result<Arg<'_>, RunError> {
-        args.get(i).copied().ok_or_else(|| RunError::new(format!("needs {} operand(s), has {}", i + 1, args.len())))
+        args.get(i)
+            .copied()
+            .ok_or_else(|| RunError::new(format!("needs {} operand(s), has {}", i + 1, args.len())))
     };
     match op {
         Op::Input { index } => {
-            let t = inputs.get(*index).ok_or_else(|| RunError::new(format!("no input tensor number {index}")))?;
+            let t = inputs
+                .get(*index)
+                .ok_or_else(|| RunError::new(format!("no input tensor number {index}")))?;
             let s = t.shape();
             Ok((t.data().to_vec(), [s[1], s[2], s[3]]))
         }
@@ -235,7 +294,11 @@ fn eval(op: &Op, args: &[Arg<'_>], inputs: &[Tensor], batch: usize, threads: usi
         Op::Add => {
             let ((a, sa), (b, sb)) = (arg(0)?, arg(1)?);
             if sa != sb {
-                return Err(RunError::new(format!("add of shapes {} and {}", fmt_shape(&sa), fmt_shape(&sb))));
+                return Err(RunError::new(format!(
+                    "add of shapes {} and {}",
+                    fmt_shape(&sa),
+                    fmt_shape(&sb)
+                )));
             }
             Ok((ops::add(a, b)?, sa))
         }
@@ -245,7 +308,10 @@ fn eval(op: &Op, args: &[Arg<'_>], inputs: &[Tensor], batch: usize, threads: usi
             let mut lens = Vec::with_capacity(args.len());
             for &(x, s) in args {
                 if s[1] != h || s[2] != w {
-                    return Err(RunError::new(format!("concat of sizes {h}x{w} and {}x{}", s[1], s[2])));
+                    return Err(RunError::new(format!(
+                        "concat of sizes {h}x{w} and {}x{}",
+                        s[1], s[2]
+                    )));
                 }
                 c += s[0];
                 lens.push(image_len(x, batch, s)?);
@@ -292,7 +358,9 @@ fn per_image(
 
 /// The values per image, checking `x` holds exactly `batch` images of `shape`.
 fn image_len(x: &[f32], batch: usize, shape: [usize; 3]) -> Result<usize, RunError> {
-    let len = shape[0].checked_mul(shape[1]).and_then(|v| v.checked_mul(shape[2]));
+    let len = shape[0]
+        .checked_mul(shape[1])
+        .and_then(|v| v.checked_mul(shape[2]));
     match len {
         Some(len) if len.checked_mul(batch) == Some(x.len()) => Ok(len),
         _ => Err(RunError::new(format!(
@@ -324,18 +392,32 @@ pub fn conv2d_batch(
         .and_then(|v| v.checked_mul(plane))
         .ok_or_else(|| RunError::new("conv: the output is too large"))?;
     let mut out = Vec::new();
-    out.try_reserve_exact(total)
-        .map_err(|_| RunError::new(format!("conv: not enough memory for an output of {total} values")))?;
+    out.try_reserve_exact(total).map_err(|_| {
+        RunError::new(format!(
+            "conv: not enough memory for an output of {total} values"
+        ))
+    })?;
     out.resize(total, 0.0f32);
     let mut tasks: Vec<(usize, &mut [f32])> = out.chunks_mut(plane.max(1)).enumerate().collect();
     // Below this many multiply-adds, starting threads costs more than it saves.
     const MIN_PARALLEL_MACS: usize = 1 << 18;
-    let threads = if p.macs().saturating_mul(batch) < MIN_PARALLEL_MACS { 1 } else { threads.clamp(1, tasks.len().max(1)) };
+    let threads = if p.macs().saturating_mul(batch) < MIN_PARALLEL_MACS {
+        1
+    } else {
+        threads.clamp(1, tasks.len().max(1))
+    };
     let work = |tasks: Vec<(usize, &mut [f32])>| {
         let mut acc = Vec::new();
         for (k, dst) in tasks {
             let img = k / o;
-            ops::conv_plane(&x[img * in_len..(img + 1) * in_len], &p, conv, k % o, dst, &mut acc);
+            ops::conv_plane(
+                &x[img * in_len..(img + 1) * in_len],
+                &p,
+                conv,
+                k % o,
+                dst,
+                &mut acc,
+            );
         }
     };
     if threads <= 1 {

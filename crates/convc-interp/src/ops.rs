@@ -7,9 +7,10 @@
 //!
 //! NaN and infinity propagate as IEEE arithmetic says. Max pooling lets NaN win: a window with
 //! a NaN among its in-bounds elements gives NaN (like PyTorch, NumPy's `max` and IEEE 754-2019
-//! `maximum`). ONNX Runtime's MaxPool was checked and is order-dependent on NaN (a NaN wins
-//! only when no later element of the window is compared after it), so it is not a semantics
-//! one can match; every NaN-free input gives identical results.
+//! `maximum`). ONNX Runtime 1.32's MaxPool was checked and is order-dependent on NaN: it keeps
+//! `max(acc, x)` with x86 `maxps` semantics, so a NaN survives only when it is the last element
+//! of its window and is otherwise replaced by the max of the elements after it. That is not a
+//! semantics worth matching; on NaN-free input the two agree exactly.
 
 use std::ops::Range;
 
@@ -19,7 +20,14 @@ use crate::RunError;
 
 /// Output size on one axis: `floor((n + before + after - d*(k-1) - 1) / s) + 1`, or `None`
 /// when that is 0 or less (or a stride, kernel or dilation is 0).
-pub fn out_len(n: usize, before: usize, after: usize, k: usize, s: usize, d: usize) -> Option<usize> {
+pub fn out_len(
+    n: usize,
+    before: usize,
+    after: usize,
+    k: usize,
+    s: usize,
+    d: usize,
+) -> Option<usize> {
     if k == 0 || s == 0 || d == 0 {
         return None;
     }
@@ -35,15 +43,25 @@ pub fn out_len(n: usize, before: usize, after: usize, k: usize, s: usize, d: usi
 /// `0..n`, where `off` is the kernel tap's offset (`tap * dilation`).
 fn valid_range(out: usize, n: usize, s: usize, off: usize, before: usize) -> Range<usize> {
     // First o with o*s + off >= before.
-    let lo = if off >= before { 0 } else { (before - off).div_ceil(s) };
+    let lo = if off >= before {
+        0
+    } else {
+        (before - off).div_ceil(s)
+    };
     // Last o with o*s + off - before <= n - 1, i.e. o*s <= n - 1 + before - off.
     let lim = n + before; // o*s + off < lim
-    let hi = if off >= lim { 0 } else { ((lim - off - 1) / s + 1).min(out) };
+    let hi = if off >= lim {
+        0
+    } else {
+        ((lim - off - 1) / s + 1).min(out)
+    };
     lo.min(hi)..hi
 }
 
 fn check_len(x: &[f32], shape: [usize; 3], what: &str) -> Result<(), RunError> {
-    let n = shape[0].checked_mul(shape[1]).and_then(|v| v.checked_mul(shape[2]));
+    let n = shape[0]
+        .checked_mul(shape[1])
+        .and_then(|v| v.checked_mul(shape[2]));
     if n != Some(x.len()) {
         return Err(RunError::new(format!(
             "{what}: {} values do not form a [{}, {}, {}] image",
@@ -76,7 +94,7 @@ impl ConvPlan {
     pub(crate) fn new(shape: [usize; 3], conv: &Conv) -> Result<ConvPlan, RunError> {
         let [c, h, w] = shape;
         let g = conv.groups;
-        if g == 0 || c % g != 0 || conv.out % g != 0 {
+        if g == 0 || !c.is_multiple_of(g) || !conv.out.is_multiple_of(g) {
             return Err(RunError::new(format!(
                 "conv: {c} input and {} output channels are not both divisible by groups={g}",
                 conv.out
@@ -91,18 +109,34 @@ impl ConvPlan {
                 convc_tensor::fmt_shape(&want)
             )));
         }
-        if let Some(b) = &conv.bias {
-            if b.data.shape() != [conv.out] {
-                return Err(RunError::new(format!(
-                    "conv: bias has shape {}, expected [{}]",
-                    convc_tensor::fmt_shape(b.data.shape()),
-                    conv.out
-                )));
-            }
+        if let Some(b) = &conv.bias
+            && b.data.shape() != [conv.out]
+        {
+            return Err(RunError::new(format!(
+                "conv: bias has shape {}, expected [{}]",
+                convc_tensor::fmt_shape(b.data.shape()),
+                conv.out
+            )));
         }
-        let pads = conv.pad.resolve(h, w, conv.kernel, conv.stride, conv.dilation);
-        let oh = out_len(h, pads[0], pads[1], conv.kernel[0], conv.stride[0], conv.dilation[0]);
-        let ow = out_len(w, pads[2], pads[3], conv.kernel[1], conv.stride[1], conv.dilation[1]);
+        let pads = conv
+            .pad
+            .resolve(h, w, conv.kernel, conv.stride, conv.dilation);
+        let oh = out_len(
+            h,
+            pads[0],
+            pads[1],
+            conv.kernel[0],
+            conv.stride[0],
+            conv.dilation[0],
+        );
+        let ow = out_len(
+            w,
+            pads[2],
+            pads[3],
+            conv.kernel[1],
+            conv.stride[1],
+            conv.dilation[1],
+        );
         let (Some(oh), Some(ow)) = (oh, ow) else {
             return Err(RunError::new(format!(
                 "conv: an input of {h}x{w} is too small for kernel {}x{}, stride {}x{}, dilation {}x{} and padding {:?}",
@@ -115,7 +149,15 @@ impl ConvPlan {
                 pads
             )));
         };
-        Ok(ConvPlan { c, h, w, out: [conv.out, oh, ow], cg, og: conv.out / g, pads })
+        Ok(ConvPlan {
+            c,
+            h,
+            w,
+            out: [conv.out, oh, ow],
+            cg,
+            og: conv.out / g,
+            pads,
+        })
     }
 
     /// Input elements per image.
@@ -126,7 +168,9 @@ impl ConvPlan {
     /// Multiply-accumulates per image (for deciding whether threads pay off).
     pub(crate) fn macs(&self) -> usize {
         let [o, oh, ow] = self.out;
-        o.saturating_mul(oh).saturating_mul(ow).saturating_mul(self.cg)
+        o.saturating_mul(oh)
+            .saturating_mul(ow)
+            .saturating_mul(self.cg)
     }
 }
 
@@ -135,17 +179,29 @@ impl ConvPlan {
 /// Loop order: for each output row, the kernel taps `(c, kh, kw)` run outside and the
 /// innermost loop runs over the contiguous output pixels of the row, accumulating into an
 /// `f64` row buffer `acc`. Taps that fall into the padding are skipped (zero padding adds 0).
-pub(crate) fn conv_plane(x: &[f32], p: &ConvPlan, conv: &Conv, o: usize, plane: &mut [f32], acc: &mut Vec<f64>) {
+pub(crate) fn conv_plane(
+    x: &[f32],
+    p: &ConvPlan,
+    conv: &Conv,
+    o: usize,
+    plane: &mut [f32],
+    acc: &mut Vec<f64>,
+) {
     let [_, oh, ow] = p.out;
     let [kh, kw] = conv.kernel;
     let [sh, sw] = conv.stride;
     let [dh, dw] = conv.dilation;
     let [pt, _, pl, _] = p.pads;
     let weight = conv.weight.data.data();
-    let bias = conv.bias.as_ref().map_or(0.0, |b| f64::from(b.data.data()[o]));
+    let bias = conv
+        .bias
+        .as_ref()
+        .map_or(0.0, |b| f64::from(b.data.data()[o]));
     let group = o / p.og;
     // The valid output columns of each horizontal tap (the same for every row).
-    let cols: Vec<Range<usize>> = (0..kw).map(|j| valid_range(ow, p.w, sw, j * dw, pl)).collect();
+    let cols: Vec<Range<usize>> = (0..kw)
+        .map(|j| valid_range(ow, p.w, sw, j * dw, pl))
+        .collect();
     acc.clear();
     acc.resize(ow, 0.0);
     for oy in 0..oh {
@@ -191,7 +247,11 @@ pub(crate) fn conv_plane(x: &[f32], p: &ConvPlan, conv: &Conv, o: usize, plane: 
 /// (output channel `o` reads the input channels of group `o / (out/groups)`, so a depthwise
 /// conv with multiplier `m` has output channel `o` read input channel `o / m`) and bias.
 /// Returns the output and its shape `[out, OH, OW]`.
-pub fn conv2d(x: &[f32], shape: [usize; 3], conv: &Conv) -> Result<(Vec<f32>, [usize; 3]), RunError> {
+pub fn conv2d(
+    x: &[f32],
+    shape: [usize; 3],
+    conv: &Conv,
+) -> Result<(Vec<f32>, [usize; 3]), RunError> {
     check_len(x, shape, "conv")?;
     let p = ConvPlan::new(shape, conv)?;
     let [o, oh, ow] = p.out;
@@ -208,7 +268,12 @@ pub fn conv2d(x: &[f32], shape: [usize; 3], conv: &Conv) -> Result<(Vec<f32>, [u
 pub fn batchnorm(x: &[f32], shape: [usize; 3], bn: &BatchNorm) -> Result<Vec<f32>, RunError> {
     check_len(x, shape, "batchnorm")?;
     let c = shape[0];
-    for (p, name) in [(&bn.mean, "mean"), (&bn.var, "var"), (&bn.gamma, "gamma"), (&bn.beta, "beta")] {
+    for (p, name) in [
+        (&bn.mean, "mean"),
+        (&bn.var, "var"),
+        (&bn.gamma, "gamma"),
+        (&bn.beta, "beta"),
+    ] {
         if p.data.shape() != [c] {
             return Err(RunError::new(format!(
                 "batchnorm: {name} has shape {}, expected [{c}]",
@@ -216,12 +281,21 @@ pub fn batchnorm(x: &[f32], shape: [usize; 3], bn: &BatchNorm) -> Result<Vec<f32
             )));
         }
     }
-    let (mean, var, gamma, beta) = (bn.mean.data.data(), bn.var.data.data(), bn.gamma.data.data(), bn.beta.data.data());
+    let (mean, var, gamma, beta) = (
+        bn.mean.data.data(),
+        bn.var.data.data(),
+        bn.gamma.data.data(),
+        bn.beta.data.data(),
+    );
     let eps = f64::from(bn.eps);
     let plane = shape[1] * shape[2];
     let mut out = Vec::with_capacity(x.len());
     for ch in 0..c {
-        let (m, g, b) = (f64::from(mean[ch]), f64::from(gamma[ch]), f64::from(beta[ch]));
+        let (m, g, b) = (
+            f64::from(mean[ch]),
+            f64::from(gamma[ch]),
+            f64::from(beta[ch]),
+        );
         let den = (f64::from(var[ch]) + eps).sqrt();
         for &v in &x[ch * plane..(ch + 1) * plane] {
             out.push((g * (f64::from(v) - m) / den + b) as f32);
@@ -238,7 +312,11 @@ pub fn unary(x: &[f32], u: Unary) -> Vec<f32> {
 /// Elementwise sum of two tensors of the same length (one `f32` addition per element).
 pub fn add(a: &[f32], b: &[f32]) -> Result<Vec<f32>, RunError> {
     if a.len() != b.len() {
-        return Err(RunError::new(format!("add: operands have {} and {} values", a.len(), b.len())));
+        return Err(RunError::new(format!(
+            "add: operands have {} and {} values",
+            a.len(),
+            b.len()
+        )));
     }
     Ok(a.iter().zip(b).map(|(&p, &q)| p + q).collect())
 }
@@ -253,7 +331,10 @@ pub fn concat(parts: &[(&[f32], [usize; 3])]) -> Result<(Vec<f32>, [usize; 3]), 
     for &(x, s) in parts {
         check_len(x, s, "concat")?;
         if s[1] != h || s[2] != w {
-            return Err(RunError::new(format!("concat: operands of {h}x{w} and {}x{}", s[1], s[2])));
+            return Err(RunError::new(format!(
+                "concat: operands of {h}x{w} and {}x{}",
+                s[1], s[2]
+            )));
         }
         c += s[0];
         out.extend_from_slice(x);
@@ -277,7 +358,8 @@ pub fn pool(x: &[f32], shape: [usize; 3], p: &Pool) -> Result<(Vec<f32>, [usize;
             "pool: padding {pads:?} is not smaller than the kernel {kh}x{kw} on each side"
         )));
     }
-    let (Some(oh), Some(ow)) = (out_len(h, pt, pb, kh, sh, 1), out_len(w, pl, pr, kw, sw, 1)) else {
+    let (Some(oh), Some(ow)) = (out_len(h, pt, pb, kh, sh, 1), out_len(w, pl, pr, kw, sw, 1))
+    else {
         return Err(RunError::new(format!(
             "pool: an input of {h}x{w} is too small for kernel {kh}x{kw}, stride {sh}x{sw} and padding {pads:?}"
         )));
@@ -290,9 +372,18 @@ pub fn pool(x: &[f32], shape: [usize; 3], p: &Pool) -> Result<(Vec<f32>, [usize;
             let rows = (oy * sh).saturating_sub(pt)..(oy * sh + kh).saturating_sub(pt).min(h);
             for ox in 0..ow {
                 let cols = (ox * sw).saturating_sub(pl)..(ox * sw + kw).saturating_sub(pl).min(w);
-                let window = rows.clone().flat_map(|iy| image[iy * w + cols.start..iy * w + cols.end].iter().copied());
+                let window = rows.clone().flat_map(|iy| {
+                    image[iy * w + cols.start..iy * w + cols.end]
+                        .iter()
+                        .copied()
+                });
                 let v = match p.kind {
-                    PoolKind::Max => window.fold(f32::NEG_INFINITY, |m, v| if v.is_nan() || v > m { v } else { m }),
+                    PoolKind::Max => {
+                        window.fold(
+                            f32::NEG_INFINITY,
+                            |m, v| if v.is_nan() || v > m { v } else { m },
+                        )
+                    }
                     PoolKind::Avg => {
                         let count = rows.len() * cols.len();
                         let sum: f64 = window.map(f64::from).sum();
@@ -338,8 +429,37 @@ mod tests {
                                     i >= 0 && i < n as i64
                                 })
                                 .collect();
-                            assert_eq!(r.collect::<Vec<_>>(), want, "out={out} n={n} s={s} off={off} before={before}");
+                            assert_eq!(
+                                r.collect::<Vec<_>>(),
+                                want,
+                                "out={out} n={n} s={s} off={off} before={before}"
+                            );
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `Pad::resolve` for `same` against the contract's formula: total
+    /// `max((ceil(H/s)-1)*s + d*(k-1) + 1 - H, 0)`, the odd element at the bottom/right, and
+    /// an output of `ceil(H/s)`.
+    #[test]
+    fn same_padding_follows_the_contract() {
+        for n in 1..20usize {
+            for k in 1..6 {
+                for s in 1..5 {
+                    for d in 1..4 {
+                        let total =
+                            ((n.div_ceil(s) as i64 - 1) * s as i64 + (d * (k - 1)) as i64 + 1
+                                - n as i64)
+                                .max(0) as usize;
+                        let want = [total / 2, total - total / 2];
+                        let p = convc_ir::Pad::Same.resolve(n, 7, [k, 1], [s, 1], [d, 1]);
+                        assert_eq!([p[0], p[1]], want, "n={n} k={k} s={s} d={d}");
+                        let q = convc_ir::Pad::Same.resolve(7, n, [1, k], [1, s], [1, d]);
+                        assert_eq!([q[2], q[3]], want, "n={n} k={k} s={s} d={d}");
+                        assert_eq!(out_len(n, p[0], p[1], k, s, d), Some(n.div_ceil(s)));
                     }
                 }
             }

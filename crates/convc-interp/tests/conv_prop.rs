@@ -29,7 +29,8 @@ fn contract_pad(pad: &Pad, axis: usize, n: usize, k: usize, s: usize, d: usize) 
         Pad::Explicit(p) => (p[2 * axis], p[2 * axis + 1]),
         Pad::Same => {
             let out = n.div_ceil(s) as i64;
-            let total = ((out - 1) * s as i64 + (d * (k - 1)) as i64 + 1 - n as i64).max(0) as usize;
+            let total =
+                ((out - 1) * s as i64 + (d * (k - 1)) as i64 + 1 - n as i64).max(0) as usize;
             (total / 2, total - total / 2)
         }
     }
@@ -67,7 +68,8 @@ fn naive(x: &[f32], [n, c, h, w]: [usize; 4], cv: &Conv) -> Option<(Vec<f32>, [u
                                 if iy < 0 || ix < 0 || iy >= h as i64 || ix >= w as i64 {
                                     continue;
                                 }
-                                let xv = x[((b * c + ch) * h + iy as usize) * w + ix as usize] as f64;
+                                let xv =
+                                    x[((b * c + ch) * h + iy as usize) * w + ix as usize] as f64;
                                 acc += wt[((o * cg + ci) * kh + i) * kw + j] as f64 * xv;
                             }
                         }
@@ -86,7 +88,8 @@ fn pad_strategy() -> impl Strategy<Value = Pad> {
         Just(Pad::Explicit([0; 4])),
         (0usize..4).prop_map(|p| Pad::Explicit([p; 4])),
         (0usize..4, 0usize..4).prop_map(|(a, b)| Pad::Explicit([a, a, b, b])),
-        (0usize..4, 0usize..4, 0usize..4, 0usize..4).prop_map(|(t, b, l, r)| Pad::Explicit([t, b, l, r])),
+        (0usize..4, 0usize..4, 0usize..4, 0usize..4)
+            .prop_map(|(t, b, l, r)| Pad::Explicit([t, b, l, r])),
     ]
 }
 
@@ -111,25 +114,40 @@ fn case_strategy() -> impl Strategy<Value = Case> {
     (
         (1usize..4, 1usize..4, 1usize..4, 1usize..4),
         (1usize..14, 1usize..14),
-        (1usize..5, 1usize..5, 1usize..4, 1usize..4, 1usize..4, 1usize..4),
+        (
+            1usize..5,
+            1usize..5,
+            1usize..4,
+            1usize..4,
+            1usize..4,
+            1usize..4,
+        ),
         pad_strategy(),
         (any::<bool>(), 1usize..4, 1u64..u64::MAX),
     )
-        .prop_map(|((batch, groups, cg, og), (h, w), (kh, kw, sh, sw, dh, dw), pad, (bias, threads, seed))| Case {
-            batch,
-            groups,
-            cg,
-            og,
-            h,
-            w,
-            kernel: [kh, kw],
-            stride: [sh, sw],
-            dilation: [dh, dw],
-            pad,
-            bias,
-            threads,
-            seed,
-        })
+        .prop_map(
+            |(
+                (batch, groups, cg, og),
+                (h, w),
+                (kh, kw, sh, sw, dh, dw),
+                pad,
+                (bias, threads, seed),
+            )| Case {
+                batch,
+                groups,
+                cg,
+                og,
+                h,
+                w,
+                kernel: [kh, kw],
+                stride: [sh, sw],
+                dilation: [dh, dw],
+                pad,
+                bias,
+                threads,
+                seed,
+            },
+        )
 }
 
 fn build(case: &Case) -> (Conv, Vec<f32>, [usize; 4]) {
@@ -138,8 +156,16 @@ fn build(case: &Case) -> (Conv, Vec<f32>, [usize; 4]) {
     let out = case.groups * case.og;
     let wshape = vec![out, case.cg, case.kernel[0], case.kernel[1]];
     let wlen = wshape.iter().product();
-    let weight = Param::new(Tensor::new(wshape, rng.vec(wlen)).expect("weight shape"), Source::Literal);
-    let bias = case.bias.then(|| Param::new(Tensor::new(vec![out], rng.vec(out)).expect("bias shape"), Source::Literal));
+    let weight = Param::new(
+        Tensor::new(wshape, rng.vec(wlen)).expect("weight shape"),
+        Source::Literal,
+    );
+    let bias = case.bias.then(|| {
+        Param::new(
+            Tensor::new(vec![out], rng.vec(out)).expect("bias shape"),
+            Source::Literal,
+        )
+    });
     let conv = Conv {
         out,
         kernel: case.kernel,
@@ -159,13 +185,26 @@ fn build(case: &Case) -> (Conv, Vec<f32>, [usize; 4]) {
 fn graph(conv: &Conv, c: usize, h: usize, w: usize) -> Graph {
     let mut g = Graph::new();
     let x = g.add(
-        Node { name: "x".into(), op: Op::Input { index: 0 }, span: Default::default(), shape: Shape::known(c, h, w) },
+        Node {
+            name: "x".into(),
+            op: Op::Input { index: 0 },
+            span: Default::default(),
+            shape: Shape::known(c, h, w),
+        },
         &[],
     );
     g.inputs.push(x);
     let op = Op::Conv(conv.clone());
     let shape = convc_ir::shape::infer(&op, &[&g.node(x).shape]).expect("shape inference");
-    let y = g.add(Node { name: "layer".into(), op, span: Default::default(), shape }, &[x]);
+    let y = g.add(
+        Node {
+            name: "layer".into(),
+            op,
+            span: Default::default(),
+            shape,
+        },
+        &[x],
+    );
     g.outputs.push(y);
     g
 }
