@@ -200,7 +200,7 @@ fn summary_without_output() {
     let out = ok(&[
         "run",
         "specs/examples/sobel_edges.conv",
-        "specs/images/gray128.png",
+        "specs/images/scene128.png",
     ]);
     assert!(out.starts_with("edges: [2, 128, 128]"), "{out}");
     assert!(out.contains("min") && out.contains("mean"), "{out}");
