@@ -1,0 +1,80 @@
+//! The benchmark networks against ONNX Runtime: `tests/fixtures/bench/make_bench_fixtures.py`
+//! ran each network's ONNX twin on a deterministic input and kept 4096 sampled output values
+//! and every channel's mean. Here convc runs the `.conv` on the same input and must agree.
+
+use std::path::{Path, PathBuf};
+
+use convc_tensor::{Tensor, npy};
+
+const NAMES: [&str; 8] = [
+    "seed_3to8",
+    "blur7",
+    "sobel",
+    "lowrank_conv",
+    "resnet_block",
+    "mobilenet_block",
+    "inception_7x7",
+    "vgg_head",
+];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The script's input: `((c*7919 + h*104729 + w*1299709) % 1000) / 1000 - 0.5`, batch 1.
+fn make_input(c: usize, h: usize, w: usize) -> Tensor {
+    let mut v = Vec::with_capacity(c * h * w);
+    for ci in 0..c {
+        for hi in 0..h {
+            for wi in 0..w {
+                let k = (ci * 7919 + hi * 104729 + wi * 1299709) % 1000;
+                v.push((k as f64 / 1000.0 - 0.5) as f32);
+            }
+        }
+    }
+    Tensor::new(vec![1, c, h, w], v).expect("shape")
+}
+
+fn load(p: &Path) -> Tensor {
+    npy::read(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).expect("npy")
+}
+
+/// Compares an output `[1, C, H, W]` with the fixture of `name`; returns the worst error.
+pub fn compare(name: &str, out: &Tensor) -> f64 {
+    let dir = root().join("tests/fixtures/bench");
+    let samples = load(&dir.join(format!("{name}.samples.npy")));
+    let means = load(&dir.join(format!("{name}.means.npy")));
+    let data = out.data();
+    let n = data.len() as u64;
+    let scale = 1.0 + samples.data().iter().fold(0f64, |m, v| m.max(v.abs() as f64));
+    let mut worst = 0f64;
+    for (i, &want) in samples.data().iter().enumerate() {
+        let idx = ((i as u64).wrapping_mul(2654435761) % n) as usize;
+        let err = (data[idx] as f64 - want as f64).abs();
+        worst = worst.max(err / scale);
+        assert!(err <= 1e-5 * scale, "{name}: sample {i} (flat {idx}): convc {} vs onnxruntime {want}", data[idx]);
+    }
+    let c = out.shape()[1];
+    let hw = data.len() / c;
+    for ch in 0..c {
+        let mean = data[ch * hw..(ch + 1) * hw].iter().map(|&v| v as f64).sum::<f64>() / hw as f64;
+        let want = means.data()[ch] as f64;
+        assert!((mean - want).abs() <= 1e-5 * scale, "{name}: channel {ch} mean {mean} vs onnxruntime {want}");
+    }
+    worst
+}
+
+#[test]
+fn interpreter_matches_onnxruntime_on_every_bench_network() {
+    for name in NAMES {
+        let spec = root().join(format!("specs/bench/{name}.conv"));
+        let src = std::fs::read_to_string(&spec).expect("spec");
+        let g = convc_ir::compile(&src, &root().join("specs/bench")).expect("valid spec");
+        let shape = &g.node(g.inputs[0]).shape;
+        let (h, w) = shape.hw().expect("bench inputs have fixed sizes");
+        let x = make_input(shape.c, h, w);
+        let out = convc_interp::run(&g, &[x]).expect("runs");
+        let worst = compare(name, &out[0]);
+        eprintln!("{name}: worst relative error {worst:.2e}");
+    }
+}
