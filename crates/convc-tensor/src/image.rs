@@ -5,7 +5,13 @@
 //! gray+alpha 2, RGB 3, RGBA 4, at 1, 2, 4, 8 or 16 bits, interlaced or not. A palette image is
 //! expanded to RGB (C = 3), or RGBA (C = 4) when it has a `tRNS` chunk, with 8-bit palette
 //! entries. A `tRNS` chunk of a gray or RGB image is ignored (the channel count is the color
-//! type's). 16-bit samples stay 16-bit (divided by 65535).
+//! type's). 16-bit samples stay 16-bit (divided by 65535). Gray samples of 1, 2 or 4 bits are
+//! unpacked here rather than by the png crate's `EXPAND`, which scales them the same way
+//! (`v * 255 / (2^bits - 1)`, exact) but would also turn a gray `tRNS` into an alpha channel.
+//!
+//! Nothing large is allocated before the header's size is checked: an image of more than
+//! [`MAX_READ_VALUES`] values, or one larger than its compressed data could possibly hold, is
+//! refused with a message saying how many bytes it would need.
 
 use crate::{DataError, Tensor, fmt_shape};
 use std::io::Cursor;
@@ -26,7 +32,9 @@ pub fn read_png(bytes: &[u8]) -> Result<Tensor, DataError> {
             "not a PNG file: expected it to start with the PNG signature \\x89PNG\\r\\n\\x1a\\n",
         ));
     }
-    let limits = png::Limits { bytes: DECODER_METADATA_LIMIT };
+    let limits = png::Limits {
+        bytes: DECODER_METADATA_LIMIT,
+    };
     let mut decoder = png::Decoder::new_with_limits(Cursor::new(bytes), limits);
     let header = decoder.read_header_info().map_err(decode_error)?;
     let (width, height) = (header.width, header.height);
@@ -34,17 +42,22 @@ pub fn read_png(bytes: &[u8]) -> Result<Tensor, DataError> {
     let bits = header.bit_depth as u8;
     // Samples per pixel in the file, and after reading (a palette is expanded to RGB or RGBA; the
     // exact count is known after read_info, 4 is the bound).
-    let (raw_samples, channels): (u64, u64) = match color {
+    // (u128: the png crate accepts sides up to 2^32 - 1, whose product times 4 overflows u64.)
+    let (raw_samples, channels): (u128, u128) = match color {
         png::ColorType::Grayscale => (1, 1),
         png::ColorType::GrayscaleAlpha => (2, 2),
         png::ColorType::Rgb => (3, 3),
         png::ColorType::Rgba => (4, 4),
         png::ColorType::Indexed => (1, 4),
     };
-    let values = channels * u64::from(width) * u64::from(height);
-    if values > MAX_READ_VALUES {
-        let needed = values as u128 * 4;
-        let upto = if color == png::ColorType::Indexed { "up to " } else { "" };
+    let values = channels * u128::from(width) * u128::from(height);
+    if values > u128::from(MAX_READ_VALUES) {
+        let needed = values * 4;
+        let upto = if color == png::ColorType::Indexed {
+            "up to "
+        } else {
+            ""
+        };
         return Err(DataError::new(format!(
             "the PNG is {width}x{height} pixels with {upto}{channels} channels: reading it would \
              need {needed} bytes ({}) of float32 values, more than the limit of {} bytes ({})",
@@ -55,10 +68,10 @@ pub fn read_png(bytes: &[u8]) -> Result<Tensor, DataError> {
     }
     // The decoded image must come from the compressed data that is actually in the file.
     // (A lower bound: the decompressed stream also has a filter byte per row.)
-    let row_bytes = (u64::from(width) * raw_samples * u64::from(bits)).div_ceil(8);
-    let raw_bytes = row_bytes * u64::from(height);
-    let compressed = compressed_data_len(bytes);
-    if raw_bytes > compressed.saturating_mul(MAX_DEFLATE_RATIO) + (1 << 16) {
+    let row_bytes = (u128::from(width) * raw_samples * u128::from(bits)).div_ceil(8);
+    let raw_bytes = row_bytes * u128::from(height);
+    let compressed = scan_chunks(bytes, color == png::ColorType::Indexed)?;
+    if raw_bytes > u128::from(compressed) * u128::from(MAX_DEFLATE_RATIO) + (1 << 16) {
         return Err(DataError::new(format!(
             "truncated or corrupt PNG: a {width}x{height} image needs about {raw_bytes} bytes of \
              pixel data, but its compressed data ({compressed} bytes) cannot hold that much"
@@ -71,9 +84,9 @@ pub fn read_png(bytes: &[u8]) -> Result<Tensor, DataError> {
     };
     decoder.set_transformations(transform);
     let mut reader = decoder.read_info().map_err(decode_error)?;
-    let size = reader.output_buffer_size().ok_or_else(|| {
-        DataError::new(format!("the PNG is too large: {width}x{height} pixels"))
-    })?;
+    let size = reader
+        .output_buffer_size()
+        .ok_or_else(|| DataError::new(format!("the PNG is too large: {width}x{height} pixels")))?;
     let mut buf = vec![0u8; size];
     let frame = reader.next_frame(&mut buf).map_err(decode_error)?;
     let (out_color, out_depth) = (frame.color_type, frame.bit_depth as u8);
@@ -107,26 +120,47 @@ pub fn read_png(bytes: &[u8]) -> Result<Tensor, DataError> {
     Tensor::new(vec![c, h, w], data)
 }
 
-/// The total length of the `IDAT` and `fdAT` chunks, as far as the file holds them.
-fn compressed_data_len(bytes: &[u8]) -> u64 {
+/// Walks the chunks as the decoder will, checking what png 0.18.1 does not: a PLTE of whole RGB
+/// entries, 1 to 256 of them (otherwise its palette expansion panics, image-rs/image-png#694), and
+/// a palette tRNS no longer than the palette (the PNG specification's rule). Returns the total
+/// length of the `IDAT` and `fdAT` chunks, as far as the file holds them.
+fn scan_chunks(bytes: &[u8], indexed: bool) -> Result<u64, DataError> {
     let mut pos = 8usize;
     let mut total = 0u64;
-    while let Some(head) = bytes.get(pos..pos + 8) {
+    let mut palette_entries: Option<usize> = None;
+    while let Some(head) = pos.checked_add(8).and_then(|end| bytes.get(pos..end)) {
         let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let kind = &head[4..8];
         let present = len.min(bytes.len() - pos - 8);
-        if kind == b"IDAT" || kind == b"fdAT" {
-            total += present as u64;
-        }
-        if kind == b"IEND" {
-            break;
+        match kind {
+            b"IDAT" | b"fdAT" => total += present as u64,
+            b"PLTE" => {
+                if !len.is_multiple_of(3) || !(3..=768).contains(&len) {
+                    return Err(DataError::new(format!(
+                        "corrupt PNG: the palette (PLTE chunk) is {len} bytes long, expected 1 \
+                         to 256 RGB entries of 3 bytes"
+                    )));
+                }
+                palette_entries.get_or_insert(len / 3);
+            }
+            b"tRNS" if indexed => {
+                let entries = palette_entries.unwrap_or(256);
+                if len > entries {
+                    return Err(DataError::new(format!(
+                        "corrupt PNG: the transparency (tRNS chunk) has {len} entries, more than \
+                         the {entries} of the palette"
+                    )));
+                }
+            }
+            b"IEND" => break,
+            _ => {}
         }
         pos = match pos.checked_add(12).and_then(|p| p.checked_add(len)) {
             Some(p) => p,
             None => break,
         };
     }
-    total
+    Ok(total)
 }
 
 fn human_bytes(n: u128) -> String {
@@ -179,13 +213,21 @@ pub fn write_png(t: &Tensor) -> Result<Vec<u8>, DataError> {
             pixels.push(to_u8(data[ch * plane + i]));
         }
     }
-    let color = if c == 1 { png::ColorType::Grayscale } else { png::ColorType::Rgb };
+    let color = if c == 1 {
+        png::ColorType::Grayscale
+    } else {
+        png::ColorType::Rgb
+    };
     encode(w, h, color, &pixels)
 }
 
 /// `round(clamp(v, 0, 1) * 255)`, NaN as 0.
 fn to_u8(v: f32) -> u8 {
-    if v.is_nan() { 0 } else { (v.clamp(0.0, 1.0) * 255.0).round() as u8 }
+    if v.is_nan() {
+        0
+    } else {
+        (v.clamp(0.0, 1.0) * 255.0).round() as u8
+    }
 }
 
 fn encode(w: usize, h: usize, color: png::ColorType, pixels: &[u8]) -> Result<Vec<u8>, DataError> {
@@ -282,8 +324,18 @@ pub fn channel_grid_png(t: &Tensor) -> Result<Vec<u8>, DataError> {
                 fmt_shape(t.shape())
             ))
         })?;
-    let GridLayout { scale, tile_h, tile_w, label_h, cell_w, cell_h, cols, img_w, img_h, .. } =
-        layout;
+    let GridLayout {
+        scale,
+        tile_h,
+        tile_w,
+        label_h,
+        cell_w,
+        cell_h,
+        cols,
+        img_w,
+        img_h,
+        ..
+    } = layout;
     let mut img = vec![0u8; img_w * img_h * 3];
     for px in img.chunks_exact_mut(3) {
         px.copy_from_slice(&BACKGROUND);
@@ -355,10 +407,16 @@ impl GridLayout {
         let label_h = LABEL_PAD + 5 * FONT_SCALE + LABEL_PAD;
         let cell_w = tile_w.max(label_width(c - 1));
         let cell_h = label_h + tile_h;
-        let cols = (1..=c).find(|k| k.checked_mul(*k).is_none_or(|kk| kk >= c)).unwrap_or(c);
+        let cols = (1..=c)
+            .find(|k| k.checked_mul(*k).is_none_or(|kk| kk >= c))
+            .unwrap_or(c);
         let rows = c.div_ceil(cols);
-        let img_w = cols.checked_mul(cell_w + GAP).and_then(|v| v.checked_add(GAP));
-        let img_h = rows.checked_mul(cell_h + GAP).and_then(|v| v.checked_add(GAP));
+        let img_w = cols
+            .checked_mul(cell_w + GAP)
+            .and_then(|v| v.checked_add(GAP));
+        let img_h = rows
+            .checked_mul(cell_h + GAP)
+            .and_then(|v| v.checked_add(GAP));
         GridLayout {
             scale,
             tile_h,
@@ -373,7 +431,11 @@ impl GridLayout {
         }
     }
     fn pixels(&self) -> Option<usize> {
-        if self.overflow { None } else { self.img_w.checked_mul(self.img_h) }
+        if self.overflow {
+            None
+        } else {
+            self.img_w.checked_mul(self.img_h)
+        }
     }
 }
 

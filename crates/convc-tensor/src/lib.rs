@@ -1,6 +1,8 @@
 //! Dense row-major f32 tensors, and the file formats convc reads and writes: `.npy`,
 //! safetensors, PNG; the built-in image filters and the seeded weight initialisers.
 
+#![warn(missing_docs)]
+
 pub mod filters;
 pub mod image;
 pub mod npy;
@@ -35,7 +37,10 @@ impl Tensor {
     /// A tensor of zeros.
     pub fn zeros(shape: Vec<usize>) -> Tensor {
         let n = shape.iter().product();
-        Tensor { shape, data: vec![0.0; n] }
+        Tensor {
+            shape,
+            data: vec![0.0; n],
+        }
     }
     /// The shape.
     pub fn shape(&self) -> &[usize] {
@@ -89,7 +94,9 @@ pub struct DataError {
 impl DataError {
     /// An error with this message.
     pub fn new(message: impl Into<String>) -> DataError {
-        DataError { message: message.into() }
+        DataError {
+            message: message.into(),
+        }
     }
 }
 

@@ -245,7 +245,7 @@ enum Value {
 fn describe(v: &Value) -> String {
     match v {
         Value::Str(s) => format!("the string '{}'", shorten(s)),
-        Value::Bool(b) => format!("{}", if *b { "True" } else { "False" }),
+        Value::Bool(b) => if *b { "True" } else { "False" }.to_string(),
         Value::Int(Some(i)) => format!("the number {i}"),
         Value::Int(None) => "a number".into(),
         Value::Seq(_) => "a list or tuple".into(),
@@ -265,7 +265,10 @@ fn shorten(s: &str) -> String {
 }
 
 fn parse_header(text: &str) -> Result<HeaderInfo, DataError> {
-    let mut p = Parser { s: text.as_bytes(), pos: 0 };
+    let mut p = Parser {
+        s: text.as_bytes(),
+        pos: 0,
+    };
     p.skip_ws();
     if !p.eat(b'{') {
         return Err(p.err("expected the header to be a Python dict starting with '{'"));
@@ -281,7 +284,10 @@ fn parse_header(text: &str) -> Result<HeaderInfo, DataError> {
         let key = match p.value(0)? {
             Value::Str(k) => k,
             other => {
-                return Err(p.err(&format!("expected a quoted key, found {}", describe(&other))));
+                return Err(p.err(&format!(
+                    "expected a quoted key, found {}",
+                    describe(&other)
+                )));
             }
         };
         p.skip_ws();
@@ -397,7 +403,11 @@ fn parse_header(text: &str) -> Result<HeaderInfo, DataError> {
             )));
         }
     };
-    Ok(HeaderInfo { dtype, fortran_order, shape })
+    Ok(HeaderInfo {
+        dtype,
+        fortran_order,
+        shape,
+    })
 }
 
 /// A hint naming the dtype in words, for the common ones.

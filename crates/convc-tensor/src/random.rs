@@ -82,13 +82,17 @@ impl SplitMix64 {
 /// `n` values `lo + (hi - lo) * u`, computed in f64 and rounded to f32.
 fn uniform(seed: u64, n: usize, lo: f64, hi: f64) -> Vec<f32> {
     let mut g = SplitMix64::new(seed);
-    (0..n).map(|_| (lo + (hi - lo) * g.next_unit()) as f32).collect()
+    (0..n)
+        .map(|_| (lo + (hi - lo) * g.next_unit()) as f32)
+        .collect()
 }
 
 /// `n` values `(2u - 1) * b`, computed in f64 and rounded to f32.
 fn symmetric(seed: u64, n: usize, b: f64) -> Vec<f32> {
     let mut g = SplitMix64::new(seed);
-    (0..n).map(|_| ((2.0 * g.next_unit() - 1.0) * b) as f32).collect()
+    (0..n)
+        .map(|_| ((2.0 * g.next_unit() - 1.0) * b) as f32)
+        .collect()
 }
 
 /// He-uniform weights: U(-b, b) with `b = sqrt(6 / fan_in)` (`fan_in` 0 counts as 1).

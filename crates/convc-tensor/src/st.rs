@@ -78,7 +78,9 @@ fn describe_error(e: &SafeTensorError, file_len: usize) -> DataError {
         E::HeaderTooSmall => format!(
             "expected at least 8 bytes (the header length), found a file of {file_len} bytes"
         ),
-        E::HeaderTooLarge => "the header length is larger than the 100 MB safetensors allows".into(),
+        E::HeaderTooLarge => {
+            "the header length is larger than the 100 MB safetensors allows".into()
+        }
         E::InvalidHeaderLength => format!(
             "the header length runs past the end of the file ({file_len} bytes): the file is \
              truncated or not a safetensors file"
@@ -90,9 +92,7 @@ fn describe_error(e: &SafeTensorError, file_len: usize) -> DataError {
         E::InvalidOffset(name) => format!(
             "the data offsets of tensor '{name}' are invalid (they must be contiguous and in order)"
         ),
-        E::TensorInvalidInfo => {
-            "a tensor's data offsets do not match its dtype and shape".into()
-        }
+        E::TensorInvalidInfo => "a tensor's data offsets do not match its dtype and shape".into(),
         E::MetadataIncompleteBuffer => {
             "the tensors' data does not fill the file exactly: the file is truncated or has extra \
              bytes"

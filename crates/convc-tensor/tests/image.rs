@@ -27,7 +27,13 @@ fn sample(c: usize, y: usize, x: usize, bits: u8) -> u32 {
 /// The palette formula of make_fixtures.py: entry i is (r, g, b), its tRNS alpha another formula.
 fn palette(n: usize) -> Vec<[u8; 3]> {
     (0..n)
-        .map(|i| [((i * 37 + 11) % 256) as u8, ((i * 73 + 5) % 256) as u8, ((i * 151 + 200) % 256) as u8])
+        .map(|i| {
+            [
+                ((i * 37 + 11) % 256) as u8,
+                ((i * 73 + 5) % 256) as u8,
+                ((i * 151 + 200) % 256) as u8,
+            ]
+        })
         .collect()
 }
 
@@ -76,7 +82,10 @@ fn expected_palette(n: usize, trns_len: Option<usize>, h: usize, w: usize) -> Ve
 /// Packs one row of samples the PNG way (most significant bits first; 16-bit big-endian).
 fn pack_row(samples: &[u32], bits: u8) -> Vec<u8> {
     match bits {
-        16 => samples.iter().flat_map(|&s| (s as u16).to_be_bytes()).collect(),
+        16 => samples
+            .iter()
+            .flat_map(|&s| (s as u16).to_be_bytes())
+            .collect(),
         8 => samples.iter().map(|&s| s as u8).collect(),
         _ => {
             let b = bits as usize;
@@ -135,13 +144,29 @@ fn encode(
 
 fn encode_direct(w: usize, h: usize, color: ColorType, bits: u8) -> Vec<u8> {
     let c = color.samples();
-    encode(w, h, color, bits, |y, x| (0..c).map(|ch| sample(ch, y, x, bits)).collect(), None, None)
+    encode(
+        w,
+        h,
+        color,
+        bits,
+        |y, x| (0..c).map(|ch| sample(ch, y, x, bits)).collect(),
+        None,
+        None,
+    )
 }
 
 fn encode_palette(w: usize, h: usize, n: usize, bits: u8, trns_len: Option<usize>) -> Vec<u8> {
     let plte: Vec<u8> = palette(n).into_iter().flatten().collect();
     let trns = trns_len.map(|len| (0..len).map(palette_alpha).collect());
-    encode(w, h, ColorType::Indexed, bits, |y, x| vec![palette_index(y, x, n) as u32], Some(plte), trns)
+    encode(
+        w,
+        h,
+        ColorType::Indexed,
+        bits,
+        |y, x| vec![palette_index(y, x, n) as u32],
+        Some(plte),
+        trns,
+    )
 }
 
 fn check(t: &Tensor, c: usize, h: usize, w: usize, expected: &[f32], what: &str) {
@@ -165,7 +190,14 @@ fn every_direct_colour_type_and_depth() {
             // Odd sizes so rows of packed samples end mid-byte.
             let (w, h) = (11, 5);
             let t = image::read_png(&encode_direct(w, h, color, bits)).unwrap();
-            check(&t, c, h, w, &expected_direct(c, h, w, bits), &format!("{color:?} {bits}-bit"));
+            check(
+                &t,
+                c,
+                h,
+                w,
+                &expected_direct(c, h, w, bits),
+                &format!("{color:?} {bits}-bit"),
+            );
         }
     }
 }
@@ -176,7 +208,15 @@ fn sub_byte_gray_is_exactly_v_over_max() {
     for bits in [1u8, 2, 4] {
         let levels = 1usize << bits;
         let w = levels * 3;
-        let bytes = encode(w, 1, ColorType::Grayscale, bits, |_, x| vec![(x % levels) as u32], None, None);
+        let bytes = encode(
+            w,
+            1,
+            ColorType::Grayscale,
+            bits,
+            |_, x| vec![(x % levels) as u32],
+            None,
+            None,
+        );
         let t = image::read_png(&bytes).unwrap();
         for (x, &v) in t.data().iter().enumerate() {
             let want = (x % levels) as f32 / (levels - 1) as f32;
@@ -192,26 +232,57 @@ fn png_crate_expand_scales_sub_byte_gray_exactly() {
     // channel); this pins that the png crate's EXPAND scaling agrees: v * 255 / (2^bits - 1).
     for bits in [1u8, 2, 4] {
         let levels = 1usize << bits;
-        let bytes = encode(levels, 1, ColorType::Grayscale, bits, |_, x| vec![x as u32], None, None);
+        let bytes = encode(
+            levels,
+            1,
+            ColorType::Grayscale,
+            bits,
+            |_, x| vec![x as u32],
+            None,
+            None,
+        );
         let mut dec = png::Decoder::new(std::io::Cursor::new(&bytes));
         dec.set_transformations(png::Transformations::EXPAND);
         let mut r = dec.read_info().unwrap();
         let mut buf = vec![0; r.output_buffer_size().unwrap()];
         r.next_frame(&mut buf).unwrap();
         let ours = image::read_png(&bytes).unwrap();
-        for v in 0..levels {
-            assert_eq!(usize::from(buf[v]), v * 255 / (levels - 1), "{bits}-bit {v}");
-            assert_eq!(f32::from(buf[v]) / 255.0, ours.data()[v], "{bits}-bit {v}");
+        for (v, &byte) in buf[..levels].iter().enumerate() {
+            assert_eq!(usize::from(byte), v * 255 / (levels - 1), "{bits}-bit {v}");
+            assert_eq!(f32::from(byte) / 255.0, ours.data()[v], "{bits}-bit {v}");
         }
     }
 }
 
 #[test]
 fn gray_with_trns_stays_one_channel() {
-    let bytes = encode(3, 1, ColorType::Grayscale, 8, |_, x| vec![x as u32 * 100], None, Some(vec![0, 100]));
+    let bytes = encode(
+        3,
+        1,
+        ColorType::Grayscale,
+        8,
+        |_, x| vec![x as u32 * 100],
+        None,
+        Some(vec![0, 100]),
+    );
     let t = image::read_png(&bytes).unwrap();
-    check(&t, 1, 1, 3, &[0.0, 100.0 / 255.0, 200.0 / 255.0], "gray + tRNS");
-    let bytes = encode(2, 1, ColorType::Rgb, 8, |_, x| vec![x as u32, 1, 2], None, Some(vec![0, 0, 0, 1, 0, 2]));
+    check(
+        &t,
+        1,
+        1,
+        3,
+        &[0.0, 100.0 / 255.0, 200.0 / 255.0],
+        "gray + tRNS",
+    );
+    let bytes = encode(
+        2,
+        1,
+        ColorType::Rgb,
+        8,
+        |_, x| vec![x as u32, 1, 2],
+        None,
+        Some(vec![0, 0, 0, 1, 0, 2]),
+    );
     assert_eq!(image::read_png(&bytes).unwrap().shape(), &[3, 1, 2]);
 }
 
@@ -221,11 +292,25 @@ fn palette_every_depth_with_and_without_trns() {
         let n = (1usize << bits).min(200);
         let (w, h) = (9, 4);
         let t = image::read_png(&encode_palette(w, h, n, bits, None)).unwrap();
-        check(&t, 3, h, w, &expected_palette(n, None, h, w), &format!("palette {bits}-bit"));
+        check(
+            &t,
+            3,
+            h,
+            w,
+            &expected_palette(n, None, h, w),
+            &format!("palette {bits}-bit"),
+        );
         // tRNS shorter than the palette: the remaining entries are opaque.
         let len = n.div_ceil(2);
         let t = image::read_png(&encode_palette(w, h, n, bits, Some(len))).unwrap();
-        check(&t, 4, h, w, &expected_palette(n, Some(len), h, w), &format!("palette+tRNS {bits}"));
+        check(
+            &t,
+            4,
+            h,
+            w,
+            &expected_palette(n, Some(len), h, w),
+            &format!("palette+tRNS {bits}"),
+        );
     }
 }
 
@@ -246,9 +331,23 @@ fn fixtures_written_by_python_including_interlaced() {
         check(&t, c, h, w, &expected_direct(c, h, w, bits), name);
     }
     let t = image::read_png(&fixture("palette4_trns_adam7_9x7.png")).unwrap();
-    check(&t, 4, 7, 9, &expected_palette(13, Some(12), 7, 9), "palette4_trns_adam7");
+    check(
+        &t,
+        4,
+        7,
+        9,
+        &expected_palette(13, Some(12), 7, 9),
+        "palette4_trns_adam7",
+    );
     let t = image::read_png(&fixture("palette2_plain_5x3.png")).unwrap();
-    check(&t, 3, 3, 5, &expected_palette(4, None, 3, 5), "palette2_plain");
+    check(
+        &t,
+        3,
+        3,
+        5,
+        &expected_palette(4, None, 3, 5),
+        "palette2_plain",
+    );
     // The interlaced and plain RGB files hold the same image.
     assert_eq!(
         image::read_png(&fixture("rgb8_adam7_7x5.png")).unwrap(),
@@ -270,12 +369,23 @@ fn handmade(w: u32, h: u32, bits: u8, color: u8, idat: &[u8]) -> Vec<u8> {
 
 #[test]
 fn huge_dimensions_are_refused_before_allocating() {
-    let m = err(&handmade(100_000, 100_000, 8, 2, b"\x78\x9c\x03\x00\x00\x00\x00\x01"));
+    let m = err(&handmade(
+        100_000,
+        100_000,
+        8,
+        2,
+        b"\x78\x9c\x03\x00\x00\x00\x00\x01",
+    ));
     assert!(
-        m.contains("100000x100000 pixels with 3 channels: reading it would need 120000000000 bytes"),
+        m.contains(
+            "100000x100000 pixels with 3 channels: reading it would need 120000000000 bytes"
+        ),
         "{m}"
     );
-    assert!(m.contains("111.8 GiB") && m.contains("limit of 1073741824 bytes"), "{m}");
+    assert!(
+        m.contains("111.8 GiB") && m.contains("limit of 1073741824 bytes"),
+        "{m}"
+    );
     let m = err(&handmade(0x7FFF_FFFF, 0x7FFF_FFFF, 16, 6, b""));
     assert!(m.contains("would need"), "{m}");
     let m = err(&handmade(100_000, 100_000, 4, 3, b""));
@@ -285,14 +395,31 @@ fn huge_dimensions_are_refused_before_allocating() {
 #[test]
 fn claimed_size_beyond_the_compressed_data_is_refused() {
     // 8000x8000 gray fits the limit, but 8 bytes of deflate cannot hold 64 MB.
-    let m = err(&handmade(8000, 8000, 8, 0, b"\x78\x9c\x03\x00\x00\x00\x00\x01"));
-    assert!(m.contains("truncated or corrupt PNG") && m.contains("64000000 bytes"), "{m}");
+    let m = err(&handmade(
+        8000,
+        8000,
+        8,
+        0,
+        b"\x78\x9c\x03\x00\x00\x00\x00\x01",
+    ));
+    assert!(
+        m.contains("truncated or corrupt PNG") && m.contains("64000000 bytes"),
+        "{m}"
+    );
 }
 
 #[test]
 fn a_highly_compressible_large_image_still_reads() {
     // 2000x1000 black RGB compresses about 1000:1 and must not trip the compressed-size check.
-    let bytes = encode(2000, 1000, ColorType::Rgb, 8, |_, _| vec![0, 0, 0], None, None);
+    let bytes = encode(
+        2000,
+        1000,
+        ColorType::Rgb,
+        8,
+        |_, _| vec![0, 0, 0],
+        None,
+        None,
+    );
     assert!(bytes.len() < 20_000, "{}", bytes.len());
     let t = image::read_png(&bytes).unwrap();
     assert_eq!(t.shape(), &[3, 1000, 2000]);
@@ -301,7 +428,12 @@ fn a_highly_compressible_large_image_still_reads() {
 
 #[test]
 fn not_a_png_truncated_and_corrupt() {
-    for bytes in [&b""[..], b"\x93NUMPY\x01\x00", b"GIF89a......", b"\x89PNG\r\n\x1a"] {
+    for bytes in [
+        &b""[..],
+        b"\x93NUMPY\x01\x00",
+        b"GIF89a......",
+        b"\x89PNG\r\n\x1a",
+    ] {
         assert!(err(bytes).contains("not a PNG file"));
     }
     let bytes = encode_direct(13, 9, ColorType::Rgba, 16);
@@ -342,22 +474,45 @@ fn write_gray_and_rgb_round_trip() {
 fn write_clamps_rounds_and_zeroes_nan() {
     let t = Tensor::new(
         vec![1, 1, 7],
-        vec![-3.0, 2.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.5, 1.0 / 510.0],
+        vec![
+            -3.0,
+            2.0,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.5,
+            1.0 / 510.0,
+        ],
     )
     .unwrap();
     let back = image::read_png(&image::write_png(&t).unwrap()).unwrap();
-    let bytes: Vec<u8> = back.data().iter().map(|v| (v * 255.0).round() as u8).collect();
+    let bytes: Vec<u8> = back
+        .data()
+        .iter()
+        .map(|v| (v * 255.0).round() as u8)
+        .collect();
     assert_eq!(bytes, vec![0, 255, 0, 255, 0, 128, 1]);
 }
 
 #[test]
 fn write_refuses_other_shapes() {
-    for shape in [vec![2, 3, 3], vec![4, 3, 3], vec![3, 3], vec![1, 0, 3], vec![1, 1, 1, 1]] {
+    for shape in [
+        vec![2, 3, 3],
+        vec![4, 3, 3],
+        vec![3, 3],
+        vec![1, 0, 3],
+        vec![1, 1, 1, 1],
+    ] {
         let t = Tensor::zeros(shape.clone());
         assert!(image::write_png(&t).is_err(), "{shape:?}");
     }
-    let m = image::write_png(&Tensor::zeros(vec![2, 3, 3])).unwrap_err().message;
-    assert_eq!(m, "expected a [1, H, W] or [3, H, W] tensor to write as an image, found [2, 3, 3]");
+    let m = image::write_png(&Tensor::zeros(vec![2, 3, 3]))
+        .unwrap_err()
+        .message;
+    assert_eq!(
+        m,
+        "expected a [1, H, W] or [3, H, W] tensor to write as an image, found [2, 3, 3]"
+    );
 }
 
 // ------------------------------------------------------------------ channel grid
@@ -431,14 +586,21 @@ fn grid_handles_large_and_odd_shapes() {
     assert_eq!(g.shape()[2], 2 + 15 * (4 + 3 * 6 + 2 * 2 + 2));
 
     for shape in [vec![0, 4, 4], vec![2, 0, 4], vec![4, 4], vec![1, 1, 1, 1]] {
-        assert!(image::channel_grid_png(&Tensor::zeros(shape.clone())).is_err(), "{shape:?}");
+        assert!(
+            image::channel_grid_png(&Tensor::zeros(shape.clone())).is_err(),
+            "{shape:?}"
+        );
     }
 }
 
 #[test]
 fn grid_stays_reasonable_in_size() {
     // Too wide at scale 1: every 2nd pixel is drawn.
-    let t = Tensor::new(vec![1, 1, 1 << 20], (0..1 << 20).map(|i| i as f32).collect()).unwrap();
+    let t = Tensor::new(
+        vec![1, 1, 1 << 20],
+        (0..1 << 20).map(|i| i as f32).collect(),
+    )
+    .unwrap();
     let g = image::read_png(&image::channel_grid_png(&t).unwrap()).unwrap();
     assert_eq!(g.shape(), &[3, 2 + 14 + 1 + 2, 2 + (1 << 19) + 2]);
     // Tile x 2^18 shows map x 2^19: (2^19) / (2^20 - 1) of the range, i.e. gray 128.

@@ -138,7 +138,13 @@ fn write_matches_numpy_byte_for_byte() {
 
 #[test]
 fn write_then_read_round_trips_and_aligns_to_64() {
-    let shapes: [&[usize]; 5] = [&[], &[7], &[3, 1, 4], &[123_456_789_012, 0], &[2, 3, 4, 5, 6]];
+    let shapes: [&[usize]; 5] = [
+        &[],
+        &[7],
+        &[3, 1, 4],
+        &[123_456_789_012, 0],
+        &[2, 3, 4, 5, 6],
+    ];
     for shape in shapes {
         let n: usize = shape.iter().product();
         let data: Vec<f32> = (0..n).map(|i| i as f32 * -0.5 + 0.125).collect();
@@ -169,14 +175,22 @@ fn not_an_npy_file() {
 
 #[test]
 fn every_truncation_is_an_error() {
-    for name in ["f4_le_2x3.npy", "v2_2x2.npy", "fortran_2x3x2x4_f8be.npy", "scalar_0d.npy"] {
+    for name in [
+        "f4_le_2x3.npy",
+        "v2_2x2.npy",
+        "fortran_2x3x2x4_f8be.npy",
+        "scalar_0d.npy",
+    ] {
         let bytes = fixture(name);
         for len in 0..bytes.len() {
             assert!(npy::read(&bytes[..len]).is_err(), "{name} cut at {len}");
         }
     }
     let m = err(&fixture("f4_le_2x3.npy")[..140]);
-    assert!(m.contains("truncated") && m.contains("needs 24 bytes of data, found 12"), "{m}");
+    assert!(
+        m.contains("truncated") && m.contains("needs 24 bytes of data, found 12"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -203,7 +217,10 @@ fn huge_shapes_are_refused_without_allocating() {
     // Fits in memory arithmetic but the data is not there: refused before allocating 4 TB.
     let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776,), }";
     let m = err(&npy_bytes(1, header, &[0; 16]));
-    assert!(m.contains("needs 4398046511104 bytes of data, found 16"), "{m}");
+    assert!(
+        m.contains("needs 4398046511104 bytes of data, found 16"),
+        "{m}"
+    );
     // Larger than u64.
     let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999999,), }";
     let m = err(&npy_bytes(1, header, &[0; 16]));
@@ -215,28 +232,82 @@ fn bad_headers() {
     let cases = [
         ("", "expected the header to be a Python dict"),
         ("garbage", "expected the header to be a Python dict"),
-        ("{'descr': '<f4', 'shape': (1,), }", "'fortran_order' is missing"),
-        ("{'fortran_order': False, 'shape': (1,), }", "'descr' is missing"),
-        ("{'descr': '<f4', 'fortran_order': False}", "'shape' is missing"),
-        ("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': 1}", "found 'x'"),
-        ("{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (1,)}", "twice"),
-        ("{'descr': '<f4', 'fortran_order': 0, 'shape': (1,)}", "True or False"),
-        ("{'descr': '<f4', 'fortran_order': False, 'shape': 1}", "tuple of integers"),
-        ("{'descr': '<f4', 'fortran_order': False, 'shape': (-1,)}", "non-negative"),
-        ("{'descr': '<f4', 'fortran_order': False, 'shape': ('a',)}", "non-negative integers"),
-        ("{'descr': '<f4', 'fortran_order': False, 'shape': (1.5,)}", "expected ','"),
-        ("{'descr': '<f4', 'fortran_order': False, 'shape': (1,)", "expected ',' or '}'"),
-        ("{'descr': '<f4, 'fortran_order': False, 'shape': (1,)}", "expected ',' or '}'"),
-        ("{'descr' '<f4', 'fortran_order': False, 'shape': (1,)}", "expected ':'"),
-        ("{'descr': 5, 'fortran_order': False, 'shape': (1,)}", "dtype string"),
-        ("{'descr': '<f4', 'fortran_order': False, 'shape': (1,)} trailing", "after the header"),
-        ("{'descr': '<f\\x34', 'fortran_order': False, 'shape': (1,)}", "escapes"),
-        ("{'descr': '<f4', 'fortran_order': Falsey, 'shape': (1,)}", "expected a string"),
+        (
+            "{'descr': '<f4', 'shape': (1,), }",
+            "'fortran_order' is missing",
+        ),
+        (
+            "{'fortran_order': False, 'shape': (1,), }",
+            "'descr' is missing",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False}",
+            "'shape' is missing",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': 1}",
+            "found 'x'",
+        ),
+        (
+            "{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (1,)}",
+            "twice",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': 0, 'shape': (1,)}",
+            "True or False",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': 1}",
+            "tuple of integers",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (-1,)}",
+            "non-negative",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': ('a',)}",
+            "non-negative integers",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (1.5,)}",
+            "expected ','",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (1,)",
+            "expected ',' or '}'",
+        ),
+        (
+            "{'descr': '<f4, 'fortran_order': False, 'shape': (1,)}",
+            "expected ',' or '}'",
+        ),
+        (
+            "{'descr' '<f4', 'fortran_order': False, 'shape': (1,)}",
+            "expected ':'",
+        ),
+        (
+            "{'descr': 5, 'fortran_order': False, 'shape': (1,)}",
+            "dtype string",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (1,)} trailing",
+            "after the header",
+        ),
+        (
+            "{'descr': '<f\\x34', 'fortran_order': False, 'shape': (1,)}",
+            "escapes",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': Falsey, 'shape': (1,)}",
+            "expected a string",
+        ),
     ];
     for (header, want) in cases {
         let m = err(&npy_bytes(1, header, &[0; 4]));
         assert!(m.contains(want), "header {header:?}: {m}");
-        assert!(m.starts_with("bad .npy header") || m.contains("dtype"), "{m}");
+        assert!(
+            m.starts_with("bad .npy header") || m.contains("dtype"),
+            "{m}"
+        );
     }
 }
 
@@ -253,12 +324,23 @@ fn deep_nesting_is_refused_not_a_stack_overflow() {
 
 #[test]
 fn non_ascii_and_bad_utf8_headers() {
-    let mut bytes = npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,)}", &[0; 4]);
+    let mut bytes = npy_bytes(
+        1,
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (1,)}",
+        &[0; 4],
+    );
     bytes[12] = 0xE9;
     let m = err(&bytes);
-    assert!(m.contains("expected ASCII text, found byte 0xe9 at offset 2"), "{m}");
+    assert!(
+        m.contains("expected ASCII text, found byte 0xe9 at offset 2"),
+        "{m}"
+    );
 
-    let mut bytes = npy_bytes(3, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,)}", &[0; 4]);
+    let mut bytes = npy_bytes(
+        3,
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (1,)}",
+        &[0; 4],
+    );
     bytes[14] = 0xFF;
     let m = err(&bytes);
     assert!(m.contains("must be UTF-8"), "{m}");
@@ -282,7 +364,10 @@ fn unsupported_version_and_lying_header_length() {
     bytes[8] = 0xFF;
     bytes[9] = 0xFF;
     let m = err(&bytes);
-    assert!(m.contains("the header says it is 65535 bytes long, but only 142 bytes follow"), "{m}");
+    assert!(
+        m.contains("the header says it is 65535 bytes long, but only 142 bytes follow"),
+        "{m}"
+    );
 
     let mut bytes = fixture("v2_2x2.npy");
     bytes[8..12].copy_from_slice(&u32::MAX.to_le_bytes());

@@ -51,7 +51,10 @@ fn bfloat16_written_by_hand() {
     assert_eq!(t.shape(), &[2, 2]);
     // The fixture holds the upper 16 bits of 1.5, -2.0, 0.1 and 3e38 (truncated).
     let bits = [0x3fc0u16, 0xc000, 0x3dcc, 0x7f61];
-    let expected: Vec<f32> = bits.iter().map(|&b| f32::from_bits(u32::from(b) << 16)).collect();
+    let expected: Vec<f32> = bits
+        .iter()
+        .map(|&b| f32::from_bits(u32::from(b) << 16))
+        .collect();
     assert_eq!(t.data(), expected.as_slice());
     assert_eq!(&t.data()[..2], &[1.5, -2.0]);
     assert_eq!(t.data()[2], 0.099609375);
@@ -60,8 +63,14 @@ fn bfloat16_written_by_hand() {
 #[test]
 fn other_dtypes_are_refused_naming_the_dtype() {
     let m = err(&fixture("mixed.safetensors"), "w_i32");
-    assert_eq!(m, "tensor 'w_i32' has dtype I32: expected F32, F16, BF16 or F64");
-    let bytes = file(&[("b", Dtype::BOOL, vec![2], vec![0, 1]), ("u", Dtype::U8, vec![1], vec![7])]);
+    assert_eq!(
+        m,
+        "tensor 'w_i32' has dtype I32: expected F32, F16, BF16 or F64"
+    );
+    let bytes = file(&[
+        ("b", Dtype::BOOL, vec![2], vec![0, 1]),
+        ("u", Dtype::U8, vec![1], vec![7]),
+    ]);
     assert!(err(&bytes, "b").contains("dtype BOOL"));
     assert!(err(&bytes, "u").contains("dtype U8"));
 }
@@ -78,15 +87,19 @@ fn missing_name_lists_the_names() {
 
 #[test]
 fn missing_name_lists_at_most_ten() {
-    let tensors: Vec<(String, Vec<u8>)> =
-        (0..25).map(|i| (format!("layer{i:02}.weight"), 1f32.to_le_bytes().to_vec())).collect();
+    let tensors: Vec<(String, Vec<u8>)> = (0..25)
+        .map(|i| (format!("layer{i:02}.weight"), 1f32.to_le_bytes().to_vec()))
+        .collect();
     let specs: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(n, b)| (n.as_str(), Dtype::F32, vec![1], b.clone()))
         .collect();
     let bytes = file(&specs);
     let m = err(&bytes, "nope");
-    assert!(m.contains("holds 25 tensors: 'layer00.weight', 'layer01.weight'"), "{m}");
+    assert!(
+        m.contains("holds 25 tensors: 'layer00.weight', 'layer01.weight'"),
+        "{m}"
+    );
     assert!(m.contains("'layer09.weight', ... (15 more)"), "{m}");
     assert!(!m.contains("layer10"), "{m}");
 
@@ -118,7 +131,10 @@ fn every_truncation_is_an_error() {
     for name in ["mixed.safetensors", "bf16.safetensors"] {
         let bytes = fixture(name);
         for len in 0..bytes.len() {
-            assert!(st::read_tensor(&bytes[..len], "w_f32").is_err(), "{name} cut at {len}");
+            assert!(
+                st::read_tensor(&bytes[..len], "w_f32").is_err(),
+                "{name} cut at {len}"
+            );
         }
     }
 }
@@ -136,21 +152,45 @@ fn lying_headers() {
     let d = [0u8; 16];
     let cases = [
         // Shape says 4 floats, offsets say 2.
-        (r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,8]}}"#, &d[..8], "do not match"),
+        (
+            r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,8]}}"#,
+            &d[..8],
+            "do not match",
+        ),
         // Offsets run past the data.
-        (r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, &d[..8], "fill the file"),
+        (
+            r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#,
+            &d[..8],
+            "fill the file",
+        ),
         // Extra bytes after the data.
-        (r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, &d[..], "fill the file"),
+        (
+            r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+            &d[..],
+            "fill the file",
+        ),
         // Offsets reversed.
-        (r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}"#, &d[..8], "invalid"),
+        (
+            r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}"#,
+            &d[..8],
+            "invalid",
+        ),
         // Overflowing shape.
         (
             r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,8]}}"#,
             &d[..8],
             "too large",
         ),
-        (r#"{"a":{"dtype":"X99","shape":[2],"data_offsets":[0,8]}}"#, &d[..8], "JSON"),
-        (r#"{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#, &d[..8], "JSON"),
+        (
+            r#"{"a":{"dtype":"X99","shape":[2],"data_offsets":[0,8]}}"#,
+            &d[..8],
+            "JSON",
+        ),
+        (
+            r#"{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#,
+            &d[..8],
+            "JSON",
+        ),
         (r#"not json"#, &d[..8], "JSON"),
     ];
     for (header, data, want) in cases {
@@ -159,13 +199,19 @@ fn lying_headers() {
         assert!(m.starts_with("not a readable safetensors file: "), "{m}");
     }
     // A header length past the end of the file, or absurdly large.
-    let mut bytes = raw(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, &d[..8]);
+    let mut bytes = raw(
+        r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+        &d[..8],
+    );
     bytes[..8].copy_from_slice(&1000u64.to_le_bytes());
     assert!(err(&bytes, "a").contains("runs past the end"));
     bytes[..8].copy_from_slice(&u64::MAX.to_le_bytes());
     assert!(err(&bytes, "a").contains("header length"));
     // Invalid UTF-8.
-    let mut bytes = raw(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, &d[..8]);
+    let mut bytes = raw(
+        r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+        &d[..8],
+    );
     bytes[10] = 0xFF;
     assert!(err(&bytes, "a").contains("UTF-8"));
 }
