@@ -157,53 +157,50 @@ pub fn bind_size(model: &mut Model, size: Option<(usize, usize)>) -> Result<(), 
     Ok(())
 }
 
-/// The passes the contract names, in default-pipeline order.
-pub const PASS_NAMES: &[&str] = &["fold-batchnorm", "decompose", "fuse", "dce"];
-
-/// The pass names selected by the options (`--no-opt` and `--passes none`: none).
-pub fn selected_passes(opts: &crate::PassOpts) -> Result<Vec<String>, Failure> {
+/// The pass pipeline selected by the options (`--no-opt` and `--passes none`: empty).
+pub fn pass_manager(opts: &crate::PassOpts) -> Result<(convc_passes::PassManager, convc_passes::PassContext), Failure> {
+    let usage = |e: convc_passes::PassError| Failure::Usage(format!("error: {e}"));
+    let mut cx = convc_passes::PassContext::default();
     if let Some(t) = opts.tolerance {
-        if !(t.is_finite() && (0.0..1.0).contains(&t)) {
-            return Err(Failure::Usage(format!(
-                "error: --tolerance {t}: give a relative error from 0 to below 1, e.g. 0.05"
-            )));
-        }
+        cx = convc_passes::PassContext::with_tolerance(t);
+        cx.check().map_err(usage)?;
     }
-    let list = match &opts.passes {
-        _ if opts.no_opt => return Ok(Vec::new()),
-        Some(list) => list.clone(),
-        None => return Ok(PASS_NAMES.iter().map(|s| s.to_string()).collect()),
+    let pm = match &opts.passes {
+        _ if opts.no_opt => convc_passes::PassManager::none(),
+        Some(list) => convc_passes::PassManager::from_names(list).map_err(usage)?,
+        None => convc_passes::PassManager::default_pipeline(),
     };
-    if list.len() == 1 && list[0] == "none" {
-        return Ok(Vec::new());
-    }
-    for p in &list {
-        if !PASS_NAMES.contains(&p.as_str()) {
-            return Err(Failure::Usage(format!(
-                "error: unknown pass `{p}`: the passes are {} (or `none` alone)",
-                PASS_NAMES.join(", ")
-            )));
-        }
-    }
-    Ok(list)
+    Ok((pm, cx))
 }
 
-/// Runs the selected passes on the model's graph. `after_each` prints the graph after every
-/// pass (for `--print-after-all`).
+/// Checks the pass options without running anything (so usage errors come before file errors).
+pub fn selected_passes(opts: &crate::PassOpts) -> Result<(), Failure> {
+    pass_manager(opts).map(|_| ())
+}
+
+/// Runs the selected passes on the model's graph, reporting every fold and rewrite on stderr.
+/// `after_each` is called with each pass's name and the graph after it (`--print-after-all`).
 pub fn run_passes(
     model: &mut Model,
     opts: &crate::PassOpts,
-    after_each: bool,
+    mut after_each: impl FnMut(&str, &Graph),
 ) -> Result<(), Failure> {
-    let names = selected_passes(opts)?;
-    if !names.is_empty() {
-        eprintln!(
-            "note: the passes {} do not exist yet in this build; the graph runs as written",
-            names.join(", ")
-        );
+    let (pm, cx) = pass_manager(opts)?;
+    let result = pm.run_with(&mut model.graph, &cx, |report, g| {
+        // The fuse placeholder's note is not news on every run.
+        if report.pass != "fuse" {
+            eprint!("{report}");
+        }
+        after_each(report.pass, g);
+    });
+    match result {
+        Ok(_) => Ok(()),
+        Err(convc_passes::PassError::Invalid { pass, diagnostic }) => Err(Failure::Input(format!(
+            "internal error: the graph is invalid after pass `{pass}` (please report this):\n{}",
+            model.render(&diagnostic)
+        ))),
+        Err(e) => Err(Failure::Usage(format!("error: {e}"))),
     }
-    let _ = after_each;
-    Ok(())
 }
 
 /// The most bytes a run may hold in tensors, from `CONVC_MAX_MEMORY` (bytes, or with a `K`,

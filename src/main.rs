@@ -98,6 +98,18 @@ enum Command {
         #[command(flatten)]
         size: SizeOpt,
     },
+    /// Explain every convolution: its standard, asymmetric and depthwise-separable forms side by
+    /// side, with weight shapes, parameters, MACs, the rank each needs to be exact for these
+    /// weights, and the error of cheaper truncations.
+    Explain {
+        /// The .conv file.
+        model: PathBuf,
+        /// Only this layer.
+        #[arg(long, value_name = "NAME")]
+        layer: Option<String>,
+        #[command(flatten)]
+        size: SizeOpt,
+    },
     /// Run the network on images (.png) or arrays (.npy) and write or summarise its outputs.
     Run {
         /// The .conv file.
@@ -140,6 +152,7 @@ fn main() -> ExitCode {
             format,
             size,
         } => commands::dump::run(&model, &passes, print_after_all, format, size.size),
+        Command::Explain { model, layer, size } => commands::explain::run(&model, layer.as_deref(), size.size),
         Command::Run {
             model,
             inputs,

@@ -58,6 +58,8 @@ fn check_and_dump_snapshots_of_every_example() {
             format!("dump_dot_{stem}"),
             ok(&["dump", &path, "--no-opt", "--format", "dot"])
         );
+        insta::assert_snapshot!(format!("dump_passes_{stem}"), ok(&["dump", &path, "--print-after-all"]));
+        insta::assert_snapshot!(format!("explain_{stem}"), ok(&["explain", &path]));
         let json = ok(&["dump", &path, "--no-opt", "--format", "json"]);
         let v: serde_json::Value = serde_json::from_str(&json).expect("dump --format json is JSON");
         assert!(v["nodes"].as_array().is_some_and(|n| !n.is_empty()));

@@ -7,6 +7,7 @@ use convc_ir::print;
 use crate::driver::{self, Failure};
 use crate::{Format, PassOpts};
 
+
 /// Runs `convc dump`.
 pub fn run(
     path: &Path,
@@ -18,16 +19,26 @@ pub fn run(
     driver::selected_passes(passes)?;
     let mut model = driver::load_model(path)?;
     driver::bind_size(&mut model, size)?;
-    if print_after_all {
-        println!("; after parse");
-    }
-    driver::run_passes(&mut model, passes, print_after_all)?;
-    let g = &model.graph;
-    let out = match format {
+    let render = |g: &convc_ir::Graph| match format {
         Format::Text => print::text(g),
         Format::Dot => print::dot(g),
         Format::Json => format!("{:#}\n", print::json(g)),
     };
-    print!("{out}");
+    if print_after_all && format == Format::Json {
+        // One JSON document: the graph after each stage.
+        let mut stages = vec![serde_json::json!({"after": "parse", "graph": print::json(&model.graph)})];
+        driver::run_passes(&mut model, passes, |pass, g| {
+            stages.push(serde_json::json!({"after": pass, "graph": print::json(g)}));
+        })?;
+        println!("{:#}", serde_json::Value::Array(stages));
+        return Ok(());
+    }
+    if print_after_all {
+        print!("; after parse\n{}", render(&model.graph));
+        driver::run_passes(&mut model, passes, |pass, g| print!("; after {pass}\n{}", render(g)))?;
+        return Ok(());
+    }
+    driver::run_passes(&mut model, passes, |_, _| {})?;
+    print!("{}", render(&model.graph));
     Ok(())
 }

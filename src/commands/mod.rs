@@ -2,4 +2,5 @@
 
 pub mod check;
 pub mod dump;
+pub mod explain;
 pub mod run;

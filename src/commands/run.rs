@@ -42,7 +42,9 @@ pub fn run(a: RunArgs<'_>) -> Result<(), Failure> {
             model.graph.outputs.len()
         )));
     }
-    driver::run_passes(&mut model, a.passes, false)?;
+    // Outputs keep the names the user wrote, whatever the passes call their nodes.
+    let out_names: Vec<String> = model.graph.outputs.iter().map(|&n| model.graph.node(n).name.clone()).collect();
+    driver::run_passes(&mut model, a.passes, |_, _| {})?;
     let files = assign_inputs(&model, a.inputs)?;
     protect_inputs(a.model, &files, a.outputs)?;
 
@@ -112,7 +114,7 @@ pub fn run(a: RunArgs<'_>) -> Result<(), Failure> {
     let squeeze = !batched;
     if a.outputs.is_empty() {
         for (i, t) in outs.iter().enumerate() {
-            print!("{}", data::summary(&g.node(g.outputs[i]).name, t, squeeze));
+            print!("{}", data::summary(&out_names[i], t, squeeze));
         }
         return Ok(());
     }
