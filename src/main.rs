@@ -3,6 +3,7 @@
 mod commands;
 mod data;
 mod driver;
+mod engine;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -74,6 +75,20 @@ fn parse_threads(s: &str) -> Result<usize, String> {
     }
 }
 
+fn parse_batch(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=65536).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}` is not a batch size: give a whole number from 1 to 65536")),
+    }
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not a time: give seconds from 0 to 3600")),
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Parse a spec, infer every shape, load every weight, and print one row per layer.
@@ -109,6 +124,30 @@ enum Command {
         layer: Option<String>,
         #[command(flatten)]
         size: SizeOpt,
+    },
+    /// Time the network: compile time, median time per image, GFLOP/s.
+    Bench {
+        /// The .conv file.
+        model: PathBuf,
+        /// The engine.
+        #[arg(long, value_enum, default_value_t = Backend::Jit)]
+        backend: Backend,
+        /// Threads (default: all cores).
+        #[arg(long, value_parser = parse_threads)]
+        threads: Option<usize>,
+        /// Images per run.
+        #[arg(long, default_value_t = 1, value_parser = parse_batch)]
+        batch: usize,
+        #[command(flatten)]
+        size: SizeOpt,
+        #[command(flatten)]
+        passes: PassOpts,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Least seconds to spend measuring (after one warm-up run).
+        #[arg(long, default_value_t = 1.0, value_parser = parse_seconds, value_name = "S")]
+        min_time: f64,
     },
     /// Run the network on images (.png) or arrays (.npy) and write or summarise its outputs.
     Run {
@@ -152,6 +191,18 @@ fn main() -> ExitCode {
             format,
             size,
         } => commands::dump::run(&model, &passes, print_after_all, format, size.size),
+        Command::Bench { model, backend, threads, batch, size, passes, json, min_time } => {
+            commands::bench::run(commands::bench::BenchArgs {
+                model: &model,
+                backend,
+                threads,
+                batch,
+                size: size.size,
+                passes: &passes,
+                json,
+                min_time: std::time::Duration::from_secs_f64(min_time),
+            })
+        }
         Command::Explain { model, layer, size } => commands::explain::run(&model, layer.as_deref(), size.size),
         Command::Run {
             model,

@@ -228,9 +228,30 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn help_for_every_command() {
-    for cmd in ["check", "dump"] {
+    for cmd in ["check", "dump", "explain", "run", "bench"] {
         let out = ok(&[cmd, "--help"]);
         assert!(out.contains("Usage: convc"), "{out}");
     }
     assert!(ok(&["--help"]).contains("check"));
+}
+
+#[test]
+fn bench_reports_time_and_rates() {
+    let out = ok(&["bench", "specs/bench/seed_3to8.conv", "--backend", "interp", "--min-time", "0", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("bench --json is JSON");
+    assert_eq!(v["macs_written"], 3538944);
+    assert!(v["ms_per_image"].as_f64().is_some_and(|t| t > 0.0));
+    assert!(v["gflops"].as_f64().is_some_and(|g| g > 0.0));
+    let out = ok(&["bench", "specs/bench/blur7.conv", "--backend", "interp", "--min-time", "0", "--threads", "1"]);
+    // The first `X ms/image` is the median (tools read it).
+    assert!(out.lines().any(|l| l.trim_start().starts_with("time") && l.contains(" ms/image")), "{out}");
+    assert!(out.contains("38.5M MACs/image") && out.contains("11.0M MACs/image"), "{out}");
+    // Symbolic sizes need --size.
+    let o = convc(&["bench", "specs/examples/gaussian_blur.conv", "--backend", "interp"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--size"), "{}", stderr(&o));
+    let out = ok(&["bench", "specs/examples/gaussian_blur.conv", "--backend", "interp", "--size", "32x48", "--batch", "2", "--min-time", "0", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["macs_written"], 147 * 32 * 48);
+    assert_eq!(v["batch"], 2);
 }
