@@ -158,7 +158,9 @@ pub fn bind_size(model: &mut Model, size: Option<(usize, usize)>) -> Result<(), 
 }
 
 /// The pass pipeline selected by the options (`--no-opt` and `--passes none`: empty).
-pub fn pass_manager(opts: &crate::PassOpts) -> Result<(convc_passes::PassManager, convc_passes::PassContext), Failure> {
+pub fn pass_manager(
+    opts: &crate::PassOpts,
+) -> Result<(convc_passes::PassManager, convc_passes::PassContext), Failure> {
     let usage = |e: convc_passes::PassError| Failure::Usage(format!("error: {e}"));
     let mut cx = convc_passes::PassContext::default();
     if let Some(t) = opts.tolerance {

@@ -17,9 +17,18 @@ pub struct Engine<'g> {
 
 impl<'g> Engine<'g> {
     /// Prepares `g` (with inputs of `sizes`) for `backend`.
-    pub fn new(g: &'g Graph, sizes: &[(usize, usize)], backend: Backend, threads: usize) -> Result<Engine<'g>, Failure> {
+    pub fn new(
+        g: &'g Graph,
+        sizes: &[(usize, usize)],
+        backend: Backend,
+        threads: usize,
+    ) -> Result<Engine<'g>, Failure> {
         let _ = (sizes, backend);
-        Ok(Engine { graph: g, threads, compile_time: Duration::ZERO })
+        Ok(Engine {
+            graph: g,
+            threads,
+            compile_time: Duration::ZERO,
+        })
     }
     /// Time spent compiling.
     pub fn compile_time(&self) -> Duration {

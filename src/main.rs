@@ -78,7 +78,9 @@ fn parse_threads(s: &str) -> Result<usize, String> {
 fn parse_batch(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if (1..=65536).contains(&n) => Ok(n),
-        _ => Err(format!("`{s}` is not a batch size: give a whole number from 1 to 65536")),
+        _ => Err(format!(
+            "`{s}` is not a batch size: give a whole number from 1 to 65536"
+        )),
     }
 }
 
@@ -191,19 +193,28 @@ fn main() -> ExitCode {
             format,
             size,
         } => commands::dump::run(&model, &passes, print_after_all, format, size.size),
-        Command::Bench { model, backend, threads, batch, size, passes, json, min_time } => {
-            commands::bench::run(commands::bench::BenchArgs {
-                model: &model,
-                backend,
-                threads,
-                batch,
-                size: size.size,
-                passes: &passes,
-                json,
-                min_time: std::time::Duration::from_secs_f64(min_time),
-            })
+        Command::Bench {
+            model,
+            backend,
+            threads,
+            batch,
+            size,
+            passes,
+            json,
+            min_time,
+        } => commands::bench::run(commands::bench::BenchArgs {
+            model: &model,
+            backend,
+            threads,
+            batch,
+            size: size.size,
+            passes: &passes,
+            json,
+            min_time: std::time::Duration::from_secs_f64(min_time),
+        }),
+        Command::Explain { model, layer, size } => {
+            commands::explain::run(&model, layer.as_deref(), size.size)
         }
-        Command::Explain { model, layer, size } => commands::explain::run(&model, layer.as_deref(), size.size),
         Command::Run {
             model,
             inputs,

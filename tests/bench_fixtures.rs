@@ -46,20 +46,35 @@ pub fn compare(name: &str, out: &Tensor) -> f64 {
     let means = load(&dir.join(format!("{name}.means.npy")));
     let data = out.data();
     let n = data.len() as u64;
-    let scale = 1.0 + samples.data().iter().fold(0f64, |m, v| m.max(v.abs() as f64));
+    let scale = 1.0
+        + samples
+            .data()
+            .iter()
+            .fold(0f64, |m, v| m.max(v.abs() as f64));
     let mut worst = 0f64;
     for (i, &want) in samples.data().iter().enumerate() {
         let idx = ((i as u64).wrapping_mul(2654435761) % n) as usize;
         let err = (data[idx] as f64 - want as f64).abs();
         worst = worst.max(err / scale);
-        assert!(err <= 1e-5 * scale, "{name}: sample {i} (flat {idx}): convc {} vs onnxruntime {want}", data[idx]);
+        assert!(
+            err <= 1e-5 * scale,
+            "{name}: sample {i} (flat {idx}): convc {} vs onnxruntime {want}",
+            data[idx]
+        );
     }
     let c = out.shape()[1];
     let hw = data.len() / c;
     for ch in 0..c {
-        let mean = data[ch * hw..(ch + 1) * hw].iter().map(|&v| v as f64).sum::<f64>() / hw as f64;
+        let mean = data[ch * hw..(ch + 1) * hw]
+            .iter()
+            .map(|&v| v as f64)
+            .sum::<f64>()
+            / hw as f64;
         let want = means.data()[ch] as f64;
-        assert!((mean - want).abs() <= 1e-5 * scale, "{name}: channel {ch} mean {mean} vs onnxruntime {want}");
+        assert!(
+            (mean - want).abs() <= 1e-5 * scale,
+            "{name}: channel {ch} mean {mean} vs onnxruntime {want}"
+        );
     }
     worst
 }

@@ -58,7 +58,10 @@ fn check_and_dump_snapshots_of_every_example() {
             format!("dump_dot_{stem}"),
             ok(&["dump", &path, "--no-opt", "--format", "dot"])
         );
-        insta::assert_snapshot!(format!("dump_passes_{stem}"), ok(&["dump", &path, "--print-after-all"]));
+        insta::assert_snapshot!(
+            format!("dump_passes_{stem}"),
+            ok(&["dump", &path, "--print-after-all"])
+        );
         insta::assert_snapshot!(format!("explain_{stem}"), ok(&["explain", &path]));
         let json = ok(&["dump", &path, "--no-opt", "--format", "json"]);
         let v: serde_json::Value = serde_json::from_str(&json).expect("dump --format json is JSON");
@@ -237,20 +240,61 @@ fn help_for_every_command() {
 
 #[test]
 fn bench_reports_time_and_rates() {
-    let out = ok(&["bench", "specs/bench/seed_3to8.conv", "--backend", "interp", "--min-time", "0", "--json"]);
+    let out = ok(&[
+        "bench",
+        "specs/bench/seed_3to8.conv",
+        "--backend",
+        "interp",
+        "--min-time",
+        "0",
+        "--json",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("bench --json is JSON");
     assert_eq!(v["macs_written"], 3538944);
     assert!(v["ms_per_image"].as_f64().is_some_and(|t| t > 0.0));
     assert!(v["gflops"].as_f64().is_some_and(|g| g > 0.0));
-    let out = ok(&["bench", "specs/bench/blur7.conv", "--backend", "interp", "--min-time", "0", "--threads", "1"]);
+    let out = ok(&[
+        "bench",
+        "specs/bench/blur7.conv",
+        "--backend",
+        "interp",
+        "--min-time",
+        "0",
+        "--threads",
+        "1",
+    ]);
     // The first `X ms/image` is the median (tools read it).
-    assert!(out.lines().any(|l| l.trim_start().starts_with("time") && l.contains(" ms/image")), "{out}");
-    assert!(out.contains("38.5M MACs/image") && out.contains("11.0M MACs/image"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.trim_start().starts_with("time") && l.contains(" ms/image")),
+        "{out}"
+    );
+    assert!(
+        out.contains("38.5M MACs/image") && out.contains("11.0M MACs/image"),
+        "{out}"
+    );
     // Symbolic sizes need --size.
-    let o = convc(&["bench", "specs/examples/gaussian_blur.conv", "--backend", "interp"]);
+    let o = convc(&[
+        "bench",
+        "specs/examples/gaussian_blur.conv",
+        "--backend",
+        "interp",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--size"), "{}", stderr(&o));
-    let out = ok(&["bench", "specs/examples/gaussian_blur.conv", "--backend", "interp", "--size", "32x48", "--batch", "2", "--min-time", "0", "--json"]);
+    let out = ok(&[
+        "bench",
+        "specs/examples/gaussian_blur.conv",
+        "--backend",
+        "interp",
+        "--size",
+        "32x48",
+        "--batch",
+        "2",
+        "--min-time",
+        "0",
+        "--json",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(v["macs_written"], 147 * 32 * 48);
     assert_eq!(v["batch"], 2);

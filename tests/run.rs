@@ -422,23 +422,64 @@ fn memory_limit_refuses_before_allocating() {
 fn optimised_and_unoptimised_runs_agree() {
     let d = Dir::new();
     let cases = [
-        ("specs/examples/gaussian_blur.conv", "specs/images/scene128.png"),
-        ("specs/examples/sobel_edges.conv", "specs/images/scene128.png"),
-        ("specs/examples/mobilenet_block.conv", "specs/images/scene128.png"),
-        ("specs/examples/resnet_block.conv", "specs/images/scene128.png"),
-        ("specs/examples/classic_standard.conv", "specs/images/scene128.png"),
+        (
+            "specs/examples/gaussian_blur.conv",
+            "specs/images/scene128.png",
+        ),
+        (
+            "specs/examples/sobel_edges.conv",
+            "specs/images/scene128.png",
+        ),
+        (
+            "specs/examples/mobilenet_block.conv",
+            "specs/images/scene128.png",
+        ),
+        (
+            "specs/examples/resnet_block.conv",
+            "specs/images/scene128.png",
+        ),
+        (
+            "specs/examples/classic_standard.conv",
+            "specs/images/scene128.png",
+        ),
     ];
     for (spec, img) in cases {
         let (a, b) = (d.p("a.npy"), d.p("b.npy"));
         ok(&["run", spec, img, "-o", s(&a), "--backend", "interp"]);
-        ok(&["run", spec, img, "-o", s(&b), "--backend", "interp", "--no-opt"]);
+        ok(&[
+            "run",
+            spec,
+            img,
+            "-o",
+            s(&b),
+            "--backend",
+            "interp",
+            "--no-opt",
+        ]);
         let (ta, tb) = (read_npy(&a), read_npy(&b));
         assert_eq!(ta.shape(), tb.shape(), "{spec}");
         let scale = 1.0 + tb.data().iter().fold(0f32, |m, v| m.max(v.abs()));
-        let worst = ta.data().iter().zip(tb.data()).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-        assert!(worst <= 1e-5 * scale, "{spec}: optimised differs by {worst}");
+        let worst = ta
+            .data()
+            .iter()
+            .zip(tb.data())
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(
+            worst <= 1e-5 * scale,
+            "{spec}: optimised differs by {worst}"
+        );
     }
     // The rewrite is reported on stderr.
-    let o = convc(&["run", "specs/examples/gaussian_blur.conv", "specs/images/scene128.png", "--backend", "interp"]);
-    assert!(stderr(&o).contains("decompose: `blurred` -> asymmetric rank 1"), "{}", stderr(&o));
+    let o = convc(&[
+        "run",
+        "specs/examples/gaussian_blur.conv",
+        "specs/images/scene128.png",
+        "--backend",
+        "interp",
+    ]);
+    assert!(
+        stderr(&o).contains("decompose: `blurred` -> asymmetric rank 1"),
+        "{}",
+        stderr(&o)
+    );
 }

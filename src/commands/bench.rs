@@ -31,8 +31,13 @@ pub struct BenchArgs<'a> {
 
 /// A deterministic input in [-0.5, 0.5): the values do not change the time of dense code.
 fn bench_input(n: usize, c: usize, h: usize, w: usize) -> Result<Tensor, Failure> {
-    let len = [n, c, h, w].iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| input_err("input too large"))?;
-    let data = (0..len).map(|i| ((i.wrapping_mul(2654435761) >> 7) % 1000) as f32 / 1000.0 - 0.5).collect();
+    let len = [n, c, h, w]
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| input_err("input too large"))?;
+    let data = (0..len)
+        .map(|i| ((i.wrapping_mul(2654435761) >> 7) % 1000) as f32 / 1000.0 - 0.5)
+        .collect();
     Tensor::new(vec![n, c, h, w], data).map_err(input_err)
 }
 
@@ -118,7 +123,12 @@ pub fn run(a: BenchArgs<'_>) -> Result<(), Failure> {
         threads,
         if threads == 1 { "" } else { "s" }
     );
-    println!("  time        {:.3} ms/image (median of {} runs; best {:.3} ms)", median * 1e3, times.len(), min * 1e3);
+    println!(
+        "  time        {:.3} ms/image (median of {} runs; best {:.3} ms)",
+        median * 1e3,
+        times.len(),
+        min * 1e3
+    );
     println!(
         "  compile     {:.2} ms (passes {:.2} ms, code generation {:.2} ms)",
         (passes_time + compile_time).as_secs_f64() * 1e3,

@@ -7,7 +7,6 @@ use convc_ir::print;
 use crate::driver::{self, Failure};
 use crate::{Format, PassOpts};
 
-
 /// Runs `convc dump`.
 pub fn run(
     path: &Path,
@@ -26,7 +25,8 @@ pub fn run(
     };
     if print_after_all && format == Format::Json {
         // One JSON document: the graph after each stage.
-        let mut stages = vec![serde_json::json!({"after": "parse", "graph": print::json(&model.graph)})];
+        let mut stages =
+            vec![serde_json::json!({"after": "parse", "graph": print::json(&model.graph)})];
         driver::run_passes(&mut model, passes, |pass, g| {
             stages.push(serde_json::json!({"after": pass, "graph": print::json(g)}));
         })?;
@@ -35,7 +35,9 @@ pub fn run(
     }
     if print_after_all {
         print!("; after parse\n{}", render(&model.graph));
-        driver::run_passes(&mut model, passes, |pass, g| print!("; after {pass}\n{}", render(g)))?;
+        driver::run_passes(&mut model, passes, |pass, g| {
+            print!("; after {pass}\n{}", render(g))
+        })?;
         return Ok(());
     }
     driver::run_passes(&mut model, passes, |_, _| {})?;

@@ -8,9 +8,13 @@ use crate::driver::{self, Failure};
 pub fn run(path: &Path, layer: Option<&str>, size: Option<(usize, usize)>) -> Result<(), Failure> {
     let mut model = driver::load_model(path)?;
     driver::bind_size(&mut model, size)?;
-    let ex = convc_passes::explain(&model.graph, layer).map_err(|e| Failure::Usage(format!("error: {e}")))?;
+    let ex = convc_passes::explain(&model.graph, layer)
+        .map_err(|e| Failure::Usage(format!("error: {e}")))?;
     if ex.is_empty() {
-        println!("{}: no convolution with a kernel larger than 1x1 to explain", model.path.display());
+        println!(
+            "{}: no convolution with a kernel larger than 1x1 to explain",
+            model.path.display()
+        );
         return Ok(());
     }
     print!("{}", convc_passes::render_explanations(&ex));

@@ -43,7 +43,12 @@ pub fn run(a: RunArgs<'_>) -> Result<(), Failure> {
         )));
     }
     // Outputs keep the names the user wrote, whatever the passes call their nodes.
-    let out_names: Vec<String> = model.graph.outputs.iter().map(|&n| model.graph.node(n).name.clone()).collect();
+    let out_names: Vec<String> = model
+        .graph
+        .outputs
+        .iter()
+        .map(|&n| model.graph.node(n).name.clone())
+        .collect();
     driver::run_passes(&mut model, a.passes, |_, _| {})?;
     let files = assign_inputs(&model, a.inputs)?;
     protect_inputs(a.model, &files, a.outputs)?;

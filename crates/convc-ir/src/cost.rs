@@ -25,7 +25,8 @@ pub struct Cost {
 impl Cost {
     /// Total MACs, when sizes are known.
     pub fn macs(&self) -> Option<u64> {
-        self.out_pixels.and_then(|p| p.checked_mul(self.macs_per_pixel))
+        self.out_pixels
+            .and_then(|p| p.checked_mul(self.macs_per_pixel))
     }
 }
 
@@ -57,12 +58,21 @@ pub fn node_cost(g: &Graph, n: NodeIndex) -> Cost {
         }
         total.checked_add(params)?.checked_mul(4)
     })();
-    Cost { params, macs_per_pixel, out_pixels: pixels(g, n), bytes }
+    Cost {
+        params,
+        macs_per_pixel,
+        out_pixels: pixels(g, n),
+        bytes,
+    }
 }
 
 /// Totals over the whole graph: (params, MACs when known, MACs per output pixel summed).
 pub fn totals(g: &Graph) -> Cost {
-    let mut t = Cost { out_pixels: Some(0), bytes: Some(0), ..Cost::default() };
+    let mut t = Cost {
+        out_pixels: Some(0),
+        bytes: Some(0),
+        ..Cost::default()
+    };
     let mut macs = Some(0u64);
     for n in g.g.node_indices() {
         let c = node_cost(g, n);

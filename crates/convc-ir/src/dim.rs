@@ -121,7 +121,11 @@ pub struct Shape {
 impl Shape {
     /// A fully known shape.
     pub fn known(c: usize, h: usize, w: usize) -> Shape {
-        Shape { c, h: Dim::Lit(h as i64), w: Dim::Lit(w as i64) }
+        Shape {
+            c,
+            h: Dim::Lit(h as i64),
+            w: Dim::Lit(w as i64),
+        }
     }
     /// `(H, W)` when both are known and positive.
     pub fn hw(&self) -> Option<(usize, usize)> {
@@ -131,7 +135,11 @@ impl Shape {
     }
     /// The shape with bound symbols replaced.
     pub fn substitute(&self, b: &Bindings) -> Shape {
-        Shape { c: self.c, h: self.h.substitute(b), w: self.w.substitute(b) }
+        Shape {
+            c: self.c,
+            h: self.h.substitute(b),
+            w: self.w.substitute(b),
+        }
     }
 }
 

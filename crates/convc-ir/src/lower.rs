@@ -46,7 +46,13 @@ fn err<T>(span: Span, msg: impl Into<String>) -> R<T> {
 /// Lowers a parsed program. `base_dir` is the `.conv` file's folder: `file(...)` paths are
 /// relative to it.
 pub fn lower(prog: &Program, base_dir: &Path) -> R<Graph> {
-    Lowerer { g: Graph::new(), names: HashMap::new(), later: HashMap::new(), base_dir }.run(prog)
+    Lowerer {
+        g: Graph::new(),
+        names: HashMap::new(),
+        later: HashMap::new(),
+        base_dir,
+    }
+    .run(prog)
 }
 
 /// Parses and lowers a source text (a convenience for tests and tools).
@@ -85,7 +91,10 @@ fn int_of(e: &Expr) -> Option<i64> {
 fn describe(e: &Expr) -> String {
     match &e.kind {
         ExprKind::Ident(s) => format!("`{s}`"),
-        ExprKind::Number { value, int: Some(i) } if *value == *i as f64 => format!("{i}"),
+        ExprKind::Number {
+            value,
+            int: Some(i),
+        } if *value == *i as f64 => format!("{i}"),
         ExprKind::Number { value, .. } => format!("{value}"),
         ExprKind::Str(s) => format!("the string {s:?}"),
         ExprKind::Size(a, b) => format!("{a}x{b}"),
@@ -99,9 +108,15 @@ fn describe(e: &Expr) -> String {
 fn pos_int(e: &Expr, what: &str, limit: i64) -> R<usize> {
     match int_of(e) {
         Some(v) if v >= 1 && v <= limit => Ok(v as usize),
-        Some(v) if v >= 1 => err(e.span, format!("{what} is {v}, more than the limit of {limit}")),
+        Some(v) if v >= 1 => err(
+            e.span,
+            format!("{what} is {v}, more than the limit of {limit}"),
+        ),
         Some(v) => err(e.span, format!("{what} must be at least 1, found {v}")),
-        None => err(e.span, format!("{what} takes a whole number, found {}", describe(e))),
+        None => err(
+            e.span,
+            format!("{what} takes a whole number, found {}", describe(e)),
+        ),
     }
 }
 
@@ -117,7 +132,10 @@ fn size_arg(e: &Expr, what: &str) -> R<[usize; 2]> {
         if v == 0 {
             err(span, format!("{what} must be at least 1 on each axis"))
         } else if v > MAX_WINDOW as u64 {
-            err(span, format!("{what} {v} is larger than the limit of {MAX_WINDOW}"))
+            err(
+                span,
+                format!("{what} {v} is larger than the limit of {MAX_WINDOW}"),
+            )
         } else {
             Ok(v as usize)
         }
@@ -133,14 +151,22 @@ fn size_arg(e: &Expr, what: &str) -> R<[usize; 2]> {
             for (o, it) in out.iter_mut().zip(items) {
                 *o = match int_of(it) {
                     Some(v) if v >= 0 => check(v as u64, it.span)?,
-                    _ => return err(it.span, format!("{what} takes whole numbers, found {}", describe(it))),
+                    _ => {
+                        return err(
+                            it.span,
+                            format!("{what} takes whole numbers, found {}", describe(it)),
+                        );
+                    }
                 };
             }
             Ok(out)
         }
         _ => err(
             e.span,
-            format!("{what} takes a size such as `3x3`, `3` or `(3, 3)`, found {}", describe(e)),
+            format!(
+                "{what} takes a size such as `3x3`, `3` or `(3, 3)`, found {}",
+                describe(e)
+            ),
         ),
     }
 }
@@ -150,8 +176,14 @@ fn pad_arg(e: &Expr) -> R<Pad> {
         match int_of(it) {
             Some(v) if (0..=MAX_WINDOW).contains(&v) => Ok(v as usize),
             Some(v) if v < 0 => err(it.span, format!("padding must not be negative, found {v}")),
-            Some(v) => err(it.span, format!("padding {v} is larger than the limit of {MAX_WINDOW}")),
-            None => err(it.span, format!("padding takes whole numbers, found {}", describe(it))),
+            Some(v) => err(
+                it.span,
+                format!("padding {v} is larger than the limit of {MAX_WINDOW}"),
+            ),
+            None => err(
+                it.span,
+                format!("padding takes whole numbers, found {}", describe(it)),
+            ),
         }
     };
     match &e.kind {
@@ -186,7 +218,10 @@ fn float_arg(e: &Expr, what: &str) -> R<f64> {
     match &e.kind {
         ExprKind::Number { value, .. } => Ok(*value),
         ExprKind::Ident(s) if s == "inf" => Ok(f64::INFINITY),
-        _ => err(e.span, format!("{what} takes a number, found {}", describe(e))),
+        _ => err(
+            e.span,
+            format!("{what} takes a number, found {}", describe(e)),
+        ),
     }
 }
 
@@ -243,7 +278,10 @@ impl<'a> Lowerer<'a> {
             self.later.entry(name.clone()).or_insert(span);
         }
         if prog.stmts.is_empty() {
-            return err(prog.eof, "the file is empty: a network needs an `input`, layers and an `output`");
+            return err(
+                prog.eof,
+                "the file is empty: a network needs an `input`, layers and an `output`",
+            );
         }
         let mut saw_output = false;
         for st in &prog.stmts {
@@ -253,7 +291,12 @@ impl<'a> Lowerer<'a> {
                     let dims = self.input_dims(&i.dims, i.dims_span)?;
                     let index = self.g.inputs.len();
                     let n = self.g.add(
-                        Node { name: i.name.name.clone(), op: Op::Input { index }, span: i.name.span, shape: dims },
+                        Node {
+                            name: i.name.name.clone(),
+                            op: Op::Input { index },
+                            span: i.name.span,
+                            shape: dims,
+                        },
                         &[],
                     );
                     self.g.inputs.push(n);
@@ -274,7 +317,10 @@ impl<'a> Lowerer<'a> {
             }
         }
         if !saw_output {
-            return err(prog.eof, "no `output` statement: add `output NAME` naming the tensors the network produces");
+            return err(
+                prog.eof,
+                "no `output` statement: add `output NAME` naming the tensors the network produces",
+            );
         }
         Ok(self.g)
     }
@@ -291,18 +337,27 @@ impl<'a> Lowerer<'a> {
             return Ok(n);
         }
         if self.later.contains_key(&id.name) {
-            return err(id.span, format!("`{}` is used before its definition", id.name));
+            return err(
+                id.span,
+                format!("`{}` is used before its definition", id.name),
+            );
         }
         err(id.span, format!("`{}` is not defined", id.name))
     }
 
     fn input_dims(&self, dims: &[Expr], span: Span) -> R<Shape> {
         if dims.len() != 3 {
-            return err(span, format!("an input has 3 dimensions [C, H, W], found {}", dims.len()));
+            return err(
+                span,
+                format!("an input has 3 dimensions [C, H, W], found {}", dims.len()),
+            );
         }
         let c = match &dims[0].kind {
             ExprKind::Ident(s) => {
-                return err(dims[0].span, format!("the channel count must be a number, found the symbol `{s}`"));
+                return err(
+                    dims[0].span,
+                    format!("the channel count must be a number, found the symbol `{s}`"),
+                );
             }
             _ => pos_int(&dims[0], "the channel count", MAX_CHANNELS)?,
         };
@@ -326,15 +381,30 @@ impl<'a> Lowerer<'a> {
                 let hint = if allowed.is_empty() {
                     format!("{} takes no arguments besides its input", l.op.name)
                 } else {
-                    format!("{} takes {}", l.op.name, allowed.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "))
+                    format!(
+                        "{} takes {}",
+                        l.op.name,
+                        allowed
+                            .iter()
+                            .map(|s| format!("`{s}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
                 };
-                return Err(Diagnostic::error(k.span, format!("unknown argument `{}` for {}", k.name, l.op.name)).with_note(hint));
+                return Err(Diagnostic::error(
+                    k.span,
+                    format!("unknown argument `{}` for {}", k.name, l.op.name),
+                )
+                .with_note(hint));
             }
             if args.insert(k.name.as_str(), a).is_some() {
                 return err(k.span, format!("duplicate argument `{}`", k.name));
             }
         }
-        Ok(Kw { op: l.op.name.as_str(), args })
+        Ok(Kw {
+            op: l.op.name.as_str(),
+            args,
+        })
     }
 
     fn positional(&self, l: &LayerStmt) -> R<Vec<NodeIndex>> {
@@ -344,8 +414,16 @@ impl<'a> Lowerer<'a> {
                 continue;
             }
             match &a.value.kind {
-                ExprKind::Ident(s) => out.push(self.lookup(&Ident { name: s.clone(), span: a.value.span })?),
-                _ => return err(a.value.span, format!("expected a tensor name, found {}", describe(&a.value))),
+                ExprKind::Ident(s) => out.push(self.lookup(&Ident {
+                    name: s.clone(),
+                    span: a.value.span,
+                })?),
+                _ => {
+                    return err(
+                        a.value.span,
+                        format!("expected a tensor name, found {}", describe(&a.value)),
+                    );
+                }
             }
         }
         Ok(out)
@@ -368,10 +446,16 @@ impl<'a> Lowerer<'a> {
         };
         match arity {
             Some(k) if xs.len() != k => {
-                let what = if k == 1 { "one input tensor".to_string() } else { format!("{k} input tensors") };
+                let what = if k == 1 {
+                    "one input tensor".to_string()
+                } else {
+                    format!("{k} input tensors")
+                };
                 return err(l.op.span, format!("{op} takes {what}, found {}", xs.len()));
             }
-            None if xs.is_empty() => return err(l.op.span, "concat takes at least one input tensor"),
+            None if xs.is_empty() => {
+                return err(l.op.span, "concat takes at least one input tensor");
+            }
             _ => {}
         }
         let x_shape = self.g.node(xs[0]).shape.clone();
@@ -379,8 +463,18 @@ impl<'a> Lowerer<'a> {
         let op_v = match op {
             "conv" | "depthwise" | "pointwise" => {
                 let allowed: &[&str] = match op {
-                    "conv" => &["out", "kernel", "stride", "pad", "dilation", "groups", "weights", "bias"],
-                    "depthwise" => &["kernel", "multiplier", "stride", "pad", "dilation", "weights", "bias"],
+                    "conv" => &[
+                        "out", "kernel", "stride", "pad", "dilation", "groups", "weights", "bias",
+                    ],
+                    "depthwise" => &[
+                        "kernel",
+                        "multiplier",
+                        "stride",
+                        "pad",
+                        "dilation",
+                        "weights",
+                        "bias",
+                    ],
                     _ => &["out", "weights", "bias"],
                 };
                 let kw = self.kwargs(l, allowed)?;
@@ -399,23 +493,56 @@ impl<'a> Lowerer<'a> {
                     }
                     None => 1e-5,
                 };
-                let info = ConvInfo { in_ch: c, out: c, groups: c, kernel: [1, 1], fan_in: 1 };
+                let info = ConvInfo {
+                    in_ch: c,
+                    out: c,
+                    groups: c,
+                    kernel: [1, 1],
+                    fan_in: 1,
+                };
                 let mut p = Vec::new();
-                for kind in [ParamKind::BnMean, ParamKind::BnVar, ParamKind::BnGamma, ParamKind::BnBeta] {
-                    p.push(self.param(name, kind, kw.get(kind.key()), &[c], &info, "batchnorm")?.ok_or_else(|| {
-                        Diagnostic::error(l.op.span, format!("batchnorm needs `{}`", kind.key()))
-                    })?);
+                for kind in [
+                    ParamKind::BnMean,
+                    ParamKind::BnVar,
+                    ParamKind::BnGamma,
+                    ParamKind::BnBeta,
+                ] {
+                    p.push(
+                        self.param(name, kind, kw.get(kind.key()), &[c], &info, "batchnorm")?
+                            .ok_or_else(|| {
+                                Diagnostic::error(
+                                    l.op.span,
+                                    format!("batchnorm needs `{}`", kind.key()),
+                                )
+                            })?,
+                    );
                 }
                 let var = &p[1];
-                if let Some(i) = var.data.data().iter().position(|v| (*v as f64) + eps as f64 <= 0.0) {
+                if let Some(i) = var
+                    .data
+                    .data()
+                    .iter()
+                    .position(|v| (*v as f64) + eps as f64 <= 0.0)
+                {
                     let span = kw.get("var").map_or(l.op.span, |e| e.span);
-                    return err(span, format!("layer `{name}`: var + eps is not positive for channel {i}"));
+                    return err(
+                        span,
+                        format!("layer `{name}`: var + eps is not positive for channel {i}"),
+                    );
                 }
                 let mut it = p.into_iter();
-                let (Some(mean), Some(var), Some(gamma), Some(beta)) = (it.next(), it.next(), it.next(), it.next()) else {
+                let (Some(mean), Some(var), Some(gamma), Some(beta)) =
+                    (it.next(), it.next(), it.next(), it.next())
+                else {
                     return err(l.op.span, "batchnorm parameters missing");
                 };
-                Op::BatchNorm(BatchNorm { mean, var, gamma, beta, eps })
+                Op::BatchNorm(BatchNorm {
+                    mean,
+                    var,
+                    gamma,
+                    beta,
+                    eps,
+                })
             }
             "relu" | "relu6" | "sigmoid" | "tanh" => {
                 self.kwargs(l, &[])?;
@@ -450,10 +577,16 @@ impl<'a> Lowerer<'a> {
                 };
                 let (min, max) = (get("min", f64::NEG_INFINITY)?, get("max", f64::INFINITY)?);
                 if min > max {
-                    let span = kw.get("max").or(kw.get("min")).map_or(l.op.span, |e| e.span);
+                    let span = kw
+                        .get("max")
+                        .or(kw.get("min"))
+                        .map_or(l.op.span, |e| e.span);
                     return err(span, format!("clamp has min {min} greater than max {max}"));
                 }
-                Op::Unary(Unary::Clamp { min: min as f32, max: max as f32 })
+                Op::Unary(Unary::Clamp {
+                    min: min as f32,
+                    max: max as f32,
+                })
             }
             "add" => {
                 self.kwargs(l, &[])?;
@@ -477,7 +610,8 @@ impl<'a> Lowerer<'a> {
                     Some(e) => {
                         let p = pad_arg(e)?;
                         if let Pad::Explicit([t, b, le, r]) = p {
-                            if t >= kernel[0] || b >= kernel[0] || le >= kernel[1] || r >= kernel[1] {
+                            if t >= kernel[0] || b >= kernel[0] || le >= kernel[1] || r >= kernel[1]
+                            {
                                 return err(
                                     e.span,
                                     format!(
@@ -491,8 +625,17 @@ impl<'a> Lowerer<'a> {
                     }
                     None => Pad::Explicit([0; 4]),
                 };
-                let kind = if op == "maxpool" { PoolKind::Max } else { PoolKind::Avg };
-                Op::Pool(Pool { kind, kernel, stride, pad })
+                let kind = if op == "maxpool" {
+                    PoolKind::Max
+                } else {
+                    PoolKind::Avg
+                };
+                Op::Pool(Pool {
+                    kind,
+                    kernel,
+                    stride,
+                    pad,
+                })
             }
             _ => {
                 self.kwargs(l, &[])?;
@@ -500,8 +643,14 @@ impl<'a> Lowerer<'a> {
             }
         };
         let ops: Vec<&Shape> = xs.iter().map(|&n| &self.g.node(n).shape).collect();
-        let shape = shape::infer(&op_v, &ops).map_err(|m| Diagnostic::error(l.name.span, format!("layer `{name}`: {m}")))?;
-        let node = Node { name: name.to_string(), op: op_v, span: l.name.span, shape };
+        let shape = shape::infer(&op_v, &ops)
+            .map_err(|m| Diagnostic::error(l.name.span, format!("layer `{name}`: {m}")))?;
+        let node = Node {
+            name: name.to_string(),
+            op: op_v,
+            span: l.name.span,
+            shape,
+        };
         let n = self.g.add(node, &xs);
         let s = shape::infer_node(&self.g, n).map_err(|m| Diagnostic::error(l.name.span, m))?;
         debug_assert_eq!(s, self.g.node(n).shape);
@@ -517,41 +666,89 @@ impl<'a> Lowerer<'a> {
             ([1, 1], [1, 1], [1, 1], Pad::Explicit([0; 4]))
         } else {
             let pad = kw.get("pad").map_or(Ok(Pad::Same), pad_arg)?;
-            (size("kernel", [3, 3])?, size("stride", [1, 1])?, size("dilation", [1, 1])?, pad)
+            (
+                size("kernel", [3, 3])?,
+                size("stride", [1, 1])?,
+                size("dilation", [1, 1])?,
+                pad,
+            )
         };
         let c = x.c;
         let (out, groups) = match kw.op {
             "depthwise" => {
-                let m = kw.get("multiplier").map_or(Ok(1), |e| pos_int(e, "multiplier", MAX_CHANNELS))?;
-                let out = c.checked_mul(m).filter(|&o| o as i64 <= MAX_CHANNELS).ok_or_else(|| {
-                    Diagnostic::error(l.name.span, format!("layer `{name}`: {c} channels x multiplier {m} is too many"))
-                })?;
+                let m = kw
+                    .get("multiplier")
+                    .map_or(Ok(1), |e| pos_int(e, "multiplier", MAX_CHANNELS))?;
+                let out = c
+                    .checked_mul(m)
+                    .filter(|&o| o as i64 <= MAX_CHANNELS)
+                    .ok_or_else(|| {
+                        Diagnostic::error(
+                            l.name.span,
+                            format!("layer `{name}`: {c} channels x multiplier {m} is too many"),
+                        )
+                    })?;
                 (out, c)
             }
             _ => {
                 let out = match kw.get("out") {
                     Some(e) => pos_int(e, "out", MAX_CHANNELS)?,
-                    None => return err(l.op.span, format!("{} needs `out=N`, the number of output channels", kw.op)),
+                    None => {
+                        return err(
+                            l.op.span,
+                            format!("{} needs `out=N`, the number of output channels", kw.op),
+                        );
+                    }
                 };
-                let g = kw.get("groups").map_or(Ok(1), |e| pos_int(e, "groups", MAX_CHANNELS))?;
+                let g = kw
+                    .get("groups")
+                    .map_or(Ok(1), |e| pos_int(e, "groups", MAX_CHANNELS))?;
                 (out, g)
             }
         };
         if c % groups != 0 {
-            return err(l.name.span, format!("layer `{name}`: input channels {c} are not divisible by groups={groups}"));
+            return err(
+                l.name.span,
+                format!("layer `{name}`: input channels {c} are not divisible by groups={groups}"),
+            );
         }
         if out % groups != 0 {
-            return err(l.name.span, format!("layer `{name}`: out={out} is not divisible by groups={groups}"));
+            return err(
+                l.name.span,
+                format!("layer `{name}`: out={out} is not divisible by groups={groups}"),
+            );
         }
         let cg = c / groups;
         let fan_in = cg * kernel[0] * kernel[1];
-        let info = ConvInfo { in_ch: c, out, groups, kernel, fan_in };
+        let info = ConvInfo {
+            in_ch: c,
+            out,
+            groups,
+            kernel,
+            fan_in,
+        };
         let wshape = [out, cg, kernel[0], kernel[1]];
         let weight = self
-            .param(name, ParamKind::Weight, kw.get("weights"), &wshape, &info, kw.op)?
+            .param(
+                name,
+                ParamKind::Weight,
+                kw.get("weights"),
+                &wshape,
+                &info,
+                kw.op,
+            )?
             .ok_or_else(|| Diagnostic::error(l.op.span, "weights cannot be `none`"))?;
         let bias = self.param(name, ParamKind::Bias, kw.get("bias"), &[out], &info, kw.op)?;
-        Ok(Conv { out, kernel, stride, dilation, pad, groups, weight, bias })
+        Ok(Conv {
+            out,
+            kernel,
+            stride,
+            dilation,
+            pad,
+            groups,
+            weight,
+            bias,
+        })
     }
 
     /// Resolves a weight source (or its default) into a tensor of exactly `shape`.
@@ -593,11 +790,25 @@ impl<'a> Lowerer<'a> {
                 ParamKind::Bias => None,
                 ParamKind::Weight => {
                     let seed = random::seed_from_name(layer);
-                    Some(self.make(shape, random_param(seed), Source::Random { seed, implicit: true })?)
+                    Some(self.make(
+                        shape,
+                        random_param(seed),
+                        Source::Random {
+                            seed,
+                            implicit: true,
+                        },
+                    )?)
                 }
                 _ => {
                     let seed = random::seed_from_name(&format!("{layer}.{key}"));
-                    Some(self.make(shape, random_param(seed), Source::Random { seed, implicit: true })?)
+                    Some(self.make(
+                        shape,
+                        random_param(seed),
+                        Source::Random {
+                            seed,
+                            implicit: true,
+                        },
+                    )?)
                 }
             });
         };
@@ -607,7 +818,9 @@ impl<'a> Lowerer<'a> {
                 if kind == ParamKind::Bias {
                     return Ok(None);
                 }
-                return Err(located(format!("`none` is only for `bias`; {key} needs a source")));
+                return Err(located(format!(
+                    "`none` is only for `bias`; {key} needs a source"
+                )));
             }
             ExprKind::Call { name, args } if name.name == "random" => {
                 let mut seed = None;
@@ -618,32 +831,63 @@ impl<'a> Lowerer<'a> {
                             _ => {
                                 return err(
                                     a.value.span,
-                                    format!("seed takes a whole number >= 0, found {}", describe(&a.value)),
+                                    format!(
+                                        "seed takes a whole number >= 0, found {}",
+                                        describe(&a.value)
+                                    ),
                                 );
                             }
                         },
-                        Some(k) if k.name == "seed" => return err(k.span, "duplicate argument `seed`"),
-                        Some(k) => return err(k.span, format!("unknown argument `{}` for random: it takes `seed`", k.name)),
+                        Some(k) if k.name == "seed" => {
+                            return err(k.span, "duplicate argument `seed`");
+                        }
+                        Some(k) => {
+                            return err(
+                                k.span,
+                                format!(
+                                    "unknown argument `{}` for random: it takes `seed`",
+                                    k.name
+                                ),
+                            );
+                        }
                         None => return err(a.span, "random takes `seed=N`"),
                     }
                 }
                 let seed = seed.unwrap_or_else(|| random::seed_from_name(layer));
-                (random_param(seed), Source::Random { seed, implicit: false })
+                (
+                    random_param(seed),
+                    Source::Random {
+                        seed,
+                        implicit: false,
+                    },
+                )
             }
             ExprKind::Call { name, args } if name.name == "file" => {
                 let mut strs = Vec::new();
                 for a in args {
                     match (&a.key, &a.value.kind) {
                         (None, ExprKind::Str(s)) => strs.push(s.clone()),
-                        _ => return err(a.span, "file takes a path string and, for safetensors, a tensor name: file(\"w.npy\") or file(\"m.safetensors\", \"conv1.weight\")"),
+                        _ => {
+                            return err(
+                                a.span,
+                                "file takes a path string and, for safetensors, a tensor name: file(\"w.npy\") or file(\"m.safetensors\", \"conv1.weight\")",
+                            );
+                        }
                     }
                 }
                 let (path, tname) = match strs.as_slice() {
                     [p] => (p.clone(), None),
                     [p, t] => (p.clone(), Some(t.clone())),
-                    _ => return err(e.span, "file takes a path string and, for safetensors, a tensor name"),
+                    _ => {
+                        return err(
+                            e.span,
+                            "file takes a path string and, for safetensors, a tensor name",
+                        );
+                    }
                 };
-                let t = self.load_file(&path, tname.as_deref()).map_err(|m| located(m))?;
+                let t = self
+                    .load_file(&path, tname.as_deref())
+                    .map_err(|m| located(m))?;
                 if t.shape() != shape {
                     return Err(located(format!(
                         "{key} from `{path}` have shape {}, expected {}",
@@ -684,7 +928,9 @@ impl<'a> Lowerer<'a> {
             ExprKind::Ident(_) | ExprKind::Call { .. } => {
                 let (fname, filt) = self.builtin(e, info, layer)?;
                 if kind != ParamKind::Weight {
-                    return Err(located(format!("the built-in filter `{fname}` is for `weights`, not `{key}`")));
+                    return Err(located(format!(
+                        "the built-in filter `{fname}` is for `weights`, not `{key}`"
+                    )));
                 }
                 let is_dw = info.groups == info.in_ch && info.out % info.in_ch == 0;
                 if !(is_dw || (info.in_ch == 1 && info.out == 1)) {
@@ -698,16 +944,24 @@ impl<'a> Lowerer<'a> {
             _ => {
                 return Err(located(format!(
                     "{key} takes a source: file(\"w.npy\"), random(seed=N), a literal list{}, found {}",
-                    if kind == ParamKind::Bias { ", or none" } else { "" },
+                    if kind == ParamKind::Bias {
+                        ", or none"
+                    } else {
+                        ""
+                    },
                     describe(e)
                 )));
             }
         };
-        Ok(Some(self.make(shape, data, source).map_err(|d| Diagnostic::error(e.span, d.message))?))
+        Ok(Some(
+            self.make(shape, data, source)
+                .map_err(|d| Diagnostic::error(e.span, d.message))?,
+        ))
     }
 
     fn make(&self, shape: &[usize], data: Vec<f32>, source: Source) -> R<Param> {
-        let t = Tensor::new(shape.to_vec(), data).map_err(|d| Diagnostic::error(Span::default(), d.message))?;
+        let t = Tensor::new(shape.to_vec(), data)
+            .map_err(|d| Diagnostic::error(Span::default(), d.message))?;
         Ok(Param::new(t, source))
     }
 
@@ -717,7 +971,9 @@ impl<'a> Lowerer<'a> {
         let located = |m: String| Diagnostic::error(e.span, format!("layer `{layer}`: {m}"));
         let three = |n: &str| -> R<()> {
             if info.kernel != [3, 3] {
-                return Err(located(format!("`{n}` is a 3x3 filter but the kernel is {kh}x{kw}")));
+                return Err(located(format!(
+                    "`{n}` is a 3x3 filter but the kernel is {kh}x{kw}"
+                )));
             }
             Ok(())
         };
@@ -729,7 +985,9 @@ impl<'a> Lowerer<'a> {
                 "laplacian" => three(s).map(|_| (s.clone(), filters::laplacian())),
                 _ => err(
                     e.span,
-                    format!("unknown weight source `{s}`: use file(...), random(seed=N), a literal list, gaussian(sigma=S), box, sobel_x, sobel_y, laplacian or none"),
+                    format!(
+                        "unknown weight source `{s}`: use file(...), random(seed=N), a literal list, gaussian(sigma=S), box, sobel_x, sobel_y, laplacian or none"
+                    ),
                 ),
             },
             ExprKind::Call { name, args } if name.name == "gaussian" => {
@@ -739,12 +997,25 @@ impl<'a> Lowerer<'a> {
                         Some(k) if k.name == "sigma" && sigma.is_none() => {
                             let v = finite_arg(&a.value, "sigma")?;
                             if v <= 0.0 {
-                                return err(a.value.span, format!("sigma must be greater than 0, found {v}"));
+                                return err(
+                                    a.value.span,
+                                    format!("sigma must be greater than 0, found {v}"),
+                                );
                             }
                             sigma = Some(v);
                         }
-                        Some(k) if k.name == "sigma" => return err(k.span, "duplicate argument `sigma`"),
-                        Some(k) => return err(k.span, format!("unknown argument `{}` for gaussian: it takes `sigma`", k.name)),
+                        Some(k) if k.name == "sigma" => {
+                            return err(k.span, "duplicate argument `sigma`");
+                        }
+                        Some(k) => {
+                            return err(
+                                k.span,
+                                format!(
+                                    "unknown argument `{}` for gaussian: it takes `sigma`",
+                                    k.name
+                                ),
+                            );
+                        }
                         None => return err(a.span, "gaussian takes `sigma=S`"),
                     }
                 }
@@ -756,7 +1027,10 @@ impl<'a> Lowerer<'a> {
             }
             ExprKind::Call { name, .. } => err(
                 name.span,
-                format!("unknown weight source `{}(...)`: use file(...), random(seed=N) or gaussian(sigma=S)", name.name),
+                format!(
+                    "unknown weight source `{}(...)`: use file(...), random(seed=N) or gaussian(sigma=S)",
+                    name.name
+                ),
             ),
             _ => err(e.span, "expected a weight source"),
         }
@@ -764,11 +1038,13 @@ impl<'a> Lowerer<'a> {
 
     fn load_file(&self, path: &str, name: Option<&str>) -> Result<Tensor, String> {
         let full = self.base_dir.join(path);
-        let meta = std::fs::metadata(&full).map_err(|e| format!("cannot read `{path}`: {}", io_reason(&e)))?;
+        let meta = std::fs::metadata(&full)
+            .map_err(|e| format!("cannot read `{path}`: {}", io_reason(&e)))?;
         if meta.is_dir() {
             return Err(format!("`{path}` is a directory, not a file"));
         }
-        let bytes = std::fs::read(&full).map_err(|e| format!("cannot read `{path}`: {}", io_reason(&e)))?;
+        let bytes =
+            std::fs::read(&full).map_err(|e| format!("cannot read `{path}`: {}", io_reason(&e)))?;
         let r = match name {
             Some(n) => convc_tensor::st::read_tensor(&bytes, n),
             None if path.ends_with(".safetensors") => {
@@ -811,7 +1087,11 @@ fn flatten_literal(e: &Expr) -> R<(Vec<usize>, Vec<f32>)> {
                 } else if shape.len() > depth && shape[depth] != items.len() {
                     return err(
                         e.span,
-                        format!("this list has {} elements but the ones before it have {}", items.len(), shape[depth]),
+                        format!(
+                            "this list has {} elements but the ones before it have {}",
+                            items.len(),
+                            shape[depth]
+                        ),
                     );
                 }
                 for it in items {
@@ -824,7 +1104,10 @@ fn flatten_literal(e: &Expr) -> R<(Vec<usize>, Vec<f32>)> {
             }
             ExprKind::Number { value, .. } => {
                 if shape.len() != depth {
-                    return err(e.span, "ragged literal: a number stands where a list is expected");
+                    return err(
+                        e.span,
+                        "ragged literal: a number stands where a list is expected",
+                    );
                 }
                 if !value.is_finite() {
                     return err(e.span, format!("weights must be finite, found {value}"));
@@ -832,7 +1115,10 @@ fn flatten_literal(e: &Expr) -> R<(Vec<usize>, Vec<f32>)> {
                 out.push(*value as f32);
                 Ok(())
             }
-            _ => err(e.span, format!("a literal weight list holds numbers, found {}", describe(e))),
+            _ => err(
+                e.span,
+                format!("a literal weight list holds numbers, found {}", describe(e)),
+            ),
         }
     }
     let mut shape = Vec::new();
@@ -841,7 +1127,10 @@ fn flatten_literal(e: &Expr) -> R<(Vec<usize>, Vec<f32>)> {
     // A number at a shallower depth than an earlier one, or the reverse, shows up as a count
     // mismatch.
     if convc_tensor::checked_numel(&shape) != Some(out.len()) {
-        return err(e.span, "ragged literal: the nested lists do not form a rectangular array");
+        return err(
+            e.span,
+            "ragged literal: the nested lists do not form a rectangular array",
+        );
     }
     Ok((shape, out))
 }
@@ -864,5 +1153,9 @@ fn closest(s: &str) -> Option<&'static str> {
     if s.len() > 64 {
         return None;
     }
-    OPS.iter().map(|o| (dist(s, o), *o)).filter(|(d, _)| *d <= 2).min().map(|p| p.1)
+    OPS.iter()
+        .map(|o| (dist(s, o), *o))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|p| p.1)
 }

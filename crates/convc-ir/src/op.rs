@@ -40,7 +40,10 @@ impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Source::File { path, name: None } => write!(f, "file({path:?})"),
-            Source::File { path, name: Some(n) } => write!(f, "file({path:?}, {n:?})"),
+            Source::File {
+                path,
+                name: Some(n),
+            } => write!(f, "file({path:?}, {n:?})"),
             Source::Random { seed, .. } => write!(f, "random(seed={seed})"),
             Source::Literal => f.write_str("literal"),
             Source::Builtin(s) => f.write_str(s),
@@ -61,7 +64,10 @@ pub struct Param {
 impl Param {
     /// A parameter from a tensor and its source.
     pub fn new(data: Tensor, source: Source) -> Param {
-        Param { data: Arc::new(data), source }
+        Param {
+            data: Arc::new(data),
+            source,
+        }
     }
 }
 

@@ -15,7 +15,11 @@ use crate::op::{Conv, Op, Pad, Unary};
 pub fn conv_label(c: &Conv, in_ch: usize) -> &'static str {
     if c.groups == in_ch && in_ch > 1 {
         "depthwise"
-    } else if c.kernel == [1, 1] && c.groups == 1 && c.stride == [1, 1] && c.pad == Pad::Explicit([0; 4]) {
+    } else if c.kernel == [1, 1]
+        && c.groups == 1
+        && c.stride == [1, 1]
+        && c.pad == Pad::Explicit([0; 4])
+    {
         "pointwise"
     } else {
         "conv"
@@ -34,12 +38,23 @@ pub fn op_label(g: &Graph, n: NodeIndex) -> &'static str {
 }
 
 fn pair(v: [usize; 2]) -> String {
-    if v[0] == v[1] { v[0].to_string() } else { format!("{}x{}", v[0], v[1]) }
+    if v[0] == v[1] {
+        v[0].to_string()
+    } else {
+        format!("{}x{}", v[0], v[1])
+    }
 }
 
 /// Padding as printed: explicit `(t,b,l,r)`, `same(t,b,l,r)` when the input size is known,
 /// `same` otherwise.
-fn pad_text(g: &Graph, n: NodeIndex, pad: &Pad, kernel: [usize; 2], stride: [usize; 2], dil: [usize; 2]) -> String {
+fn pad_text(
+    g: &Graph,
+    n: NodeIndex,
+    pad: &Pad,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dil: [usize; 2],
+) -> String {
     match pad {
         Pad::Explicit([t, b, l, r]) => format!("({t},{b},{l},{r})"),
         Pad::Same => {
@@ -106,7 +121,11 @@ pub fn text(g: &Graph) -> String {
     for n in g.topo_order() {
         let node = g.node(n);
         let c = cost::node_cost(g, n);
-        let operands: Vec<String> = g.operands(n).iter().map(|&o| format!("%{}", g.node(o).name)).collect();
+        let operands: Vec<String> = g
+            .operands(n)
+            .iter()
+            .map(|&o| format!("%{}", g.node(o).name))
+            .collect();
         let mut line = format!("%{} = {}", node.name, op_label(g, n));
         if !operands.is_empty() {
             let _ = write!(line, " {}", operands.join(", "));
@@ -122,10 +141,20 @@ pub fn text(g: &Graph) -> String {
         s.push_str(&line);
         s.push('\n');
     }
-    let outs: Vec<String> = g.outputs.iter().map(|&o| format!("%{}", g.node(o).name)).collect();
+    let outs: Vec<String> = g
+        .outputs
+        .iter()
+        .map(|&o| format!("%{}", g.node(o).name))
+        .collect();
     let _ = writeln!(s, "output {}", outs.join(", "));
     let t = cost::totals(g);
-    let _ = writeln!(s, "# {} nodes, params={}, macs={}", g.len(), t.params, macs_text(&t));
+    let _ = writeln!(
+        s,
+        "# {} nodes, params={}, macs={}",
+        g.len(),
+        t.params,
+        macs_text(&t)
+    );
     s
 }
 
@@ -136,15 +165,27 @@ fn dot_escape(s: &str) -> String {
 /// Graphviz dot: one box per node (name, op, attributes, shape, cost), edges labelled by
 /// operand position where an op has several.
 pub fn dot(g: &Graph) -> String {
-    let mut s = String::from("digraph convc {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n");
+    let mut s = String::from(
+        "digraph convc {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n",
+    );
     for n in g.topo_order() {
         let node = g.node(n);
         let c = cost::node_cost(g, n);
-        let mut label = format!("{}\\n{} {}\\n{}", dot_escape(&node.name), op_label(g, n), dot_escape(&attrs_text(g, n)), node.shape);
+        let mut label = format!(
+            "{}\\n{} {}\\n{}",
+            dot_escape(&node.name),
+            op_label(g, n),
+            dot_escape(&attrs_text(g, n)),
+            node.shape
+        );
         if c.params > 0 || c.macs_per_pixel > 0 {
             let _ = write!(label, "\\nparams={} macs={}", c.params, macs_text(&c));
         }
-        let shape = if matches!(node.op, Op::Input { .. }) { ", shape=ellipse" } else { "" };
+        let shape = if matches!(node.op, Op::Input { .. }) {
+            ", shape=ellipse"
+        } else {
+            ""
+        };
         let _ = writeln!(s, "  n{} [label=\"{}\"{}];", n.index(), label, shape);
     }
     for n in g.topo_order() {
@@ -158,7 +199,11 @@ pub fn dot(g: &Graph) -> String {
         }
     }
     for (i, &o) in g.outputs.iter().enumerate() {
-        let _ = writeln!(s, "  out{i} [label=\"output {i}\", shape=ellipse];\n  n{} -> out{i};", o.index());
+        let _ = writeln!(
+            s,
+            "  out{i} [label=\"output {i}\", shape=ellipse];\n  n{} -> out{i};",
+            o.index()
+        );
     }
     s.push_str("}\n");
     s
@@ -197,7 +242,12 @@ pub fn json(g: &Graph) -> Value {
                 );
                 attrs.insert("weights".into(), json!(cv.weight.source.to_string()));
                 attrs.insert("weight_shape".into(), json!(cv.weight.data.shape()));
-                attrs.insert("bias".into(), cv.bias.as_ref().map_or(Value::Null, |b| json!(b.source.to_string())));
+                attrs.insert(
+                    "bias".into(),
+                    cv.bias
+                        .as_ref()
+                        .map_or(Value::Null, |b| json!(b.source.to_string())),
+                );
             }
             Op::BatchNorm(b) => {
                 attrs.insert("eps".into(), json!(b.eps));
@@ -206,7 +256,13 @@ pub fn json(g: &Graph) -> Value {
                 attrs.insert("alpha".into(), json!(alpha));
             }
             Op::Unary(Unary::Clamp { min, max }) => {
-                let f = |v: f32| if v.is_finite() { json!(v) } else { json!(v.to_string()) };
+                let f = |v: f32| {
+                    if v.is_finite() {
+                        json!(v)
+                    } else {
+                        json!(v.to_string())
+                    }
+                };
                 attrs.insert("min".into(), f(*min));
                 attrs.insert("max".into(), f(*max));
             }

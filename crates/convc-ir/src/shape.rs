@@ -33,7 +33,9 @@ fn check_positive(shape: &Shape, what: &str) -> Result<(), String> {
     for (d, axis) in [(&shape.h, "height"), (&shape.w, "width")] {
         if let Some(v) = d.known() {
             if v <= 0 {
-                return Err(format!("{what} has an output {axis} of {v}: the input is too small for its kernel, stride, dilation and padding"));
+                return Err(format!(
+                    "{what} has an output {axis} of {v}: the input is too small for its kernel, stride, dilation and padding"
+                ));
             }
         }
     }
@@ -44,17 +46,25 @@ fn check_positive(shape: &Shape, what: &str) -> Result<(), String> {
 /// the caller adds it.
 pub fn infer(op: &Op, ins: &[&Shape]) -> Result<Shape, String> {
     let one = |i: usize| -> Result<&Shape, String> {
-        ins.get(i).copied().ok_or_else(|| format!("needs {} operand(s), has {}", i + 1, ins.len()))
+        ins.get(i)
+            .copied()
+            .ok_or_else(|| format!("needs {} operand(s), has {}", i + 1, ins.len()))
     };
     let shape = match op {
         Op::Input { .. } => return Err("an input has no operands to infer from".into()),
         Op::Conv(c) => {
             let x = one(0)?;
             if c.groups == 0 || x.c % c.groups != 0 {
-                return Err(format!("input channels {} are not divisible by groups={}", x.c, c.groups));
+                return Err(format!(
+                    "input channels {} are not divisible by groups={}",
+                    x.c, c.groups
+                ));
             }
             if c.out % c.groups != 0 {
-                return Err(format!("out={} is not divisible by groups={}", c.out, c.groups));
+                return Err(format!(
+                    "out={} is not divisible by groups={}",
+                    c.out, c.groups
+                ));
             }
             let want = [c.out, x.c / c.groups, c.kernel[0], c.kernel[1]];
             if c.weight.data.shape() != want {
@@ -66,7 +76,11 @@ pub fn infer(op: &Op, ins: &[&Shape]) -> Result<Shape, String> {
             }
             if let Some(b) = &c.bias {
                 if b.data.shape() != [c.out] {
-                    return Err(format!("bias has shape {}, expected [{}]", convc_tensor::fmt_shape(b.data.shape()), c.out));
+                    return Err(format!(
+                        "bias has shape {}, expected [{}]",
+                        convc_tensor::fmt_shape(b.data.shape()),
+                        c.out
+                    ));
                 }
             }
             let (ph, pw) = axis_pads(&c.pad);
@@ -78,9 +92,18 @@ pub fn infer(op: &Op, ins: &[&Shape]) -> Result<Shape, String> {
         }
         Op::BatchNorm(bn) => {
             let x = one(0)?;
-            for (p, name) in [(&bn.mean, "mean"), (&bn.var, "var"), (&bn.gamma, "gamma"), (&bn.beta, "beta")] {
+            for (p, name) in [
+                (&bn.mean, "mean"),
+                (&bn.var, "var"),
+                (&bn.gamma, "gamma"),
+                (&bn.beta, "beta"),
+            ] {
                 if p.data.shape() != [x.c] {
-                    return Err(format!("{name} has shape {}, expected [{}]", convc_tensor::fmt_shape(p.data.shape()), x.c));
+                    return Err(format!(
+                        "{name} has shape {}, expected [{}]",
+                        convc_tensor::fmt_shape(p.data.shape()),
+                        x.c
+                    ));
                 }
             }
             x.clone()
@@ -89,7 +112,9 @@ pub fn infer(op: &Op, ins: &[&Shape]) -> Result<Shape, String> {
         Op::Add => {
             let (a, b) = (one(0)?, one(1)?);
             if a != b {
-                return Err(format!("operands of add have different shapes: {a} and {b}"));
+                return Err(format!(
+                    "operands of add have different shapes: {a} and {b}"
+                ));
             }
             a.clone()
         }
@@ -105,7 +130,11 @@ pub fn infer(op: &Op, ins: &[&Shape]) -> Result<Shape, String> {
                 }
                 c = c.checked_add(s.c).ok_or("too many channels")?;
             }
-            Shape { c, h: first.h.clone(), w: first.w.clone() }
+            Shape {
+                c,
+                h: first.h.clone(),
+                w: first.w.clone(),
+            }
         }
         Op::Pool(p) => {
             let x = one(0)?;
@@ -147,17 +176,24 @@ pub fn infer_node(g: &Graph, n: NodeIndex) -> Result<Shape, String> {
 pub fn validate(g: &Graph) -> Result<(), Diagnostic> {
     for n in g.topo_order() {
         let node = g.node(n);
-        let s = infer_node(g, n).map_err(|m| Diagnostic::error(node.span, format!("layer `{}`: {m}", node.name)))?;
+        let s = infer_node(g, n)
+            .map_err(|m| Diagnostic::error(node.span, format!("layer `{}`: {m}", node.name)))?;
         if s != node.shape {
             return Err(Diagnostic::error(
                 node.span,
-                format!("layer `{}`: stored shape {} but inferred {}", node.name, node.shape, s),
+                format!(
+                    "layer `{}`: stored shape {} but inferred {}",
+                    node.name, node.shape, s
+                ),
             ));
         }
     }
     for &o in &g.outputs {
         if !g.g.contains_node(o) {
-            return Err(Diagnostic::error(Default::default(), "an output refers to a removed node"));
+            return Err(Diagnostic::error(
+                Default::default(),
+                "an output refers to a removed node",
+            ));
         }
     }
     Ok(())
@@ -197,7 +233,8 @@ pub fn concretize(g: &Graph, b: &Bindings) -> Result<Concrete, Diagnostic> {
                     "layer `{}` has an output {axis} of {v} for these input sizes: the input is too small for its kernel, stride, dilation and padding",
                     node.name
                 ))),
-                Some(v) => usize::try_from(v).map_err(|_| err(format!("the {axis} of `{}` is too large", node.name))),
+                Some(v) => usize::try_from(v)
+                    .map_err(|_| err(format!("the {axis} of `{}` is too large", node.name))),
             }
         };
         shapes[n.index()] = Some([s.c, dim(&s.h, "height")?, dim(&s.w, "width")?]);
@@ -210,12 +247,17 @@ pub fn concretize(g: &Graph, b: &Bindings) -> Result<Concrete, Diagnostic> {
 pub fn bind_inputs(g: &Graph, sizes: &[(usize, usize)]) -> Result<Bindings, String> {
     let mut b = Bindings::new();
     for (i, &n) in g.inputs.iter().enumerate() {
-        let Some(&(h, w)) = sizes.get(i) else { continue };
+        let Some(&(h, w)) = sizes.get(i) else {
+            continue;
+        };
         let node = g.node(n);
         for (d, v, axis) in [(&node.shape.h, h, "height"), (&node.shape.w, w, "width")] {
             match d {
                 Dim::Lit(k) if *k as u64 != v as u64 => {
-                    return Err(format!("input `{}` expects {axis} {k}, found {v}", node.name));
+                    return Err(format!(
+                        "input `{}` expects {axis} {k}, found {v}",
+                        node.name
+                    ));
                 }
                 Dim::Sym(s) => {
                     if let Some(&old) = b.get(s) {

@@ -35,34 +35,52 @@ fn unknown_op_points_at_the_op_name() {
 #[test]
 fn unknown_argument() {
     let src = format!("{IN}y = conv(x, out=8, kernal=3x3)\noutput y\n");
-    assert_eq!(first_line(&src), "t.conv:2:20: error: unknown argument `kernal` for conv");
+    assert_eq!(
+        first_line(&src),
+        "t.conv:2:20: error: unknown argument `kernal` for conv"
+    );
 }
 
 #[test]
 fn duplicate_argument_points_at_the_second() {
     let src = format!("{IN}y = conv(x, out=8, out=4)\noutput y\n");
-    assert_eq!(first_line(&src), "t.conv:2:20: error: duplicate argument `out`");
+    assert_eq!(
+        first_line(&src),
+        "t.conv:2:20: error: duplicate argument `out`"
+    );
 }
 
 #[test]
 fn wrong_argument_type_points_at_the_value() {
     let src = format!("{IN}y = conv(x, out=\"8\")\noutput y\n");
-    assert_eq!(first_line(&src), "t.conv:2:17: error: out takes a whole number, found the string \"8\"");
+    assert_eq!(
+        first_line(&src),
+        "t.conv:2:17: error: out takes a whole number, found the string \"8\""
+    );
     let src = format!("{IN}y = conv(x, out=8, kernel=same)\noutput y\n");
     assert_eq!(
         first_line(&src),
         "t.conv:2:27: error: kernel takes a size such as `3x3`, `3` or `(3, 3)`, found `same`"
     );
     let src = format!("{IN}y = conv(x, out=8, pad=-1)\noutput y\n");
-    assert_eq!(first_line(&src), "t.conv:2:24: error: padding must not be negative, found -1");
+    assert_eq!(
+        first_line(&src),
+        "t.conv:2:24: error: padding must not be negative, found -1"
+    );
 }
 
 #[test]
 fn value_out_of_range() {
     let src = format!("{IN}y = conv(x, out=0)\noutput y\n");
-    assert_eq!(first_line(&src), "t.conv:2:17: error: out must be at least 1, found 0");
+    assert_eq!(
+        first_line(&src),
+        "t.conv:2:17: error: out must be at least 1, found 0"
+    );
     let src = format!("{IN}y = clamp(x, min=2, max=1)\noutput y\n");
-    assert_eq!(first_line(&src), "t.conv:2:25: error: clamp has min 2 greater than max 1");
+    assert_eq!(
+        first_line(&src),
+        "t.conv:2:25: error: clamp has min 2 greater than max 1"
+    );
     let src = format!("{IN}y = maxpool(x, kernel=2, pad=2)\noutput y\n");
     assert_eq!(
         first_line(&src),
@@ -81,11 +99,17 @@ fn name_defined_twice() {
 #[test]
 fn name_used_before_definition() {
     let src = format!("{IN}y = relu(z)\nz = relu(x)\noutput y\n");
-    assert_eq!(first_line(&src), "t.conv:2:10: error: `z` is used before its definition");
+    assert_eq!(
+        first_line(&src),
+        "t.conv:2:10: error: `z` is used before its definition"
+    );
     let src = format!("{IN}y = relu(q)\noutput y\n");
     assert_eq!(first_line(&src), "t.conv:2:10: error: `q` is not defined");
     let src = format!("{IN}output y\ny = relu(x)\n");
-    assert_eq!(first_line(&src), "t.conv:2:8: error: `y` is used before its definition");
+    assert_eq!(
+        first_line(&src),
+        "t.conv:2:8: error: `y` is used before its definition"
+    );
 }
 
 #[test]
@@ -104,9 +128,15 @@ fn missing_output_is_located_at_the_end() {
 #[test]
 fn channels_not_divisible_by_groups_names_the_layer() {
     let src = format!("{IN}y = conv(x, out=6, groups=3)\noutput y\n");
-    assert_eq!(first_line(&src), "t.conv:2:1: error: layer `y`: input channels 4 are not divisible by groups=3");
+    assert_eq!(
+        first_line(&src),
+        "t.conv:2:1: error: layer `y`: input channels 4 are not divisible by groups=3"
+    );
     let src = format!("{IN}y = conv(x, out=6, groups=4)\noutput y\n");
-    assert_eq!(first_line(&src), "t.conv:2:1: error: layer `y`: out=6 is not divisible by groups=4");
+    assert_eq!(
+        first_line(&src),
+        "t.conv:2:1: error: layer `y`: out=6 is not divisible by groups=4"
+    );
 }
 
 #[test]
@@ -146,22 +176,37 @@ fn symbolic_sizes_used_inconsistently() {
         "t.conv:3:1: error: layer `s`: operands of add have different shapes: [1,H,W] and [1,ceil(H/2),ceil(W/2)]"
     );
     let src = "input a: [C, H, W]\noutput a\n";
-    assert_eq!(first_line(src), "t.conv:1:11: error: the channel count must be a number, found the symbol `C`");
+    assert_eq!(
+        first_line(src),
+        "t.conv:1:11: error: the channel count must be a number, found the symbol `C`"
+    );
 }
 
 #[test]
 fn input_dimension_count() {
-    assert_eq!(first_line("input a: [3, 4]\noutput a\n"), "t.conv:1:10: error: an input has 3 dimensions [C, H, W], found 2");
+    assert_eq!(
+        first_line("input a: [3, 4]\noutput a\n"),
+        "t.conv:1:10: error: an input has 3 dimensions [C, H, W], found 2"
+    );
 }
 
 #[test]
 fn arity() {
     let src = format!("{IN}y = add(x)\noutput y\n");
-    assert_eq!(first_line(&src), "t.conv:2:5: error: add takes 2 input tensors, found 1");
+    assert_eq!(
+        first_line(&src),
+        "t.conv:2:5: error: add takes 2 input tensors, found 1"
+    );
     let src = format!("{IN}y = conv(out=3)\noutput y\n");
-    assert_eq!(first_line(&src), "t.conv:2:5: error: conv takes one input tensor, found 0");
+    assert_eq!(
+        first_line(&src),
+        "t.conv:2:5: error: conv takes one input tensor, found 0"
+    );
     let src = format!("{IN}y = conv(x)\noutput y\n");
-    assert_eq!(first_line(&src), "t.conv:2:5: error: conv needs `out=N`, the number of output channels");
+    assert_eq!(
+        first_line(&src),
+        "t.conv:2:5: error: conv needs `out=N`, the number of output channels"
+    );
 }
 
 #[test]
@@ -172,18 +217,30 @@ fn weight_errors_are_located_at_the_source() {
         "t.conv:2:38: error: layer `y`: the literal weights have shape [1, 1, 1, 1], expected [1, 4, 1, 1]"
     );
     let src = format!("{IN}y = conv(x, out=1, weights=file(\"missing.npy\"))\noutput y\n");
-    assert_eq!(first_line(&src), "t.conv:2:28: error: layer `y`: cannot read `missing.npy`: no such file");
+    assert_eq!(
+        first_line(&src),
+        "t.conv:2:28: error: layer `y`: cannot read `missing.npy`: no such file"
+    );
     let src = format!("{IN}y = conv(x, out=2, weights=sobel_x)\noutput y\n");
     assert_eq!(
         first_line(&src),
         "t.conv:2:28: error: layer `y`: the built-in filter `sobel_x` is for depthwise layers or a conv with one input and one output channel; this layer maps 4 to 2 channels"
     );
     let src = format!("{IN}y = depthwise(x, kernel=5x5, weights=laplacian)\noutput y\n");
-    assert_eq!(first_line(&src), "t.conv:2:38: error: layer `y`: `laplacian` is a 3x3 filter but the kernel is 5x5");
+    assert_eq!(
+        first_line(&src),
+        "t.conv:2:38: error: layer `y`: `laplacian` is a 3x3 filter but the kernel is 5x5"
+    );
     let src = format!("{IN}y = conv(x, out=1, weights=none)\noutput y\n");
-    assert_eq!(first_line(&src), "t.conv:2:28: error: layer `y`: `none` is only for `bias`; weights needs a source");
+    assert_eq!(
+        first_line(&src),
+        "t.conv:2:28: error: layer `y`: `none` is only for `bias`; weights needs a source"
+    );
     let src = format!("{IN}y = depthwise(x, weights=gaussian(sigma=0))\noutput y\n");
-    assert_eq!(first_line(&src), "t.conv:2:41: error: sigma must be greater than 0, found 0");
+    assert_eq!(
+        first_line(&src),
+        "t.conv:2:41: error: sigma must be greater than 0, found 0"
+    );
 }
 
 #[test]
@@ -207,7 +264,10 @@ fn npy_weight_errors_name_layer_file_and_shapes() {
     std::fs::write(dir.path().join("junk.npy"), b"not an npy file").unwrap();
     let src = format!("{IN}y = conv(x, out=2, weights=file(\"junk.npy\"))\noutput y\n");
     let line = first_line_in(&src, dir.path());
-    assert!(line.starts_with("t.conv:2:28: error: layer `y`: `junk.npy`: "), "{line}");
+    assert!(
+        line.starts_with("t.conv:2:28: error: layer `y`: `junk.npy`: "),
+        "{line}"
+    );
     // And the good file loads, from the spec's folder.
     let src = format!("{IN}y = conv(x, out=2, weights=file(\"w.npy\"))\noutput y\n");
     assert!(convc_ir::compile(&src, dir.path()).is_ok());
@@ -217,29 +277,59 @@ fn npy_weight_errors_name_layer_file_and_shapes() {
 fn defaults_are_applied() {
     let g = ok("input x: [4, 16, 16]\ny = conv(x, out=8)\noutput y\n");
     let n = g.find("y").unwrap();
-    let convc_ir::Op::Conv(c) = &g.node(n).op else { panic!() };
-    assert_eq!((c.kernel, c.stride, c.dilation, c.groups), ([3, 3], [1, 1], [1, 1], 1));
+    let convc_ir::Op::Conv(c) = &g.node(n).op else {
+        panic!()
+    };
+    assert_eq!(
+        (c.kernel, c.stride, c.dilation, c.groups),
+        ([3, 3], [1, 1], [1, 1], 1)
+    );
     assert_eq!(c.pad, convc_ir::Pad::Same);
     assert!(c.bias.is_none());
-    assert!(matches!(c.weight.source, convc_ir::Source::Random { implicit: true, .. }));
-    let g = ok("input x: [4, 16, 16]\ny = maxpool(x)\nz = leaky_relu(y)\nw = clamp(z)\nb = batchnorm(w)\noutput b\n");
+    assert!(matches!(
+        c.weight.source,
+        convc_ir::Source::Random { implicit: true, .. }
+    ));
+    let g = ok(
+        "input x: [4, 16, 16]\ny = maxpool(x)\nz = leaky_relu(y)\nw = clamp(z)\nb = batchnorm(w)\noutput b\n",
+    );
     let p = g.find("y").unwrap();
-    let convc_ir::Op::Pool(pool) = &g.node(p).op else { panic!() };
-    assert_eq!((pool.kernel, pool.stride, pool.pad), ([2, 2], [2, 2], convc_ir::Pad::Explicit([0; 4])));
+    let convc_ir::Op::Pool(pool) = &g.node(p).op else {
+        panic!()
+    };
+    assert_eq!(
+        (pool.kernel, pool.stride, pool.pad),
+        ([2, 2], [2, 2], convc_ir::Pad::Explicit([0; 4]))
+    );
     assert_eq!(g.node(p).shape.to_string(), "[4,8,8]");
     let z = g.find("z").unwrap();
-    assert_eq!(g.node(z).op, convc_ir::Op::Unary(convc_ir::Unary::LeakyRelu { alpha: 0.01 }));
+    assert_eq!(
+        g.node(z).op,
+        convc_ir::Op::Unary(convc_ir::Unary::LeakyRelu { alpha: 0.01 })
+    );
     let w = g.find("w").unwrap();
     assert_eq!(
         g.node(w).op,
-        convc_ir::Op::Unary(convc_ir::Unary::Clamp { min: f32::NEG_INFINITY, max: f32::INFINITY })
+        convc_ir::Op::Unary(convc_ir::Unary::Clamp {
+            min: f32::NEG_INFINITY,
+            max: f32::INFINITY
+        })
     );
     let b = g.find("b").unwrap();
-    let convc_ir::Op::BatchNorm(bn) = &g.node(b).op else { panic!() };
+    let convc_ir::Op::BatchNorm(bn) = &g.node(b).op else {
+        panic!()
+    };
     assert_eq!(bn.eps, 1e-5);
     let g = ok("input x: [4, 16, 16]\nd = depthwise(x)\np = pointwise(d, out=5)\noutput p\n");
-    let convc_ir::Op::Conv(dw) = &g.node(g.find("d").unwrap()).op else { panic!() };
+    let convc_ir::Op::Conv(dw) = &g.node(g.find("d").unwrap()).op else {
+        panic!()
+    };
     assert_eq!((dw.out, dw.groups, dw.kernel), (4, 4, [3, 3]));
-    let convc_ir::Op::Conv(pw) = &g.node(g.find("p").unwrap()).op else { panic!() };
-    assert_eq!((pw.out, pw.groups, pw.kernel, pw.pad), (5, 1, [1, 1], convc_ir::Pad::Explicit([0; 4])));
+    let convc_ir::Op::Conv(pw) = &g.node(g.find("p").unwrap()).op else {
+        panic!()
+    };
+    assert_eq!(
+        (pw.out, pw.groups, pw.kernel, pw.pad),
+        (5, 1, [1, 1], convc_ir::Pad::Explicit([0; 4]))
+    );
 }

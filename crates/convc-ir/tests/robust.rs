@@ -8,12 +8,69 @@ use proptest::prelude::*;
 const VALID: &str = include_str!("../../../specs/examples/mobilenet_block.conv");
 
 const TOKENS: &[&str] = &[
-    "input", "output", "x", "y", "z", "=", "(", ")", "[", "]", ",", ":", "\n", " ", "conv", "depthwise",
-    "pointwise", "batchnorm", "relu", "add", "concat", "maxpool", "avgpool", "global_avgpool", "clamp",
-    "out=", "kernel=", "stride=", "pad=", "dilation=", "groups=", "multiplier=", "weights=", "bias=",
-    "min=", "max=", "eps=", "3x3", "0x0", "1x7", "99999999999x1", "3", "0", "-1", "1e-5", "-inf", "inf",
-    "same", "valid", "none", "box", "sobel_x", "gaussian(sigma=1)", "random(seed=1)", "file(\"w.npy\")",
-    "[[1,2],[3,4]]", "(1, 2)", "(1,2,3,4)", "\"s\\\"\"", "#c", "18446744073709551617", "H", "W",
+    "input",
+    "output",
+    "x",
+    "y",
+    "z",
+    "=",
+    "(",
+    ")",
+    "[",
+    "]",
+    ",",
+    ":",
+    "\n",
+    " ",
+    "conv",
+    "depthwise",
+    "pointwise",
+    "batchnorm",
+    "relu",
+    "add",
+    "concat",
+    "maxpool",
+    "avgpool",
+    "global_avgpool",
+    "clamp",
+    "out=",
+    "kernel=",
+    "stride=",
+    "pad=",
+    "dilation=",
+    "groups=",
+    "multiplier=",
+    "weights=",
+    "bias=",
+    "min=",
+    "max=",
+    "eps=",
+    "3x3",
+    "0x0",
+    "1x7",
+    "99999999999x1",
+    "3",
+    "0",
+    "-1",
+    "1e-5",
+    "-inf",
+    "inf",
+    "same",
+    "valid",
+    "none",
+    "box",
+    "sobel_x",
+    "gaussian(sigma=1)",
+    "random(seed=1)",
+    "file(\"w.npy\")",
+    "[[1,2],[3,4]]",
+    "(1, 2)",
+    "(1,2,3,4)",
+    "\"s\\\"\"",
+    "#c",
+    "18446744073709551617",
+    "H",
+    "W",
 ];
 
 fn no_panic(src: &str) {
@@ -80,7 +137,10 @@ fn huge_numbers_are_errors_not_overflows() {
         "maxpool(x, kernel=65536, stride=65536)",
     ] {
         let src = format!("input x: [3, 8, 8]\ny = {layer}\noutput y\n");
-        assert!(convc_ir::compile(&src, Path::new(".")).is_err(), "{layer} should be refused");
+        assert!(
+            convc_ir::compile(&src, Path::new(".")).is_err(),
+            "{layer} should be refused"
+        );
     }
     let src = "input x: [3, 99999999999, 8]\noutput x\n";
     assert!(convc_ir::compile(src, Path::new(".")).is_err());
@@ -96,17 +156,25 @@ fn a_very_long_chain_is_fine() {
     }
     src.push_str(&format!("output {prev}\n"));
     // Run on a small stack: nothing in the front end may recurse per layer.
-    let h = std::thread::Builder::new().stack_size(256 * 1024).spawn(move || {
-        let g = convc_ir::compile(&src, Path::new(".")).expect("valid");
-        assert_eq!(g.topo_order().len(), 20_001);
-        convc_ir::print::text(&g).lines().count()
-    });
+    let h = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let g = convc_ir::compile(&src, Path::new(".")).expect("valid");
+            assert_eq!(g.topo_order().len(), 20_001);
+            convc_ir::print::text(&g).lines().count()
+        });
     assert_eq!(h.unwrap().join().unwrap(), 20_003);
 }
 
 #[test]
 fn deep_brackets_are_an_error() {
-    let src = format!("input x: [1, 4, 4]\ny = conv(x, out=1, weights={}1{})\noutput y\n", "[".repeat(10_000), "]".repeat(10_000));
-    let h = std::thread::Builder::new().stack_size(2 * 1024 * 1024).spawn(move || convc_ir::compile(&src, Path::new(".")).is_err());
+    let src = format!(
+        "input x: [1, 4, 4]\ny = conv(x, out=1, weights={}1{})\noutput y\n",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let h = std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(move || convc_ir::compile(&src, Path::new(".")).is_err());
     assert!(h.unwrap().join().unwrap());
 }

@@ -25,10 +25,22 @@ fn formula(n: usize, before: usize, after: usize, k: usize, s: usize, d: usize) 
 
 #[test]
 fn explicit_padding_forms() {
-    assert_eq!(out(3, 13, 17, "conv(x, out=4, kernel=3, pad=valid)"), "[4,11,15]");
-    assert_eq!(out(3, 13, 17, "conv(x, out=4, kernel=3, pad=2)"), "[4,15,19]");
-    assert_eq!(out(3, 13, 17, "conv(x, out=4, kernel=3, pad=(1, 0))"), "[4,13,15]");
-    assert_eq!(out(3, 13, 17, "conv(x, out=4, kernel=3, pad=(0, 2, 1, 0))"), "[4,13,16]");
+    assert_eq!(
+        out(3, 13, 17, "conv(x, out=4, kernel=3, pad=valid)"),
+        "[4,11,15]"
+    );
+    assert_eq!(
+        out(3, 13, 17, "conv(x, out=4, kernel=3, pad=2)"),
+        "[4,15,19]"
+    );
+    assert_eq!(
+        out(3, 13, 17, "conv(x, out=4, kernel=3, pad=(1, 0))"),
+        "[4,13,15]"
+    );
+    assert_eq!(
+        out(3, 13, 17, "conv(x, out=4, kernel=3, pad=(0, 2, 1, 0))"),
+        "[4,13,16]"
+    );
 }
 
 #[test]
@@ -42,13 +54,26 @@ fn stride_and_dilation_follow_the_formula() {
                     if oh <= 0 || ow <= 0 {
                         continue;
                     }
-                    let got = out(2, h, w, &format!("conv(x, out=2, kernel={k}, stride={s}, dilation={d}, pad={p})"));
+                    let got = out(
+                        2,
+                        h,
+                        w,
+                        &format!("conv(x, out=2, kernel={k}, stride={s}, dilation={d}, pad={p})"),
+                    );
                     assert_eq!(got, format!("[2,{oh},{ow}]"), "k={k} s={s} d={d} p={p}");
                 }
             }
         }
     }
-    assert_eq!(out(1, 10, 10, "conv(x, out=1, kernel=3x1, stride=2x1, dilation=1x2, pad=valid)"), "[1,4,10]");
+    assert_eq!(
+        out(
+            1,
+            10,
+            10,
+            "conv(x, out=1, kernel=3x1, stride=2x1, dilation=1x2, pad=valid)"
+        ),
+        "[1,4,10]"
+    );
 }
 
 #[test]
@@ -57,8 +82,17 @@ fn same_padding_even_kernels_and_strides() {
         for k in 1..=4usize {
             for d in 1..=2usize {
                 for n in [1usize, 2, 5, 13, 16] {
-                    let got = out(1, n, n + 1, &format!("conv(x, out=1, kernel={k}, stride={s}, dilation={d})"));
-                    assert_eq!(got, format!("[1,{},{}]", n.div_ceil(s), (n + 1).div_ceil(s)), "k={k} s={s} n={n}");
+                    let got = out(
+                        1,
+                        n,
+                        n + 1,
+                        &format!("conv(x, out=1, kernel={k}, stride={s}, dilation={d})"),
+                    );
+                    assert_eq!(
+                        got,
+                        format!("[1,{},{}]", n.div_ceil(s), (n + 1).div_ceil(s)),
+                        "k={k} s={s} n={n}"
+                    );
                 }
             }
         }
@@ -78,22 +112,35 @@ fn groups_and_multipliers() {
     assert_eq!(out(4, 8, 8, "depthwise(x, multiplier=3)"), "[12,8,8]");
     assert_eq!(out(4, 8, 8, "pointwise(x, out=5)"), "[5,8,8]");
     let g = graph("input x: [4, 8, 8]\ny = conv(x, out=6, groups=2, kernel=3x1)\noutput y\n");
-    let convc_ir::Op::Conv(c) = &g.node(g.find("y").unwrap()).op else { panic!() };
+    let convc_ir::Op::Conv(c) = &g.node(g.find("y").unwrap()).op else {
+        panic!()
+    };
     assert_eq!(c.weight.data.shape(), [6, 2, 3, 1]);
 }
 
 #[test]
 fn pooling() {
     assert_eq!(out(2, 13, 17, "maxpool(x)"), "[2,6,8]");
-    assert_eq!(out(2, 13, 17, "avgpool(x, kernel=3, stride=2, pad=1)"), "[2,7,9]");
-    assert_eq!(out(2, 13, 17, "maxpool(x, kernel=3, stride=1, pad=same)"), "[2,13,17]");
-    assert_eq!(out(2, 13, 17, "maxpool(x, kernel=2x3, stride=(1, 2))"), "[2,12,8]");
+    assert_eq!(
+        out(2, 13, 17, "avgpool(x, kernel=3, stride=2, pad=1)"),
+        "[2,7,9]"
+    );
+    assert_eq!(
+        out(2, 13, 17, "maxpool(x, kernel=3, stride=1, pad=same)"),
+        "[2,13,17]"
+    );
+    assert_eq!(
+        out(2, 13, 17, "maxpool(x, kernel=2x3, stride=(1, 2))"),
+        "[2,12,8]"
+    );
     assert_eq!(out(2, 13, 17, "global_avgpool(x)"), "[2,1,1]");
 }
 
 #[test]
 fn concat_and_add() {
-    let g = graph("input x: [2, 9, 9]\na = conv(x, out=3)\nb = relu(x)\nc = concat(a, b, x)\nd = add(b, x)\noutput c, d\n");
+    let g = graph(
+        "input x: [2, 9, 9]\na = conv(x, out=3)\nb = relu(x)\nc = concat(a, b, x)\nd = add(b, x)\noutput c, d\n",
+    );
     assert_eq!(g.node(g.find("c").unwrap()).shape.to_string(), "[7,9,9]");
     assert_eq!(g.node(g.find("d").unwrap()).shape.to_string(), "[2,9,9]");
     assert_eq!(g.outputs.len(), 2);
@@ -104,7 +151,10 @@ fn symbolic_sizes_stay_symbolic_and_bind() {
     let src = "input x: [3, H, W]\na = conv(x, out=4, stride=2)\nb = maxpool(a, kernel=3, pad=valid)\nc = conv(b, out=2, kernel=3, pad=valid, dilation=2)\noutput c\n";
     let g = graph(src);
     let c = g.find("c").unwrap();
-    assert_eq!(g.node(c).shape.to_string(), "[2,(ceil(H/2)-3)/3-3,(ceil(W/2)-3)/3-3]");
+    assert_eq!(
+        g.node(c).shape.to_string(),
+        "[2,(ceil(H/2)-3)/3-3,(ceil(W/2)-3)/3-3]"
+    );
     let b = shape::bind_inputs(&g, &[(64, 40)]).unwrap();
     let conc = shape::concretize(&g, &b).unwrap();
     // 64 -> 32 -> 10 -> 6 ; 40 -> 20 -> 6 -> 2
@@ -112,7 +162,11 @@ fn symbolic_sizes_stay_symbolic_and_bind() {
     // Too small for these sizes: the error names the layer.
     let b = shape::bind_inputs(&g, &[(16, 16)]).unwrap();
     let e = shape::concretize(&g, &b).unwrap_err();
-    assert!(e.message.contains("layer `c` has an output height of -2"), "{}", e.message);
+    assert!(
+        e.message.contains("layer `c` has an output height of -2"),
+        "{}",
+        e.message
+    );
     // Unbound.
     let e = shape::concretize(&g, &Bindings::new()).unwrap_err();
     assert!(e.message.contains("bind `H`"), "{}", e.message);

@@ -13,7 +13,9 @@ fn graph_in(src: &str, dir: &Path) -> Graph {
 }
 
 fn conv_weights(g: &Graph, name: &str) -> (Vec<usize>, Vec<f32>, Option<Vec<f32>>, Source) {
-    let Op::Conv(c) = &g.node(g.find(name).unwrap()).op else { panic!("{name} is not a conv") };
+    let Op::Conv(c) = &g.node(g.find(name).unwrap()).op else {
+        panic!("{name} is not a conv")
+    };
     (
         c.weight.data.shape().to_vec(),
         c.weight.data.data().to_vec(),
@@ -44,9 +46,15 @@ fn depthwise_2d_literal_is_broadcast() {
 
 #[test]
 fn ragged_literal_is_an_error() {
-    let src = "input x: [1, 4, 4]\ny = conv(x, out=1, kernel=2, weights=[[[[1, 2], [3]]]])\noutput y\n";
+    let src =
+        "input x: [1, 4, 4]\ny = conv(x, out=1, kernel=2, weights=[[[[1, 2], [3]]]])\noutput y\n";
     let d = convc_ir::compile(src, Path::new(".")).unwrap_err();
-    assert!(d.message.contains("this list has 1 elements but the ones before it have 2"), "{}", d.message);
+    assert!(
+        d.message
+            .contains("this list has 1 elements but the ones before it have 2"),
+        "{}",
+        d.message
+    );
 }
 
 #[test]
@@ -69,14 +77,30 @@ fn builtin_filters() {
     }
     let sum: f64 = want.iter().sum();
     for (k, (a, b)) in w[..15].iter().zip(&want).enumerate() {
-        assert!((*a as f64 - b / sum).abs() < 1e-7, "gaussian[{k}] {a} vs {}", b / sum);
+        assert!(
+            (*a as f64 - b / sum).abs() < 1e-7,
+            "gaussian[{k}] {a} vs {}",
+            b / sum
+        );
     }
     assert_eq!(&w[..15], &w[15..]);
     assert_eq!(conv_weights(&g, "b").1, vec![0.25; 8]);
-    assert_eq!(&conv_weights(&g, "s").1[..9], [-1.0, 0.0, 1.0, -2.0, 0.0, 2.0, -1.0, 0.0, 1.0]);
-    assert_eq!(&conv_weights(&g, "t").1[..9], [-1.0, -2.0, -1.0, 0.0, 0.0, 0.0, 1.0, 2.0, 1.0]);
-    assert_eq!(&conv_weights(&g, "l").1[..9], [0.0, 1.0, 0.0, 1.0, -4.0, 1.0, 0.0, 1.0, 0.0]);
-    assert_eq!(conv_weights(&g, "c").1, [-1.0, 0.0, 1.0, -2.0, 0.0, 2.0, -1.0, 0.0, 1.0]);
+    assert_eq!(
+        &conv_weights(&g, "s").1[..9],
+        [-1.0, 0.0, 1.0, -2.0, 0.0, 2.0, -1.0, 0.0, 1.0]
+    );
+    assert_eq!(
+        &conv_weights(&g, "t").1[..9],
+        [-1.0, -2.0, -1.0, 0.0, 0.0, 0.0, 1.0, 2.0, 1.0]
+    );
+    assert_eq!(
+        &conv_weights(&g, "l").1[..9],
+        [0.0, 1.0, 0.0, 1.0, -4.0, 1.0, 0.0, 1.0, 0.0]
+    );
+    assert_eq!(
+        conv_weights(&g, "c").1,
+        [-1.0, 0.0, 1.0, -2.0, 0.0, 2.0, -1.0, 0.0, 1.0]
+    );
 }
 
 #[test]
@@ -88,8 +112,20 @@ fn random_is_deterministic_and_he_uniform() {
     let (_, wc, _, sc) = conv_weights(&g, "c");
     assert_eq!(wa, wb);
     assert_ne!(wa, wc);
-    assert_eq!(sa, Source::Random { seed: 7, implicit: false });
-    assert_eq!(sc, Source::Random { seed: convc_tensor::random::seed_from_name("c"), implicit: true });
+    assert_eq!(
+        sa,
+        Source::Random {
+            seed: 7,
+            implicit: false
+        }
+    );
+    assert_eq!(
+        sc,
+        Source::Random {
+            seed: convc_tensor::random::seed_from_name("c"),
+            implicit: true
+        }
+    );
     let bound = (6.0f64 / 36.0).sqrt() as f32;
     assert!(wa.iter().all(|v| v.abs() <= bound));
     assert!(wa.iter().any(|v| v.abs() > bound * 0.9));
@@ -118,10 +154,20 @@ fn npy_and_safetensors_files_relative_to_the_spec() {
     let (_, w, b, s) = conv_weights(&g, "y");
     assert_eq!(w, [1.5, -2.0]);
     assert_eq!(b, Some(vec![0.5, -0.5]));
-    assert_eq!(s, Source::File { path: "w/k.npy".into(), name: None });
+    assert_eq!(
+        s,
+        Source::File {
+            path: "w/k.npy".into(),
+            name: None
+        }
+    );
     let src = "input x: [1, 4, 4]\ny = conv(x, out=2, kernel=1, bias=file(\"w/m.safetensors\", \"nope\"))\noutput y\n";
     let d = convc_ir::compile(src, dir.path()).unwrap_err();
-    assert!(d.message.starts_with("layer `y`: `w/m.safetensors`: "), "{}", d.message);
+    assert!(
+        d.message.starts_with("layer `y`: `w/m.safetensors`: "),
+        "{}",
+        d.message
+    );
     assert!(d.message.contains("nope"), "{}", d.message);
     let src = "input x: [1, 4, 4]\ny = conv(x, out=2, kernel=1, bias=file(\"w/m.safetensors\"))\noutput y\n";
     let d = convc_ir::compile(src, dir.path()).unwrap_err();
@@ -130,9 +176,16 @@ fn npy_and_safetensors_files_relative_to_the_spec() {
 
 #[test]
 fn weights_are_shared_not_copied() {
-    let g = graph_in("input x: [2, 4, 4]\ny = conv(x, out=2)\noutput y\n", Path::new("."));
+    let g = graph_in(
+        "input x: [2, 4, 4]\ny = conv(x, out=2)\noutput y\n",
+        Path::new("."),
+    );
     let g2 = g.clone();
-    let Op::Conv(a) = &g.node(g.find("y").unwrap()).op else { panic!() };
-    let Op::Conv(b) = &g2.node(g2.find("y").unwrap()).op else { panic!() };
+    let Op::Conv(a) = &g.node(g.find("y").unwrap()).op else {
+        panic!()
+    };
+    let Op::Conv(b) = &g2.node(g2.find("y").unwrap()).op else {
+        panic!()
+    };
     assert!(std::sync::Arc::ptr_eq(&a.weight.data, &b.weight.data));
 }
