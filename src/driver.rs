@@ -132,12 +132,12 @@ pub fn bind_size(model: &mut Model, size: Option<(usize, usize)>) -> Result<(), 
         let node = g.node(n);
         for (d, v) in [(&node.shape.h, h), (&node.shape.w, w)] {
             if let Dim::Sym(s) = d {
-                if let Some(&old) = b.get(s) {
-                    if old != v as u64 {
-                        return Err(Failure::Usage(format!(
-                            "error: --size {h}x{w} gives `{s}` two values ({old} and {v}): the spec uses `{s}` for both height and width"
-                        )));
-                    }
+                if let Some(&old) = b.get(s)
+                    && old != v as u64
+                {
+                    return Err(Failure::Usage(format!(
+                        "error: --size {h}x{w} gives `{s}` two values ({old} and {v}): the spec uses `{s}` for both height and width"
+                    )));
                 }
                 b.insert(s.clone(), v as u64);
             }

@@ -210,13 +210,13 @@ fn protect_inputs(
     let mut protected: Vec<PathBuf> = files.iter().flatten().filter_map(|p| canon(p)).collect();
     protected.extend(canon(model));
     for o in outputs {
-        if let Some(c) = canon(o) {
-            if protected.contains(&c) {
-                return Err(Failure::Usage(format!(
-                    "error: output `{}` is also an input: convc never overwrites its inputs",
-                    o.display()
-                )));
-            }
+        if let Some(c) = canon(o)
+            && protected.contains(&c)
+        {
+            return Err(Failure::Usage(format!(
+                "error: output `{}` is also an input: convc never overwrites its inputs",
+                o.display()
+            )));
         }
     }
     let mut seen = Vec::new();

@@ -609,17 +609,19 @@ impl<'a> Lowerer<'a> {
                 let pad = match kw.get("pad") {
                     Some(e) => {
                         let p = pad_arg(e)?;
-                        if let Pad::Explicit([t, b, le, r]) = p {
-                            if t >= kernel[0] || b >= kernel[0] || le >= kernel[1] || r >= kernel[1]
-                            {
-                                return err(
-                                    e.span,
-                                    format!(
-                                        "each padding side must be smaller than the kernel {}x{} on its axis",
-                                        kernel[0], kernel[1]
-                                    ),
-                                );
-                            }
+                        if let Pad::Explicit([t, b, le, r]) = p
+                            && (t >= kernel[0]
+                                || b >= kernel[0]
+                                || le >= kernel[1]
+                                || r >= kernel[1])
+                        {
+                            return err(
+                                e.span,
+                                format!(
+                                    "each padding side must be smaller than the kernel {}x{} on its axis",
+                                    kernel[0], kernel[1]
+                                ),
+                            );
                         }
                         p
                     }
@@ -706,7 +708,7 @@ impl<'a> Lowerer<'a> {
                 (out, g)
             }
         };
-        if c % groups != 0 {
+        if !c.is_multiple_of(groups) {
             return err(
                 l.name.span,
                 format!("layer `{name}`: input channels {c} are not divisible by groups={groups}"),
@@ -885,9 +887,7 @@ impl<'a> Lowerer<'a> {
                         );
                     }
                 };
-                let t = self
-                    .load_file(&path, tname.as_deref())
-                    .map_err(|m| located(m))?;
+                let t = self.load_file(&path, tname.as_deref()).map_err(&located)?;
                 if t.shape() != shape {
                     return Err(located(format!(
                         "{key} from `{path}` have shape {}, expected {}",
@@ -932,7 +932,7 @@ impl<'a> Lowerer<'a> {
                         "the built-in filter `{fname}` is for `weights`, not `{key}`"
                     )));
                 }
-                let is_dw = info.groups == info.in_ch && info.out % info.in_ch == 0;
+                let is_dw = info.groups == info.in_ch && info.out.is_multiple_of(info.in_ch);
                 if !(is_dw || (info.in_ch == 1 && info.out == 1)) {
                     return Err(located(format!(
                         "the built-in filter `{fname}` is for depthwise layers or a conv with one input and one output channel; this layer maps {} to {} channels",

@@ -22,7 +22,10 @@ fn out_dim(n: &Dim, pad: Option<(usize, usize)>, k: usize, s: usize, d: usize) -
     }
 }
 
-fn axis_pads(pad: &Pad) -> (Option<(usize, usize)>, Option<(usize, usize)>) {
+/// Explicit (before, after) padding of one axis; `None` for `same`.
+type AxisPad = Option<(usize, usize)>;
+
+fn axis_pads(pad: &Pad) -> (AxisPad, AxisPad) {
     match pad {
         Pad::Same => (None, None),
         Pad::Explicit([t, b, l, r]) => (Some((*t, *b)), Some((*l, *r))),
@@ -31,12 +34,12 @@ fn axis_pads(pad: &Pad) -> (Option<(usize, usize)>, Option<(usize, usize)>) {
 
 fn check_positive(shape: &Shape, what: &str) -> Result<(), String> {
     for (d, axis) in [(&shape.h, "height"), (&shape.w, "width")] {
-        if let Some(v) = d.known() {
-            if v <= 0 {
-                return Err(format!(
-                    "{what} has an output {axis} of {v}: the input is too small for its kernel, stride, dilation and padding"
-                ));
-            }
+        if let Some(v) = d.known()
+            && v <= 0
+        {
+            return Err(format!(
+                "{what} has an output {axis} of {v}: the input is too small for its kernel, stride, dilation and padding"
+            ));
         }
     }
     Ok(())
@@ -74,14 +77,14 @@ pub fn infer(op: &Op, ins: &[&Shape]) -> Result<Shape, String> {
                     convc_tensor::fmt_shape(&want)
                 ));
             }
-            if let Some(b) = &c.bias {
-                if b.data.shape() != [c.out] {
-                    return Err(format!(
-                        "bias has shape {}, expected [{}]",
-                        convc_tensor::fmt_shape(b.data.shape()),
-                        c.out
-                    ));
-                }
+            if let Some(b) = &c.bias
+                && b.data.shape() != [c.out]
+            {
+                return Err(format!(
+                    "bias has shape {}, expected [{}]",
+                    convc_tensor::fmt_shape(b.data.shape()),
+                    c.out
+                ));
             }
             let (ph, pw) = axis_pads(&c.pad);
             Shape {
@@ -138,13 +141,13 @@ pub fn infer(op: &Op, ins: &[&Shape]) -> Result<Shape, String> {
         }
         Op::Pool(p) => {
             let x = one(0)?;
-            if let Pad::Explicit([t, b, l, r]) = p.pad {
-                if t >= p.kernel[0] || b >= p.kernel[0] || l >= p.kernel[1] || r >= p.kernel[1] {
-                    return Err(format!(
-                        "padding ({t}, {b}, {l}, {r}) is not smaller than the kernel {}x{} on each side",
-                        p.kernel[0], p.kernel[1]
-                    ));
-                }
+            if let Pad::Explicit([t, b, l, r]) = p.pad
+                && (t >= p.kernel[0] || b >= p.kernel[0] || l >= p.kernel[1] || r >= p.kernel[1])
+            {
+                return Err(format!(
+                    "padding ({t}, {b}, {l}, {r}) is not smaller than the kernel {}x{} on each side",
+                    p.kernel[0], p.kernel[1]
+                ));
             }
             let (ph, pw) = axis_pads(&p.pad);
             Shape {
@@ -260,13 +263,13 @@ pub fn bind_inputs(g: &Graph, sizes: &[(usize, usize)]) -> Result<Bindings, Stri
                     ));
                 }
                 Dim::Sym(s) => {
-                    if let Some(&old) = b.get(s) {
-                        if old != v as u64 {
-                            return Err(format!(
-                                "size `{s}` is {old} from an earlier dimension but input `{}` has {axis} {v}",
-                                node.name
-                            ));
-                        }
+                    if let Some(&old) = b.get(s)
+                        && old != v as u64
+                    {
+                        return Err(format!(
+                            "size `{s}` is {old} from an earlier dimension but input `{}` has {axis} {v}",
+                            node.name
+                        ));
                     }
                     b.insert(s.clone(), v as u64);
                 }
