@@ -1,0 +1,536 @@
+//! The Cranelift JIT backend of convc: every op of a graph compiled to f32x4 SIMD machine
+//! code, and a runtime that runs a batch on N threads. See `README.md` beside this crate for
+//! the kernel designs, the ABI, the buffer plan, threading and measured numbers.
+//!
+//! ```no_run
+//! # fn demo(g: &convc_ir::Graph, x: &convc_tensor::Tensor) -> Result<(), convc_jit::JitError> {
+//! let net = convc_jit::compile(g, &[(128, 128)], &convc_jit::JitOptions::default())?;
+//! let outputs = net.run(std::slice::from_ref(x))?;
+//! # let _ = outputs; Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+mod buf;
+mod codegen;
+mod plan;
+mod runtime;
+mod spec;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::FunctionBuilderContext;
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{Linkage, Module};
+
+use convc_ir::Graph;
+use convc_ir::shape::{bind_inputs, concretize};
+use convc_tensor::{Tensor, fmt_shape};
+
+use crate::plan::{Arg, Plan};
+use crate::runtime::{Exec, KernelFn, P};
+use crate::spec::KernelSpec;
+
+/// Options of [`compile`].
+#[derive(Clone, Debug)]
+pub struct JitOptions {
+    /// Threads a run uses; 0 means the number of cores.
+    pub threads: usize,
+    /// Run Cranelift's IR verifier on every kernel (on by default; turn off for benchmarks).
+    pub verify: bool,
+    /// Keep each kernel's disassembly for [`CompiledNet::disassembly`].
+    pub emit_asm: bool,
+    /// Use fused multiply-add (`vfmadd`) in convolutions when the host has FMA; otherwise
+    /// `fmul` + `fadd` (the default: faster with Cranelift's register allocation here).
+    pub fma: bool,
+    /// Steps with less estimated work than this (nanoseconds on one thread) run on the
+    /// calling thread alone; 0 splits every step across the threads (tests use that).
+    pub parallel_min_ns: f64,
+}
+
+impl Default for JitOptions {
+    fn default() -> JitOptions {
+        JitOptions {
+            threads: 0,
+            verify: true,
+            emit_asm: false,
+            fma: false,
+            parallel_min_ns: 30_000.0,
+        }
+    }
+}
+
+/// Why a network could not be compiled or run; the message says what to change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JitError {
+    /// What is wrong, for a user.
+    pub message: String,
+}
+
+impl JitError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> JitError {
+        JitError {
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for JitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for JitError {}
+
+/// One compiled function.
+#[derive(Clone, Debug)]
+pub struct KernelInfo {
+    /// Its name, e.g. `conv3x3s1x1d1x1g1_64x56x56_b6_affine_relu` (op, kernel, stride,
+    /// dilation, groups, output shape, register block, epilogue).
+    pub name: String,
+    /// Time Cranelift took to compile it.
+    pub compile_time: Duration,
+    /// The steps (fused op groups) that run it.
+    pub steps: Vec<String>,
+}
+
+/// One step of the program: a fused group of ops run as one kernel call per image.
+#[derive(Clone, Debug)]
+pub struct StepInfo {
+    /// The ops of the group, e.g. `conv1+bn1+relu1`.
+    pub name: String,
+    /// The kernel it runs ([`KernelInfo::name`]).
+    pub kernel: String,
+    /// Multiply-accumulates per image.
+    pub macs: u64,
+}
+
+/// Time of one step in [`CompiledNet::run_profiled`].
+#[derive(Clone, Debug)]
+pub struct StepTime {
+    /// The step ([`StepInfo::name`]).
+    pub name: String,
+    /// The kernel it runs.
+    pub kernel: String,
+    /// Wall-clock seconds, summed over the images of the batch.
+    pub seconds: f64,
+}
+
+/// Compiles graphs (a namespace for [`compile`]).
+pub struct Jit;
+
+impl Jit {
+    /// Same as [`compile`].
+    pub fn compile(
+        g: &Graph,
+        input_sizes: &[(usize, usize)],
+        opts: &JitOptions,
+    ) -> Result<CompiledNet, JitError> {
+        compile(g, input_sizes, opts)
+    }
+}
+
+/// The JIT memory, freed when the network is dropped.
+struct Code(Option<JITModule>);
+
+// SAFETY: after `finalize_definitions` the module is never touched again except to free it
+// on drop; the code it holds is immutable and callable from any thread.
+unsafe impl Send for Code {}
+unsafe impl Sync for Code {}
+
+impl Drop for Code {
+    fn drop(&mut self) {
+        if let Some(m) = self.0.take() {
+            // SAFETY: the function pointers into this memory die with the `CompiledNet`.
+            unsafe { m.free_memory() };
+        }
+    }
+}
+
+/// A network compiled for fixed per-image input sizes; runs batches of any size.
+pub struct CompiledNet {
+    plan: Plan,
+    fns: Vec<KernelFn>,
+    kernels: Vec<KernelInfo>,
+    asm: Vec<(String, String)>,
+    compile_time: Duration,
+    threads: usize,
+    parallel_min_ns: f64,
+    input_names: Vec<String>,
+    // Last: dropped after the function pointers.
+    _code: Code,
+    /// Constant tables the code reads.
+    _tables: Vec<Box<[i64]>>,
+}
+
+/// Compiles `g` for inputs of `input_sizes[i] = (H, W)` (in `g.inputs` order): binds the
+/// symbolic sizes, makes every shape concrete, groups the ops into fused kernels, and compiles
+/// each distinct kernel once.
+pub fn compile(
+    g: &Graph,
+    input_sizes: &[(usize, usize)],
+    opts: &JitOptions,
+) -> Result<CompiledNet, JitError> {
+    let t0 = Instant::now();
+    if input_sizes.len() != g.inputs.len() {
+        return Err(JitError::new(format!(
+            "the network has {} input(s), but {} size(s) were given",
+            g.inputs.len(),
+            input_sizes.len()
+        )));
+    }
+    let bindings = bind_inputs(g, input_sizes).map_err(JitError::new)?;
+    let conc = concretize(g, &bindings).map_err(|d| JitError::new(d.message))?;
+
+    let mut flags = settings::builder();
+    let set = |f: &mut settings::Builder, k: &str, v: &str| {
+        f.set(k, v)
+            .map_err(|e| JitError::new(format!("internal error: Cranelift setting {k}={v}: {e}")))
+    };
+    set(&mut flags, "opt_level", "speed")?;
+    set(
+        &mut flags,
+        "enable_verifier",
+        if opts.verify { "true" } else { "false" },
+    )?;
+    set(&mut flags, "is_pic", "false")?;
+    set(&mut flags, "use_colocated_libcalls", "false")?;
+    let isa_builder = cranelift_native::builder()
+        .map_err(|m| JitError::new(format!("the JIT does not support this machine: {m}")))?;
+    let isa = isa_builder
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| JitError::new(format!("the JIT does not support this machine: {e}")))?;
+    let has = |name: &str| {
+        isa.isa_flags()
+            .iter()
+            .any(|f| f.name == name && f.as_bool() == Some(true))
+    };
+    let fma = opts.fma && has("has_fma");
+
+    let mut plan = plan::build(g, &conc, fma)?;
+    for s in &plan.steps {
+        for a in &s.args {
+            if let Arg::Value { node, .. } = a
+                && plan.loc.get(*node).copied().flatten().is_none()
+            {
+                return Err(JitError::new(format!(
+                    "internal error: step `{}` reads a value with no buffer",
+                    s.name
+                )));
+            }
+        }
+    }
+
+    // The kernel cache: one function per distinct spec.
+    let mut module = JITModule::new(JITBuilder::with_isa(
+        isa,
+        cranelift_module::default_libcall_names(),
+    ));
+    let call_conv = module.isa().default_call_conv();
+    let frontend = module.isa().frontend_config();
+    let cs = if opts.emit_asm {
+        module.isa().to_capstone().ok()
+    } else {
+        None
+    };
+    let mut cache: HashMap<KernelSpec, usize> = HashMap::new();
+    let mut ids = Vec::new();
+    let mut kernels: Vec<KernelInfo> = Vec::new();
+    let mut asm = Vec::new();
+    let mut ctx = module.make_context();
+    let mut fctx = FunctionBuilderContext::new();
+    let mut tables = Vec::new();
+    for step in &mut plan.steps {
+        if let Some(&k) = cache.get(&step.spec) {
+            step.kernel = k;
+            kernels[k].steps.push(step.name.clone());
+            continue;
+        }
+        let k = kernels.len();
+        let name = format!("k{k}_{}", step.spec.name());
+        let tk = Instant::now();
+        ctx.func.signature = codegen::kernel_signature(call_conv);
+        tables.extend(codegen::build(
+            &mut ctx.func,
+            &mut fctx,
+            &step.spec,
+            call_conv,
+            frontend,
+        ));
+        let id = module
+            .declare_function(&name, Linkage::Local, &ctx.func.signature)
+            .map_err(|e| JitError::new(format!("internal error: declaring {name}: {e}")))?;
+        ctx.set_disasm(opts.emit_asm);
+        module.define_function(id, &mut ctx).map_err(|e| {
+            JitError::new(format!(
+                "internal error: compiling kernel {name} for `{}`: {e:?}",
+                step.name
+            ))
+        })?;
+        if let (Some(cs), Some(cc)) = (&cs, ctx.compiled_code()) {
+            let text = cc
+                .disassemble(Some(&ctx.func.params), cs)
+                .unwrap_or_else(|e| format!("(no disassembly: {e})"));
+            asm.push((name.clone(), text));
+        }
+        module.clear_context(&mut ctx);
+        kernels.push(KernelInfo {
+            name,
+            compile_time: tk.elapsed(),
+            steps: vec![step.name.clone()],
+        });
+        ids.push(id);
+        cache.insert(step.spec.clone(), k);
+        step.kernel = k;
+    }
+    module
+        .finalize_definitions()
+        .map_err(|e| JitError::new(format!("internal error: finalizing the JIT code: {e}")))?;
+    let fns: Vec<KernelFn> = ids
+        .iter()
+        .map(|&id| {
+            let p = module.get_finalized_function(id);
+            // SAFETY: every function was built with `kernel_signature`, the ABI of `KernelFn`.
+            unsafe { std::mem::transmute::<*const u8, KernelFn>(p) }
+        })
+        .collect();
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        opts.threads
+    };
+    Ok(CompiledNet {
+        plan,
+        fns,
+        kernels,
+        asm,
+        compile_time: t0.elapsed(),
+        threads,
+        parallel_min_ns: opts.parallel_min_ns,
+        input_names: g.inputs.iter().map(|&n| g.node(n).name.clone()).collect(),
+        _code: Code(Some(module)),
+        _tables: tables,
+    })
+}
+
+impl CompiledNet {
+    /// Runs the network on one `[N, C, H, W]` tensor per input (the compiled per-image sizes,
+    /// a common N >= 1); returns one `[N, C, H, W]` tensor per output, in order.
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, JitError> {
+        self.run_impl(inputs, self.threads, false).map(|r| r.0)
+    }
+
+    /// [`run`](Self::run) with `threads` threads (0: the compiled default).
+    pub fn run_threads(&self, inputs: &[Tensor], threads: usize) -> Result<Vec<Tensor>, JitError> {
+        let t = if threads == 0 { self.threads } else { threads };
+        self.run_impl(inputs, t, false).map(|r| r.0)
+    }
+
+    /// [`run`](Self::run), also timing every step (threads meet at a barrier after each).
+    pub fn run_profiled(
+        &self,
+        inputs: &[Tensor],
+    ) -> Result<(Vec<Tensor>, Vec<StepTime>), JitError> {
+        let (out, times) = self.run_impl(inputs, self.threads, true)?;
+        let times = self
+            .plan
+            .steps
+            .iter()
+            .zip(times)
+            .map(|(s, seconds)| StepTime {
+                name: s.name.clone(),
+                kernel: self.kernels[s.kernel].name.clone(),
+                seconds,
+            })
+            .collect();
+        Ok((out, times))
+    }
+
+    fn run_impl(
+        &self,
+        inputs: &[Tensor],
+        threads: usize,
+        profile: bool,
+    ) -> Result<(Vec<Tensor>, Vec<f64>), JitError> {
+        let batch = self.check_inputs(inputs)?;
+        let mut outs: Vec<Vec<f32>> = Vec::with_capacity(self.plan.out_shapes.len());
+        for j in 0..self.plan.out_shapes.len() {
+            let n = runtime::out_len(&self.plan, j)
+                .checked_mul(batch)
+                .ok_or_else(|| JitError::new("the output is too large"))?;
+            let mut v = Vec::new();
+            v.try_reserve_exact(n).map_err(|_| {
+                JitError::new(format!("not enough memory for an output of {n} values"))
+            })?;
+            v.resize(n, 0.0);
+            outs.push(v);
+        }
+        let exec = Exec {
+            plan: &self.plan,
+            fns: &self.fns,
+            inputs: inputs
+                .iter()
+                .map(|t| P(t.data().as_ptr().cast_mut()))
+                .collect(),
+            outputs: outs.iter_mut().map(|v| P(v.as_mut_ptr())).collect(),
+            batch,
+            threads: threads.max(1),
+            parallel_min_ns: self.parallel_min_ns,
+        };
+        let times = exec.run(profile).map_err(JitError::new)?;
+        let mut tensors = Vec::with_capacity(outs.len());
+        for (v, &[c, h, w]) in outs.into_iter().zip(&self.plan.out_shapes) {
+            tensors
+                .push(Tensor::new(vec![batch, c, h, w], v).map_err(|e| JitError::new(e.message))?);
+        }
+        Ok((tensors, times))
+    }
+
+    /// Runs `batch` images from raw per-input slices (`N*C*H*W` values each) into caller-owned
+    /// output slices of exactly `N*C*H*W` values each. Nothing is read or written outside them.
+    pub fn run_into(
+        &self,
+        inputs: &[&[f32]],
+        outputs: &mut [&mut [f32]],
+        batch: usize,
+    ) -> Result<(), JitError> {
+        if inputs.len() != self.plan.in_shapes.len() || outputs.len() != self.plan.out_shapes.len()
+        {
+            return Err(JitError::new(format!(
+                "the network has {} input(s) and {} output(s), {} and {} buffers were given",
+                self.plan.in_shapes.len(),
+                self.plan.out_shapes.len(),
+                inputs.len(),
+                outputs.len()
+            )));
+        }
+        if batch == 0 {
+            return Err(JitError::new("a batch of 0 images, nothing to run"));
+        }
+        for (i, x) in inputs.iter().enumerate() {
+            if Some(x.len()) != runtime::in_len(&self.plan, i).checked_mul(batch) {
+                return Err(JitError::new(format!(
+                    "input `{}` needs {batch} x {} values, found {}",
+                    self.input_names[i],
+                    fmt_shape(&self.plan.in_shapes[i]),
+                    x.len()
+                )));
+            }
+        }
+        for (j, y) in outputs.iter().enumerate() {
+            if Some(y.len()) != runtime::out_len(&self.plan, j).checked_mul(batch) {
+                return Err(JitError::new(format!(
+                    "output {j} needs {batch} x {} values, found {}",
+                    fmt_shape(&self.plan.out_shapes[j]),
+                    y.len()
+                )));
+            }
+        }
+        let exec = Exec {
+            plan: &self.plan,
+            fns: &self.fns,
+            inputs: inputs.iter().map(|x| P(x.as_ptr().cast_mut())).collect(),
+            outputs: outputs.iter_mut().map(|y| P(y.as_mut_ptr())).collect(),
+            batch,
+            threads: self.threads.max(1),
+            parallel_min_ns: self.parallel_min_ns,
+        };
+        exec.run(false).map_err(JitError::new)?;
+        Ok(())
+    }
+
+    fn check_inputs(&self, inputs: &[Tensor]) -> Result<usize, JitError> {
+        if inputs.len() != self.plan.in_shapes.len() {
+            return Err(JitError::new(format!(
+                "the network has {} input(s) ({}), but {} tensor(s) were given",
+                self.plan.in_shapes.len(),
+                self.input_names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                inputs.len()
+            )));
+        }
+        let mut batch = None;
+        for (i, t) in inputs.iter().enumerate() {
+            let name = &self.input_names[i];
+            let [c, h, w] = self.plan.in_shapes[i];
+            let &[n, tc, th, tw] = t.shape() else {
+                return Err(JitError::new(format!(
+                    "input `{name}`: expected a 4-D [N, C, H, W] tensor, found shape {}",
+                    fmt_shape(t.shape())
+                )));
+            };
+            if (tc, th, tw) != (c, h, w) {
+                return Err(JitError::new(format!(
+                    "input `{name}` was compiled for [N, {c}, {h}, {w}], found shape {}",
+                    fmt_shape(t.shape())
+                )));
+            }
+            if n == 0 {
+                return Err(JitError::new(format!(
+                    "input `{name}` has a batch of 0 images, nothing to run"
+                )));
+            }
+            match batch {
+                Some(b) if b != n => {
+                    return Err(JitError::new(format!(
+                        "input `{name}` has a batch of {n} image(s) but another input has {b}: every input needs the same N"
+                    )));
+                }
+                _ => batch = Some(n),
+            }
+        }
+        batch.ok_or_else(|| JitError::new("the network has no inputs"))
+    }
+
+    /// Each kernel's name and disassembly (empty unless compiled with
+    /// [`JitOptions::emit_asm`]).
+    pub fn disassembly(&self) -> Vec<(String, String)> {
+        self.asm.clone()
+    }
+
+    /// Wall-clock time of [`compile`] (planning, packing and code generation).
+    pub fn compile_time(&self) -> Duration {
+        self.compile_time
+    }
+
+    /// The distinct kernels, with their compile times and the steps that run them.
+    pub fn kernels(&self) -> &[KernelInfo] {
+        &self.kernels
+    }
+
+    /// The steps of the program in execution order.
+    pub fn steps(&self) -> Vec<StepInfo> {
+        self.plan
+            .steps
+            .iter()
+            .map(|s| StepInfo {
+                name: s.name.clone(),
+                kernel: self.kernels[s.kernel].name.clone(),
+                macs: s.macs,
+            })
+            .collect()
+    }
+
+    /// Bytes of intermediate buffers one run allocates (after reuse of dead values).
+    pub fn arena_bytes(&self) -> usize {
+        self.plan.arena_len * 4
+    }
+
+    /// Per-image `[C, H, W]` of each output.
+    pub fn output_shapes(&self) -> &[[usize; 3]] {
+        &self.plan.out_shapes
+    }
+
+    /// The default number of threads of [`run`](Self::run).
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+}

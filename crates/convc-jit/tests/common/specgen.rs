@@ -1,0 +1,341 @@
+//! A generator of random `.conv` specs covering every op and attribute.
+
+/// SplitMix64 for reproducible choices.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `lo..=hi`.
+    pub fn r(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next() % (hi - lo + 1) as u64) as usize
+    }
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+}
+
+#[derive(Clone)]
+struct T {
+    name: String,
+    c: usize,
+    h: usize,
+    w: usize,
+}
+
+/// Output size on one axis for explicit padding, or None when <= 0.
+fn out_len(n: usize, b: usize, a: usize, k: usize, s: usize, d: usize) -> Option<usize> {
+    let span = d * (k - 1) + 1;
+    let tot = n + b + a;
+    if tot < span {
+        None
+    } else {
+        Some((tot - span) / s + 1)
+    }
+}
+
+fn size(a: usize, b: usize) -> String {
+    if a == b && a > 0 {
+        format!("{a}")
+    } else {
+        format!("{a}x{b}")
+    }
+}
+
+/// Random padding for a window `k` (per axis): the text and the explicit pads (None for same).
+fn pad(rng: &mut Rng, k: [usize; 2], pool: bool) -> (String, Option<[usize; 4]>) {
+    let lim = |kk: usize| if pool { kk - 1 } else { 3 };
+    match rng.r(0, 4) {
+        0 => ("same".into(), None),
+        1 => ("valid".into(), Some([0; 4])),
+        2 => {
+            let p = rng.r(0, lim(k[0]).min(lim(k[1])));
+            (format!("{p}"), Some([p, p, p, p]))
+        }
+        3 => {
+            let (ph, pw) = (rng.r(0, lim(k[0])), rng.r(0, lim(k[1])));
+            (format!("({ph}, {pw})"), Some([ph, ph, pw, pw]))
+        }
+        _ => {
+            let p = [
+                rng.r(0, lim(k[0])),
+                rng.r(0, lim(k[0])),
+                rng.r(0, lim(k[1])),
+                rng.r(0, lim(k[1])),
+            ];
+            (format!("({}, {}, {}, {})", p[0], p[1], p[2], p[3]), Some(p))
+        }
+    }
+}
+
+fn window_out(
+    t: &T,
+    k: [usize; 2],
+    s: [usize; 2],
+    d: [usize; 2],
+    p: Option<[usize; 4]>,
+) -> Option<(usize, usize)> {
+    match p {
+        None => Some((t.h.div_ceil(s[0]), t.w.div_ceil(s[1]))),
+        Some([pt, pb, pl, pr]) => Some((
+            out_len(t.h, pt, pb, k[0], s[0], d[0])?,
+            out_len(t.w, pl, pr, k[1], s[1], d[1])?,
+        )),
+    }
+}
+
+/// A random spec: its text and the input size. `big`: larger channel counts.
+pub fn spec(seed: u64, big: bool) -> String {
+    let mut rng = Rng(seed);
+    let c0 = rng.r(1, if big { 16 } else { 5 });
+    let (h, w) = (rng.r(1, 19), rng.r(1, 23));
+    let mut ts = vec![T {
+        name: "x".into(),
+        c: c0,
+        h,
+        w,
+    }];
+    let mut lines = vec![format!("input x: [{c0}, {h}, {w}]")];
+    let layers = rng.r(1, 7);
+    let mut k = 0;
+    while k < layers {
+        let src = if rng.chance(0.7) {
+            ts.len() - 1
+        } else {
+            rng.r(0, ts.len() - 1)
+        };
+        let x = ts[src].clone();
+        let name = format!("l{}", ts.len());
+        let seedw = rng.r(1, 1000);
+        let op = rng.r(0, 15);
+        let made: Option<(String, T)> = match op {
+            0..=3 => {
+                // conv, with every attribute
+                let kk = [rng.r(1, 5), rng.r(1, 5)];
+                let s = if rng.chance(0.5) {
+                    [1, 1]
+                } else {
+                    [rng.r(1, 3), rng.r(1, 3)]
+                };
+                let d = if rng.chance(0.6) {
+                    [1, 1]
+                } else {
+                    [rng.r(1, 3), rng.r(1, 3)]
+                };
+                let (ptxt, p) = pad(&mut rng, kk, false);
+                let divs: Vec<usize> = (1..=x.c).filter(|g| x.c % g == 0).collect();
+                let groups = if rng.chance(0.6) {
+                    1
+                } else {
+                    divs[rng.r(0, divs.len() - 1)]
+                };
+                let out = groups * rng.r(1, if groups == 1 { 14 } else { 4 });
+                let bias = if rng.chance(0.5) {
+                    format!(", bias=random(seed={})", seedw + 1)
+                } else {
+                    String::new()
+                };
+                window_out(&x, kk, s, d, p).map(|(oh, ow)| {
+                    (
+                        format!(
+                            "{name} = conv({}, out={out}, kernel={}, stride={}, dilation={}, pad={ptxt}, groups={groups}, weights=random(seed={seedw}){bias})",
+                            x.name,
+                            size(kk[0], kk[1]),
+                            size(s[0], s[1]),
+                            size(d[0], d[1])
+                        ),
+                        T { name: name.clone(), c: out, h: oh, w: ow },
+                    )
+                })
+            }
+            4 | 5 => {
+                let kk = [rng.r(1, 5), rng.r(1, 5)];
+                let s = if rng.chance(0.6) {
+                    [1, 1]
+                } else {
+                    [rng.r(1, 3), rng.r(1, 3)]
+                };
+                let d = if rng.chance(0.7) {
+                    [1, 1]
+                } else {
+                    [rng.r(1, 2), rng.r(1, 2)]
+                };
+                let m = if rng.chance(0.6) { 1 } else { rng.r(2, 3) };
+                let (ptxt, p) = pad(&mut rng, kk, false);
+                let bias = if rng.chance(0.5) {
+                    format!(", bias=random(seed={})", seedw + 1)
+                } else {
+                    String::new()
+                };
+                window_out(&x, kk, s, d, p).map(|(oh, ow)| {
+                    (
+                        format!(
+                            "{name} = depthwise({}, kernel={}, multiplier={m}, stride={}, dilation={}, pad={ptxt}, weights=random(seed={seedw}){bias})",
+                            x.name,
+                            size(kk[0], kk[1]),
+                            size(s[0], s[1]),
+                            size(d[0], d[1])
+                        ),
+                        T { name: name.clone(), c: x.c * m, h: oh, w: ow },
+                    )
+                })
+            }
+            6 => {
+                let out = rng.r(1, 13);
+                let bias = if rng.chance(0.5) {
+                    format!(", bias=random(seed={})", seedw + 1)
+                } else {
+                    String::new()
+                };
+                Some((
+                    format!(
+                        "{name} = pointwise({}, out={out}, weights=random(seed={seedw}){bias})",
+                        x.name
+                    ),
+                    T {
+                        name: name.clone(),
+                        c: out,
+                        ..x.clone()
+                    },
+                ))
+            }
+            7 | 8 => Some((
+                format!(
+                    "{name} = batchnorm({}, mean=random(seed={seedw}), var=random(seed={}), gamma=random(seed={}), beta=random(seed={}))",
+                    x.name,
+                    seedw + 1,
+                    seedw + 2,
+                    seedw + 3
+                ),
+                T {
+                    name: name.clone(),
+                    ..x.clone()
+                },
+            )),
+            9 | 10 => {
+                let f = match rng.r(0, 6) {
+                    0 | 1 => "relu".to_string(),
+                    2 => "relu6".to_string(),
+                    3 => "sigmoid".to_string(),
+                    4 => "tanh".to_string(),
+                    5 => "leaky_relu".to_string() + "(" + &x.name + ", alpha=0.1)",
+                    _ => format!("clamp({}, min=-0.5, max=0.7)", x.name),
+                };
+                let text = if f.contains('(') {
+                    format!("{name} = {f}")
+                } else {
+                    format!("{name} = {f}({})", x.name)
+                };
+                Some((
+                    text,
+                    T {
+                        name: name.clone(),
+                        ..x.clone()
+                    },
+                ))
+            }
+            11 | 12 => {
+                let same: Vec<&T> = ts
+                    .iter()
+                    .filter(|t| t.c == x.c && t.h == x.h && t.w == x.w)
+                    .collect();
+                let other = same[rng.r(0, same.len() - 1)];
+                let (a, b) = if rng.chance(0.5) {
+                    (&x.name, &other.name)
+                } else {
+                    (&other.name, &x.name)
+                };
+                Some((
+                    format!("{name} = add({a}, {b})"),
+                    T {
+                        name: name.clone(),
+                        ..x.clone()
+                    },
+                ))
+            }
+            13 => {
+                let same: Vec<&T> = ts.iter().filter(|t| t.h == x.h && t.w == x.w).collect();
+                let n = rng.r(1, 2);
+                let mut names = vec![x.name.clone()];
+                let mut c = x.c;
+                for _ in 0..n {
+                    let o = same[rng.r(0, same.len() - 1)];
+                    names.push(o.name.clone());
+                    c += o.c;
+                }
+                if rng.chance(0.5) {
+                    names.reverse();
+                }
+                Some((
+                    format!("{name} = concat({})", names.join(", ")),
+                    T {
+                        name: name.clone(),
+                        c,
+                        ..x.clone()
+                    },
+                ))
+            }
+            14 => {
+                let kind = if rng.chance(0.5) {
+                    "maxpool"
+                } else {
+                    "avgpool"
+                };
+                let kk = [rng.r(1, 3), rng.r(1, 3)];
+                let (stxt, s) = if rng.chance(0.4) {
+                    (String::new(), kk)
+                } else {
+                    let s = [rng.r(1, 3), rng.r(1, 3)];
+                    (format!(", stride={}", size(s[0], s[1])), s)
+                };
+                let (ptxt, p) = pad(&mut rng, kk, true);
+                window_out(&x, kk, s, [1, 1], p).map(|(oh, ow)| {
+                    (
+                        format!(
+                            "{name} = {kind}({}, kernel={}{stxt}, pad={ptxt})",
+                            x.name,
+                            size(kk[0], kk[1])
+                        ),
+                        T {
+                            name: name.clone(),
+                            c: x.c,
+                            h: oh,
+                            w: ow,
+                        },
+                    )
+                })
+            }
+            _ => {
+                if rng.chance(0.3) {
+                    Some((
+                        format!("{name} = global_avgpool({})", x.name),
+                        T {
+                            name: name.clone(),
+                            c: x.c,
+                            h: 1,
+                            w: 1,
+                        },
+                    ))
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some((line, t)) = made {
+            lines.push(line);
+            ts.push(t);
+            k += 1;
+        }
+    }
+    let mut outs = vec![ts[ts.len() - 1].name.clone()];
+    if rng.chance(0.3) {
+        outs.push(ts[rng.r(0, ts.len() - 1)].name.clone());
+    }
+    lines.push(format!("output {}", outs.join(", ")));
+    lines.join("\n") + "\n"
+}

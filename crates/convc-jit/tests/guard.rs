@@ -1,0 +1,110 @@
+//! Memory safety: inputs and outputs are placed right before (and, in a second pass, right
+//! after) a `PROT_NONE` guard page, for random graphs of every op; an out-of-bounds read or
+//! write by generated code faults the test. Values are checked against the interpreter too.
+mod common;
+
+use common::*;
+use std::path::Path;
+
+/// `len` floats in an anonymous mapping, touching a guard page at the end (or the start).
+struct Guarded {
+    base: *mut libc::c_void,
+    total: usize,
+    ptr: *mut f32,
+    len: usize,
+}
+
+impl Guarded {
+    fn new(len: usize, at_end: bool) -> Guarded {
+        let page = 4096usize;
+        let bytes = len * 4;
+        let pages = bytes.div_ceil(page).max(1);
+        let total = (pages + 2) * page;
+        // SAFETY: a fresh private anonymous mapping; the guard pages are its first and last.
+        unsafe {
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                total,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(base, libc::MAP_FAILED, "mmap");
+            let b = base.cast::<u8>();
+            assert_eq!(libc::mprotect(base, page, libc::PROT_NONE), 0);
+            assert_eq!(
+                libc::mprotect(b.add((pages + 1) * page).cast(), page, libc::PROT_NONE),
+                0
+            );
+            let start = if at_end {
+                b.add((pages + 1) * page - bytes)
+            } else {
+                b.add(page)
+            };
+            Guarded {
+                base,
+                total,
+                ptr: start.cast(),
+                len,
+            }
+        }
+    }
+    fn slice(&self) -> &[f32] {
+        // SAFETY: `len` floats inside the readable part of the mapping.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+    fn slice_mut(&mut self) -> &mut [f32] {
+        // SAFETY: as above, uniquely borrowed.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`.
+        unsafe { libc::munmap(self.base, self.total) };
+    }
+}
+
+#[test]
+fn generated_code_stays_inside_its_buffers() {
+    for seed in 0..150u64 {
+        let src = specgen::spec(seed * 7919 + 13, seed % 4 == 0);
+        let g = graph(&src, Path::new("."));
+        let sh = &g.node(g.inputs[0]).shape;
+        let sizes = [(
+            sh.h.known().unwrap_or(1) as usize,
+            sh.w.known().unwrap_or(1) as usize,
+        )];
+        let batch = 1 + (seed % 2) as usize;
+        let net = convc_jit::compile(&g, &sizes, &opts(1 + (seed % 2) as usize))
+            .unwrap_or_else(|e| panic!("{e}\n{src}"));
+        let x = inputs_for(&g, &sizes, batch, seed);
+        let want = convc_interp::run(&g, &x).expect("interp");
+        for at_end in [true, false] {
+            let mut ins: Vec<Guarded> = x.iter().map(|t| Guarded::new(t.numel(), at_end)).collect();
+            for (gd, t) in ins.iter_mut().zip(&x) {
+                gd.slice_mut().copy_from_slice(t.data());
+            }
+            let mut outs: Vec<Guarded> = want
+                .iter()
+                .map(|t| Guarded::new(t.numel(), at_end))
+                .collect();
+            let in_slices: Vec<&[f32]> = ins.iter().map(|gd| gd.slice()).collect();
+            let mut out_slices: Vec<&mut [f32]> =
+                outs.iter_mut().map(|gd| gd.slice_mut()).collect();
+            net.run_into(&in_slices, &mut out_slices, batch)
+                .unwrap_or_else(|e| panic!("{e}\n{src}"));
+            let got: Vec<convc_tensor::Tensor> = outs
+                .iter()
+                .zip(&want)
+                .map(|(gd, w)| {
+                    convc_tensor::Tensor::new(w.shape().to_vec(), gd.slice().to_vec())
+                        .expect("tensor")
+                })
+                .collect();
+            assert_close(&got, &want, &src);
+        }
+    }
+}

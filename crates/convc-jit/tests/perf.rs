@@ -1,0 +1,142 @@
+//! Measurements (ignored: run with `cargo test --release -p convc-jit --test perf -- --ignored --nocapture`).
+//! Nothing here asserts a time.
+mod common;
+
+use common::*;
+use convc_jit::JitOptions;
+use std::path::Path;
+use std::time::Instant;
+
+fn median_secs(mut f: impl FnMut(), reps: usize) -> f64 {
+    f();
+    let mut v: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn fma() -> bool {
+    std::env::var("CONVC_FMA").is_ok()
+}
+
+/// GFLOP/s of single convolutions (no fusion), 1 thread.
+#[test]
+#[ignore]
+fn conv_kernel_gflops() {
+    let cases = [
+        (
+            "64->64 3x3 56x56 (resnet_block)",
+            "input x: [64, 56, 56]\ny = conv(x, out=64, kernel=3x3, pad=same, weights=random(seed=1))\noutput y\n",
+        ),
+        (
+            "64->64 1x1 56x56 (pointwise)",
+            "input x: [64, 56, 56]\ny = pointwise(x, out=64, weights=random(seed=1))\noutput y\n",
+        ),
+        (
+            "32->192 1x1 112x112 (mobilenet expand)",
+            "input x: [32, 112, 112]\ny = pointwise(x, out=192, weights=random(seed=1))\noutput y\n",
+        ),
+        (
+            "192 dw 3x3 112x112 (mobilenet dw)",
+            "input x: [192, 112, 112]\ny = depthwise(x, kernel=3x3, pad=same, weights=random(seed=1))\noutput y\n",
+        ),
+        (
+            "64->64 3x3 s2 56x56",
+            "input x: [64, 56, 56]\ny = conv(x, out=64, kernel=3x3, stride=2, pad=same, weights=random(seed=1))\noutput y\n",
+        ),
+        (
+            "128->128 3x3 112x112 (vgg conv2_2)",
+            "input x: [128, 112, 112]\ny = conv(x, out=128, kernel=3x3, pad=same, weights=random(seed=1))\noutput y\n",
+        ),
+    ];
+    for (what, src) in cases {
+        let g = graph(src, Path::new("."));
+        let s = &g.node(g.inputs[0]).shape;
+        let sizes = [(
+            s.h.known().unwrap_or(1) as usize,
+            s.w.known().unwrap_or(1) as usize,
+        )];
+        let opts = JitOptions {
+            threads: 1,
+            verify: false,
+            emit_asm: false,
+            fma: fma(),
+            ..JitOptions::default()
+        };
+        let net = convc_jit::compile(&g, &sizes, &opts).expect("compile");
+        let x = inputs_for(&g, &sizes, 1, 1);
+        let macs: u64 = net.steps().iter().map(|s| s.macs).sum();
+        let t = median_secs(|| drop(net.run(&x).expect("run")), 7);
+        println!(
+            "{what}: {:.2} ms, {:.1} GFLOP/s, compile {:.2} ms",
+            t * 1e3,
+            2.0 * macs as f64 / t / 1e9,
+            net.compile_time().as_secs_f64() * 1e3
+        );
+    }
+}
+
+/// Every bench spec: compile time, ms/image and GFLOP/s at 1 and 2 threads, and per-step times.
+#[test]
+#[ignore]
+fn bench_specs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/bench");
+    let mut files: Vec<_> = std::fs::read_dir(&root)
+        .expect("bench")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "conv"))
+        .collect();
+    files.sort();
+    for f in files {
+        let src = std::fs::read_to_string(&f).expect("read");
+        let g = graph(&src, &root);
+        let sizes: Vec<(usize, usize)> = g
+            .inputs
+            .iter()
+            .map(|&n| {
+                let s = &g.node(n).shape;
+                (
+                    s.h.known().unwrap_or(1) as usize,
+                    s.w.known().unwrap_or(1) as usize,
+                )
+            })
+            .collect();
+        let stem = f
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        for threads in [1, 2] {
+            let opts = JitOptions {
+                threads,
+                verify: false,
+                emit_asm: false,
+                fma: fma(),
+                ..JitOptions::default()
+            };
+            let net = convc_jit::compile(&g, &sizes, &opts).expect("compile");
+            let x = inputs_for(&g, &sizes, 1, 1);
+            let macs: u64 = net.steps().iter().map(|s| s.macs).sum();
+            let reps = if macs > 1_000_000_000 { 3 } else { 15 };
+            let t = median_secs(|| drop(net.run(&x).expect("run")), reps);
+            println!(
+                "{stem:16} threads={threads}: compile {:6.2} ms ({} kernels), {:8.3} ms/image, {:6.1} GFLOP/s",
+                net.compile_time().as_secs_f64() * 1e3,
+                net.kernels().len(),
+                t * 1e3,
+                2.0 * macs as f64 / t / 1e9
+            );
+            if threads == 1 {
+                let (_, prof) = net.run_profiled(&x).expect("profiled");
+                for p in prof {
+                    println!("    {:40} {:8.3} ms  {}", p.name, p.seconds * 1e3, p.kernel);
+                }
+            }
+        }
+    }
+}
