@@ -1,4 +1,4 @@
-//! The engines that run a graph: the reference interpreter, and the JIT once it exists.
+//! The engines that run a graph: Cranelift machine code (`jit`) or the reference interpreter.
 
 use std::time::Duration;
 
@@ -9,37 +9,62 @@ use crate::Backend;
 use crate::driver::{Failure, input_err};
 
 /// A graph ready to run on one engine.
-pub struct Engine<'g> {
-    graph: &'g Graph,
-    threads: usize,
-    compile_time: Duration,
+pub enum Engine<'g> {
+    /// The reference interpreter.
+    Interp {
+        /// The graph.
+        graph: &'g Graph,
+        /// Threads.
+        threads: usize,
+    },
+    /// Compiled machine code.
+    Jit(Box<convc_jit::CompiledNet>),
 }
 
 impl<'g> Engine<'g> {
-    /// Prepares `g` (with inputs of `sizes`) for `backend`.
+    /// Prepares `g` (with inputs of `sizes`, per image) for `backend`. `verify` keeps
+    /// Cranelift's verifier on (off for benchmarks).
     pub fn new(
         g: &'g Graph,
         sizes: &[(usize, usize)],
         backend: Backend,
         threads: usize,
+        verify: bool,
     ) -> Result<Engine<'g>, Failure> {
-        let _ = (sizes, backend);
-        Ok(Engine {
-            graph: g,
-            threads,
-            compile_time: Duration::ZERO,
-        })
+        match backend {
+            Backend::Interp => Ok(Engine::Interp { graph: g, threads }),
+            Backend::Jit => {
+                let opts = convc_jit::JitOptions {
+                    threads,
+                    verify,
+                    ..Default::default()
+                };
+                let net = convc_jit::compile(g, sizes, &opts).map_err(input_err)?;
+                Ok(Engine::Jit(Box::new(net)))
+            }
+        }
     }
     /// Time spent compiling.
     pub fn compile_time(&self) -> Duration {
-        self.compile_time
+        match self {
+            Engine::Interp { .. } => Duration::ZERO,
+            Engine::Jit(net) => net.compile_time(),
+        }
     }
     /// The engine's name as reported.
     pub fn backend_name(&self) -> &'static str {
-        "interp (the JIT is not built yet)"
+        match self {
+            Engine::Interp { .. } => "interp",
+            Engine::Jit(_) => "jit",
+        }
     }
-    /// Runs a batch.
+    /// Runs a batch `[N, C, H, W]` per input.
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, Failure> {
-        convc_interp::run_threads(self.graph, inputs, self.threads).map_err(input_err)
+        match self {
+            Engine::Interp { graph, threads } => {
+                convc_interp::run_threads(graph, inputs, *threads).map_err(input_err)
+            }
+            Engine::Jit(net) => net.run(inputs).map_err(input_err),
+        }
     }
 }

@@ -54,6 +54,8 @@ pub enum Format {
     Dot,
     /// JSON, for tools.
     Json,
+    /// The machine code the JIT generates for every kernel (needs known sizes).
+    Asm,
 }
 
 /// Which engine runs the network.
@@ -147,6 +149,9 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Also print time and GFLOP/s per fused kernel group (JIT only).
+        #[arg(long)]
+        profile: bool,
         /// Least seconds to spend measuring (after one warm-up run).
         #[arg(long, default_value_t = 1.0, value_parser = parse_seconds, value_name = "S")]
         min_time: f64,
@@ -201,6 +206,7 @@ fn main() -> ExitCode {
             size,
             passes,
             json,
+            profile,
             min_time,
         } => commands::bench::run(commands::bench::BenchArgs {
             model: &model,
@@ -210,6 +216,7 @@ fn main() -> ExitCode {
             size: size.size,
             passes: &passes,
             json,
+            profile,
             min_time: std::time::Duration::from_secs_f64(min_time),
         }),
         Command::Explain { model, layer, size } => {

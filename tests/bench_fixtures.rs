@@ -79,6 +79,44 @@ pub fn compare(name: &str, out: &Tensor) -> f64 {
     worst
 }
 
+fn bench_graph(name: &str, passes: bool) -> (convc_ir::Graph, Tensor) {
+    let spec = root().join(format!("specs/bench/{name}.conv"));
+    let src = std::fs::read_to_string(&spec).expect("spec");
+    let mut g = convc_ir::compile(&src, &root().join("specs/bench")).expect("valid spec");
+    if passes {
+        let cx = convc_passes::PassContext::default();
+        convc_passes::PassManager::default_pipeline()
+            .run(&mut g, &cx)
+            .expect("passes");
+    }
+    let shape = &g.node(g.inputs[0]).shape;
+    let (h, w) = shape.hw().expect("bench inputs have fixed sizes");
+    let x = make_input(shape.c, h, w);
+    (g, x)
+}
+
+/// The default pipeline, then machine code: what `convc run` does.
+#[test]
+fn jit_after_the_default_passes_matches_onnxruntime_on_every_bench_network() {
+    for name in NAMES {
+        let (g, x) = bench_graph(name, true);
+        let s = x.shape();
+        let net = convc_jit::compile(
+            &g,
+            &[(s[2], s[3])],
+            &convc_jit::JitOptions {
+                threads: 2,
+                verify: true,
+                ..Default::default()
+            },
+        )
+        .expect("compiles");
+        let out = net.run(&[x]).expect("runs");
+        let worst = compare(name, &out[0]);
+        eprintln!("{name} (jit): worst relative error {worst:.2e}");
+    }
+}
+
 #[test]
 fn interpreter_matches_onnxruntime_on_every_bench_network() {
     for name in NAMES {

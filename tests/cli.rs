@@ -299,3 +299,57 @@ fn bench_reports_time_and_rates() {
     assert_eq!(v["macs_written"], 147 * 32 * 48);
     assert_eq!(v["batch"], 2);
 }
+
+#[test]
+fn bench_profile_and_asm() {
+    let out = ok(&[
+        "bench",
+        "specs/bench/resnet_block.conv",
+        "--threads",
+        "1",
+        "--min-time",
+        "0",
+        "--profile",
+    ]);
+    assert!(out.contains("backend jit"), "{out}");
+    assert!(
+        out.contains("profile") && out.contains("bn1+relu1") && out.contains("GFLOP/s"),
+        "{out}"
+    );
+    let o = convc(&[
+        "bench",
+        "specs/bench/sobel.conv",
+        "--backend",
+        "interp",
+        "--profile",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let asm = ok(&[
+        "dump",
+        "specs/examples/classic_standard.conv",
+        "--format",
+        "asm",
+    ]);
+    assert!(
+        asm.contains("; kernel") && asm.contains("xmm"),
+        "no vector code in:\n{asm}"
+    );
+    let o = convc(&[
+        "dump",
+        "specs/examples/gaussian_blur.conv",
+        "--format",
+        "asm",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        ok(&[
+            "dump",
+            "specs/examples/gaussian_blur.conv",
+            "--format",
+            "asm",
+            "--size",
+            "16x16"
+        ])
+        .contains("; kernel")
+    );
+}

@@ -25,6 +25,8 @@ pub struct BenchArgs<'a> {
     pub passes: &'a PassOpts,
     /// One JSON object instead of text.
     pub json: bool,
+    /// Time per fused kernel group.
+    pub profile: bool,
     /// Least time spent measuring.
     pub min_time: Duration,
 }
@@ -43,6 +45,11 @@ fn bench_input(n: usize, c: usize, h: usize, w: usize) -> Result<Tensor, Failure
 
 /// Runs `convc bench`.
 pub fn run(a: BenchArgs<'_>) -> Result<(), Failure> {
+    if a.profile && a.backend != Backend::Jit {
+        return Err(Failure::Usage(
+            "error: --profile times the JIT's kernels: use it with --backend jit".into(),
+        ));
+    }
     let mut model = driver::load_model(a.model)?;
     driver::bind_size(&mut model, a.size)?;
     let written = cost::total_macs(&model.graph);
@@ -76,7 +83,7 @@ pub fn run(a: BenchArgs<'_>) -> Result<(), Failure> {
         .map(|(&n, &(h, w))| bench_input(a.batch, g.node(n).shape.c, h, w))
         .collect::<Result<_, _>>()?;
 
-    let engine = crate::engine::Engine::new(g, &sizes, a.backend, threads)?;
+    let engine = crate::engine::Engine::new(g, &sizes, a.backend, threads, false)?;
     let compile_time = engine.compile_time();
     // Warm up once, then time runs until both a minimum count and a minimum time are reached.
     engine.run(&inputs)?;
@@ -92,12 +99,17 @@ pub fn run(a: BenchArgs<'_>) -> Result<(), Failure> {
     let median = times[times.len() / 2] / a.batch as f64;
     let min = times[0] / a.batch as f64;
     let gflops = |macs: u64| 2.0 * macs as f64 / median / 1e9;
-    let backend = match a.backend {
-        Backend::Jit => engine.backend_name(),
-        Backend::Interp => "interp",
+    let backend = engine.backend_name();
+    let profile = if a.profile {
+        Some(profile(&engine, &inputs, a.batch)?)
+    } else {
+        None
     };
     if a.json {
         let v = serde_json::json!({
+            "profile": profile.as_ref().map(|rows| rows.iter().map(|r| serde_json::json!({
+                "step": r.name, "kernel": r.kernel, "ms_per_image": r.ms, "macs": r.macs, "gflops": r.gflops(),
+            })).collect::<Vec<_>>()),
             "model": a.model.display().to_string(),
             "backend": backend,
             "threads": threads,
@@ -142,5 +154,88 @@ pub fn run(a: BenchArgs<'_>) -> Result<(), Failure> {
         gflops(executed),
         cost::human(executed)
     );
+    if let Some(rows) = profile {
+        let total: f64 = rows.iter().map(|r| r.ms).sum();
+        let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+        println!("  profile (median ms per image of each fused kernel group):");
+        println!(
+            "    {:<w$}  {:>9}  {:>6}  {:>9}  {:>8}",
+            "step", "ms", "share", "MACs", "GFLOP/s"
+        );
+        for r in &rows {
+            let gf = if r.macs > 0 {
+                format!("{:.1}", r.gflops())
+            } else {
+                "-".into()
+            };
+            println!(
+                "    {:<w$}  {:>9.3}  {:>5.1}%  {:>9}  {:>8}",
+                r.name,
+                r.ms,
+                100.0 * r.ms / total.max(1e-12),
+                cost::human(r.macs),
+                gf
+            );
+        }
+    }
     Ok(())
+}
+
+/// One fused step's share of a run.
+struct ProfileRow {
+    name: String,
+    kernel: String,
+    ms: f64,
+    macs: u64,
+}
+
+impl ProfileRow {
+    fn gflops(&self) -> f64 {
+        if self.ms > 0.0 {
+            2.0 * self.macs as f64 / (self.ms * 1e-3) / 1e9
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Median time per image of every step of the JIT's program, over a few profiled runs.
+fn profile(
+    engine: &crate::engine::Engine<'_>,
+    inputs: &[Tensor],
+    batch: usize,
+) -> Result<Vec<ProfileRow>, Failure> {
+    let crate::engine::Engine::Jit(net) = engine else {
+        return Err(Failure::Usage(
+            "error: --profile needs --backend jit".into(),
+        ));
+    };
+    let steps = net.steps();
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); steps.len()];
+    let start = Instant::now();
+    while samples[0].len() < 5
+        || (start.elapsed() < Duration::from_millis(500) && samples[0].len() < 1000)
+    {
+        let (_, times) = net.run_profiled(inputs).map_err(input_err)?;
+        for (i, t) in times.iter().enumerate().take(steps.len()) {
+            samples[i].push(t.seconds / batch as f64);
+        }
+        if steps.is_empty() {
+            break;
+        }
+    }
+    Ok(steps
+        .into_iter()
+        .zip(samples)
+        .map(|(s, mut v)| {
+            v.sort_by(f64::total_cmp);
+            let ms = v.get(v.len() / 2).copied().unwrap_or(0.0) * 1e3;
+            ProfileRow {
+                name: s.name,
+                kernel: s.kernel,
+                ms,
+                macs: s.macs,
+            }
+        })
+        .collect())
 }

@@ -18,8 +18,12 @@ pub fn run(
     driver::selected_passes(passes)?;
     let mut model = driver::load_model(path)?;
     driver::bind_size(&mut model, size)?;
+    if format == Format::Asm {
+        driver::run_passes(&mut model, passes, |_, _| {})?;
+        return asm(&model);
+    }
     let render = |g: &convc_ir::Graph| match format {
-        Format::Text => print::text(g),
+        Format::Text | Format::Asm => print::text(g),
         Format::Dot => print::dot(g),
         Format::Json => format!("{:#}\n", print::json(g)),
     };
@@ -42,5 +46,37 @@ pub fn run(
     }
     driver::run_passes(&mut model, passes, |_, _| {})?;
     print!("{}", render(&model.graph));
+    Ok(())
+}
+
+/// Compiles the graph and prints every kernel's machine code, with the steps that use it.
+fn asm(model: &driver::Model) -> Result<(), Failure> {
+    let g = &model.graph;
+    let mut sizes = Vec::new();
+    for &n in &g.inputs {
+        let node = g.node(n);
+        sizes.push(node.shape.hw().ok_or_else(|| {
+            Failure::Usage(format!(
+                "error: input `{}` has symbolic sizes {}: --format asm compiles for known sizes, give --size HxW",
+                node.name, node.shape
+            ))
+        })?);
+    }
+    let opts = convc_jit::JitOptions {
+        threads: 1,
+        verify: true,
+        emit_asm: true,
+        ..Default::default()
+    };
+    let net = convc_jit::compile(g, &sizes, &opts).map_err(driver::input_err)?;
+    for step in net.steps() {
+        println!(
+            "; step {} -> kernel {} ({} MACs)",
+            step.name, step.kernel, step.macs
+        );
+    }
+    for (name, code) in net.disassembly() {
+        println!("\n; kernel {name}\n{code}");
+    }
     Ok(())
 }

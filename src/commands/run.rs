@@ -8,6 +8,7 @@ use convc_tensor::fmt_shape;
 
 use crate::data::{self, Loaded};
 use crate::driver::{self, Failure, input_err};
+use crate::engine::Engine;
 use crate::{Backend, PassOpts};
 
 /// Everything `run` was asked to do.
@@ -110,11 +111,13 @@ pub fn run(a: RunArgs<'_>) -> Result<(), Failure> {
     let conc = shape::concretize(g, &b).map_err(|d| model.fail(&d))?;
     driver::check_memory(g, &conc, n0)?;
 
-    if a.backend == Backend::Jit {
-        eprintln!("note: the JIT backend is not built yet; running the reference interpreter");
-    }
     let threads = a.threads.unwrap_or_else(convc_interp::default_threads);
-    let outs = convc_interp::run_threads(g, &tensors, threads).map_err(input_err)?;
+    let per_image: Vec<(usize, usize)> = tensors
+        .iter()
+        .map(|t| (t.shape()[2], t.shape()[3]))
+        .collect();
+    let engine = Engine::new(g, &per_image, a.backend, threads, true)?;
+    let outs = engine.run(&tensors)?;
 
     let squeeze = !batched;
     if a.outputs.is_empty() {
