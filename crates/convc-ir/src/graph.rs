@@ -32,6 +32,9 @@ pub struct Graph {
     pub inputs: Vec<NodeIndex>,
     /// Outputs in `output` order (a node may appear twice).
     pub outputs: Vec<NodeIndex>,
+    /// Fused groups chosen by the `fuse` pass; `None` until it runs (engines then choose for
+    /// themselves), `Some(vec![])` for "run every op on its own".
+    pub fusion: Option<Vec<crate::fusion::FusionGroup>>,
 }
 
 impl Graph {
@@ -105,6 +108,9 @@ impl Graph {
 
     /// Removes a node and its edges.
     pub fn remove(&mut self, n: NodeIndex) -> Option<Node> {
+        if let Some(groups) = &mut self.fusion {
+            groups.retain(|grp| !grp.nodes.contains(&n));
+        }
         self.g.remove_node(n)
     }
 

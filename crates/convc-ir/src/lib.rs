@@ -4,6 +4,7 @@
 
 pub mod cost;
 pub mod dim;
+pub mod fusion;
 pub mod graph;
 pub mod lower;
 pub mod op;

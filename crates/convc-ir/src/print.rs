@@ -147,6 +147,22 @@ pub fn text(g: &Graph) -> String {
         .map(|&o| format!("%{}", g.node(o).name))
         .collect();
     let _ = writeln!(s, "output {}", outs.join(", "));
+    if let Some(groups) = g.fusion.as_ref().filter(|v| !v.is_empty()) {
+        let _ = writeln!(s, "fused groups (one kernel each):");
+        for (i, grp) in groups.iter().enumerate() {
+            let names: Vec<String> = grp
+                .nodes
+                .iter()
+                .map(|&n| format!("%{}", g.node(n).name))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  g{i}: {}\n      {}",
+                names.join(" + "),
+                crate::fusion::describe(g, grp)
+            );
+        }
+    }
     let t = cost::totals(g);
     let _ = writeln!(
         s,
@@ -187,6 +203,20 @@ pub fn dot(g: &Graph) -> String {
             ""
         };
         let _ = writeln!(s, "  n{} [label=\"{}\"{}];", n.index(), label, shape);
+    }
+    if let Some(groups) = &g.fusion {
+        for (i, grp) in groups.iter().enumerate() {
+            let ids: Vec<String> = grp
+                .nodes
+                .iter()
+                .map(|n| format!("n{}", n.index()))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  subgraph cluster_g{i} {{ label=\"fused g{i}\"; style=dashed; {}; }}",
+                ids.join("; ")
+            );
+        }
     }
     for n in g.topo_order() {
         let ops = g.operands(n);
@@ -298,5 +328,9 @@ pub fn json(g: &Graph) -> Value {
         "nodes": nodes,
         "params": t.params,
         "macs": t.macs(),
+        "fusion": g.fusion.as_ref().map(|groups| groups
+            .iter()
+            .map(|grp| grp.nodes.iter().map(|&n| g.node(n).name.clone()).collect::<Vec<_>>())
+            .collect::<Vec<_>>()),
     })
 }

@@ -369,8 +369,30 @@ fn operand(g: &Graph, n: NodeIndex, i: usize) -> Result<NodeIndex, JitError> {
     })
 }
 
-/// The members absorbed after `start` (marked in `absorbed`), in order.
+/// The members absorbed after `start` (marked in `absorbed`), in order: the `fuse` pass's
+/// group headed by `start` when the graph has groups, else the same rule applied here
+/// (`convc_ir::fusion` describes it).
 fn chain(g: &Graph, start: NodeIndex, needed: &[bool], absorbed: &mut [bool]) -> Vec<NodeIndex> {
+    // The `fuse` pass chose the groups: follow them (an empty list means no fusion at all).
+    if let Some(groups) = &g.fusion {
+        let Some(grp) = groups.iter().find(|grp| grp.nodes.first() == Some(&start)) else {
+            return Vec::new();
+        };
+        if !convc_ir::fusion::still_valid(g, grp) {
+            return Vec::new();
+        }
+        let members: Vec<NodeIndex> = grp.nodes[1..].to_vec();
+        if members
+            .iter()
+            .any(|m| absorbed[m.index()] || !needed[m.index()])
+        {
+            return Vec::new();
+        }
+        for m in &members {
+            absorbed[m.index()] = true;
+        }
+        return members;
+    }
     let mut members = Vec::new();
     let mut t = start;
     loop {

@@ -1,12 +1,13 @@
-//! `fuse`: the name is reserved for the JIT's fusion grouping (which ops run as one loop
-//! nest). The grouping belongs to the code generator; in this crate the pass leaves the graph
-//! as it is and says so in its report.
+//! `fuse`: chooses the groups of ops that run as one loop nest — a conv (or an elementwise op)
+//! with the batchnorms, activations and residual adds that follow it, while every intermediate
+//! value has one user and is not an output (`convc_ir::fusion::plan`). The groups are stored
+//! in the graph; the dump shows them and the JIT emits one kernel per group.
 
-use convc_ir::Graph;
+use convc_ir::{Graph, fusion};
 
 use crate::{Pass, PassContext, PassError, PassReport};
 
-/// The reserved `fuse` pass: changes nothing.
+/// The `fuse` pass.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Fuse;
 
@@ -15,11 +16,16 @@ impl Pass for Fuse {
         "fuse"
     }
 
-    fn run(&self, _g: &mut Graph, _cx: &PassContext) -> Result<PassReport, PassError> {
+    fn run(&self, g: &mut Graph, _cx: &PassContext) -> Result<PassReport, PassError> {
         let mut report = PassReport::new(self.name());
-        report
-            .notes
-            .push("fusion grouping is done by the JIT backend; the graph is unchanged".into());
+        let groups = fusion::plan(g);
+        for grp in &groups {
+            let names: Vec<&str> = grp.nodes.iter().map(|&n| g.node(n).name.as_str()).collect();
+            report
+                .notes
+                .push(format!("one kernel: {}", names.join(" + ")));
+        }
+        g.fusion = Some(groups);
         Ok(report)
     }
 }

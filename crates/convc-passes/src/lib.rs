@@ -279,6 +279,8 @@ impl PassManager {
         let mut reports = Vec::with_capacity(self.passes.len());
         for p in &self.passes {
             let report = p.run(g, cx)?;
+            // A rewrite after `fuse` may break a chain it chose: keep only the groups that hold.
+            convc_ir::fusion::retain_valid(g);
             shape::validate(g).map_err(|diagnostic| PassError::Invalid {
                 pass: p.name(),
                 diagnostic,

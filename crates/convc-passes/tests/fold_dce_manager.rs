@@ -109,13 +109,36 @@ fn dce_removes_what_no_output_needs_but_keeps_inputs() {
 }
 
 #[test]
-fn fuse_is_reserved_and_says_so() {
-    let g = compile("input x: [2, 6, 6]\nr = relu(x)\noutput r\n");
+fn fuse_groups_conv_chains_that_nothing_else_reads() {
+    let g = compile(
+        "input x: [2, 6, 6]\nc = conv(x, out=2)\nb = batchnorm(c)\nr = relu(b)\ns = add(r, x)\n\
+         d = conv(s, out=2)\nt = relu(d)\nu = sigmoid(d)\nv = add(t, u)\noutput v, s\n",
+    );
     let mut h = g.clone();
     let report = Fuse.run(&mut h, &PassContext::default()).expect("runs");
-    assert!(!report.changed());
-    assert!(report.to_string().starts_with("fuse: "), "{report}");
-    assert_eq!(convc_ir::print::text(&h), convc_ir::print::text(&g));
+    assert!(
+        report
+            .to_string()
+            .contains("fuse: one kernel: c + b + r + s"),
+        "{report}"
+    );
+    let groups = h.fusion.clone().expect("groups stored");
+    let names: Vec<Vec<String>> = groups
+        .iter()
+        .map(|grp| grp.nodes.iter().map(|&n| h.node(n).name.clone()).collect())
+        .collect();
+    // `s` is an output, so the chain stops there; `d` has two users, so it fuses with nothing;
+    // `t` heads a chain into `v`.
+    assert_eq!(names, [vec!["c", "b", "r", "s"], vec!["t", "v"]]);
+    // The ops themselves are unchanged.
+    assert_eq!(h.len(), g.len());
+    // A rewrite that breaks a chain drops the group.
+    let t = h.find("t").unwrap();
+    let v = h.find("v").unwrap();
+    h.outputs.push(t);
+    convc_ir::fusion::retain_valid(&mut h);
+    assert_eq!(h.fusion.as_ref().map(|g| g.len()), Some(1));
+    let _ = v;
 }
 
 #[test]

@@ -1,0 +1,160 @@
+//! Fusion groups: chains of ops that run as one loop nest. A conv (or a batchnorm, activation
+//! or add) absorbs the batchnorms, activations and residual adds that follow it, as long as each
+//! intermediate value has exactly one user and is not a network output — so nothing that
+//! another op or the user needs is lost by never being written.
+//!
+//! The `fuse` pass stores the groups in [`Graph::fusion`]; the printers show them; the JIT
+//! emits one kernel per group (the head's loop nest with the members as its epilogue).
+
+use petgraph::Direction;
+use petgraph::stable_graph::NodeIndex;
+
+use crate::graph::Graph;
+use crate::op::Op;
+
+/// One fused group: the head first, then the ops of its epilogue in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FusionGroup {
+    /// Head, then members.
+    pub nodes: Vec<NodeIndex>,
+}
+
+impl FusionGroup {
+    /// The node that produces the group's result.
+    pub fn tail(&self) -> NodeIndex {
+        *self.nodes.last().unwrap_or(&NodeIndex::new(0))
+    }
+}
+
+/// Whether `u` may join an epilogue.
+fn joins(g: &Graph, u: NodeIndex) -> bool {
+    match g.node(u).op {
+        Op::BatchNorm(_) | Op::Unary(_) => true,
+        Op::Add => g.operands(u).len() == 2,
+        _ => false,
+    }
+}
+
+/// The members that follow `start` in its chain (not including `start`).
+fn chain_after(g: &Graph, start: NodeIndex, taken: &[bool]) -> Vec<NodeIndex> {
+    let mut members = Vec::new();
+    let mut t = start;
+    loop {
+        if g.is_output(t) {
+            break;
+        }
+        let mut edges = g.g.neighbors_directed(t, Direction::Outgoing);
+        let (Some(u), None) = (edges.next(), edges.next()) else {
+            break;
+        };
+        if taken[u.index()] || !joins(g, u) {
+            break;
+        }
+        members.push(u);
+        t = u;
+    }
+    members
+}
+
+/// The groups of `g` with at least two ops, in topological order of their heads.
+pub fn plan(g: &Graph) -> Vec<FusionGroup> {
+    let mut taken = vec![false; g.node_bound()];
+    let mut groups = Vec::new();
+    for n in g.topo_order() {
+        if taken[n.index()] {
+            continue;
+        }
+        let head_ok = matches!(
+            g.node(n).op,
+            Op::Conv(_) | Op::BatchNorm(_) | Op::Unary(_) | Op::Add
+        );
+        if !head_ok {
+            continue;
+        }
+        let members = chain_after(g, n, &taken);
+        if members.is_empty() {
+            continue;
+        }
+        taken[n.index()] = true;
+        for &m in &members {
+            taken[m.index()] = true;
+        }
+        let mut nodes = vec![n];
+        nodes.extend(members);
+        groups.push(FusionGroup { nodes });
+    }
+    groups
+}
+
+/// True when `grp` is still a valid chain of `g` (every node live, each intermediate used once
+/// by the next and not an output).
+pub fn still_valid(g: &Graph, grp: &FusionGroup) -> bool {
+    if grp.nodes.len() < 2 || grp.nodes.iter().any(|&n| !g.g.contains_node(n)) {
+        return false;
+    }
+    grp.nodes.windows(2).all(|w| {
+        let mut users = g.g.neighbors_directed(w[0], Direction::Outgoing);
+        let single = matches!((users.next(), users.next()), (Some(u), None) if u == w[1]);
+        single && !g.is_output(w[0]) && joins(g, w[1])
+    })
+}
+
+/// Drops the stored groups that a later rewrite invalidated.
+pub fn retain_valid(g: &mut Graph) {
+    if let Some(groups) = g.fusion.take() {
+        let kept = groups
+            .into_iter()
+            .filter(|grp| still_valid(g, grp))
+            .collect();
+        g.fusion = Some(kept);
+    }
+}
+
+/// A one-line description of the loop nest a group becomes.
+pub fn describe(g: &Graph, grp: &FusionGroup) -> String {
+    let Some(&head) = grp.nodes.first() else {
+        return String::new();
+    };
+    let epilogue: Vec<String> = grp.nodes[1..]
+        .iter()
+        .map(|&n| match &g.node(n).op {
+            Op::Add => {
+                let prev = grp
+                    .nodes
+                    .iter()
+                    .position(|&m| m == n)
+                    .and_then(|i| i.checked_sub(1))
+                    .map(|i| grp.nodes[i]);
+                let other = g.operands(n).into_iter().find(|&o| Some(o) != prev);
+                match other {
+                    Some(o) => format!("add %{}", g.node(o).name),
+                    None => "add".into(),
+                }
+            }
+            op => op.name().to_string(),
+        })
+        .collect();
+    let body = match &g.node(head).op {
+        Op::Conv(c) => {
+            let in_ch = g.operands(head).first().map_or(0, |&o| g.node(o).shape.c);
+            if c.groups == in_ch && in_ch > 1 {
+                format!(
+                    "depthwise {}x{} loop nest: per channel, rows of f32x4 output vectors, {} taps accumulated in registers",
+                    c.kernel[0],
+                    c.kernel[1],
+                    c.kernel[0] * c.kernel[1]
+                )
+            } else {
+                format!(
+                    "conv {}x{} loop nest: blocks of output channels x f32x4 row vectors held in registers across the (c, kh, kw) reduction",
+                    c.kernel[0], c.kernel[1]
+                )
+            }
+        }
+        op => format!(
+            "elementwise loop over f32x4 vectors, starting with {}",
+            op.name()
+        ),
+    };
+    format!("{body}; epilogue in registers: {}", epilogue.join(", "))
+}
