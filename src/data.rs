@@ -36,21 +36,31 @@ pub fn read_input(path: &Path) -> Result<Loaded, Failure> {
             "`{shown}` is neither a .png image nor a .npy array"
         )));
     };
-    if path.is_dir() {
-        return Err(input_err(format!("`{shown}` is a directory, not a file")));
-    }
-    let bytes = std::fs::read(path).map_err(|e| {
-        input_err(format!(
-            "cannot read `{shown}`: {}",
-            convc_ir::lower::io_reason(&e)
-        ))
-    })?;
+    let limit = crate::driver::memory_limit()?;
+    let bytes = match convc_tensor::read::read_limited(path, limit) {
+        Ok(b) => b,
+        Err(convc_tensor::read::ReadError::Directory) => {
+            return Err(input_err(format!("`{shown}` is a directory, not a file")));
+        }
+        Err(e @ convc_tensor::read::ReadError::TooLarge { .. }) => {
+            return Err(input_err(format!(
+                "cannot read `{shown}`: {e}: raise the limit with CONVC_MAX_MEMORY=SIZE (e.g. 64G)"
+            )));
+        }
+        Err(e) => return Err(input_err(format!("cannot read `{shown}`: {e}"))),
+    };
     let t = match k {
         "png" => convc_tensor::image::read_png(&bytes),
         _ => convc_tensor::npy::read(&bytes),
     }
     .map_err(|e| input_err(format!("`{shown}`: {e}")))?;
     let shape = t.shape().to_vec();
+    if matches!(shape.len(), 3 | 4) && shape.contains(&0) {
+        return Err(input_err(format!(
+            "`{shown}` holds an array of shape {}: it is empty, and every dimension of an input must be at least 1",
+            fmt_shape(&shape)
+        )));
+    }
     match shape.len() {
         3 => {
             let s = [1, shape[0], shape[1], shape[2]];
@@ -123,9 +133,9 @@ pub fn encode_output(path: &Path, t: &Tensor, squeeze: bool) -> Result<Vec<u8>, 
     let fail =
         |e: convc_tensor::DataError| input_err(format!("cannot encode `{}`: {e}", path.display()));
     if kind(path) == Some("npy") {
-        let shape = if squeeze { s[1..].to_vec() } else { s.to_vec() };
-        let t = t.clone().reshape(shape).map_err(fail)?;
-        return Ok(convc_tensor::npy::write(&t));
+        // The same values under the squeezed shape, without copying them first.
+        let shape = if squeeze { &s[1..] } else { s };
+        return Ok(convc_tensor::npy::write_parts(shape, t.data()));
     }
     let (n, c, h, w) = (s[0], s[1], s[2], s[3]);
     let per = c * h * w;

@@ -39,6 +39,29 @@ pub fn input_err(msg: impl fmt::Display) -> Failure {
     Failure::Input(format!("error: {msg}"))
 }
 
+/// Writes command output to stdout. When the reader has gone away (`convc dump ... | head`)
+/// the program ends quietly with exit 0, as Unix tools do; another write error (a full disk)
+/// is a failure. (`print!` would panic in both cases.)
+pub fn out(text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    match o.write_all(text.as_bytes()).and_then(|()| o.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => Err(input_err(format!(
+            "cannot write the output: {}",
+            convc_ir::lower::io_reason(&e)
+        ))),
+    }
+}
+
+/// Writes a note or a message to stderr; a failure to write is ignored (there is nowhere left
+/// to report it), never a panic.
+pub fn note(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
 /// A loaded spec: its path as the user wrote it, its text, and the graph.
 pub struct Model {
     /// The path as given on the command line (used in diagnostics).
@@ -60,27 +83,41 @@ impl Model {
     }
 }
 
+/// The largest `.conv` file read. Parsing takes about 40 bytes of memory per byte of a long
+/// literal list, so this bounds the parser's memory to about 1.3 GiB; big weights belong in
+/// `.npy` or safetensors files.
+pub const MAX_SPEC_BYTES: u64 = 32 << 20;
+
 /// Reads, parses and lowers a spec (loading every weight), or renders why not.
 pub fn load_model(path: &Path) -> Result<Model, Failure> {
+    use convc_tensor::read::{ReadError, read_limited};
     let shown = path.display().to_string();
-    if path.is_dir() {
-        return Err(input_err(format!(
-            "`{shown}` is a directory, not a .conv file"
-        )));
-    }
-    let bytes = std::fs::read(path).map_err(|e| {
-        input_err(format!(
-            "cannot read `{shown}`: {}",
-            convc_ir::lower::io_reason(&e)
-        ))
-    })?;
+    let limit = memory_limit()?;
+    let bytes = match read_limited(path, MAX_SPEC_BYTES) {
+        Ok(b) => b,
+        Err(ReadError::Directory) => {
+            return Err(input_err(format!(
+                "`{shown}` is a directory, not a .conv file"
+            )));
+        }
+        Err(e @ ReadError::TooLarge { .. }) => {
+            return Err(input_err(format!(
+                "cannot read `{shown}`: {e} for a .conv file (put big weights in .npy or safetensors files)"
+            )));
+        }
+        Err(e) => return Err(input_err(format!("cannot read `{shown}`: {e}"))),
+    };
     let src = match String::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => {
             let at = e.utf8_error().valid_up_to();
             let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
             // Byte offsets up to `at` are the same in the lossy text.
-            let d = Diagnostic::error(Span::new(at, at + 1), "the file is not valid UTF-8 text");
+            let mut d =
+                Diagnostic::error(Span::new(at, at + 1), "the file is not valid UTF-8 text");
+            if e.as_bytes().starts_with(&[0xff, 0xfe]) || e.as_bytes().starts_with(&[0xfe, 0xff]) {
+                d = d.with_note("the file starts with a UTF-16 byte order mark: save it as UTF-8");
+            }
             return Err(Failure::Input(convc_lang::render(&shown, &lossy, &d)));
         }
     };
@@ -95,7 +132,8 @@ pub fn load_model(path: &Path) -> Result<Model, Failure> {
         src,
         graph: Graph::new(),
     };
-    match convc_ir::compile(&model.src, &base) {
+    let limits = convc_ir::lower::Limits { max_memory: limit };
+    match convc_ir::lower::compile_with(&model.src, &base, limits) {
         Ok(g) => model.graph = g,
         Err(d) => return Err(model.fail(&d)),
     }
@@ -191,7 +229,7 @@ pub fn run_passes(
     let result = pm.run_with(&mut model.graph, &cx, |report, g| {
         // The fuse placeholder's note is not news on every run.
         if report.pass != "fuse" {
-            eprint!("{report}");
+            note(&report.to_string());
         }
         after_each(report.pass, g);
     });
@@ -205,52 +243,158 @@ pub fn run_passes(
     }
 }
 
-/// The most bytes a run may hold in tensors, from `CONVC_MAX_MEMORY` (bytes, or with a `K`,
-/// `M`, `G` suffix); the default is 16G.
-pub fn memory_limit() -> u64 {
-    let parse = |s: &str| -> Option<u64> {
-        let s = s.trim();
-        let (num, mul) = match s.chars().last()? {
-            'k' | 'K' => (&s[..s.len() - 1], 1u64 << 10),
-            'm' | 'M' => (&s[..s.len() - 1], 1 << 20),
-            'g' | 'G' => (&s[..s.len() - 1], 1 << 30),
-            _ => (s, 1),
-        };
-        num.parse::<u64>().ok()?.checked_mul(mul)
+/// Parses a memory size: bytes, or a whole number with a `K`, `M`, `G` or `T` suffix (powers
+/// of 1024; case-insensitive; an optional `B` or `iB` after it, e.g. `16G`, `16GiB`, `512mb`).
+pub fn parse_memory(s: &str) -> Option<u64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t
+        .strip_suffix("ib")
+        .or_else(|| t.strip_suffix('b'))
+        .unwrap_or(&t);
+    let (num, shift) = match t.chars().last()? {
+        'k' => (&t[..t.len() - 1], 10),
+        'm' => (&t[..t.len() - 1], 20),
+        'g' => (&t[..t.len() - 1], 30),
+        't' => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
     };
-    std::env::var("CONVC_MAX_MEMORY")
-        .ok()
-        .as_deref()
-        .and_then(parse)
-        .unwrap_or(16 << 30)
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    num.parse::<u64>().ok()?.checked_mul(1u64 << shift)
 }
 
-fn gib(b: u128) -> String {
-    format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
+/// The most bytes a run may hold in tensors (and a spec in parameters), from
+/// `CONVC_MAX_MEMORY` (see [`parse_memory`]); the default is 16G. A value that is not a size
+/// is a usage error.
+pub fn memory_limit() -> Result<u64, Failure> {
+    match std::env::var_os("CONVC_MAX_MEMORY") {
+        None => Ok(convc_ir::lower::DEFAULT_MAX_MEMORY),
+        Some(v) => match v.to_str().and_then(parse_memory) {
+            Some(n) => Ok(n),
+            None => Err(Failure::Usage(format!(
+                "error: CONVC_MAX_MEMORY={} is not a memory size: write bytes or a number with K, M, G or T, e.g. CONVC_MAX_MEMORY=64G",
+                v.to_string_lossy()
+            ))),
+        },
+    }
+}
+
+/// Bytes in the largest unit that keeps the number at least 1: `16.0 GiB`, `3.0 PiB`.
+fn human(b: u128) -> String {
+    const UNITS: [&str; 7] = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut v = b as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{b} bytes")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }
 
 /// Refuses a run whose tensors would need more memory than the limit, before allocating.
+///
+/// The estimate follows how a run holds its tensors: the input batches (held by the caller,
+/// and copied into the run), each layer's result from its computation to its last use, the
+/// outputs to the end, and the encoded output files (about one more copy of the outputs).
+/// The run is refused when the peak of that sum is more than the limit.
 pub fn check_memory(g: &Graph, conc: &shape::Concrete, batch: usize) -> Result<(), Failure> {
-    let limit = memory_limit() as u128;
-    let mut total: u128 = 0;
+    let limit = memory_limit()? as u128;
+    let bytes = |n: convc_ir::NodeIndex| -> u128 {
+        let [c, h, w] = conc.get(n);
+        c as u128 * h as u128 * w as u128 * batch as u128 * 4
+    };
     let mut largest: (u128, String) = (0, String::new());
     for n in g.g.node_indices() {
-        let [c, h, w] = conc.get(n);
-        let bytes = c as u128 * h as u128 * w as u128 * batch as u128 * 4;
-        total += bytes;
-        if bytes > largest.0 {
-            largest = (bytes, g.node(n).name.clone());
+        let b = bytes(n);
+        if b > largest.0 {
+            largest = (b, g.node(n).name.clone());
         }
     }
-    if largest.0 > limit || total > limit.saturating_mul(4) {
+    // Liveness as the interpreter has it: only what the outputs depend on is computed, and a
+    // value is dropped after its last use unless it is an output.
+    let order = g.topo_order();
+    let bound = g.node_bound();
+    let mut needed = vec![false; bound];
+    let mut is_output = vec![false; bound];
+    for &o in &g.outputs {
+        if o.index() < bound {
+            needed[o.index()] = true;
+            is_output[o.index()] = true;
+        }
+    }
+    for &n in order.iter().rev() {
+        if needed[n.index()] {
+            for o in g.operands(n) {
+                needed[o.index()] = true;
+            }
+        }
+    }
+    let mut uses = vec![0usize; bound];
+    for &n in &order {
+        if needed[n.index()] {
+            for o in g.operands(n) {
+                uses[o.index()] += 1;
+            }
+        }
+    }
+    let held: u128 = g.inputs.iter().map(|&n| bytes(n)).sum();
+    let mut live = held;
+    let mut peak = live;
+    for &n in &order {
+        if !needed[n.index()] {
+            continue;
+        }
+        live += bytes(n);
+        peak = peak.max(live);
+        for o in g.operands(n) {
+            uses[o.index()] -= 1;
+            if uses[o.index()] == 0 && !is_output[o.index()] {
+                live -= bytes(o);
+            }
+        }
+    }
+    let outputs: u128 = g.outputs.iter().map(|&o| bytes(o)).sum();
+    peak = peak.max(held + 2 * outputs);
+    if peak > limit {
         return Err(input_err(format!(
-            "this run would need {} for `{}` alone ({} for all tensors), more than the limit of {}: \
+            "this run would need {} for `{}` alone and about {} at its peak, more than the limit of {}: \
              use smaller inputs, or raise the limit with CONVC_MAX_MEMORY=SIZE (e.g. 64G)",
-            gib(largest.0),
+            human(largest.0),
             largest.1,
-            gib(total),
-            gib(limit)
+            human(peak),
+            human(limit)
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_memory;
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_memory("1024"), Some(1024));
+        assert_eq!(parse_memory("16G"), Some(16 << 30));
+        assert_eq!(parse_memory(" 64gib "), Some(64 << 30));
+        assert_eq!(parse_memory("512MB"), Some(512 << 20));
+        assert_eq!(parse_memory("2t"), Some(2 << 40));
+        assert_eq!(parse_memory("8k"), Some(8 << 10));
+        for bad in [
+            "",
+            "G",
+            "lots",
+            "-1G",
+            "1.5G",
+            "16 G",
+            "99999999999999999999T",
+        ] {
+            assert_eq!(parse_memory(bad), None, "{bad}");
+        }
+    }
 }

@@ -243,7 +243,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("{f}");
+            driver::note(&format!("{f}\n"));
             ExitCode::from(f.exit_code() as u8)
         }
     }

@@ -12,8 +12,7 @@ use crate::driver::{self, Failure};
 pub fn run(path: &Path, size: Option<(usize, usize)>) -> Result<(), Failure> {
     let mut model = driver::load_model(path)?;
     driver::bind_size(&mut model, size)?;
-    print!("{}", report(&model));
-    Ok(())
+    driver::out(&report(&model))
 }
 
 fn macs_cell(c: &cost::Cost) -> String {

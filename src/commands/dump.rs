@@ -34,19 +34,20 @@ pub fn run(
         driver::run_passes(&mut model, passes, |pass, g| {
             stages.push(serde_json::json!({"after": pass, "graph": print::json(g)}));
         })?;
-        println!("{:#}", serde_json::Value::Array(stages));
-        return Ok(());
+        return driver::out(&format!("{:#}\n", serde_json::Value::Array(stages)));
     }
     if print_after_all {
-        print!("; after parse\n{}", render(&model.graph));
+        driver::out(&format!("; after parse\n{}", render(&model.graph)))?;
+        let mut failed = None;
         driver::run_passes(&mut model, passes, |pass, g| {
-            print!("; after {pass}\n{}", render(g))
+            if failed.is_none() {
+                failed = driver::out(&format!("; after {pass}\n{}", render(g))).err();
+            }
         })?;
-        return Ok(());
+        return failed.map_or(Ok(()), Err);
     }
     driver::run_passes(&mut model, passes, |_, _| {})?;
-    print!("{}", render(&model.graph));
-    Ok(())
+    driver::out(&render(&model.graph))
 }
 
 /// Compiles the graph and prints every kernel's machine code, with the steps that use it.
@@ -70,13 +71,13 @@ fn asm(model: &driver::Model) -> Result<(), Failure> {
     };
     let net = convc_jit::compile(g, &sizes, &opts).map_err(driver::input_err)?;
     for step in net.steps() {
-        println!(
-            "; step {} -> kernel {} ({} MACs)",
+        driver::out(&format!(
+            "; step {} -> kernel {} ({} MACs)\n",
             step.name, step.kernel, step.macs
-        );
+        ))?;
     }
     for (name, code) in net.disassembly() {
-        println!("\n; kernel {name}\n{code}");
+        driver::out(&format!("\n; kernel {name}\n{code}\n"))?;
     }
     Ok(())
 }

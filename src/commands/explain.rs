@@ -11,12 +11,10 @@ pub fn run(path: &Path, layer: Option<&str>, size: Option<(usize, usize)>) -> Re
     let ex = convc_passes::explain(&model.graph, layer)
         .map_err(|e| Failure::Usage(format!("error: {e}")))?;
     if ex.is_empty() {
-        println!(
-            "{}: no convolution with a kernel larger than 1x1 to explain",
+        return driver::out(&format!(
+            "{}: no convolution with a kernel larger than 1x1 to explain\n",
             model.path.display()
-        );
-        return Ok(());
+        ));
     }
-    print!("{}", convc_passes::render_explanations(&ex));
-    Ok(())
+    driver::out(&convc_passes::render_explanations(&ex))
 }

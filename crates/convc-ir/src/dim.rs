@@ -81,6 +81,13 @@ impl Dim {
             Dim::CeilDiv(e, k) => e.substitute(b).ceil_div(*k),
         }
     }
+    /// The nesting depth of the expression: 0 for a number or a symbol.
+    pub fn depth(&self) -> usize {
+        match self {
+            Dim::Lit(_) | Dim::Sym(_) => 0,
+            Dim::Add(e, _) | Dim::FloorDiv(e, _) | Dim::CeilDiv(e, _) => e.depth() + 1,
+        }
+    }
     /// The symbol this size depends on, if any.
     pub fn symbol(&self) -> Option<&str> {
         match self {

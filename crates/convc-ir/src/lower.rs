@@ -43,14 +43,41 @@ fn err<T>(span: Span, msg: impl Into<String>) -> R<T> {
     Err(Diagnostic::error(span, msg))
 }
 
+/// The default of [`Limits::max_memory`]: 16 GiB, the default of `CONVC_MAX_MEMORY`.
+pub const DEFAULT_MAX_MEMORY: u64 = 16 << 30;
+
+/// Resource limits of lowering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The most bytes all parameter tensors of the spec may hold together (as f32), and the
+    /// largest weight file read. A spec past it is refused at the parameter that crosses it,
+    /// before that parameter is allocated.
+    pub max_memory: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_memory: DEFAULT_MAX_MEMORY,
+        }
+    }
+}
+
 /// Lowers a parsed program. `base_dir` is the `.conv` file's folder: `file(...)` paths are
 /// relative to it.
 pub fn lower(prog: &Program, base_dir: &Path) -> R<Graph> {
+    lower_with(prog, base_dir, Limits::default())
+}
+
+/// [`lower`] with explicit resource limits.
+pub fn lower_with(prog: &Program, base_dir: &Path, limits: Limits) -> R<Graph> {
     Lowerer {
         g: Graph::new(),
         names: HashMap::new(),
         later: HashMap::new(),
         base_dir,
+        limits,
+        param_bytes: std::cell::Cell::new(0),
     }
     .run(prog)
 }
@@ -60,6 +87,11 @@ pub fn compile(src: &str, base_dir: &Path) -> R<Graph> {
     lower(&convc_lang::parse(src)?, base_dir)
 }
 
+/// [`compile`] with explicit resource limits.
+pub fn compile_with(src: &str, base_dir: &Path, limits: Limits) -> R<Graph> {
+    lower_with(&convc_lang::parse(src)?, base_dir, limits)
+}
+
 struct Lowerer<'a> {
     g: Graph,
     names: HashMap<String, NodeIndex>,
@@ -67,6 +99,9 @@ struct Lowerer<'a> {
     /// "not defined".
     later: HashMap<String, Span>,
     base_dir: &'a Path,
+    limits: Limits,
+    /// Bytes of the parameter tensors made so far (checked against `limits.max_memory`).
+    param_bytes: std::cell::Cell<u64>,
 }
 
 /// The keyword arguments of one layer, checked for duplicates and unknown keys.
@@ -121,11 +156,12 @@ fn pos_int(e: &Expr, what: &str, limit: i64) -> R<usize> {
 }
 
 /// Largest kernel, stride, dilation or padding accepted on one axis.
-const MAX_WINDOW: i64 = 1 << 16;
-/// Largest channel count or group count.
-const MAX_CHANNELS: i64 = 1 << 24;
+pub const MAX_WINDOW: i64 = 1 << 16;
+/// Largest channel count (of an input, a conv's `out`, a depthwise result, a concat) or group
+/// count.
+pub const MAX_CHANNELS: i64 = 1 << 24;
 /// Largest spatial size of an input.
-const MAX_SIZE: i64 = 1 << 24;
+pub const MAX_SIZE: i64 = 1 << 24;
 
 fn size_arg(e: &Expr, what: &str) -> R<[usize; 2]> {
     let check = |v: u64, span: Span| -> R<usize> {
@@ -508,13 +544,20 @@ impl<'a> Lowerer<'a> {
                     ParamKind::BnBeta,
                 ] {
                     p.push(
-                        self.param(name, kind, kw.get(kind.key()), &[c], &info, "batchnorm")?
-                            .ok_or_else(|| {
-                                Diagnostic::error(
-                                    l.op.span,
-                                    format!("batchnorm needs `{}`", kind.key()),
-                                )
-                            })?,
+                        self.param(
+                            (name, l.name.span),
+                            kind,
+                            kw.get(kind.key()),
+                            &[c],
+                            &info,
+                            "batchnorm",
+                        )?
+                        .ok_or_else(|| {
+                            Diagnostic::error(
+                                l.op.span,
+                                format!("batchnorm needs `{}`", kind.key()),
+                            )
+                        })?,
                     );
                 }
                 let var = &p[1];
@@ -732,7 +775,7 @@ impl<'a> Lowerer<'a> {
         let wshape = [out, cg, kernel[0], kernel[1]];
         let weight = self
             .param(
-                name,
+                (name, l.name.span),
                 ParamKind::Weight,
                 kw.get("weights"),
                 &wshape,
@@ -740,7 +783,14 @@ impl<'a> Lowerer<'a> {
                 kw.op,
             )?
             .ok_or_else(|| Diagnostic::error(l.op.span, "weights cannot be `none`"))?;
-        let bias = self.param(name, ParamKind::Bias, kw.get("bias"), &[out], &info, kw.op)?;
+        let bias = self.param(
+            (name, l.name.span),
+            ParamKind::Bias,
+            kw.get("bias"),
+            &[out],
+            &info,
+            kw.op,
+        )?;
         Ok(Conv {
             out,
             kernel,
@@ -755,9 +805,11 @@ impl<'a> Lowerer<'a> {
 
     /// Resolves a weight source (or its default) into a tensor of exactly `shape`.
     /// `Ok(None)` only for a bias that is `none` or omitted.
+    /// `layer` is the layer's name and the span of that name (where an error about an
+    /// omitted source is located).
     fn param(
         &self,
-        layer: &str,
+        (layer, layer_span): (&str, Span),
         kind: ParamKind,
         src: Option<&Expr>,
         shape: &[usize],
@@ -765,18 +817,37 @@ impl<'a> Lowerer<'a> {
         op: &str,
     ) -> R<Option<Param>> {
         let key = kind.key();
+        let span = src.map_or(layer_span, |e| e.span);
         let n = convc_tensor::checked_numel(shape).filter(|&n| n <= MAX_PARAM_ELEMENTS);
         let Some(n) = n else {
-            let span = src.map_or(Span::default(), |e| e.span);
             return err(
                 span,
                 format!(
-                    "layer `{layer}`: {key} of shape {} would need more than {} GiB",
+                    "layer `{layer}`: {key} of shape {} would need more than {} GiB (one parameter tensor may hold at most 2^28 values)",
                     fmt_shape(shape),
                     (MAX_PARAM_ELEMENTS * 4) >> 30
                 ),
             );
         };
+        // Every parameter counts against the memory limit, before it is made (`none` and an
+        // omitted bias make nothing, and are not counted).
+        let makes = !(kind == ParamKind::Bias
+            && src.is_none_or(|e| matches!(&e.kind, ExprKind::Ident(s) if s == "none")));
+        if makes {
+            let total = self.param_bytes.get().saturating_add(n as u64 * 4);
+            if total > self.limits.max_memory {
+                return err(
+                    span,
+                    format!(
+                        "layer `{layer}`: with its {key} of shape {}, the spec's parameters would need {}, more than the memory limit of {}: use smaller layers, or raise the limit with CONVC_MAX_MEMORY=SIZE (e.g. 64G)",
+                        fmt_shape(shape),
+                        convc_tensor::read::human_bytes(total),
+                        convc_tensor::read::human_bytes(self.limits.max_memory)
+                    ),
+                );
+            }
+            self.param_bytes.set(total);
+        }
         let random_param = |seed: u64| -> Vec<f32> {
             match kind {
                 ParamKind::Weight => random::he_uniform(seed, n, info.fan_in),
@@ -1037,14 +1108,20 @@ impl<'a> Lowerer<'a> {
     }
 
     fn load_file(&self, path: &str, name: Option<&str>) -> Result<Tensor, String> {
+        use convc_tensor::read::{ReadError, read_limited};
         let full = self.base_dir.join(path);
-        let meta = std::fs::metadata(&full)
-            .map_err(|e| format!("cannot read `{path}`: {}", io_reason(&e)))?;
-        if meta.is_dir() {
-            return Err(format!("`{path}` is a directory, not a file"));
-        }
-        let bytes =
-            std::fs::read(&full).map_err(|e| format!("cannot read `{path}`: {}", io_reason(&e)))?;
+        let bytes = match read_limited(&full, self.limits.max_memory) {
+            Ok(b) => b,
+            Err(ReadError::Directory) => {
+                return Err(format!("`{path}` is a directory, not a file"));
+            }
+            Err(e @ ReadError::TooLarge { .. }) => {
+                return Err(format!(
+                    "cannot read `{path}`: {e} (raise it with CONVC_MAX_MEMORY=SIZE)"
+                ));
+            }
+            Err(e) => return Err(format!("cannot read `{path}`: {e}")),
+        };
         let r = match name {
             Some(n) => convc_tensor::st::read_tensor(&bytes, n),
             None if path.ends_with(".safetensors") => {
@@ -1060,17 +1137,7 @@ impl<'a> Lowerer<'a> {
 
 /// A user-facing reason for an I/O error (no OS error codes).
 pub fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file".into(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
-        _ => {
-            let s = e.to_string();
-            match s.find(" (os error") {
-                Some(i) => s[..i].to_string(),
-                None => s,
-            }
-        }
-    }
+    convc_tensor::read::io_reason(e)
 }
 
 /// The shape and row-major values of a nested literal list; ragged lists and non-numbers are

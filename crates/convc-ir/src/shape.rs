@@ -133,6 +133,12 @@ pub fn infer(op: &Op, ins: &[&Shape]) -> Result<Shape, String> {
                 }
                 c = c.checked_add(s.c).ok_or("too many channels")?;
             }
+            let max = crate::lower::MAX_CHANNELS as usize;
+            if c > max {
+                return Err(format!(
+                    "concat gives {c} channels, more than the limit of {max}"
+                ));
+            }
             Shape {
                 c,
                 h: first.h.clone(),
@@ -158,8 +164,21 @@ pub fn infer(op: &Op, ins: &[&Shape]) -> Result<Shape, String> {
         }
         Op::GlobalAvgPool => Shape::known(one(0)?.c, 1, 1),
     };
+    for (d, axis) in [(&shape.h, "height"), (&shape.w, "width")] {
+        if d.depth() > MAX_DIM_DEPTH {
+            return Err(format!(
+                "its {axis} depends on `{}` through too many strided layers (the size expression would nest more than {MAX_DIM_DEPTH} operations): give the input a fixed {axis}",
+                d.symbol().unwrap_or("?")
+            ));
+        }
+    }
     Ok(shape)
 }
+
+/// The deepest nesting of operations a symbolic size may have (a strided layer adds one or
+/// two). Deeper sizes are refused, so that a chain of 100,000 strided layers over a symbol costs
+/// neither quadratic memory nor deep recursion.
+pub const MAX_DIM_DEPTH: usize = 64;
 
 /// Infers the shape of node `n` from its operands' stored shapes, checking it is not empty.
 pub fn infer_node(g: &Graph, n: NodeIndex) -> Result<Shape, String> {
@@ -169,7 +188,7 @@ pub fn infer_node(g: &Graph, n: NodeIndex) -> Result<Shape, String> {
     }
     let ops = g.operands(n);
     let shapes: Vec<&Shape> = ops.iter().map(|&o| &g.node(o).shape).collect();
-    let s = infer(&node.op, &shapes)?;
+    let s = infer(&node.op, &shapes).map_err(|m| format!("layer `{}`: {m}", node.name))?;
     check_positive(&s, &format!("layer `{}`", node.name))?;
     Ok(s)
 }
@@ -179,8 +198,7 @@ pub fn infer_node(g: &Graph, n: NodeIndex) -> Result<Shape, String> {
 pub fn validate(g: &Graph) -> Result<(), Diagnostic> {
     for n in g.topo_order() {
         let node = g.node(n);
-        let s = infer_node(g, n)
-            .map_err(|m| Diagnostic::error(node.span, format!("layer `{}`: {m}", node.name)))?;
+        let s = infer_node(g, n).map_err(|m| Diagnostic::error(node.span, m))?;
         if s != node.shape {
             return Err(Diagnostic::error(
                 node.span,

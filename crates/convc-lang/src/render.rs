@@ -36,12 +36,14 @@ pub fn line_col(src: &str, byte: usize) -> (usize, usize) {
 /// character boundaries.
 pub fn render(file: &str, src: &str, d: &Diagnostic) -> String {
     let range = clamp(src, d.span.start, d.span.end);
+    let message = shorten_words(&d.message);
     let notes: Vec<String> = d
         .notes
         .iter()
         .map(|n| {
+            let n = shorten_words(n);
             if n.starts_with("note:") || n.starts_with("help:") {
-                n.clone()
+                n
             } else {
                 format!("note: {n}")
             }
@@ -57,13 +59,13 @@ pub fn render(file: &str, src: &str, d: &Diagnostic) -> String {
     config.display_style = DisplayStyle::Short;
     let files = SimpleFile::new(file, src);
     let short = CsDiagnostic::error()
-        .with_message(d.message.as_str())
+        .with_message(message.as_str())
         .with_label(Label::primary((), range.clone()));
     let header = match term::emit_into_string(&config, &files, &short) {
         Ok(s) => s.trim_end_matches('\n').to_string(),
         Err(_) => {
             let (line, col) = line_col(src, range.start);
-            format!("{file}:{line}:{col}: error: {}", d.message)
+            format!("{file}:{line}:{col}: error: {message}")
         }
     };
 
@@ -71,7 +73,8 @@ pub fn render(file: &str, src: &str, d: &Diagnostic) -> String {
     // (rendered under a neutral file name and an empty message, so the header is exactly
     // those two lines whatever the real name and message are).
     config.display_style = DisplayStyle::Rich;
-    let shown = visible(src);
+    let (window, range) = window(src, range);
+    let shown = visible(&window);
     let files = SimpleFile::new("-", shown.as_str());
     let rich = CsDiagnostic::error()
         .with_label(Label::primary((), range.clone()))
@@ -111,6 +114,73 @@ pub fn render(file: &str, src: &str, d: &Diagnostic) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Lines longer than this many characters are shown as a window around the span.
+const MAX_LINE_CHARS: usize = 160;
+/// Characters of a long line shown before the span.
+const CONTEXT_BEFORE: usize = 40;
+/// Words (runs of letters, digits and `_`) longer than this in a message are shortened.
+const MAX_WORD_CHARS: usize = 64;
+
+/// A message with every word longer than [`MAX_WORD_CHARS`] cut to its first 32 characters
+/// and `...` (a 1 MB name must not make a 1 MB message).
+fn shorten_words(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len().min(4096));
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.chars().count() > MAX_WORD_CHARS {
+            out.extend(word.chars().take(32));
+            out.push_str("...");
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in msg.chars() {
+        if c.is_alphanumeric() || c == '_' {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+/// The text a snippet is drawn from, and the range in it. Normally the source itself; when the
+/// span's line is longer than [`MAX_LINE_CHARS`], only a window of that line around the span's
+/// start, marked `...` where it is cut, on the same line number (earlier lines are left empty:
+/// only the span's line is drawn). A span running past the window is cut at its end.
+fn window(src: &str, range: Range<usize>) -> (std::borrow::Cow<'_, str>, Range<usize>) {
+    let line_start = src[..range.start].rfind('\n').map_or(0, |p| p + 1);
+    let line_end = src[range.start..]
+        .find('\n')
+        .map_or(src.len(), |p| range.start + p);
+    let line = &src[line_start..line_end];
+    let line_chars = line.chars().count();
+    if line_chars <= MAX_LINE_CHARS {
+        return (std::borrow::Cow::Borrowed(src), range);
+    }
+    let col = src[line_start..range.start].chars().count();
+    let width = MAX_LINE_CHARS - 6;
+    let first = col.saturating_sub(CONTEXT_BEFORE).min(line_chars - width);
+    let last = first + width;
+    let byte = |ch: usize| line.char_indices().nth(ch).map_or(line.len(), |(b, _)| b);
+    let (ws, we) = (line_start + byte(first), line_start + byte(last));
+    let prefix = if first > 0 { "..." } else { "" };
+    let suffix = if last < line_chars { "..." } else { "" };
+    let line_no = src[..line_start].matches('\n').count();
+    let mut text = "\n".repeat(line_no);
+    let base = text.len() + prefix.len();
+    text.push_str(prefix);
+    text.push_str(&src[ws..we]);
+    text.push_str(suffix);
+    text.push('\n');
+    let start = base + (range.start - ws);
+    let end = base + (range.end.clamp(range.start, we) - ws);
+    (std::borrow::Cow::Owned(text), start..end)
 }
 
 /// The source as shown in a snippet: every character that would not show as itself on a
@@ -212,6 +282,34 @@ mod tests {
             "  |\n2 |  cd e\n  |  ^^\n"
         );
         assert_eq!(plain_snippet("", 0..0), "  |\n1 | \n  | ^\n");
+    }
+
+    #[test]
+    fn long_lines_are_windowed_and_long_words_shortened() {
+        let name = "x".repeat(1000);
+        let src = format!("input a: [1, 2, 2]\nb = relu({name})  y\noutput b\n");
+        let d = Diagnostic::error(Span::new(28, 1028), format!("`{name}` is not defined"));
+        let out = render("m.conv", &src, &d);
+        assert!(out.len() < 600, "{out}");
+        let first = out.lines().next().unwrap();
+        assert_eq!(
+            first,
+            format!("m.conv:2:10: error: `{}...` is not defined", "x".repeat(32))
+        );
+        assert!(out.contains("2 | b = relu(xxx"), "{out}");
+        assert!(out.contains("x...\n"), "{out}");
+        // The caret under the token at the end of a long line.
+        let d = Diagnostic::error(Span::new(1031, 1032), "expected end of line");
+        let out = render("m.conv", &src, &d);
+        assert!(
+            out.starts_with("m.conv:2:1013: error: expected end of line\n"),
+            "{out}"
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        let (text, caret) = (lines[2], lines[3]);
+        assert!(text.starts_with("2 | ...") && text.ends_with('y'), "{out}");
+        assert_eq!(caret.find('^'), text.find('y'), "{out}");
+        assert!(shorten_words("a short message").eq("a short message"));
     }
 
     #[test]

@@ -301,6 +301,14 @@ impl Pass for Decompose {
             let ratio = vertical_ratio(g, n, &conv);
             let mut facts = Vec::new();
             for form in forms {
+                if geom.too_large(form) {
+                    let (count, rows, cols) = geom.matrices(form);
+                    report.notes.push(format!(
+                        "`{name}`: the {form} form is too large to factor ({count} matri{} of {rows}x{cols}); form skipped",
+                        if count == 1 { "x" } else { "ces" }
+                    ));
+                    continue;
+                }
                 match Factorization::new(form, geom, weights) {
                     Some(f) => facts.push(f),
                     None => report.notes.push(format!(

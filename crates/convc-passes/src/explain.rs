@@ -413,6 +413,15 @@ fn explain_one(g: &Graph, n: NodeIndex, conv: &Conv) -> ConvExplanation {
     }
     let mut facts = Vec::new();
     for form in forms {
+        if geom.too_large(form) {
+            let (count, rows, cols) = geom.matrices(form);
+            ex.notes.push(format!(
+                "the {form} form is not analysed: it is too large to factor ({count} matri{} of {rows}x{cols}, more than {} units of SVD work)",
+                if count == 1 { "x" } else { "ces" },
+                crate::factor::MAX_SVD_WORK
+            ));
+            continue;
+        }
         let Some(fact) = Factorization::new(form, geom, weights) else {
             continue;
         };

@@ -157,6 +157,16 @@ impl Geom {
             Form::DepthwiseSeparable => (self.c, self.og(), self.kh * self.kw),
         }
     }
+    /// The work of factoring a form, about the floating-point operations of its SVDs:
+    /// `count * rows * cols * min(rows, cols)`.
+    pub fn svd_work(&self, form: Form) -> u128 {
+        let (count, rows, cols) = self.matrices(form);
+        count as u128 * rows as u128 * cols as u128 * rows.min(cols) as u128
+    }
+    /// True when a form is too large to factor (see [`MAX_SVD_WORK`]).
+    pub fn too_large(&self, form: Form) -> bool {
+        self.svd_work(form) > MAX_SVD_WORK
+    }
     /// The largest rank a form can need: `min(rows, cols)` of its matrices.
     pub fn max_rank(&self, form: Form) -> usize {
         let (_, r, c) = self.matrices(form);
@@ -173,6 +183,12 @@ impl Geom {
         ((o * cg + c) * kh + i) * kw + j
     }
 }
+
+/// The most work ([`Geom::svd_work`]) spent on factoring one form of one conv: 2^32, a few
+/// seconds (a 1600 x 1600 matrix, e.g. a 3x3 conv with 512 input and output channels, is
+/// 2^32). Larger forms are skipped with a note, so that no conv makes a pass or `explain`
+/// run for hours: the work grows with the cube of the matrix size.
+pub const MAX_SVD_WORK: u128 = 1 << 32;
 
 /// The thin SVD of one matrix: `A = U diag(s) V^T`, singular values non-increasing.
 #[derive(Clone, Debug)]
@@ -248,11 +264,12 @@ pub struct Factorization {
 impl Factorization {
     /// Factorises `weights` (`[O, C/g, KH, KW]`, row-major) in `form` (singular values only;
     /// the singular vectors are computed when [`factors`](Self::factors) first needs them).
-    /// `None` when the weights do not fit the geometry, are not finite, or an SVD fails to
-    /// converge.
+    /// `None` when the weights do not fit the geometry, are not finite, the form is
+    /// [too large](Geom::too_large), or an SVD fails to converge.
     pub fn new(form: Form, geom: Geom, weights: &[f32]) -> Option<Factorization> {
         let (count, rows, cols) = geom.matrices(form);
         if weights.len() != geom.o * geom.cg() * geom.kh * geom.kw
+            || geom.too_large(form)
             || weights.iter().any(|w| !w.is_finite())
         {
             return None;

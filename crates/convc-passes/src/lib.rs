@@ -113,7 +113,10 @@ impl fmt::Display for PassError {
             }
             PassError::NoneWithOthers => f.write_str("`none` cannot be combined with other passes"),
             PassError::BadTolerance(t) => {
-                write!(f, "the tolerance must be a number at least 0, found {t}")
+                write!(
+                    f,
+                    "the tolerance must be a finite number at least 0, found {t}"
+                )
             }
             PassError::Invalid { pass, diagnostic } => write!(
                 f,

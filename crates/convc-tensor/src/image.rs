@@ -189,8 +189,31 @@ fn decode_error(e: png::DecodingError) -> DataError {
              its image at most {} float32 values)",
             DECODER_METADATA_LIMIT, MAX_READ_VALUES
         )),
-        other => DataError::new(format!("corrupt or unreadable PNG: {other}")),
+        other => DataError::new(format!(
+            "corrupt or unreadable PNG: {}",
+            tidy_decoder_message(&other.to_string())
+        )),
     }
+}
+
+/// The png crate's message with its debug-printed chunk types (`ChunkType { type: IHDR,
+/// critical: true, ... }`) shortened to the chunk's name (`IHDR`).
+fn tidy_decoder_message(msg: &str) -> String {
+    const OPEN: &str = "ChunkType { type: ";
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find(OPEN) {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + OPEN.len()..];
+        let name_end = after.find([',', ' ', '}']).unwrap_or(after.len());
+        out.push_str(&after[..name_end]);
+        rest = match after.find('}') {
+            Some(j) => &after[j + 1..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Writes a `[1, H, W]` tensor as an 8-bit gray PNG or a `[3, H, W]` tensor as 8-bit RGB: each

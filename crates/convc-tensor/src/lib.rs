@@ -7,6 +7,7 @@ pub mod filters;
 pub mod image;
 pub mod npy;
 pub mod random;
+pub mod read;
 pub mod st;
 pub mod write;
 

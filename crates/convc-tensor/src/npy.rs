@@ -150,7 +150,13 @@ pub fn read(bytes: &[u8]) -> Result<Tensor, DataError> {
 /// header would not fit in 1.0), with the header laid out and padded exactly as NumPy's
 /// `np.save` does, so the bytes equal NumPy's for the same array.
 pub fn write(t: &Tensor) -> Vec<u8> {
-    let shape = t.shape();
+    write_parts(t.shape(), t.data())
+}
+
+/// [`write`] for a shape and row-major values given apart (so a caller can write a tensor
+/// under another shape of the same element count without copying it). The caller guarantees
+/// that the shape's element count is `data.len()`.
+pub fn write_parts(shape: &[usize], data: &[f32]) -> Vec<u8> {
     let shape_repr = match shape {
         [] => "()".to_string(),
         [d] => format!("({d},)"),
@@ -178,7 +184,7 @@ pub fn write(t: &Tensor) -> Vec<u8> {
             (2u8, 4, build(4))
         }
     };
-    let mut out = Vec::with_capacity(8 + len_size + total + t.numel() * 4);
+    let mut out = Vec::with_capacity(8 + len_size + total + data.len() * 4);
     out.extend_from_slice(MAGIC);
     out.push(version);
     out.push(0);
@@ -190,7 +196,7 @@ pub fn write(t: &Tensor) -> Vec<u8> {
     out.extend_from_slice(header.as_bytes());
     out.resize(out.len() + total - header.len() - 1, b' ');
     out.push(b'\n');
-    for v in t.data() {
+    for v in data {
         out.extend_from_slice(&v.to_le_bytes());
     }
     out
