@@ -358,21 +358,53 @@ fn bench_profile_and_asm() {
 fn tolerance_truncates_and_reports() {
     let o = convc(&["dump", "specs/examples/classic_standard.conv"]);
     assert_eq!(o.status.code(), Some(0));
-    assert!(!stderr(&o).contains("decompose:"), "a full-rank conv must be left alone: {}", stderr(&o));
-    let o = convc(&["dump", "specs/examples/classic_standard.conv", "--tolerance", "0.5"]);
+    assert!(
+        !stderr(&o).contains("decompose:"),
+        "a full-rank conv must be left alone: {}",
+        stderr(&o)
+    );
+    let o = convc(&[
+        "dump",
+        "specs/examples/classic_standard.conv",
+        "--tolerance",
+        "0.5",
+    ]);
     assert_eq!(o.status.code(), Some(0));
     let err = stderr(&o);
-    assert!(err.contains("decompose: `features` ->") && err.contains("(truncated, lossy)"), "{err}");
-    assert!(stdout(&o).contains("features.pw") || stdout(&o).contains("features.h"), "{}", stdout(&o));
+    assert!(
+        err.contains("decompose: `features` ->") && err.contains("(truncated, lossy)"),
+        "{err}"
+    );
+    assert!(
+        stdout(&o).contains("features.pw") || stdout(&o).contains("features.h"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
 fn explain_one_layer_and_errors() {
-    let out = ok(&["explain", "specs/examples/resnet_block.conv", "--layer", "conv1"]);
-    assert!(out.contains("layer `conv1`") && !out.contains("layer `conv2`"), "{out}");
-    let o = convc(&["explain", "specs/examples/resnet_block.conv", "--layer", "nope"]);
+    let out = ok(&[
+        "explain",
+        "specs/examples/resnet_block.conv",
+        "--layer",
+        "conv1",
+    ]);
+    assert!(
+        out.contains("layer `conv1`") && !out.contains("layer `conv2`"),
+        "{out}"
+    );
+    let o = convc(&[
+        "explain",
+        "specs/examples/resnet_block.conv",
+        "--layer",
+        "nope",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
     let out = ok(&["explain", "specs/bench/blur7.conv"]);
-    assert!(out.contains("asymmetric") && out.contains("r >= 1"), "{out}");
+    assert!(
+        out.contains("asymmetric") && out.contains("r >= 1"),
+        "{out}"
+    );
 }

@@ -263,6 +263,16 @@ fn several_inputs_by_name() {
         1,
         "size `W` is 5",
     );
+    fails(
+        &[
+            "run",
+            s(&spec),
+            &format!("a={}", s(&pa)),
+            &format!("b={}", s(&pb)),
+        ],
+        1,
+        "input `b` from `",
+    );
 }
 
 #[test]
@@ -481,5 +491,19 @@ fn optimised_and_unoptimised_runs_agree() {
         stderr(&o).contains("decompose: `blurred` -> asymmetric rank 1"),
         "{}",
         stderr(&o)
+    );
+}
+
+#[test]
+fn pass_options_are_checked_before_files() {
+    fails(
+        &["run", "missing.conv", "x.png", "--passes", "foo"],
+        2,
+        "unknown pass `foo`",
+    );
+    fails(
+        &["bench", "missing.conv", "--passes", "foo"],
+        2,
+        "unknown pass `foo`",
     );
 }

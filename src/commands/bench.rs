@@ -1,5 +1,6 @@
 //! `convc bench`: compile time, median time per image, GFLOP/s.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -50,6 +51,7 @@ pub fn run(a: BenchArgs<'_>) -> Result<(), Failure> {
             "error: --profile times the JIT's kernels: use it with --backend jit".into(),
         ));
     }
+    driver::selected_passes(a.passes)?;
     let mut model = driver::load_model(a.model)?;
     driver::bind_size(&mut model, a.size)?;
     let written = cost::total_macs(&model.graph);
@@ -89,7 +91,13 @@ pub fn run(a: BenchArgs<'_>) -> Result<(), Failure> {
     engine.run(&inputs)?;
     let mut times = Vec::new();
     let start = Instant::now();
-    while times.len() < 5 || (start.elapsed() < a.min_time && times.len() < 10_000) {
+    // At least 5 runs and `min_time`, but a slow network (a run longer than `min_time`) stops
+    // after the first runs that fill 5 x `min_time` (at least one run).
+    let slow_cap = a.min_time.max(Duration::from_secs(1)) * 5;
+    while times.is_empty()
+        || (times.len() < 5 && start.elapsed() < slow_cap)
+        || (start.elapsed() < a.min_time && times.len() < 10_000)
+    {
         let t = Instant::now();
         let out = engine.run(&inputs)?;
         times.push(t.elapsed().as_secs_f64());
@@ -125,29 +133,33 @@ pub fn run(a: BenchArgs<'_>) -> Result<(), Failure> {
             "gflops": gflops(written),
             "gflops_executed": gflops(executed),
         });
-        println!("{v}");
-        return Ok(());
+        return driver::out(&format!("{v}\n"));
     }
-    println!(
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
         "{}: batch {}, {} thread{}, backend {backend}",
         a.model.display(),
         a.batch,
         threads,
         if threads == 1 { "" } else { "s" }
     );
-    println!(
+    let _ = writeln!(
+        text,
         "  time        {:.3} ms/image (median of {} runs; best {:.3} ms)",
         median * 1e3,
         times.len(),
         min * 1e3
     );
-    println!(
+    let _ = writeln!(
+        text,
         "  compile     {:.2} ms (passes {:.2} ms, code generation {:.2} ms)",
         (passes_time + compile_time).as_secs_f64() * 1e3,
         passes_time.as_secs_f64() * 1e3,
         compile_time.as_secs_f64() * 1e3
     );
-    println!(
+    let _ = writeln!(
+        text,
         "  throughput  {:.1} GFLOP/s on the network as written ({} MACs/image); {:.1} GFLOP/s executed ({} MACs/image)",
         gflops(written),
         cost::human(written),
@@ -157,8 +169,12 @@ pub fn run(a: BenchArgs<'_>) -> Result<(), Failure> {
     if let Some(rows) = profile {
         let total: f64 = rows.iter().map(|r| r.ms).sum();
         let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
-        println!("  profile (median ms per image of each fused kernel group):");
-        println!(
+        let _ = writeln!(
+            text,
+            "  profile (median ms per image of each fused kernel group):"
+        );
+        let _ = writeln!(
+            text,
             "    {:<w$}  {:>9}  {:>6}  {:>9}  {:>8}",
             "step", "ms", "share", "MACs", "GFLOP/s"
         );
@@ -168,7 +184,8 @@ pub fn run(a: BenchArgs<'_>) -> Result<(), Failure> {
             } else {
                 "-".into()
             };
-            println!(
+            let _ = writeln!(
+                text,
                 "    {:<w$}  {:>9.3}  {:>5.1}%  {:>9}  {:>8}",
                 r.name,
                 r.ms,
@@ -178,7 +195,7 @@ pub fn run(a: BenchArgs<'_>) -> Result<(), Failure> {
             );
         }
     }
-    Ok(())
+    driver::out(&text)
 }
 
 /// One fused step's share of a run.

@@ -34,6 +34,7 @@ pub fn run(a: RunArgs<'_>) -> Result<(), Failure> {
     for o in a.outputs {
         data::check_output_path(o)?;
     }
+    driver::selected_passes(a.passes)?;
     let mut model = driver::load_model(a.model)?;
     driver::bind_size(&mut model, a.size)?;
     if a.outputs.len() > model.graph.outputs.len() {
@@ -107,7 +108,19 @@ pub fn run(a: RunArgs<'_>) -> Result<(), Failure> {
         .iter()
         .map(|t| (t.shape()[2], t.shape()[3]))
         .collect();
-    let b = shape::bind_inputs(g, &sizes).map_err(input_err)?;
+    let b = shape::bind_inputs(g, &sizes).map_err(|m| {
+        // Name the files, so the user knows which one to fix.
+        let from: Vec<String> = g
+            .inputs
+            .iter()
+            .zip(&files)
+            .map(|(&n, f)| {
+                let paths: Vec<String> = f.iter().map(|p| format!("`{}`", p.display())).collect();
+                format!("input `{}` from {}", g.node(n).name, paths.join(", "))
+            })
+            .collect();
+        input_err(format!("{m} ({})", from.join("; ")))
+    })?;
     let conc = shape::concretize(g, &b).map_err(|d| model.fail(&d))?;
     driver::check_memory(g, &conc, n0)?;
 
@@ -122,7 +135,7 @@ pub fn run(a: RunArgs<'_>) -> Result<(), Failure> {
     let squeeze = !batched;
     if a.outputs.is_empty() {
         for (i, t) in outs.iter().enumerate() {
-            print!("{}", data::summary(&out_names[i], t, squeeze));
+            driver::out(&data::summary(&out_names[i], t, squeeze))?;
         }
         return Ok(());
     }
