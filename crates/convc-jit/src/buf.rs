@@ -33,6 +33,10 @@ impl AlignedBuf {
         unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<f32>(), self.len) }
     }
 
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
     pub fn as_ptr(&self) -> *const f32 {
         self.lines.as_ptr().cast::<f32>()
     }

@@ -12,13 +12,17 @@ use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 
 use crate::spec::{
-    Act, ConvSpec, EltSpec, Ep, KernelSpec, PoolSpec, SLOT_IN, SLOT_OUT, SLOT_W, vectors_for,
+    Act, ConvSpec, EltSpec, Ep, KernelSpec, PoolSpec, SLOT_IN, SLOT_OUT, SLOT_ROWBUF, SLOT_W,
+    SLOT_WA, SepSpec, TAP_UNROLL, vectors_for,
 };
 
 const PTR: Type = types::I64;
 const F32: Type = types::F32;
 const F64: Type = types::F64;
 const F32X4: Type = types::F32X4;
+
+/// Vector constants a kernel may use (activation bounds, zero, 1/n).
+const POOL_VECTORS: usize = 16;
 
 /// Stores and loads of buffers the kernel writes: they never trap (the planner sizes every buffer).
 fn rw() -> MemFlagsData {
@@ -70,10 +74,12 @@ pub(crate) fn build(
         b,
         call_conv,
         tables: Vec::new(),
-        table: None,
+        pool: None,
+        pool_used: 0,
     };
     match spec {
         KernelSpec::Conv(s) => e.conv(s, bufs, start, end),
+        KernelSpec::Sep(s) => e.sep(s, bufs, start, end),
         KernelSpec::Elt(s) => e.elt(s, bufs, start, end),
         KernelSpec::Pool(p) => e.pool(p, bufs, start, end),
         KernelSpec::Gap { c: _, hw } => e.gap(*hw, bufs, start, end),
@@ -95,8 +101,9 @@ struct Em<'a> {
     call_conv: CallConv,
     /// Constant tables the code points into (moved out to the caller, which keeps them alive).
     tables: Vec<Box<[i64]>>,
-    /// The tap table of this kernel, once made.
-    table: Option<usize>,
+    /// Index in `tables` of the vector constant pool, once made, and its entries in use.
+    pool: Option<usize>,
+    pool_used: usize,
 }
 
 impl Em<'_> {
@@ -179,13 +186,50 @@ impl Em<'_> {
         self.b.switch_to_block(exit);
     }
 
+    /// Zero of `ty`.
+    fn zero(&mut self, ty: Type) -> Value {
+        self.splat(ty, 0.0)
+    }
+
+    /// `x` in every lane of `ty`. A vector constant is loaded from the kernel's constant pool
+    /// where it is used (a load without `can_move`, so it is not hoisted and kept live in a
+    /// register across the hot loops; `vxorps`-style materialisation would be hoisted).
     fn splat(&mut self, ty: Type, x: f32) -> Value {
-        let s = self.b.ins().f32const(x);
         if ty == F32 {
-            s
-        } else {
-            self.b.ins().splat(ty, s)
+            return self.b.ins().f32const(x);
         }
+        let (addr, off) = self.pool_entry(x);
+        let a = self.b.ins().iconst(PTR, addr as i64);
+        self.b.ins().load(ty, rd(), a, off)
+    }
+
+    /// The address of the constant pool and the byte offset of the splat of `x` in it.
+    fn pool_entry(&mut self, x: f32) -> (usize, i32) {
+        let bits = u64::from(x.to_bits());
+        let pair = (bits | (bits << 32)) as i64;
+        let t = match self.pool {
+            Some(t) => t,
+            None => {
+                self.tables
+                    .push(vec![0i64; 2 * POOL_VECTORS].into_boxed_slice());
+                let t = self.tables.len() - 1;
+                self.pool = Some(t);
+                t
+            }
+        };
+        let pool = &mut self.tables[t];
+        let used = &mut self.pool_used;
+        let i = match pool[..2 * *used].chunks(2).position(|c| c[0] == pair) {
+            Some(i) => i,
+            None => {
+                assert!(*used < POOL_VECTORS, "internal error: constant pool full");
+                pool[2 * *used] = pair;
+                pool[2 * *used + 1] = pair;
+                *used += 1;
+                *used - 1
+            }
+        };
+        (pool.as_ptr() as usize, (i * 16) as i32)
     }
 
     fn call_scalar(&mut self, f: extern "C" fn(f32) -> f32, x: Value) -> Value {
@@ -278,10 +322,10 @@ impl Em<'_> {
                 Ep::Affine { scale, .. } => {
                     let Some(p) = ptrs.ptr[i] else { continue };
                     if scale {
-                        let s = self.b.ins().load(ty, konst(), p, pofs);
+                        let s = self.b.ins().load(ty, rd(), p, pofs);
                         v = self.b.ins().fmul(v, s);
                     }
-                    let t = self.b.ins().load(ty, konst(), p, pofs + 16);
+                    let t = self.b.ins().load(ty, rd(), p, pofs + 16);
                     v = self.b.ins().fadd(v, t);
                 }
                 Ep::Add { .. } => {
@@ -308,20 +352,36 @@ impl Em<'_> {
     // ---------------------------------------------------------------- convolution
 
     fn conv(&mut self, s: &ConvSpec, bufs: Value, start: Value, end: Value) {
-        let out = self.slot(bufs, SLOT_OUT);
-        let inp = self.slot(bufs, SLOT_IN);
-        let w = self.slot(bufs, SLOT_W);
-        let ep_base = self.ep_slots(&s.ep, bufs);
         let nb = s.nb();
         let plane = s.oh * s.ow;
         let taps = s.taps();
         let rem = s.og % s.ocb;
         self.for_dyn(start, end, &mut |e, it| {
-            let (gb, oy) = if s.row_major {
-                let (oy, gb) = e.divrem(it, s.groups * nb);
-                (gb, oy)
+            // The buffer pointers, loaded per item (not kept in registers across the loops:
+            // general registers are short in the reduction).
+            let out = e.b.ins().load(PTR, rd(), bufs, (SLOT_OUT * 8) as i32);
+            let inp = e.b.ins().load(PTR, rd(), bufs, (SLOT_IN * 8) as i32);
+            let w = e.b.ins().load(PTR, rd(), bufs, (SLOT_W * 8) as i32);
+            let ep_base: Vec<Option<Value>> =
+                s.ep.iter()
+                    .map(|st| match *st {
+                        Ep::Affine { slot, .. } | Ep::Add { slot } => {
+                            Some(e.b.ins().load(PTR, rd(), bufs, (slot * 8) as i32))
+                        }
+                        Ep::Act(_) => None,
+                    })
+                    .collect();
+            let (gb, rg) = if s.row_major {
+                let (rg, gb) = e.divrem(it, s.groups * nb);
+                (gb, rg)
             } else {
-                e.divrem(it, s.oh)
+                e.divrem(it, s.row_groups())
+            };
+            // First output row of the item's group of `s.rows` rows.
+            let oy = if s.rows == 1 {
+                rg
+            } else {
+                e.b.ins().imul_imm_s(rg, s.rows as i64)
             };
             let (g, bb) = e.divrem(gb, nb);
             // First output channel of the block: g*og + bb*ocb.
@@ -332,7 +392,7 @@ impl Em<'_> {
             let in_base = e.offset(in_g, oy, s.sh * s.row_stride * 4);
             let out_c = e.offset(out, o0, plane * 4);
             let out_row = e.offset(out_c, oy, s.ow * 4);
-            let w_blk = e.offset(w, gb, taps * s.ocb * 16);
+            let w_blk = e.offset(w, gb, taps * s.tap_bytes(s.ocb));
             let mut ptrs = EpPtrs { ptr: Vec::new() };
             let mut res_row = Vec::new();
             for (i, step) in s.ep.iter().enumerate() {
@@ -362,9 +422,166 @@ impl Em<'_> {
                 w_blk,
                 ptrs,
                 res_row,
+                count: None,
             };
+            let last_rows = s.oh - (s.row_groups() - 1) * s.rows;
+            if s.rows > 1 && last_rows < s.rows {
+                // The last row group is shorter: its own code.
+                let short = e.b.create_block();
+                let full = e.b.create_block();
+                let join = e.b.create_block();
+                let is_last =
+                    e.b.ins()
+                        .icmp_imm_s(IntCC::Equal, rg, (s.row_groups() - 1) as i64);
+                e.b.ins().brif(is_last, short, &[], full, &[]);
+                e.b.switch_to_block(full);
+                e.conv_rows(s, &row, rem, nb, bb, s.rows);
+                e.b.ins().jump(join, &[]);
+                e.b.switch_to_block(short);
+                e.conv_rows(s, &row, rem, nb, bb, last_rows);
+                e.b.ins().jump(join, &[]);
+                e.b.switch_to_block(join);
+            } else {
+                e.conv_rows(s, &row, rem, nb, bb, s.rows);
+            }
+        });
+    }
+
+    /// A fused vertical + horizontal conv ([`SepSpec`]): one item per (group of `b`, output
+    /// row of `b`).
+    fn sep(&mut self, s: &SepSpec, bufs: Value, start: Value, end: Value) {
+        let (a, bs) = (&s.a, &s.b);
+        let rb = bs.chan_stride;
+        // The buffer's borders are `b`'s zero padding: `a`'s rows never write them.
+        let rowbuf = self.b.ins().load(PTR, rd(), bufs, (SLOT_ROWBUF * 8) as i32);
+        let zero = self.b.ins().f32const(0.0);
+        for ci in 0..bs.cg {
+            for x in (0..s.pl).chain(s.pl + a.ow..rb) {
+                self.b
+                    .ins()
+                    .store(rw(), zero, rowbuf, ((ci * rb + x) * 4) as i32);
+            }
+        }
+        // Per output row of `b`: where `a`'s window starts in the input (bytes from the
+        // channel), where its weights start (the first valid tap) and how many taps are valid.
+        let abytes = a.tap_bytes(1);
+        let mut t = Vec::with_capacity(3 * bs.oh);
+        for oy in 0..bs.oh {
+            let r = oy * bs.sh;
+            let (i0, n) = s.valid_taps(r);
+            let y0 = (r * a.sh + i0 * a.dh) as i64 - s.pt as i64;
+            t.extend_from_slice(&[
+                y0 * (a.row_stride * 4) as i64,
+                (i0 * abytes) as i64,
+                n as i64,
+            ]);
+        }
+        let t: Box<[i64]> = t.into_boxed_slice();
+        let taddr = t.as_ptr() as i64;
+        self.tables.push(t);
+        let nb = bs.nb();
+        let plane_b = bs.oh * bs.ow;
+        self.for_dyn(start, end, &mut |e, it| {
+            let (gb, oy) = e.divrem(it, bs.oh);
+            let ld = |e: &mut Self, slot: usize| e.b.ins().load(PTR, rd(), bufs, (slot * 8) as i32);
+            let out = ld(e, SLOT_OUT);
+            let inp = ld(e, SLOT_IN);
+            let wb = ld(e, SLOT_W);
+            let rowbuf = ld(e, SLOT_ROWBUF);
+            let wa = ld(e, SLOT_WA);
+            let tab = e.b.ins().iconst(PTR, taddr);
+            let trow = e.offset(tab, oy, 24);
+            let in_off = e.b.ins().load(PTR, konst(), trow, 0);
+            let w_off = e.b.ins().load(PTR, konst(), trow, 8);
+            let cnt = e.b.ins().load(PTR, konst(), trow, 16);
+            // `a`'s rows of the channels this group of `b` reads, into the row buffer.
+            for ci in 0..bs.cg {
+                let c = e.b.ins().imul_imm_s(gb, bs.cg as i64);
+                let c = e.b.ins().iadd_imm_s(c, ci as i64);
+                let (ga, _) = e.divrem(c, a.og);
+                let in_c = e.offset(inp, ga, a.chan_stride * 4);
+                let in_base = e.b.ins().iadd(in_c, in_off);
+                let w_c = e.offset(wa, c, a.kh * abytes);
+                let w_blk = e.b.ins().iadd(w_c, w_off);
+                let out_row = e.b.ins().iadd_imm_s(rowbuf, ((ci * rb + s.pl) * 4) as i64);
+                let mut ptrs = EpPtrs { ptr: Vec::new() };
+                for st in &a.ep {
+                    ptrs.ptr.push(match *st {
+                        Ep::Affine { slot, .. } => {
+                            let p = ld(e, slot);
+                            Some(e.offset(p, c, 32))
+                        }
+                        _ => None,
+                    });
+                }
+                let row = Row {
+                    in_base,
+                    out_row,
+                    w_blk,
+                    ptrs,
+                    res_row: vec![None; a.ep.len()],
+                    count: Some(cnt),
+                };
+                e.conv_row(a, &row, 1, 1);
+            }
+            // `b`'s blocks from the row buffer.
+            for bb in 0..nb {
+                let ocb = bs.ocb.min(bs.og - bb * bs.ocb);
+                let o0 = e.b.ins().imul_imm_s(gb, bs.og as i64);
+                let o0 = e.b.ins().iadd_imm_s(o0, (bb * bs.ocb) as i64);
+                let out_c = e.offset(out, o0, plane_b * 4);
+                let out_row = e.offset(out_c, oy, bs.ow * 4);
+                let blk = e.b.ins().imul_imm_s(gb, nb as i64);
+                let blk = e.b.ins().iadd_imm_s(blk, bb as i64);
+                let w_blk = e.offset(wb, blk, bs.taps() * bs.tap_bytes(bs.ocb));
+                let mut ptrs = EpPtrs { ptr: Vec::new() };
+                let mut res_row = Vec::new();
+                for st in &bs.ep {
+                    match *st {
+                        Ep::Affine { slot, .. } => {
+                            let p = ld(e, slot);
+                            ptrs.ptr.push(Some(e.offset(p, o0, 32)));
+                            res_row.push(None);
+                        }
+                        Ep::Add { slot } => {
+                            let p = ld(e, slot);
+                            let rc = e.offset(p, o0, plane_b * 4);
+                            ptrs.ptr.push(None);
+                            res_row.push(Some(e.offset(rc, oy, bs.ow * 4)));
+                        }
+                        Ep::Act(_) => {
+                            ptrs.ptr.push(None);
+                            res_row.push(None);
+                        }
+                    }
+                }
+                let row = Row {
+                    in_base: rowbuf,
+                    out_row,
+                    w_blk,
+                    ptrs,
+                    res_row,
+                    count: None,
+                };
+                e.conv_row(bs, &row, ocb, 1);
+            }
+        });
+    }
+
+    /// `rows` output rows of the block `bb` (of `nb`; the last has `rem` channels if not 0).
+    fn conv_rows(
+        &mut self,
+        s: &ConvSpec,
+        row: &Row,
+        rem: usize,
+        nb: usize,
+        bb: Value,
+        rows: usize,
+    ) {
+        let e = self;
+        {
             if rem == 0 {
-                e.conv_row(s, &row, s.ocb);
+                e.conv_row(s, row, s.ocb, rows);
             } else {
                 let part = e.b.create_block();
                 let full = e.b.create_block();
@@ -372,26 +589,60 @@ impl Em<'_> {
                 let is_last = e.b.ins().icmp_imm_s(IntCC::Equal, bb, (nb - 1) as i64);
                 e.b.ins().brif(is_last, part, &[], full, &[]);
                 e.b.switch_to_block(full);
-                e.conv_row(s, &row, s.ocb);
+                e.conv_row(s, row, s.ocb, rows);
                 e.b.ins().jump(join, &[]);
                 e.b.switch_to_block(part);
-                e.conv_row(s, &row, rem);
+                e.conv_row(s, row, rem, rows);
                 e.b.ins().jump(join, &[]);
                 e.b.switch_to_block(join);
             }
-        });
+        }
     }
 
     /// One output row of a block of `ocb` output channels: column segments of `nv` vectors.
-    fn conv_row(&mut self, s: &ConvSpec, row: &Row, ocb: usize) {
-        let v = vectors_for(ocb);
+    fn conv_row(&mut self, s: &ConvSpec, row: &Row, ocb: usize, rows: usize) {
+        let v = vectors_for(ocb, s.fma);
+        if s.rows > 1 {
+            // Short rows, packed: the vectors of `rows` rows (each row's last one ending at
+            // its end, overlapping the one before), `v` at a time.
+            let mut cols: Vec<usize> = (0..s.ow / 4).map(|i| 4 * i).collect();
+            if !s.ow.is_multiple_of(4) {
+                cols.push(s.ow - 4);
+            }
+            let pos: Vec<(i32, i32)> = (0..rows)
+                .flat_map(|r| {
+                    cols.iter().map(move |&c| {
+                        (
+                            ((r * s.sh * s.row_stride + c) * 4) as i32,
+                            ((r * s.ow + c) * 4) as i32,
+                        )
+                    })
+                })
+                .collect();
+            for chunk in pos.chunks(v) {
+                self.conv_chunk(s, row, ocb, chunk);
+            }
+            return;
+        }
         let n_main = s.ow / (4 * v);
         let mut x = 0;
         if n_main > 0 {
             self.conv_segment(s, row, ocb, x, n_main, v, 4);
             x = n_main * 4 * v;
         }
-        let nv = (s.ow - x) / 4;
+        // The rest: whole vectors ending at the row's end, overlapping the columns before
+        // (computed twice, to the same values, by the same thread), or scalars on a row
+        // narrower than that.
+        let rest = s.ow - x;
+        if rest == 0 {
+            return;
+        }
+        let nv = rest.div_ceil(4);
+        if s.ow >= 4 * nv {
+            self.conv_segment(s, row, ocb, s.ow - 4 * nv, 1, nv, 4);
+            return;
+        }
+        let nv = rest / 4;
         if nv > 0 {
             self.conv_segment(s, row, ocb, x, 1, nv, 4);
             x += nv * 4;
@@ -418,7 +669,8 @@ impl Em<'_> {
         let plane4 = (s.oh * s.ow * 4) as i32;
         self.for_count(first, count, (nv * lanes * 4) as i64, &mut |e, xoff| {
             let seg_in = e.b.ins().iadd(row.in_base, xoff);
-            let accs = e.reduction(s, seg_in, row.w_blk, ocb, nv, lanes, ty);
+            let offs: Vec<i32> = (0..nv).map(|k| (k * lanes * 4) as i32).collect();
+            let accs = e.reduction(s, seg_in, row.w_blk, row.count, ocb, &offs, lanes, ty);
             let out_seg = e.b.ins().iadd(row.out_row, xoff);
             let res: Vec<Option<Value>> = row
                 .res_row
@@ -436,23 +688,60 @@ impl Em<'_> {
         });
     }
 
+    /// Vectors at explicit (input, output) byte offsets from the item's row pointers.
+    fn conv_chunk(&mut self, s: &ConvSpec, row: &Row, ocb: usize, pos: &[(i32, i32)]) {
+        let nv = pos.len();
+        let offs: Vec<i32> = pos.iter().map(|p| p.0).collect();
+        let accs = self.reduction(s, row.in_base, row.w_blk, row.count, ocb, &offs, 4, F32X4);
+        let plane4 = (s.oh * s.ow * 4) as i32;
+        for j in 0..ocb {
+            for (k, &(_, o)) in pos.iter().enumerate() {
+                let a = self.b.use_var(accs[j * nv + k]);
+                let off = j as i32 * plane4 + o;
+                let v = self.epilogue(
+                    &s.ep,
+                    &row.ptrs,
+                    F32X4,
+                    a,
+                    (j * 32) as i32,
+                    &row.res_row,
+                    off,
+                );
+                self.b.ins().store(rw(), v, row.out_row, off);
+            }
+        }
+    }
+
     /// The reduction over the taps (c, kh, kw) into `ocb * nv` accumulators, returned as
     /// variables: one tap per loop iteration. The input offset of each tap comes from a table
     /// baked into the kernel; the weights advance by one block row per tap. (With several
     /// taps per iteration, Cranelift's elaboration computes one accumulator's whole chain at a
-    /// time, keeping every tap's inputs live, and spills.)
+    /// time, keeping every tap's inputs live, and spills; separating the taps by blocks does
+    /// not survive `remove_constant_phis`.)
+    ///
+    /// With FMA, every multiply-add broadcasts its own copy of the weight (`vbroadcastss` from
+    /// memory: a load-port uop) into a fresh register and accumulates into it with
+    /// `vfmadd213ps`. Cranelift has only the 213/132 forms, which overwrite a multiplicand, so
+    /// a shared weight register would need a copy per FMA. The accumulators move one register
+    /// per FMA, which costs a rotation of register moves (eliminated at rename) on the back edge.
+    /// The weights are packed `wdup` times for that (each copy is a distinct load; identical
+    /// loads would be merged into one value used several times). The loop tests at the top, so
+    /// that each new accumulator has a single use (the back edge) and the weight loads can sink
+    /// into their broadcasts.
     #[allow(clippy::too_many_arguments)]
     fn reduction(
         &mut self,
         s: &ConvSpec,
         seg_in: Value,
         w_blk: Value,
+        count: Option<Value>,
         ocb: usize,
-        nv: usize,
+        in_offs: &[i32],
         lanes: usize,
         ty: Type,
     ) -> Vec<Variable> {
-        let zero = self.splat(ty, 0.0);
+        let nv = in_offs.len();
+        let zero = self.zero(ty);
         let accs: Vec<Variable> = (0..ocb * nv)
             .map(|_| {
                 let v = self.b.declare_var(ty);
@@ -460,59 +749,123 @@ impl Em<'_> {
                 v
             })
             .collect();
-        let table = self.tap_table(s);
+        // Loop-carried: the input pointer, the weight pointer and the offset to the next
+        // tap's input, read from the weight stream (0 after the last tap: the loop ends).
+        // Three general registers. The row pointers enter the loop as block arguments, so
+        // they are computed before it (used only inside, Cranelift would compute them inside).
+        //
+        // With FMA the loop runs two taps per iteration, in one block: the accumulators move
+        // one register per FMA (see above), and the back edge puts them back once per two
+        // taps. An odd tap count runs its first tap before the loop.
+        let wstep = s.tap_bytes(ocb) as i64;
+        // A fresh broadcast per FMA with several channels per block; one shared per tap with
+        // one channel (see `spec::weight_dup`), or without FMA.
+        let fresh = s.fma && lanes == 4 && ocb > 1;
+        let shared_fma = s.fma && lanes == 4 && ocb == 1;
+        let unroll = if (fresh || shared_fma) && count.is_none() {
+            TAP_UNROLL
+        } else {
+            1
+        };
+        let pvar = self.b.declare_var(PTR);
+        self.b.def_var(pvar, seg_in);
         let wvar = self.b.declare_var(PTR);
         self.b.def_var(wvar, w_blk);
-        self.for_count(table, s.taps(), 8, &mut |e, tp| {
-            let off = e.b.ins().load(PTR, konst(), tp, 0);
-            let p = e.b.ins().iadd(seg_in, off);
-            let wp = e.b.use_var(wvar);
-            let ins: Vec<Value> = (0..nv)
-                .map(|k| e.b.ins().load(ty, konst(), p, (k * lanes * 4) as i32))
+        // `dvar`: the sentinel (the last offset read), or the taps left with a run-time count.
+        let dvar = self.b.declare_var(PTR);
+        let one = self.iconst(1);
+        self.b.def_var(dvar, count.unwrap_or(one));
+        // One tap at (p, wp): updates the accumulators, returns the offset to the next tap.
+        let tap = |e: &mut Self, p: Value, wp: Value, wofs: i32| -> Value {
+            // Pure loads (the input is not written during the kernel): placed at their first
+            // use, so with one output channel per block each sinks into its FMA.
+            let ins: Vec<Value> = in_offs
+                .iter()
+                .map(|&o| e.b.ins().load(ty, konst(), p, o))
                 .collect();
             for j in 0..ocb {
-                let wv = e.b.ins().load(ty, konst(), wp, (j * 16) as i32);
+                let mut shared = None;
                 for (k, &x) in ins.iter().enumerate() {
-                    let var = accs[j * nv + k];
-                    let a = e.b.use_var(var);
-                    let r = if s.fma {
-                        e.b.ins().fma(x, wv, a)
+                    let a = e.b.use_var(accs[j * nv + k]);
+                    let r = if fresh {
+                        let wv = e.wload(ty, wp, wofs + (8 + (j * s.wdup() + k) * 4) as i32);
+                        e.b.ins().fma(wv, x, a)
+                    } else if shared_fma {
+                        let wv = match shared {
+                            Some(w) => w,
+                            None => {
+                                let w = e.wload(ty, wp, wofs + (8 + j * s.wdup() * 4) as i32);
+                                shared = Some(w);
+                                w
+                            }
+                        };
+                        e.b.ins().fma(wv, x, a)
                     } else {
+                        let wv = match shared {
+                            Some(w) => w,
+                            None => {
+                                let w = e.wload(ty, wp, wofs + (8 + j * s.wdup() * 4) as i32);
+                                shared = Some(w);
+                                w
+                            }
+                        };
                         let m = e.b.ins().fmul(x, wv);
                         e.b.ins().fadd(a, m)
                     };
-                    e.b.def_var(var, r);
+                    e.b.def_var(accs[j * nv + k], r);
                 }
             }
-            let wp2 = e.b.ins().iadd_imm_s(wp, (ocb * 16) as i64);
-            e.b.def_var(wvar, wp2);
-        });
+            e.b.ins().load(PTR, konst(), wp, wofs)
+        };
+        if count.is_none() && unroll > 1 && !s.taps().is_multiple_of(unroll) {
+            let p = self.b.use_var(pvar);
+            let d = tap(self, p, w_blk, 0);
+            let p2 = self.b.ins().iadd(p, d);
+            self.b.def_var(pvar, p2);
+            let w2 = self.b.ins().iadd_imm_s(w_blk, wstep);
+            self.b.def_var(wvar, w2);
+            self.b.def_var(dvar, d);
+        }
+        let head = self.b.create_block();
+        let body = self.b.create_block();
+        let exit = self.b.create_block();
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(head);
+        let dprev = self.b.use_var(dvar);
+        self.b.ins().brif(dprev, body, &[], exit, &[]);
+        self.b.switch_to_block(body);
+        let wp = self.b.use_var(wvar);
+        let mut p = self.b.use_var(pvar);
+        let mut d = p;
+        for u in 0..unroll {
+            d = tap(self, p, wp, (u as i64 * wstep) as i32);
+            if count.is_some() {
+                p = self.b.ins().iadd_imm_s(p, (s.dh * s.row_stride * 4) as i64);
+            } else {
+                p = self.b.ins().iadd(p, d);
+            }
+        }
+        if count.is_some() {
+            let left = self.b.use_var(dvar);
+            d = self.b.ins().iadd_imm_s(left, -1);
+        }
+        self.b.def_var(pvar, p);
+        self.b.def_var(dvar, d);
+        let wp2 = self.b.ins().iadd_imm_s(wp, wstep * unroll as i64);
+        self.b.def_var(wvar, wp2);
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(exit);
         accs
     }
 
-    /// The address of the table of byte offsets of every tap (c, kh, kw) in the input buffer
-    /// relative to the first tap, created once per kernel and kept alive by the caller.
-    fn tap_table(&mut self, s: &ConvSpec) -> Value {
-        if self.table.is_none() {
-            let mut t = Vec::with_capacity(s.taps());
-            for c in 0..s.cg {
-                for i in 0..s.kh {
-                    for j in 0..s.kw {
-                        let x = j * s.dw;
-                        let off = c * s.chan_stride
-                            + i * s.dh * s.row_stride
-                            + (x % s.sw) * s.wq
-                            + x / s.sw;
-                        t.push((off * 4) as i64);
-                    }
-                }
-            }
-            let t: Box<[i64]> = t.into_boxed_slice();
-            self.table = Some(t.as_ptr() as usize);
-            self.tables.push(t);
+    /// A weight (scalar in memory) as a value of `ty`: `vbroadcastss` from memory for vectors.
+    fn wload(&mut self, ty: Type, wp: Value, off: i32) -> Value {
+        let w = self.b.ins().load(F32, konst(), wp, off);
+        if ty == F32 {
+            w
+        } else {
+            self.b.ins().splat(ty, w)
         }
-        let addr = self.table.unwrap_or(0);
-        self.b.ins().iconst(PTR, addr as i64)
     }
 
     // ---------------------------------------------------------------- elementwise
@@ -832,4 +1185,7 @@ struct Row {
     w_blk: Value,
     ptrs: EpPtrs,
     res_row: Vec<Option<Value>>,
+    /// A tap count known only at run time (a fused vertical conv's border rows): the taps are
+    /// then vertical, a constant `dh * row_stride` apart, and run one per iteration.
+    count: Option<Value>,
 }

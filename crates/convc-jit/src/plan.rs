@@ -14,7 +14,7 @@ use convc_ir::{BatchNorm, Conv, Graph, NodeIndex, Op, Pool, PoolKind};
 
 use crate::JitError;
 use crate::buf::AlignedBuf;
-use crate::spec::{Act, ConvSpec, EltSpec, Ep, KernelSpec, PoolSpec, SLOT_EXTRA};
+use crate::spec::{Act, ConvSpec, EltSpec, Ep, KernelSpec, PoolSpec, SLOT_EXTRA, SepSpec};
 
 /// Where the value of a node lives during a run (per image).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +36,8 @@ pub(crate) enum Arg {
     Value { node: usize, off: usize },
     /// The step's scratch buffer (the padded input).
     Scratch,
+    /// The calling thread's own scratch buffer (`Plan::thread_scratch` floats).
+    ThreadScratch,
     /// A parameter buffer of the program.
     Param(usize),
     /// The result tensor of output number `i`.
@@ -55,17 +57,69 @@ pub(crate) struct PadCopy {
     pub hp: usize,
     pub sw: usize,
     pub wq: usize,
+    /// Rows outermost (`[H][C][W]`): the rows a conv's window reads, of all channels, are
+    /// contiguous (a few pages instead of one per channel on big planes).
+    pub hcw: bool,
+}
+
+/// Per-band padding of a conv with few input channels per group (see [`Step::tile`]): the
+/// kernel runs a few row groups of one block at a time, after the padded rows they read were
+/// written to the thread's scratch, with the input pointer set so that those rows are where the
+/// kernel looks for them. The input is read once from memory; no padded copy of it is written.
+#[derive(Clone, Debug)]
+pub(crate) struct Tile {
+    /// The layout (`c` = channels; `hp` = all padded rows), as for a whole copy.
+    pub pad: PadCopy,
+    /// Work items per group (blocks × row groups) and row groups per block.
+    pub per_group: usize,
+    pub row_groups: usize,
+    /// Output rows per row group, the vertical stride, and the padded input rows of one window
+    /// (`dh * (kh - 1) + 1`).
+    pub rows: usize,
+    pub sh: usize,
+    pub span: usize,
+    /// Row groups per band.
+    pub band: usize,
+    /// Output rows.
+    pub oh: usize,
+    /// Input channels per group (padded one after the other, `rows_per_channel` rows apart).
+    pub cg: usize,
+}
+
+impl Tile {
+    /// Padded rows a band reads, per channel.
+    pub fn rows_per_channel(&self) -> usize {
+        self.band * self.rows * self.sh + self.span
+    }
+    /// Floats of scratch a band needs.
+    pub fn len(&self) -> usize {
+        self.cg * self.rows_per_channel() * self.pad.row_len()
+    }
 }
 
 impl PadCopy {
-    pub fn row_stride(&self) -> usize {
+    /// Floats of one padded row of one channel (`sw` phases of `wq`).
+    pub fn row_len(&self) -> usize {
         self.sw * self.wq
     }
+    /// Floats between two rows of a channel: `[C][H][W]` one row; `[H][C][W]` all channels'.
+    pub fn row_stride(&self) -> usize {
+        if self.hcw {
+            self.c * self.row_len()
+        } else {
+            self.row_len()
+        }
+    }
+    /// Floats between two channels of a row.
     pub fn chan_stride(&self) -> usize {
-        self.hp * self.row_stride()
+        if self.hcw {
+            self.row_len()
+        } else {
+            self.hp * self.row_len()
+        }
     }
     pub fn len(&self) -> usize {
-        self.c * self.chan_stride()
+        self.c * self.hp * self.row_len()
     }
 }
 
@@ -79,6 +133,9 @@ pub(crate) struct Step {
     pub kernel: usize,
     pub args: Vec<Arg>,
     pub pad: Option<PadCopy>,
+    /// Instead of `pad` (few input channels per group): the padding done per band of rows of
+    /// one group's channels into the calling thread's scratch, right before the kernel reads it.
+    pub tile: Option<Tile>,
     /// Rough single-thread time in nanoseconds (decides whether to use threads).
     pub work_ns: f64,
     /// Multiply-accumulates per image (0 for non-convolutions).
@@ -102,6 +159,9 @@ impl Step {
         if let Some(p) = &self.pad {
             v.push(p.src);
         }
+        if let Some(t) = &self.tile {
+            v.push(t.pad.src);
+        }
         v
     }
 }
@@ -115,6 +175,8 @@ pub(crate) struct Plan {
     /// Arena offset of each step's scratch buffer.
     pub scratch: Vec<usize>,
     pub arena_len: usize,
+    /// Floats of the scratch buffer each thread brings (row buffers of fused kernels).
+    pub thread_scratch: usize,
     /// Per-image `[C, H, W]` of each input and output.
     pub in_shapes: Vec<[usize; 3]>,
     pub out_shapes: Vec<[usize; 3]>,
@@ -198,6 +260,14 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool) -> Result<Plan, JitEr
             Op::Conv(c) => {
                 let chain = chain(g, n, &needed, &mut absorbed);
                 let tail = chain.last().copied().unwrap_or(n);
+                if let Some(bn) = sep_partner(g, conc, n, c, &chain, &needed, &absorbed, fma) {
+                    absorbed[bn.index()] = true;
+                    let chain_b = self::chain(g, bn, &needed, &mut absorbed);
+                    let tail_b = chain_b.last().copied().unwrap_or(bn);
+                    let step = b.sep_step(n, c, &chain, bn, &chain_b)?;
+                    b.steps.push((pos[tail_b.index()], step));
+                    continue;
+                }
                 let step = b.conv_step(n, c, &chain)?;
                 b.steps.push((pos[tail.index()], step));
             }
@@ -221,6 +291,7 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool) -> Result<Plan, JitEr
                     kernel: 0,
                     args: vec![val(n), val(x), Arg::Null],
                     pad: None,
+                    tile: None,
                     work_ns: (c * h * w) as f64,
                     macs: 0,
                     writes: n.index(),
@@ -255,6 +326,7 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool) -> Result<Plan, JitEr
                             Arg::Null,
                         ],
                         pad: None,
+                        tile: None,
                         work_ns: (cx * h * w) as f64 / 2.0,
                         macs: 0,
                         writes: n.index(),
@@ -290,6 +362,7 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool) -> Result<Plan, JitEr
                 kernel: 0,
                 args: vec![Arg::Output(j), val(o), Arg::Null],
                 pad: None,
+                tile: None,
                 work_ns: (c * h * w) as f64 / 2.0,
                 macs: 0,
                 writes: usize::MAX,
@@ -341,12 +414,24 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool) -> Result<Plan, JitEr
     }
 
     let shape = |n: NodeIndex| conc.get(n);
+    let thread_scratch = steps
+        .iter()
+        .map(|s| match &s.spec {
+            KernelSpec::Sep(sp) => sp.rowbuf_len().div_ceil(16) * 16 + 16,
+            _ => s
+                .tile
+                .as_ref()
+                .map_or(0, |t| t.len().div_ceil(16) * 16 + 16),
+        })
+        .max()
+        .unwrap_or(0);
     Ok(Plan {
         steps,
         params: b.params,
         loc,
         scratch,
         arena_len,
+        thread_scratch,
         in_shapes: g.inputs.iter().map(|&n| shape(n)).collect(),
         out_shapes: g.outputs.iter().map(|&n| shape(n)).collect(),
     })
@@ -419,6 +504,117 @@ fn chain(g: &Graph, start: NodeIndex, needed: &[bool], absorbed: &mut [bool]) ->
         t = u;
     }
     members
+}
+
+/// The horizontal conv `b` that the vertical conv `a` (with its fused `members`) can run
+/// fused with (see [`SepSpec`]): `a` is KHx1 with one input channel per output channel, stride
+/// 1 along the row, no horizontal padding and an epilogue without residual adds; its value
+/// (or its group's) has a single use, by `b`, which is 1xKW, stride 1 along the row, without
+/// vertical padding, with at most 8 input channels per group and 4 register blocks per group;
+/// and every row of `a` that `b` reads has a tap inside the input.
+#[allow(clippy::too_many_arguments)]
+fn sep_partner(
+    g: &Graph,
+    conc: &Concrete,
+    a: NodeIndex,
+    ca: &Conv,
+    members: &[NodeIndex],
+    needed: &[bool],
+    absorbed: &[bool],
+    fma: bool,
+) -> Option<NodeIndex> {
+    let x = g.operands(a).first().copied()?;
+    let [c, h, w] = conc.get(x);
+    let [_, _, ow_a] = conc.get(a);
+    if ca.kernel[1] != 1 || ca.stride[1] != 1 || ca.groups != c || ow_a != w {
+        return None;
+    }
+    let [pt, _, pl, pr] = ca.pad.resolve(h, w, ca.kernel, ca.stride, ca.dilation);
+    if pl != 0 || pr != 0 {
+        return None;
+    }
+    if members
+        .iter()
+        .any(|&m| !matches!(g.node(m).op, Op::BatchNorm(_) | Op::Unary(_)))
+    {
+        return None;
+    }
+    let tail = members.last().copied().unwrap_or(a);
+    if g.is_output(tail) {
+        return None;
+    }
+    let mut edges = g.g.neighbors_directed(tail, Direction::Outgoing);
+    let (Some(b), None) = (edges.next(), edges.next()) else {
+        return None;
+    };
+    if absorbed[b.index()] || !needed[b.index()] || g.operands(b) != [tail] {
+        return None;
+    }
+    let Op::Conv(cb) = &g.node(b).op else {
+        return None;
+    };
+    let [cin_b, h_b, w_b] = conc.get(tail);
+    let [ob, oh_b, _] = conc.get(b);
+    if cb.kernel[0] != 1 || cb.stride[1] != 1 || cb.groups == 0 || cin_b % cb.groups != 0 {
+        return None;
+    }
+    let [pt_b, pb_b, _, _] = cb.pad.resolve(h_b, w_b, cb.kernel, cb.stride, cb.dilation);
+    let cg_b = cin_b / cb.groups;
+    let og_b = ob / cb.groups;
+    if pt_b != 0 || pb_b != 0 || cg_b > 8 || og_b.div_ceil(crate::spec::max_ocb(fma)) > 4 {
+        return None;
+    }
+    // Every row of `a` that `b` reads has a tap inside the input.
+    let span = ca.dilation[0] * (ca.kernel[0] - 1);
+    let ok = (0..oh_b).all(|oy| {
+        let base = (oy * cb.stride[0] * ca.stride[0]) as i64 - pt as i64;
+        (0..=span)
+            .step_by(ca.dilation[0])
+            .any(|i| (0..h as i64).contains(&(base + i as i64)))
+    });
+    ok.then_some(b)
+}
+
+/// Packs convolution weights `[groups * og][taps]` in the order the kernel reads them (see
+/// `conv_step`): per block, per tap, the offset to the next tap's input then `dup` copies of
+/// each channel's weight. `offs`: every tap's input offset in bytes.
+fn pack_weights(
+    wdata: &[f32],
+    groups: usize,
+    og: usize,
+    ocb: usize,
+    dup: usize,
+    offs: &[i64],
+) -> Vec<f32> {
+    let taps = offs.len();
+    let nb = og.div_ceil(ocb);
+    let full = taps * (2 + ocb * dup);
+    let mut packed = vec![0f32; groups * nb * full];
+    for gi in 0..groups {
+        for bi in 0..nb {
+            let ocb_b = ocb.min(og - bi * ocb);
+            let stride = 2 + ocb_b * dup;
+            let base = (gi * nb + bi) * full;
+            for t in 0..taps {
+                let at = base + t * stride;
+                let d = if t + 1 < taps {
+                    offs[t + 1] - offs[t]
+                } else {
+                    0
+                };
+                let d = d as u64;
+                packed[at] = f32::from_bits(d as u32);
+                packed[at + 1] = f32::from_bits((d >> 32) as u32);
+                for q in 0..ocb_b {
+                    let o = gi * og + bi * ocb + q;
+                    let v = wdata[o * taps + t];
+                    let at = at + 2 + q * dup;
+                    packed[at..at + dup].fill(v);
+                }
+            }
+        }
+    }
+    packed
 }
 
 /// Per-channel `scale`, `shift` of a batchnorm (in f64, rounded once).
@@ -612,11 +808,12 @@ impl Builder<'_> {
                 hp,
                 sw,
                 wq,
+                hcw: false,
             })
         } else {
             None
         };
-        let (row_stride, chan_stride, wq) = match &pad {
+        let (row_stride, full_chan_stride, wq) = match &pad {
             Some(p) => (p.row_stride(), p.chan_stride(), p.wq),
             None => (w, h * w, w),
         };
@@ -625,32 +822,98 @@ impl Builder<'_> {
         {
             return Err(bad("the padded input is too large for the JIT".into()));
         }
-        let nb = og.div_ceil(6);
+        let nb = og.div_ceil(crate::spec::max_ocb(self.fma));
         let ocb = og.div_ceil(nb);
-        // Pack the weights in the order the kernel reads them: per block (group, block), per
-        // tap (c, kh, kw), the block's output channels, each broadcast to 4 floats.
         let taps = cg * kh * kw;
-        let wdata = conv.weight.data.data();
-        let mut packed = vec![0f32; groups * nb * taps * ocb * 4];
-        for gi in 0..groups {
-            for bi in 0..nb {
-                let ocb_b = ocb.min(og - bi * ocb);
-                let base = (gi * nb + bi) * taps * ocb * 4;
-                for t in 0..taps {
-                    for q in 0..ocb_b {
-                        let o = gi * og + bi * ocb + q;
-                        let v = wdata[o * taps + t];
-                        let at = base + (t * ocb_b + q) * 4;
-                        packed[at..at + 4].copy_from_slice(&[v; 4]);
-                    }
-                }
+        let smallest = if og % ocb == 0 { ocb } else { og % ocb };
+        let dup = crate::spec::weight_dup(ocb, smallest, self.fma);
+        // A plane whose output and input rows are both contiguous (a KHx1 conv, stride 1, no
+        // horizontal padding) runs as longer rows: fewer, longer vector segments than short
+        // rows (17 columns are 4 vectors and a partial one; the 289 of a 17x17 plane are 72).
+        // Rows of at least 256 values: `k` rows, `k` the smallest divisor of `oh` that makes
+        // them (several rows per plane keep work items for threads, each reading a part of the
+        // input: 56x56 = 8 rows of 392).
+        let (oh0, ow0) = (oh, ow);
+        // Only rows that leave a partial register block: whole-block rows are as fast as
+        // they are, and keep a short row's inputs in L1.
+        let vw = 4 * crate::spec::vectors_for(ocb, self.fma);
+        let flat =
+            kw == 1 && sw == 1 && sh == 1 && row_stride == ow && oh > 1 && ow < 256 && ow % vw != 0;
+        let (oh, ow, sh) = if flat {
+            // A row of the kernel is `k` rows of the input: its stride between rows is `k`.
+            let k = (1..=oh)
+                .find(|k| oh % k == 0 && k * ow >= 256)
+                .unwrap_or(oh);
+            (oh / k, k * ow, k)
+        } else {
+            (oh, ow, sh)
+        };
+        // Short rows whose vectors do not fill whole register blocks (17 columns = 5 vectors,
+        // the last overlapping: 3 blocks of 2 vectors, one half empty): pack the vectors of as
+        // many rows as make whole blocks (2 rows = 5 full blocks), at most 16 blocks.
+        let v = crate::spec::vectors_for(ocb, self.fma);
+        let vpr = if ow >= 4 { ow.div_ceil(4) } else { 0 };
+        let rows = if vpr > 0 && vpr % v != 0 && vpr <= 4 * v && oh > 1 {
+            let r = (1..=v).find(|r| (r * vpr) % v == 0).unwrap_or(v).min(oh);
+            if r * vpr / v <= 16 { r } else { 1 }
+        } else {
+            1
+        };
+        // Few input channels per group (depthwise, or an image's 3): pad per band of rows into
+        // the thread's scratch instead of copying the whole input first (block-major items, so
+        // that consecutive items read the same rows). The kernel then sees channels
+        // `tile_rows` rows apart.
+        let (pad, tile) = match pad {
+            Some(p) if cg <= 4 && oh > 1 && !flat => {
+                let band = (16 / rows).max(1);
+                let tile = Tile {
+                    per_group: nb * oh.div_ceil(rows),
+                    row_groups: oh.div_ceil(rows),
+                    rows,
+                    sh,
+                    span: dh * (kh - 1) + 1,
+                    band,
+                    oh,
+                    cg,
+                    pad: p,
+                };
+                (None, Some(tile))
             }
+            p => (p, None),
+        };
+        // A whole padded copy for many channels, not read as long rows: rows outermost.
+        let mut pad = pad;
+        let mut row_stride = row_stride;
+        let mut full_chan_stride = full_chan_stride;
+        if let Some(p) = pad.as_mut()
+            && !flat
+        {
+            p.hcw = true;
+            row_stride = p.row_stride();
+            full_chan_stride = p.chan_stride();
         }
+        let chan_stride = match &tile {
+            Some(t) => t.rows_per_channel() * row_stride,
+            None => full_chan_stride,
+        };
+        // Pack the weights in the order the kernel reads them: per block (group, block), per
+        // tap (c, kh, kw): the byte offset from this tap's input to the next one's (an i64 in
+        // two floats; 0 after the last tap, which ends the loop: distinct taps never share an
+        // offset), then per output channel of the block `dup` copies of the scalar weight (the
+        // kernel broadcasts each copy into its own register; see `ConvSpec::wdup`).
+        let offs = crate::spec::tap_offsets(cg, kh, kw, dh, dw, sw, wq, row_stride, chan_stride);
+        let packed = pack_weights(conv.weight.data.data(), groups, og, ocb, dup, &offs);
         let wslot = self.param(&packed)?;
         let tail = members.last().copied().unwrap_or(n);
         let mut args = vec![
             val(tail),
-            if pad.is_some() { Arg::Scratch } else { val(x) },
+            if pad.is_some() {
+                Arg::Scratch
+            } else if tile.is_some() {
+                Arg::Null
+            } else {
+                val(x)
+            },
             Arg::Param(wslot),
         ];
         debug_assert_eq!(args.len(), SLOT_EXTRA);
@@ -671,7 +934,8 @@ impl Builder<'_> {
         // block, row-major streams the weights once per output row.
         let in_bytes = (c * hp * wp * 4) as f64;
         let w_bytes = (packed.len() * 4) as f64;
-        let row_major = in_bytes + oh as f64 * w_bytes < w_bytes + nb as f64 * in_bytes;
+        let row_major =
+            tile.is_none() && in_bytes + oh0 as f64 * w_bytes < w_bytes + nb as f64 * in_bytes;
         let spec = ConvSpec {
             row_major,
             groups,
@@ -691,17 +955,157 @@ impl Builder<'_> {
             ocb,
             ep,
             fma: self.fma,
+            wdup: dup,
+            rows,
         };
-        let macs = (oc * oh * ow) as u64 * taps as u64;
+        let macs = (oc * oh0 * ow0) as u64 * taps as u64;
         Ok(Step {
             name: self.group_name(n, members),
             spec: KernelSpec::Conv(spec),
             kernel: 0,
             args,
             pad,
+            tile,
             work_ns: macs as f64 / 6.0,
             macs,
             writes: tail.index(),
+        })
+    }
+
+    /// The fused step of a vertical conv `a` and a horizontal conv `b` ([`sep_partner`]).
+    fn sep_step(
+        &mut self,
+        a: NodeIndex,
+        ca: &Conv,
+        members_a: &[NodeIndex],
+        b: NodeIndex,
+        members_b: &[NodeIndex],
+    ) -> Result<Step, JitError> {
+        let Op::Conv(cb) = &self.g.node(b).op else {
+            return Err(err("internal error: a fused pair without its second conv"));
+        };
+        let x = operand(self.g, a, 0)?;
+        let [c, h, w] = self.conc.get(x);
+        let [oc_a, oh_a, ow_a] = self.conc.get(a);
+        let tail_a = members_a.last().copied().unwrap_or(a);
+        let [cin_b, h_b, w_b] = self.conc.get(tail_a);
+        let [ob, oh_b, ow_b] = self.conc.get(b);
+        let kh = ca.kernel[0];
+        let [pt, _, _, _] = ca.pad.resolve(h, w, ca.kernel, ca.stride, ca.dilation);
+        let [_, _, pl, pr] = cb.pad.resolve(h_b, w_b, cb.kernel, cb.stride, cb.dilation);
+        let og_a = oc_a / c;
+        if ca.weight.data.shape() != [oc_a, 1, kh, 1] {
+            return Err(err(format!(
+                "layer `{}`: weights of the wrong shape",
+                self.g.node(a).name
+            )));
+        }
+        let groups_b = cb.groups;
+        let (cg_b, og_b) = (cin_b / groups_b, ob / groups_b);
+        let kw = cb.kernel[1];
+        if cb.weight.data.shape() != [ob, cg_b, 1, kw] {
+            return Err(err(format!(
+                "layer `{}`: weights of the wrong shape",
+                self.g.node(b).name
+            )));
+        }
+        let fma = self.fma;
+        let dup_a = crate::spec::weight_dup(1, 1, fma);
+        let offs_a = crate::spec::tap_offsets(1, kh, 1, ca.dilation[0], 1, 1, w, w, h * w);
+        let packed_a = pack_weights(ca.weight.data.data(), c, og_a, 1, dup_a, &offs_a);
+        let rb = pl + ow_a + pr;
+        let nb = og_b.div_ceil(crate::spec::max_ocb(fma));
+        let ocb = og_b.div_ceil(nb);
+        let smallest = if og_b % ocb == 0 { ocb } else { og_b % ocb };
+        let dup_b = crate::spec::weight_dup(ocb, smallest, fma);
+        let offs_b = crate::spec::tap_offsets(cg_b, 1, kw, 1, cb.dilation[1], 1, rb, rb, rb);
+        let packed_b = pack_weights(cb.weight.data.data(), groups_b, og_b, ocb, dup_b, &offs_b);
+        let wa = self.param(&packed_a)?;
+        let wb = self.param(&packed_b)?;
+        let tail_b = members_b.last().copied().unwrap_or(b);
+        let mut args = vec![
+            val(tail_b),
+            val(x),
+            Arg::Param(wb),
+            Arg::ThreadScratch,
+            Arg::Param(wa),
+        ];
+        let bias = |conv: &Conv| {
+            conv.bias.as_ref().map(|t| {
+                t.data
+                    .data()
+                    .iter()
+                    .map(|&v| f64::from(v))
+                    .collect::<Vec<f64>>()
+            })
+        };
+        let ep_a = self.epilogue(a, members_a, bias(ca), &mut args)?;
+        let ep_b = self.epilogue(b, members_b, bias(cb), &mut args)?;
+        let spec_a = ConvSpec {
+            groups: c,
+            cg: 1,
+            og: og_a,
+            oh: oh_a,
+            ow: ow_a,
+            kh,
+            kw: 1,
+            sh: ca.stride[0],
+            sw: 1,
+            dh: ca.dilation[0],
+            dw: 1,
+            row_stride: w,
+            chan_stride: h * w,
+            wq: w,
+            ocb: 1,
+            ep: ep_a,
+            fma,
+            wdup: dup_a,
+            rows: 1,
+            row_major: false,
+        };
+        let spec_b = ConvSpec {
+            groups: groups_b,
+            cg: cg_b,
+            og: og_b,
+            oh: oh_b,
+            ow: ow_b,
+            kh: 1,
+            kw,
+            sh: cb.stride[0],
+            sw: 1,
+            dh: 1,
+            dw: cb.dilation[1],
+            row_stride: rb,
+            chan_stride: rb,
+            wq: rb,
+            ocb,
+            ep: ep_b,
+            fma,
+            wdup: dup_b,
+            rows: 1,
+            row_major: false,
+        };
+        let macs = (oc_a * oh_a * ow_a * kh) as u64 + (ob * oh_b * ow_b * cg_b * kw) as u64;
+        Ok(Step {
+            name: format!(
+                "{}+{}",
+                self.group_name(a, members_a),
+                self.group_name(b, members_b)
+            ),
+            spec: KernelSpec::Sep(SepSpec {
+                a: spec_a,
+                pt,
+                h,
+                b: spec_b,
+                pl,
+            }),
+            kernel: 0,
+            args,
+            pad: None,
+            tile: None,
+            work_ns: macs as f64 / 4.0,
+            macs,
+            writes: tail_b.index(),
         })
     }
 
@@ -720,6 +1124,7 @@ impl Builder<'_> {
             kernel: 0,
             args,
             pad: None,
+            tile: None,
             work_ns: (c * h * w * all.len()) as f64 / 2.0,
             macs: 0,
             writes: tail.index(),
@@ -767,6 +1172,7 @@ impl Builder<'_> {
             kernel: 0,
             args: vec![val(n), val(x), Arg::Null],
             pad: None,
+            tile: None,
             work_ns: (c * oh * ow * (kh * kw + 4)) as f64,
             macs: 0,
             writes: n.index(),

@@ -1,8 +1,11 @@
-//! Running a plan: per image, every step in order; each step's work items split across
-//! threads that live for the whole run and meet at a spinning barrier between steps.
+//! Running a plan: per image, every step in order; each step's work items split across the
+//! threads of a persistent pool (one per compiled network, started at its first parallel run),
+//! which spin briefly between jobs and then sleep.
 
 use std::hint::spin_loop;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::buf::AlignedBuf;
@@ -19,17 +22,30 @@ pub(crate) struct P(pub *mut f32);
 unsafe impl Send for P {}
 unsafe impl Sync for P {}
 
-/// The job the main thread publishes for a parallel step: workers claim chunks of its items
-/// from `work` (job number in the high 32 bits, next item in the low 32), run them, and add
-/// the count to `done`. A worker that is late (descheduled, still starting) finds the job
-/// over and costs nothing: the main thread claims whatever is left itself.
+/// State shared by the main thread of a run and the pool's workers.
+///
+/// The main thread publishes a *job* (one parallel step, or its padding copy): it writes the
+/// description into `job`, resets `done`, then stores the job's number in the high 32 bits of
+/// `work` (the low 32 bits are the next unclaimed item). Workers claim chunks of items with a
+/// compare-exchange on `work`, run them, and add the count to `done`; the main thread takes
+/// part and waits for `done`. A worker that is late (descheduled, asleep) finds the job over
+/// and costs nothing.
+///
+/// A job's description points to the run's `Exec`. A worker registers in `active` before it
+/// checks that the job is still current and reads the description; at the end of a run the
+/// main thread publishes an empty job and waits until `active` is 0, so no worker touches an
+/// `Exec` after its run.
 struct Shared {
     work: AtomicU64,
     done: AtomicUsize,
-    /// The current job's description.
-    job: std::sync::Mutex<Job>,
+    active: AtomicUsize,
+    job: Mutex<Job>,
     quit: AtomicBool,
     failed: AtomicBool,
+    /// Workers asleep on `wake` (their count is read without the lock to skip the notify).
+    sleepers: AtomicUsize,
+    sleep: Mutex<()>,
+    wake: Condvar,
 }
 
 /// What a job runs.
@@ -37,16 +53,22 @@ struct Shared {
 struct Job {
     /// Its number (the high bits of `Shared::work` while it is current).
     seq: u64,
+    /// The run's `Exec` (0: no job, the run is over).
+    exec: usize,
     img: usize,
     step: usize,
     /// 0: the padding copy (items are channels); 1: the kernel.
     phase: usize,
     items: usize,
     chunk: usize,
+    /// Workers that take part (worker `i` does if `i < workers`).
+    workers: usize,
 }
 
 const ITEM_BITS: u32 = 32;
 const ITEM_MASK: u64 = (1 << ITEM_BITS) - 1;
+/// Spins of an idle worker before it sleeps (about 50-100 us).
+const SPINS_BEFORE_SLEEP: u32 = 1 << 15;
 
 /// Marks the run failed when its thread unwinds, so that nobody waits for it.
 struct FailOnPanic<'a>(&'a Shared);
@@ -57,6 +79,141 @@ impl Drop for FailOnPanic<'_> {
             self.0.failed.store(true, Ordering::Release);
         }
     }
+}
+
+/// The worker threads of one compiled network.
+pub(crate) struct Pool {
+    shared: Arc<Shared>,
+    /// Held for a whole run (runs of one network from several threads take turns), with the
+    /// workers started so far and the last job number.
+    state: Mutex<PoolState>,
+}
+
+struct PoolState {
+    handles: Vec<JoinHandle<()>>,
+    seq: u64,
+}
+
+impl Pool {
+    pub fn new() -> Pool {
+        Pool {
+            shared: Arc::new(Shared {
+                work: AtomicU64::new(0),
+                done: AtomicUsize::new(0),
+                active: AtomicUsize::new(0),
+                job: Mutex::new(Job {
+                    seq: 0,
+                    exec: 0,
+                    img: 0,
+                    step: 0,
+                    phase: 0,
+                    items: 0,
+                    chunk: 1,
+                    workers: 0,
+                }),
+                quit: AtomicBool::new(false),
+                failed: AtomicBool::new(false),
+                sleepers: AtomicUsize::new(0),
+                sleep: Mutex::new(()),
+                wake: Condvar::new(),
+            }),
+            state: Mutex::new(PoolState {
+                handles: Vec::new(),
+                seq: 0,
+            }),
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shared.quit.store(true, Ordering::SeqCst);
+        {
+            let _g = self.shared.sleep.lock();
+            self.shared.wake.notify_all();
+        }
+        if let Ok(mut st) = self.state.lock() {
+            for h in st.handles.drain(..) {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+fn worker_loop(sh: &Shared, index: usize) {
+    let _guard = FailOnPanic(sh);
+    let mut seen = 0u64;
+    let mut bufs = Vec::new();
+    let mut spins = 0u32;
+    // This thread's own scratch (row buffers of fused kernels).
+    let mut scratch: Option<AlignedBuf> = None;
+    loop {
+        if sh.quit.load(Ordering::Acquire) {
+            return;
+        }
+        let seq = sh.work.load(Ordering::Acquire) >> ITEM_BITS;
+        if seq == seen {
+            spins += 1;
+            if spins < SPINS_BEFORE_SLEEP {
+                spin_loop();
+                continue;
+            }
+            // Sleep until a new job (or quit): registered before the check, so the main
+            // thread, which stores `work` before it reads `sleepers`, either sees us or we
+            // see its job.
+            sh.sleepers.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut g) = sh.sleep.lock() {
+                while sh.work.load(Ordering::SeqCst) >> ITEM_BITS == seen
+                    && !sh.quit.load(Ordering::SeqCst)
+                {
+                    g = match sh.wake.wait(g) {
+                        Ok(g) => g,
+                        Err(_) => break,
+                    };
+                }
+            }
+            sh.sleepers.fetch_sub(1, Ordering::SeqCst);
+            spins = 0;
+            continue;
+        }
+        spins = 0;
+        seen = seq;
+        sh.active.fetch_add(1, Ordering::SeqCst);
+        if sh.work.load(Ordering::SeqCst) >> ITEM_BITS == seq {
+            let job = match sh.job.lock() {
+                Ok(j) => *j,
+                Err(_) => {
+                    sh.active.fetch_sub(1, Ordering::SeqCst);
+                    return;
+                }
+            };
+            // The description may be of a newer job than `seq` (published since), but of the
+            // same run: the run cannot end while we are registered in `active`. `claim`
+            // works under the description's own number, so it only runs items of the job it
+            // describes, and only while that job is current.
+            if job.exec != 0 && index < job.workers {
+                // SAFETY: `exec` points to the `Exec` of the current run, alive until the
+                // main thread has seen `active` drop to 0 (see `Shared`).
+                let exec = unsafe { &*(job.exec as *const Exec<'_>) };
+                let need = exec.plan.thread_scratch;
+                if scratch.as_ref().is_none_or(|b: &AlignedBuf| b.len() < need) {
+                    scratch = AlignedBuf::zeroed(need);
+                }
+                match scratch.as_mut() {
+                    Some(t) => exec.claim(sh, job, &mut bufs, P(t.as_mut_ptr())),
+                    None => sh.failed.store(true, Ordering::Release),
+                }
+            }
+        }
+        sh.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The main thread's view of the pool during a run.
+struct RunCtx<'a> {
+    sh: &'a Shared,
+    seq: u64,
+    workers: usize,
 }
 
 /// One run of a plan on a batch.
@@ -71,6 +228,10 @@ pub(crate) struct Exec<'a> {
     pub threads: usize,
     /// Below this many estimated nanoseconds of work a step runs on the calling thread alone.
     pub parallel_min_ns: f64,
+    /// The run's arena (set by `run`).
+    pub arena: P,
+    /// The calling thread's scratch (set by `run`).
+    pub tscratch: P,
 }
 
 impl Exec<'_> {
@@ -79,99 +240,117 @@ impl Exec<'_> {
     }
 
     /// Runs every image; with `profile`, returns the wall time of each step (summed over images).
-    pub fn run(&self, profile: bool) -> Result<Vec<f64>, String> {
-        let mut arena = AlignedBuf::zeroed(self.plan.arena_len).ok_or_else(|| {
-            format!(
-                "not enough memory for the {} MB of intermediate buffers",
-                (self.plan.arena_len * 4) >> 20
-            )
-        })?;
-        let arena = P(arena.as_mut_ptr());
-        let any_parallel = self.plan.steps.iter().any(|s| self.parallel(s));
-        let threads = if any_parallel { self.threads } else { 1 };
-        let shared = Shared {
-            work: AtomicU64::new(0),
-            done: AtomicUsize::new(0),
-            job: std::sync::Mutex::new(Job {
-                seq: 0,
-                img: 0,
-                step: 0,
-                phase: 0,
-                items: 0,
-                chunk: 1,
-            }),
-            quit: AtomicBool::new(false),
-            failed: AtomicBool::new(false),
+    ///
+    /// The intermediate buffers live in `arena`, kept between runs (every value is written
+    /// before it is read, padding borders included); a run that finds it taken by a concurrent
+    /// run of the same network allocates its own.
+    pub fn run(
+        &mut self,
+        pool: &Pool,
+        arena: &Mutex<Option<AlignedBuf>>,
+        profile: bool,
+    ) -> Result<Vec<f64>, String> {
+        let fresh = || {
+            AlignedBuf::zeroed(self.plan.arena_len).ok_or_else(|| {
+                format!(
+                    "not enough memory for the {} MB of intermediate buffers",
+                    (self.plan.arena_len * 4) >> 20
+                )
+            })
         };
-        let mut times = vec![0f64; self.plan.steps.len()];
-        std::thread::scope(|sc| {
-            for _ in 1..threads {
-                let shared = &shared;
-                sc.spawn(move || {
-                    let _guard = FailOnPanic(shared);
-                    self.worker(shared, arena);
-                });
+        let mut own = None;
+        let mut kept = arena.try_lock().ok();
+        let buf: &mut AlignedBuf = match kept.as_deref_mut() {
+            Some(slot) => {
+                if slot.is_none() {
+                    *slot = Some(fresh()?);
+                }
+                slot.as_mut().ok_or("internal error: no arena")?
             }
-            let _guard = FailOnPanic(&shared);
-            self.main(&shared, arena, threads, profile.then_some(&mut times));
-            shared.quit.store(true, Ordering::Release);
-        });
-        if shared.failed.load(Ordering::Acquire) {
+            None => own.insert(fresh()?),
+        };
+        self.arena = P(buf.as_mut_ptr());
+        let mut tscratch = AlignedBuf::zeroed(self.plan.thread_scratch)
+            .ok_or("not enough memory for a row buffer")?;
+        self.tscratch = P(tscratch.as_mut_ptr());
+        let any_parallel = self.plan.steps.iter().any(|s| self.parallel(s));
+        let mut times = vec![0f64; self.plan.steps.len()];
+        if !any_parallel {
+            self.main(None, profile.then_some(&mut times));
+            return Ok(times);
+        }
+        let sh = &*pool.shared;
+        let mut st = pool
+            .state
+            .lock()
+            .map_err(|_| "internal error: a worker thread failed".to_string())?;
+        if sh.failed.load(Ordering::Acquire) {
+            return Err("internal error: a worker thread failed".into());
+        }
+        while st.handles.len() < self.threads - 1 {
+            let shared = Arc::clone(&pool.shared);
+            let index = st.handles.len();
+            let h = std::thread::Builder::new()
+                .name(format!("convc-jit-{index}"))
+                .spawn(move || worker_loop(&shared, index))
+                .map_err(|e| format!("cannot start a worker thread: {e}"))?;
+            st.handles.push(h);
+        }
+        let mut ctx = RunCtx {
+            sh,
+            seq: st.seq,
+            workers: self.threads - 1,
+        };
+        {
+            let _guard = FailOnPanic(sh);
+            self.main(Some(&mut ctx), profile.then_some(&mut times));
+        }
+        // End of the run: publish an empty job, then wait until no worker can still be
+        // looking at this run's `Exec`.
+        ctx.seq += 1;
+        if let Ok(mut j) = sh.job.lock() {
+            j.seq = ctx.seq;
+            j.exec = 0;
+        }
+        sh.work.store(ctx.seq << ITEM_BITS, Ordering::SeqCst);
+        while sh.active.load(Ordering::SeqCst) != 0 {
+            spin_loop();
+        }
+        st.seq = ctx.seq;
+        drop(st);
+        if sh.failed.load(Ordering::Acquire) {
             return Err("internal error: a worker thread failed".into());
         }
         Ok(times)
     }
 
-    fn main(&self, sh: &Shared, arena: P, threads: usize, mut times: Option<&mut Vec<f64>>) {
-        let mut seq = 0u64;
+    fn main(&self, mut ctx: Option<&mut RunCtx<'_>>, mut times: Option<&mut Vec<f64>>) {
         let mut bufs: Vec<*mut f32> = Vec::new();
         for img in 0..self.batch {
             for (si, step) in self.plan.steps.iter().enumerate() {
                 let start = Instant::now();
-                if self.parallel(step) {
-                    if let Some(pad) = &step.pad {
-                        seq += 1;
-                        if !self.job(
-                            sh,
-                            Job {
-                                seq,
-                                img,
-                                step: si,
-                                phase: 0,
-                                items: pad.c,
-                                chunk: 1,
-                            },
-                            arena,
-                        ) {
+                match ctx.as_deref_mut() {
+                    Some(ctx) if self.parallel(step) => {
+                        if let Some(pad) = &step.pad
+                            && !self.job(ctx, img, si, 0, pad.c, 1)
+                        {
+                            return;
+                        }
+                        let items = step.spec.items();
+                        let chunk = (items / (self.threads * 8)).max(1);
+                        if !self.job(ctx, img, si, 1, items, chunk) {
                             return;
                         }
                     }
-                    let items = step.spec.items();
-                    let chunk = (items / (threads * 8)).max(1);
-                    seq += 1;
-                    if !self.job(
-                        sh,
-                        Job {
-                            seq,
-                            img,
-                            step: si,
-                            phase: 1,
-                            items,
-                            chunk,
-                        },
-                        arena,
-                    ) {
-                        return;
+                    _ => {
+                        self.fill(&mut bufs, img, si, self.tscratch);
+                        if let Some(pad) = &step.pad {
+                            // SAFETY: slot 1 of a step with padding is its scratch buffer, sized
+                            // by the planner for `pad`; the source holds `c*h*w` values.
+                            unsafe { pad_copy(self.src_ptr(img, pad), bufs[1], pad, 0, pad.c) };
+                        }
+                        self.kernel(step, &mut bufs, img, 0, step.spec.items(), self.tscratch);
                     }
-                } else {
-                    self.fill(&mut bufs, img, si, arena);
-                    if let Some(pad) = &step.pad {
-                        // SAFETY: slot 1 of a step with padding is its scratch buffer, sized
-                        // by the planner for `pad`; the source holds `c*h*w` values.
-                        unsafe { pad_copy(self.src_ptr(img, pad, arena), bufs[1], pad, 0, pad.c) };
-                    }
-                    // SAFETY: the buffer table matches the kernel's spec (built together).
-                    unsafe { (self.fns[step.kernel])(bufs.as_ptr(), 0, step.spec.items() as u64) };
                 }
                 if let Some(times) = times.as_deref_mut() {
                     times[si] += start.elapsed().as_secs_f64();
@@ -181,16 +360,39 @@ impl Exec<'_> {
     }
 
     /// Publishes a job, takes part in it, and waits until all its items are done.
-    fn job(&self, sh: &Shared, job: Job, arena: P) -> bool {
+    fn job(
+        &self,
+        ctx: &mut RunCtx<'_>,
+        img: usize,
+        step: usize,
+        phase: usize,
+        items: usize,
+        chunk: usize,
+    ) -> bool {
+        let sh = ctx.sh;
+        ctx.seq += 1;
+        let job = Job {
+            seq: ctx.seq,
+            exec: self as *const Exec<'_> as usize,
+            img,
+            step,
+            phase,
+            items,
+            chunk,
+            workers: ctx.workers,
+        };
         match sh.job.lock() {
             Ok(mut j) => *j = job,
             Err(_) => return false,
         }
         sh.done.store(0, Ordering::Relaxed);
-        sh.work.store(job.seq << ITEM_BITS, Ordering::Release);
+        sh.work.store(job.seq << ITEM_BITS, Ordering::SeqCst);
+        if sh.sleepers.load(Ordering::SeqCst) > 0 {
+            let _g = sh.sleep.lock();
+            sh.wake.notify_all();
+        }
         let mut bufs = Vec::new();
-        self.claim(sh, job, arena, &mut bufs);
-        let items = job.items;
+        self.claim(sh, job, &mut bufs, self.tscratch);
         let mut spins = 0u32;
         while sh.done.load(Ordering::Acquire) < items {
             if sh.failed.load(Ordering::Acquire) {
@@ -207,7 +409,7 @@ impl Exec<'_> {
     }
 
     /// Claims and runs chunks of `job` until none is left (or another job is current).
-    fn claim(&self, sh: &Shared, job: Job, arena: P, bufs: &mut Vec<*mut f32>) {
+    fn claim(&self, sh: &Shared, job: Job, bufs: &mut Vec<*mut f32>, tscratch: P) {
         let Job {
             seq,
             img,
@@ -215,9 +417,10 @@ impl Exec<'_> {
             phase,
             items,
             chunk,
+            ..
         } = job;
         let step = &self.plan.steps[si];
-        self.fill(bufs, img, si, arena);
+        self.fill(bufs, img, si, tscratch);
         loop {
             let cur = sh.work.load(Ordering::Acquire);
             if cur >> ITEM_BITS != seq {
@@ -243,55 +446,78 @@ impl Exec<'_> {
             if phase == 0 {
                 if let Some(pad) = &step.pad {
                     // SAFETY: as in `main`; channels a..b are this thread's alone.
-                    unsafe { pad_copy(self.src_ptr(img, pad, arena), bufs[1], pad, a, b) };
+                    unsafe { pad_copy(self.src_ptr(img, pad), bufs[1], pad, a, b) };
                 }
             } else {
-                // SAFETY: as in `main`; items a..b are this thread's alone.
-                unsafe { (self.fns[step.kernel])(bufs.as_ptr(), a as u64, b as u64) };
+                self.kernel(step, bufs, img, a, b, tscratch);
             }
             sh.done.fetch_add(b - a, Ordering::Release);
         }
     }
 
-    fn worker(&self, sh: &Shared, arena: P) {
-        let mut seen = 0u64;
-        let mut bufs = Vec::new();
-        let mut spins = 0u32;
-        while !sh.quit.load(Ordering::Acquire) {
-            let seq = sh.work.load(Ordering::Acquire) >> ITEM_BITS;
-            if seq == seen {
-                spins += 1;
-                if spins < 1 << 14 {
-                    spin_loop()
-                } else {
-                    std::thread::yield_now()
-                }
-                continue;
+    /// Runs items `a..b` of `step`'s kernel (`bufs` filled for it; items a..b are this
+    /// thread's alone). With a per-band tile: band by band, each after padding the rows it
+    /// reads into the thread's scratch.
+    fn kernel(
+        &self,
+        step: &Step,
+        bufs: &mut [*mut f32],
+        img: usize,
+        a: usize,
+        b: usize,
+        tscratch: P,
+    ) {
+        let f = self.fns[step.kernel];
+        let Some(t) = &step.tile else {
+            // SAFETY: the buffer table matches the kernel's spec (built together).
+            unsafe { f(bufs.as_ptr(), a as u64, b as u64) };
+            return;
+        };
+        let src = self.src_ptr(img, &t.pad);
+        let rs = t.pad.row_len();
+        let mut i = a;
+        while i < b {
+            // Item i = (group g, block, row group rg); a band: row groups of one block.
+            let g = i / t.per_group;
+            let rg = i % t.row_groups;
+            let n = (b - i).min(t.row_groups - rg).min(t.band);
+            // Padded rows read: from the band's first output row's window to its last one's.
+            let y_lo = rg * t.rows * t.sh;
+            let last = ((rg + n) * t.rows).min(t.oh) - 1;
+            let y_hi = last * t.sh + t.span;
+            let tcs = t.rows_per_channel() * rs;
+            for ci in 0..t.cg {
+                // SAFETY: the scratch holds `t.len()` floats: `cg` channels of
+                // `rows_per_channel >= y_hi - y_lo` rows; `src` holds the input's `c*h*w`.
+                unsafe {
+                    pad_rows(
+                        src,
+                        tscratch.0.add(ci * tcs),
+                        &t.pad,
+                        g * t.cg + ci,
+                        y_lo,
+                        y_hi,
+                    )
+                };
             }
-            spins = 0;
-            seen = seq;
-            let job = match sh.job.lock() {
-                Ok(j) => *j,
-                Err(_) => return,
-            };
-            // The description may be of a newer job than `seq` (published next): `claim`
-            // works under the description's own number, so it only ever runs items of the
-            // job it describes, and only while that job is current.
-            self.claim(sh, job, arena, &mut bufs);
+            // The kernel adds `g * cg * chan_stride + oy * sh * row_stride` to the input pointer,
+            // with the scratch's channel stride.
+            bufs[1] = tscratch.0.wrapping_sub(g * t.cg * tcs + y_lo * rs);
+            // SAFETY: as above; every input row the items read is in the scratch.
+            unsafe { f(bufs.as_ptr(), i as u64, (i + n) as u64) };
+            i += n;
         }
     }
 
-    fn fill(&self, bufs: &mut Vec<*mut f32>, img: usize, si: usize, arena: P) {
+    fn fill(&self, bufs: &mut Vec<*mut f32>, img: usize, si: usize, tscratch: P) {
         bufs.clear();
-        bufs.extend(
-            self.plan.steps[si]
-                .args
-                .iter()
-                .map(|&a| self.resolve(img, si, a, arena)),
-        );
+        bufs.extend(self.plan.steps[si].args.iter().map(|&a| match a {
+            Arg::ThreadScratch => tscratch.0,
+            _ => self.resolve(img, si, a),
+        }));
     }
 
-    fn src_ptr(&self, img: usize, pad: &PadCopy, arena: P) -> *const f32 {
+    fn src_ptr(&self, img: usize, pad: &PadCopy) -> *const f32 {
         self.resolve(
             img,
             0,
@@ -299,15 +525,15 @@ impl Exec<'_> {
                 node: pad.src,
                 off: 0,
             },
-            arena,
         )
     }
 
-    fn resolve(&self, img: usize, step: usize, a: Arg, arena: P) -> *mut f32 {
+    fn resolve(&self, img: usize, step: usize, a: Arg) -> *mut f32 {
         let plan = self.plan;
+        let arena = self.arena;
         let at = |base: P, len: usize, off: usize| base.0.wrapping_add(img * len + off);
         match a {
-            Arg::Null => std::ptr::null_mut(),
+            Arg::Null | Arg::ThreadScratch => std::ptr::null_mut(),
             Arg::Scratch => arena.0.wrapping_add(plan.scratch[step]),
             Arg::Param(i) => plan.params[i].as_ptr().cast_mut(),
             Arg::Output(j) => at(self.outputs[j], out_len(plan, j), 0),
@@ -331,20 +557,60 @@ pub(crate) fn out_len(plan: &Plan, j: usize) -> usize {
     c * h * w
 }
 
+/// Writes the padded rows `y_lo..y_hi` of channel `c` of `src` (`[c, h, w]`), in the layout
+/// of `p`, to `dst` (row `y_lo` first).
+///
+/// # Safety
+/// `src` holds `p.c * p.h * p.w` floats and `dst` `(y_hi - y_lo) * p.row_len()` floats.
+unsafe fn pad_rows(
+    src: *const f32,
+    dst: *mut f32,
+    p: &PadCopy,
+    c: usize,
+    y_lo: usize,
+    y_hi: usize,
+) {
+    let rs = p.row_len();
+    for yp in y_lo..y_hi {
+        // SAFETY: rows `yp - y_lo < y_hi - y_lo` of `rs` floats; source rows `< h` of channel c.
+        unsafe {
+            let row = dst.add((yp - y_lo) * rs);
+            if yp < p.pt || yp >= p.pt + p.h {
+                std::ptr::write_bytes(row, 0, rs);
+                continue;
+            }
+            let s = src.add((c * p.h + yp - p.pt) * p.w);
+            if p.sw == 1 {
+                std::ptr::write_bytes(row, 0, p.pl);
+                std::ptr::copy_nonoverlapping(s, row.add(p.pl), p.w);
+                std::ptr::write_bytes(row.add(p.pl + p.w), 0, rs - p.pl - p.w);
+            } else {
+                std::ptr::write_bytes(row, 0, rs);
+                for x in 0..p.w {
+                    let xp = x + p.pl;
+                    *row.add((xp % p.sw) * p.wq + xp / p.sw) = *s.add(x);
+                }
+            }
+        }
+    }
+}
+
 /// Copies channels `c0..c1` of `src` (`[c, h, w]`) into the zero-bordered, phase-split layout
 /// of `p` at `dst`.
 ///
 /// # Safety
 /// `src` holds `p.c * p.h * p.w` floats and `dst` `p.len()` floats.
 unsafe fn pad_copy(src: *const f32, dst: *mut f32, p: &PadCopy, c0: usize, c1: usize) {
-    let rs = p.row_stride();
+    let rs = p.row_len();
+    let stride = p.row_stride();
     for c in c0..c1 {
         // SAFETY (whole body): every index stays below the sizes in the contract: rows
-        // `yp < hp` of `rs` floats per channel, columns `xp = x + pl < rs`.
+        // `yp < hp` of `rs` floats per channel (at `c * chan_stride + yp * row_stride`, inside
+        // `p.len()` for either layout), columns `xp = x + pl < rs`.
         unsafe {
             let d = dst.add(c * p.chan_stride());
             for yp in 0..p.hp {
-                let row = d.add(yp * rs);
+                let row = d.add(yp * stride);
                 if yp < p.pt || yp >= p.pt + p.h {
                     std::ptr::write_bytes(row, 0, rs);
                     continue;

@@ -89,6 +89,12 @@ pub(crate) struct ConvSpec {
     pub ocb: usize,
     pub ep: Vec<Ep>,
     pub fma: bool,
+    /// Output rows per work item: 1, or more for short rows, whose vectors are then packed
+    /// across rows (17 columns = 5 vectors, the last overlapping: 2 rows = 5 blocks of 2).
+    pub rows: usize,
+    /// Copies of each weight in the packed weights: with FMA, one per vector of the widest
+    /// block row (every multiply-add broadcasts its own copy), else 1.
+    pub wdup: usize,
     /// Work items in row-major order (`item = oy * blocks + block`: every block of a row
     /// before the next row, so the input rows stay in cache while the weights stream) rather
     /// than block-major (`item = block * oh + oy`: the block's weights stay in cache).
@@ -96,13 +102,26 @@ pub(crate) struct ConvSpec {
 }
 
 impl ConvSpec {
+    /// Bytes of packed weights per tap of a block of `ocb` channels: the offset to the next
+    /// tap's input (8 bytes), then `wdup` copies of each channel's weight.
+    pub fn tap_bytes(&self, ocb: usize) -> usize {
+        8 + ocb * self.wdup * 4
+    }
     /// Register blocks per group.
     pub fn nb(&self) -> usize {
         self.og.div_ceil(self.ocb)
     }
-    /// Work items: one per (group, block, output row).
+    /// Groups of `rows` output rows.
+    pub fn row_groups(&self) -> usize {
+        self.oh.div_ceil(self.rows)
+    }
+    /// Work items: one per (group, block, group of output rows).
     pub fn items(&self) -> usize {
-        self.groups * self.nb() * self.oh
+        self.groups * self.nb() * self.row_groups()
+    }
+    /// Copies of each weight in the packed weights (`wdup` field).
+    pub fn wdup(&self) -> usize {
+        self.wdup
     }
     /// Taps of the reduction of one output value.
     pub fn taps(&self) -> usize {
@@ -110,17 +129,78 @@ impl ConvSpec {
     }
 }
 
-/// Vectors along the row per register block of `ocb` output channels: the accumulators
-/// (`ocb * v`), the inputs (`v`, reused across the block), a weight and a temporary fit in the
-/// 16 xmm registers.
-pub(crate) fn vectors_for(ocb: usize) -> usize {
-    match ocb {
-        0 | 1 => 8,
-        2 => 4,
-        3 => 3,
-        _ => 2,
+/// Byte offset of every tap (c, kh, kw) of a convolution in its input buffer, relative to the
+/// first tap (rows split into `sw` phases of `wq`; see [`ConvSpec`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn tap_offsets(
+    cg: usize,
+    kh: usize,
+    kw: usize,
+    dh: usize,
+    dw: usize,
+    sw: usize,
+    wq: usize,
+    row_stride: usize,
+    chan_stride: usize,
+) -> Vec<i64> {
+    let mut t = Vec::with_capacity(cg * kh * kw);
+    for c in 0..cg {
+        for i in 0..kh {
+            for j in 0..kw {
+                let x = j * dw;
+                let off = c * chan_stride + i * dh * row_stride + (x % sw) * wq + x / sw;
+                t.push((off * 4) as i64);
+            }
+        }
+    }
+    t
+}
+
+/// Vectors along the row per register block of `ocb` output channels, so that everything the
+/// reduction keeps live fits the 16 xmm registers.
+///
+/// With FMA ([`TAP_UNROLL`] taps per loop iteration): the accumulators (`ocb * v`), the inputs
+/// of both taps (`2 * v`, shared by the block's channels; none with one channel, where each
+/// input sinks into its FMA as a memory operand) and one freshly broadcast weight. Without:
+/// the accumulators, `v` inputs, a weight and a product (one tap per iteration).
+pub(crate) fn vectors_for(ocb: usize, fma: bool) -> usize {
+    if fma {
+        match ocb {
+            0 | 1 => 8,
+            2 | 3 => 2 + usize::from(ocb == 2),
+            _ => 2,
+        }
+    } else {
+        match ocb {
+            0 | 1 => 8,
+            2 => 4,
+            3 => 3,
+            _ => 2,
+        }
     }
 }
+
+/// Copies of each weight in the packed weights: with FMA and blocks of several channels, one
+/// per vector of the widest block row (every multiply-add broadcasts its own copy; `smallest`
+/// is the narrowest block, which has the most vectors); else 1 (one channel per block: one
+/// broadcast per tap, copied into each FMA by a register move, while the inputs sink into the
+/// FMAs as memory operands: half the loads).
+pub(crate) fn weight_dup(ocb: usize, smallest: usize, fma: bool) -> usize {
+    if fma && ocb > 1 {
+        vectors_for(smallest, true)
+    } else {
+        1
+    }
+}
+
+/// Largest register block (output channels) for a kernel: 5 x 2 vectors with FMA (10
+/// accumulators, 4 inputs, a weight), 6 x 2 without.
+pub(crate) fn max_ocb(fma: bool) -> usize {
+    if fma { 5 } else { 6 }
+}
+
+/// Taps per iteration of a convolution's reduction loop with FMA (1 without).
+pub(crate) const TAP_UNROLL: usize = 2;
 
 /// Floats per work item of an elementwise kernel (a chunk of one channel).
 pub(crate) const ELT_CHUNK: usize = 4096;
@@ -159,10 +239,63 @@ pub(crate) struct PoolSpec {
     pub pl: usize,
 }
 
+/// A vertical convolution `a` (KHx1, one input channel per output channel, stride 1 along
+/// the row, no horizontal padding) feeding a horizontal one `b` (1xKW, no vertical padding,
+/// stride 1 along the row), fused through a row buffer per thread: per output row of `b`, the
+/// rows of `a` it reads are computed into the buffer (zero borders are `b`'s padding), then
+/// `b`'s row from it. `a`'s output never goes to memory and neither input is copied for
+/// padding: `a`'s border rows run over their valid taps only (per-row table).
+///
+/// Slots: 0 the output, 1 `a`'s input, 2 `b`'s weights, 3 the row buffer, 4 `a`'s weights,
+/// then the epilogues' (`a.ep` and `b.ep` hold their own slot numbers).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct SepSpec {
+    /// The vertical conv over the input (`groups` = input channels, `cg` = 1, `ocb` = 1).
+    pub a: ConvSpec,
+    /// `a`'s top padding and input height.
+    pub pt: usize,
+    pub h: usize,
+    /// The horizontal conv over the row buffer (`chan_stride` = `row_stride` = `wq` = its
+    /// floats per channel, `rows` = 1).
+    pub b: ConvSpec,
+    /// `b`'s left padding (where `a`'s row starts in the buffer).
+    pub pl: usize,
+}
+
+/// Slot of the row buffer of a fused separable kernel.
+pub(crate) const SLOT_ROWBUF: usize = 3;
+/// Slot of the vertical conv's weights in a fused separable kernel.
+pub(crate) const SLOT_WA: usize = 4;
+
+impl SepSpec {
+    /// Floats of the row buffer (one per thread).
+    pub fn rowbuf_len(&self) -> usize {
+        self.b.cg * self.b.chan_stride
+    }
+
+    /// Per output row `r` of `a`: the first valid tap, the number of valid taps (rows of the
+    /// window inside the input).
+    pub fn valid_taps(&self, r: usize) -> (usize, usize) {
+        let base = (r * self.a.sh) as i64 - self.pt as i64;
+        let dh = self.a.dh as i64;
+        let mut first = None;
+        let mut n = 0;
+        for i in 0..self.a.kh {
+            let y = base + i as i64 * dh;
+            if y >= 0 && y < self.h as i64 {
+                first.get_or_insert(i);
+                n += 1;
+            }
+        }
+        (first.unwrap_or(0), n)
+    }
+}
+
 /// What one compiled function computes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum KernelSpec {
     Conv(ConvSpec),
+    Sep(SepSpec),
     Elt(EltSpec),
     Pool(PoolSpec),
     Gap { c: usize, hw: usize },
@@ -173,6 +306,7 @@ impl KernelSpec {
     pub fn items(&self) -> usize {
         match self {
             KernelSpec::Conv(s) => s.items(),
+            KernelSpec::Sep(s) => s.b.groups * s.b.oh,
             KernelSpec::Elt(s) => s.items(),
             KernelSpec::Pool(p) => p.c * p.oh,
             KernelSpec::Gap { c, .. } => *c,
@@ -193,7 +327,7 @@ impl KernelSpec {
         };
         match self {
             KernelSpec::Conv(s) => format!(
-                "conv{}x{}s{}x{}d{}x{}g{}_{}x{}x{}_b{}{}{}",
+                "conv{}x{}s{}x{}d{}x{}g{}_{}x{}x{}_b{}{}{}{}",
                 s.kh,
                 s.kw,
                 s.sh,
@@ -205,8 +339,31 @@ impl KernelSpec {
                 s.oh,
                 s.ow,
                 s.ocb,
+                if s.rows > 1 {
+                    format!("_r{}", s.rows)
+                } else {
+                    String::new()
+                },
                 if s.row_major { "_rows" } else { "" },
                 ep(&s.ep)
+            ),
+            KernelSpec::Sep(s) => format!(
+                "sep{}x1s{}d{}_{}x{}x{}{}_1x{}s{}d{}g{}_{}x{}x{}{}",
+                s.a.kh,
+                s.a.sh,
+                s.a.dh,
+                s.a.groups * s.a.og,
+                s.a.oh,
+                s.a.ow,
+                ep(&s.a.ep),
+                s.b.kw,
+                s.b.sh,
+                s.b.dw,
+                s.b.groups,
+                s.b.og * s.b.groups,
+                s.b.oh,
+                s.b.ow,
+                ep(&s.b.ep)
             ),
             KernelSpec::Elt(s) => {
                 let e = ep(&s.ep);

@@ -186,64 +186,91 @@ fn user_errors_are_errors_not_panics() {
 
 #[test]
 fn conv_kernels_are_packed_simd_without_spills() {
-    // A 64 -> 64 conv: blocks of 6 output channels x 2 vectors = 12 accumulators.
-    let src = "input x: [64, 20, 20]\ny = conv(x, out=64, kernel=3x3, pad=same, weights=random(seed=1))\noutput y\n";
+    // A 64 -> 64 conv with bias and relu: blocks of 5 output channels x 2 vectors = 10
+    // accumulators, two taps per iteration with FMA (6 x 2, one tap, without). The relu's zero and the bias must not be kept in a register across the
+    // reduction (that spilled an accumulator once).
+    let src = "input x: [64, 20, 20]\ny = conv(x, out=64, kernel=3x3, pad=same, weights=random(seed=1), bias=random(seed=2))\nr = relu(y)\noutput r\n";
     let g = graph(src, Path::new("."));
-    let o = JitOptions {
-        threads: 1,
-        verify: true,
-        emit_asm: true,
-        fma: false,
-        ..JitOptions::default()
-    };
-    let net = convc_jit::compile(&g, &[(20, 20)], &o).expect("compile");
-    let asm = net.disassembly();
-    assert_eq!(asm.len(), 1);
-    let text = &asm[0].1;
-    let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    // The hot loop: from the first packed multiply to the loop's compare.
-    let first = lines
-        .iter()
-        .position(|l| l.contains("mulps"))
-        .expect("packed multiplies");
-    let end = first
-        + lines[first..]
+    for fma in [true, false] {
+        let o = JitOptions {
+            threads: 1,
+            verify: true,
+            emit_asm: true,
+            fma,
+            ..JitOptions::default()
+        };
+        let net = convc_jit::compile(&g, &[(20, 20)], &o).expect("compile");
+        let asm = net.disassembly();
+        assert_eq!(asm.len(), 1);
+        let text = &asm[0].1;
+        if fma && !text.contains("vfmadd") {
+            // The host has no FMA: the option falls back to mul + add.
+            continue;
+        }
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        // The hot loop: the stretch between a loop test and its jump back with the most
+        // multiplies (the main column blocks, not the tails).
+        let is_mul = |l: &&&str| l.contains("vfmadd") || l.contains("mulps");
+        let mut best: (usize, usize, usize) = (0, 0, 0);
+        let mut lo = 0;
+        for (i, l) in lines.iter().enumerate() {
+            if l.starts_with("jmp") {
+                let n = lines[lo..i].iter().filter(is_mul).count();
+                if n > best.0 {
+                    best = (n, lo, i);
+                }
+                lo = i + 1;
+            } else if l.starts_with('j') {
+                lo = i + 1;
+            }
+        }
+        assert!(best.0 > 0, "no multiply loop:\n{text}");
+        let body = &lines[best.1..best.2];
+        let count = |pat: &str| {
+            body.iter()
+                .filter(|l| l.contains(pat) && l.contains("%xmm"))
+                .count()
+        };
+        if fma {
+            // Every FMA broadcasts its own weight straight from memory.
+            assert!(
+                count("vfmadd213ps") >= 12
+                    && body
+                        .iter()
+                        .filter(|l| l.starts_with("vbroadcastss") && l.contains("(%"))
+                        .count()
+                        == count("vfmadd213ps"),
+                "inner loop:\n{}",
+                body.join("\n")
+            );
+        } else {
+            assert!(
+                count("mulps") >= 12 && count("addps") >= 12,
+                "inner loop:\n{}",
+                body.join("\n")
+            );
+        }
+        // No stack traffic at all with FMA (the default); without, no vector spills (the
+        // fallback may reload a general register).
+        let spills = body
             .iter()
-            .position(|l| l.starts_with("cmp"))
-            .expect("loop end");
-    let lo = lines[..first]
-        .iter()
-        .rposition(|l| l.contains("leaq") || l.starts_with("movq"))
-        .unwrap_or(first);
-    let body = &lines[lo..end];
-    let count = |pat: &str| {
-        body.iter()
-            .filter(|l| l.contains(pat) && l.contains("%xmm"))
-            .count()
-    };
-    assert!(
-        count("mulps") >= 12 && count("addps") >= 12,
-        "inner loop:\n{}",
-        body.join("\n")
-    );
-    let spills = body
-        .iter()
-        .filter(|l| l.contains("rsp") || l.contains("rbp"))
-        .count();
-    assert_eq!(
-        spills,
-        0,
-        "stack traffic in the inner loop:\n{}",
-        body.join("\n")
-    );
-    // Every vector op of the loop is on xmm registers (128-bit), and there is no scalar math.
-    assert!(
-        !body
-            .iter()
-            .any(|l| l.contains("mulss") || l.contains("addss")),
-        "{}",
-        body.join("\n")
-    );
+            .filter(|l| (l.contains("rsp") || l.contains("rbp")) && (fma || l.contains("xmm")))
+            .count();
+        assert_eq!(
+            spills,
+            0,
+            "fma={fma}: stack traffic in the inner loop:\n{}",
+            body.join("\n")
+        );
+        // Every vector op of the loop is on xmm registers (128-bit), and there is no scalar math.
+        assert!(
+            !body.iter().any(|l| l.contains("mulss")
+                || l.contains("addss")
+                || (fma && l.contains("vmovss"))),
+            "{}",
+            body.join("\n")
+        );
+    }
 }
 
 #[test]

@@ -140,3 +140,92 @@ fn bench_specs() {
         }
     }
 }
+
+/// CPU time of this thread (robust to other processes sharing the cores, unlike wall time).
+fn thread_cpu_secs() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer for clock_gettime.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// The bench specs named in `CONVC_SPECS` (comma-separated; default all) after the default
+/// passes, 1 thread: median thread-CPU ms per image of whole runs and per step (a busy machine
+/// changes CPU time much less than wall time). For A/B comparisons of kernels.
+#[test]
+#[ignore]
+fn cpu_specs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/bench");
+    let names = std::env::var("CONVC_SPECS").unwrap_or_else(|_| {
+        "seed_3to8,blur7,sobel,lowrank_conv,resnet_block,mobilenet_block,inception_7x7,vgg_head"
+            .into()
+    });
+    for name in names.split(',') {
+        let src = std::fs::read_to_string(root.join(format!("{name}.conv"))).expect("read");
+        let mut g = graph(&src, &root);
+        let written: u64 = convc_ir::cost::total_macs(&g).unwrap_or(0);
+        convc_passes::PassManager::default_pipeline()
+            .run(&mut g, &convc_passes::PassContext::with_tolerance(0.0))
+            .expect("passes");
+        let sizes: Vec<(usize, usize)> = g
+            .inputs
+            .iter()
+            .map(|&n| {
+                let s = &g.node(n).shape;
+                (
+                    s.h.known().unwrap_or(1) as usize,
+                    s.w.known().unwrap_or(1) as usize,
+                )
+            })
+            .collect();
+        let opts = JitOptions {
+            threads: 1,
+            verify: false,
+            fma: std::env::var("CONVC_NOFMA").is_err(),
+            ..JitOptions::default()
+        };
+        let net = convc_jit::compile(&g, &sizes, &opts).expect("compile");
+        let x = inputs_for(&g, &sizes, 1, 1);
+        let macs: u64 = net.steps().iter().map(|s| s.macs).sum();
+        let reps = if macs > 1_000_000_000 { 5 } else { 41 };
+        let mut runs = Vec::new();
+        let mut steps: Vec<Vec<f64>> = vec![Vec::new(); net.steps().len()];
+        drop(net.run(&x).expect("run"));
+        for _ in 0..reps {
+            let t = thread_cpu_secs();
+            drop(net.run(&x).expect("run"));
+            runs.push(thread_cpu_secs() - t);
+        }
+        for _ in 0..reps.min(11) {
+            let (_, prof) = net.run_profiled(&x).expect("profiled");
+            for (i, p) in prof.iter().enumerate() {
+                steps[i].push(p.seconds);
+            }
+        }
+        let med = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let t = med(&mut runs);
+        println!(
+            "{name:16} cpu {:8.3} ms  {:6.1} GFLOP/s exec  {:6.1} written  compile {:5.2} ms",
+            t * 1e3,
+            2.0 * macs as f64 / t / 1e9,
+            2.0 * written as f64 / t / 1e9,
+            net.compile_time().as_secs_f64() * 1e3
+        );
+        for (s, v) in net.steps().iter().zip(&mut steps) {
+            let st = med(v);
+            println!(
+                "    {:28} {:8.3} ms (wall) {:6.1} GFLOP/s  {}",
+                s.name,
+                st * 1e3,
+                2.0 * s.macs as f64 / st / 1e9,
+                s.kernel
+            );
+        }
+    }
+}

@@ -88,3 +88,47 @@ fn bench_specs_match_interpreter() {
 fn vgg_head_full_size() {
     check_file(&root().join("bench/vgg_head.conv"), 1, 2, None);
 }
+
+/// The bench specs after the default passes (batchnorm folding, the exact rewrites: blur7's
+/// 7x1 + 1x7, sobel's 3x1 + 1x3, lowrank's depthwise + pointwise), run by the JIT, against the
+/// interpreter on the graph as written (vgg_head shrunk as above).
+#[test]
+fn bench_specs_after_the_passes_match_the_original() {
+    for f in specs("bench") {
+        let mut src = std::fs::read_to_string(&f).expect("read spec");
+        if f.file_stem().is_some_and(|s| s == "vgg_head") {
+            src = src.replace("[3, 224, 224]", "[3, 36, 44]");
+        }
+        let dir = f.parent().expect("folder");
+        let original = graph(&src, dir);
+        let mut g = original.clone();
+        convc_passes::PassManager::default_pipeline()
+            .run(&mut g, &convc_passes::PassContext::with_tolerance(0.0))
+            .expect("passes");
+        let sizes: Vec<(usize, usize)> = g
+            .inputs
+            .iter()
+            .map(|&n| {
+                let s = &g.node(n).shape;
+                (
+                    s.h.known().unwrap_or(37) as usize,
+                    s.w.known().unwrap_or(29) as usize,
+                )
+            })
+            .collect();
+        let net = convc_jit::compile(&g, &sizes, &opts(2)).expect("compile");
+        let x = inputs_for(&g, &sizes, 1, 5);
+        let want = convc_interp::run(&original, &x).expect("interpreter");
+        let got = net.run(&x).expect("run");
+        assert_close(&got, &want, &f.display().to_string());
+        let kernels: Vec<&str> = net.kernels().iter().map(|k| k.name.as_str()).collect();
+        eprintln!("{}: {kernels:?}", f.display());
+        let stem = f.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        if stem == "blur7" || stem == "sobel" {
+            assert!(
+                kernels.iter().any(|k| k.starts_with("k0_sep")),
+                "{kernels:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# benches/peers.sh — measure convc against ONNX Runtime (and tract, if given) in one run and
+# write BENCHMARKS.md.
+#
+# Usage (from anywhere):  bash benches/peers.sh
+#
+# What it does, in order:
+#   1. builds convc in release (cargo build --release);
+#   2. makes (or reuses) a Python venv outside the repo at $VENV with numpy, onnx and
+#      onnxruntime (plus openvino when OPENVINO=1);
+#   3. compiles ../shared/peers/peak.c into a scratch folder and runs it 3 times on one core
+#      (the 128-bit FMA peak, in the same sitting as the timings);
+#   4. records `convc bench --json` (MACs as written and as executed after the rewrites) and
+#      `convc bench --profile` (time per fused kernel group) of every network on 1 thread;
+#   5. runs ../shared/peers/peers.py for 1 and 2 threads over every network of
+#      ../shared/bench: ONNX Runtime (and OpenVINO), convc through
+#      `--convc '<repo>/target/release/convc bench {conv} --threads {t}'`, and tract through
+#      `--cmd` when $TRACT is the path of a tract command-line binary;
+#   6. writes BENCHMARKS.md: the generated part sits between the two `generated` markers and
+#      is replaced on every run; any text outside them (e.g. "Where we stand") is kept.
+#
+# Environment (all optional):
+#   VENV        the venv (default: ${TMPDIR:-/tmp}/convc-bench-venv; created if missing)
+#   SCRATCH     scratch folder for peak and the raw results (default: a fresh mktemp -d)
+#   SHARED      the shared folder (default: ../shared next to the repo)
+#   TRACT       a tract binary (tract-cli 0.23.9, see ../shared/peers/README.md)
+#   OPENVINO=1  also install and time OpenVINO
+#   NETS        networks to time (default: all of ../shared/bench), space-separated
+#   THREADS     thread counts (default: 1,2)
+#   SECONDS_PER_ROW, RETRIES, WAIT_QUIET, MAX_OTHER   passed to peers.py (defaults 2, 2, 30, 0.3)
+#   OUT         the markdown file to write (default: BENCHMARKS.md at the repo root)
+#
+# Nothing here asserts a time: it measures and reports. The machine may be shared; peers.py
+# records, per row, how busy the other cores were, and re-measures disturbed rows.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SHARED="${SHARED:-$ROOT/../shared}"
+SHARED="$(cd "$SHARED" && pwd)"
+VENV="${VENV:-${TMPDIR:-/tmp}/convc-bench-venv}"
+SCRATCH="${SCRATCH:-$(mktemp -d "${TMPDIR:-/tmp}/convc-bench.XXXXXX")}"
+OUT="${OUT:-$ROOT/BENCHMARKS.md}"
+THREADS="${THREADS:-1,2}"
+SECONDS_PER_ROW="${SECONDS_PER_ROW:-2}"
+RETRIES="${RETRIES:-2}"
+WAIT_QUIET="${WAIT_QUIET:-30}"
+MAX_OTHER="${MAX_OTHER:-0.3}"
+mkdir -p "$SCRATCH"
+log() { printf '[peers.sh] %s\n' "$*" >&2; }
+
+case "$VENV" in
+  "$ROOT"/*) echo "VENV must be outside the repo ($ROOT)" >&2; exit 2 ;;
+esac
+
+log "building convc (release)"
+(cd "$ROOT" && cargo build --release --quiet)
+CONVC="$ROOT/target/release/convc"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating the venv $VENV"
+  python3 -m venv "$VENV"
+fi
+PKGS=(numpy onnx onnxruntime)
+[ "${OPENVINO:-0}" = 1 ] && PKGS+=(openvino)
+if ! "$VENV/bin/python" -c "import numpy, onnx, onnxruntime" 2>/dev/null \
+  || { [ "${OPENVINO:-0}" = 1 ] && ! "$VENV/bin/python" -c "import openvino" 2>/dev/null; }; then
+  log "installing ${PKGS[*]} into the venv"
+  "$VENV/bin/pip" install --quiet "${PKGS[@]}"
+fi
+ENGINES=ort
+"$VENV/bin/python" -c "import openvino" 2>/dev/null && ENGINES=ort,openvino
+
+log "compiling peak.c into $SCRATCH"
+gcc -O2 -mfma -mavx2 -pthread "$SHARED/peers/peak.c" -o "$SCRATCH/peak"
+: > "$SCRATCH/peak.txt"
+for i in 1 2 3; do
+  log "peak, one core, run $i of 3"
+  "$SCRATCH/peak" 1 >> "$SCRATCH/peak.txt"
+done
+
+BENCH="$SHARED/bench"
+if [ -n "${NETS:-}" ]; then
+  read -r -a NET_LIST <<< "$NETS"
+else
+  NET_LIST=()
+  for f in "$BENCH"/*.conv; do NET_LIST+=("$(basename "$f" .conv)"); done
+fi
+
+log "convc: MACs and per-group profile of every network (1 thread)"
+for n in "${NET_LIST[@]}"; do
+  "$CONVC" bench "$BENCH/$n.conv" --threads 1 --json --min-time 0.3 > "$SCRATCH/$n.json" 2>/dev/null
+  "$CONVC" bench "$BENCH/$n.conv" --threads 1 --profile --min-time 0.3 > "$SCRATCH/$n.profile.txt" 2>&1
+done
+
+PEERS_ARGS=(--engines "$ENGINES" --threads "$THREADS" --seconds "$SECONDS_PER_ROW"
+  --retries "$RETRIES" --wait-quiet "$WAIT_QUIET" --max-other "$MAX_OTHER"
+  --nets "${NET_LIST[@]}"
+  --convc "$CONVC bench {conv} --threads {t}"
+  --json "$SCRATCH/peers.json" --md "$SCRATCH/peers.md"
+  --note "benches/peers.sh")
+if [ -n "${TRACT:-}" ]; then
+  if [ ! -x "$TRACT" ]; then echo "TRACT=$TRACT is not an executable" >&2; exit 2; fi
+  # tract prints `N ms/i.` in colour: the sed makes it the `N ms/image` peers.py reads.
+  PEERS_ARGS+=(--cmd "tract=$TRACT {onnx} --set N=1 -O \$([ {t} = 1 ] || echo --threads {t}) bench -R --warmup-time 500 --max-time 2000 2>&1 | sed -e 's/\x1b\[[0-9;]*m//g' -e 's#ms/i[.]#ms/image#'")
+fi
+log "peers.py (this takes a while)"
+(cd "$SHARED" && "$VENV/bin/python" peers/peers.py "${PEERS_ARGS[@]}") > "$SCRATCH/peers.log"
+
+log "writing $OUT"
+"$VENV/bin/python" - "$SCRATCH" "$OUT" "${NET_LIST[@]}" <<'PY'
+import json, os, platform, re, subprocess, sys, datetime
+from pathlib import Path
+
+scratch, out, nets = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
+BEGIN, END = "<!-- generated by benches/peers.sh: begin -->", "<!-- generated by benches/peers.sh: end -->"
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+peaks = [float(m.group(1)) for m in re.finditer(r"128-bit FMA.*?median\s+([\d.]+) GFLOP/s",
+                                                (scratch / "peak.txt").read_text())]
+peaks256 = [float(m.group(1)) for m in re.finditer(r"256-bit FMA.*?median\s+([\d.]+) GFLOP/s",
+                                                   (scratch / "peak.txt").read_text())]
+peak = max(peaks) if peaks else None
+data = json.loads((scratch / "peers.json").read_text())
+meta, rows = data["meta"], data["results"]
+conv = {n: json.loads((scratch / f"{n}.json").read_text()) for n in nets}
+
+def cell(net, engine, t):
+    for r in rows:
+        if r["network"] == net and r["engine"] == engine and r["threads"] == t and "error" not in r:
+            return r
+    return None
+
+engines = []
+for r in rows:
+    if r["engine"] not in engines:
+        engines.append(r["engine"])
+peers = [e for e in engines if e != "convc"]
+threads = sorted({r["threads"] for r in rows})
+names = {"onnxruntime": "ORT", "openvino": "OpenVINO", "tract": "tract", "convc": "convc"}
+
+def ms(r):
+    if r is None:
+        return "—"
+    flag = " !" if (r.get("other_cpu_cores") or 0) > meta.get("max_other", 1e9) else ""
+    return f"{r['ms_per_image_median']:.3f}{flag}"
+
+L = []
+now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+L.append(BEGIN)
+L.append("")
+L.append(f"Measured {now} on **{cpu_model()}**, {os.cpu_count()} logical CPUs "
+         f"({platform.system()} {platform.release()}), batch 1, by `bash benches/peers.sh`.")
+L.append("Versions: " + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items() if v) + ".")
+if peaks:
+    L.append(f"128-bit FMA peak of one core (`../shared/peers/peak.c`, 3 runs, medians): "
+             + ", ".join(f"{p:.1f}" for p in peaks) + f" GFLOP/s; the best, **{peak:.1f} GFLOP/s**, is the "
+             "reference below" + (f" (256-bit: {max(peaks256):.1f})." if peaks256 else "."))
+L.append(f"Load average at the start and the end of the timings: {meta.get('load1_start')}, "
+         f"{meta.get('load1_end')}. A `!` marks a row measured while other processes kept more than "
+         f"{meta.get('max_other')} cores busy (disturbed even after retries).")
+L.append("")
+L.append("### Time per image (ms, median) and ratio convc / best peer")
+L.append("")
+hdr = ["network", "MACs written", "MACs executed"]
+for t in threads:
+    hdr += [f"{names.get(e, e)} {t}t" for e in ["convc"] + peers] + [f"ratio {t}t"]
+L.append("| " + " | ".join(hdr) + " |")
+L.append("|---|" + "---:|" * (len(hdr) - 1))
+for n in nets:
+    c = conv[n]
+    line = [n, f"{c['macs_written']:,}", f"{c['macs_executed']:,}"]
+    for t in threads:
+        mine = cell(n, "convc", t)
+        line.append(ms(mine))
+        best = None
+        for e in peers:
+            r = cell(n, e, t)
+            line.append(ms(r))
+            if r and (best is None or r["ms_per_image_median"] < best["ms_per_image_median"]):
+                best = r
+        if mine and best:
+            line.append(f"{mine['ms_per_image_median'] / best['ms_per_image_median']:.2f} "
+                        f"({names.get(best['engine'], best['engine'])})")
+        else:
+            line.append("—")
+    L.append("| " + " | ".join(line) + " |")
+L.append("")
+L.append("### convc throughput")
+L.append("")
+L.append("GFLOP/s = 2 × MACs / median time. *Written*: the network's MACs as written (what the peers "
+         "execute); *executed*: after convc's exact rewrites. % of peak = executed GFLOP/s on one thread "
+         "/ the 128-bit peak above. Scaling = time at 1 thread / time at 2 threads.")
+L.append("")
+L.append("| network | GFLOP/s written 1t | GFLOP/s executed 1t | % of 128-bit peak 1t | GFLOP/s executed 2t | scaling 2t/1t | compile (ms) |")
+L.append("|---|---:|---:|---:|---:|---:|---:|")
+for n in nets:
+    c = conv[n]
+    r1, r2 = cell(n, "convc", 1), cell(n, "convc", 2)
+    g = lambda r, m: 2 * m / (r["ms_per_image_median"] * 1e-3) / 1e9 if r else None
+    f = lambda v, fmt: format(v, fmt) if v is not None else "—"
+    gw1, ge1, ge2 = g(r1, c["macs_written"]), g(r1, c["macs_executed"]), g(r2, c["macs_executed"])
+    pct = ge1 / peak * 100 if (ge1 is not None and peak) else None
+    sc = r1["ms_per_image_median"] / r2["ms_per_image_median"] if (r1 and r2) else None
+    L.append(f"| {n} | {f(gw1, '.1f')} | {f(ge1, '.1f')} | {f(pct, '.0f')}% | {f(ge2, '.1f')} "
+             f"| {f(sc, '.2f')}x | {c['codegen_ms']:.1f} (+ passes {c['passes_ms']:.1f}) |")
+L.append("")
+L.append("### convc per fused kernel group (1 thread, `convc bench --profile`)")
+L.append("")
+for n in nets:
+    text = (scratch / f"{n}.profile.txt").read_text()
+    prof = text[text.find("profile"):] if "profile" in text else ""
+    rewrites = [l for l in text.splitlines() if l.startswith(("decompose:", "fold-batchnorm:"))]
+    L.append(f"**{n}**" + (" — " + "; ".join(rewrites) if rewrites else ""))
+    L.append("")
+    L.append("```text")
+    L.extend(l.rstrip() for l in prof.splitlines()[1:])
+    L.append("```")
+    L.append("")
+L.append("Raw peers.py table:")
+L.append("")
+L.append((scratch / "peers.md").read_text().rstrip())
+L.append("")
+L.append(END)
+generated = "\n".join(L) + "\n"
+
+if out.exists():
+    old = out.read_text()
+    if BEGIN in old and END in old:
+        new = old[:old.index(BEGIN)] + generated.rstrip("\n") + old[old.index(END) + len(END):]
+    else:
+        new = old.rstrip("\n") + "\n\n" + generated
+else:
+    new = ("# Benchmarks\n\nconvc against ONNX Runtime (and tract when `$TRACT` is set) on the networks of "
+           "`../shared/bench/`, measured in one run by `bash benches/peers.sh`.\n\n" + generated)
+out.write_text(new)
+print(f"wrote {out}")
+PY
+log "done; raw results in $SCRATCH"

@@ -1,0 +1,225 @@
+//! The kernel paths one by one, each against the interpreter: short rows packed across rows,
+//! overlapping row tails, flattened KHx1 planes, both reduction forms (FMA with two taps per
+//! iteration, mul + add with one), odd and even tap counts, and the persistent thread pool
+//! (many runs, concurrent runs, more threads than before).
+mod common;
+
+use common::*;
+use convc_jit::JitOptions;
+use proptest::prelude::*;
+use std::path::Path;
+
+fn kernel_names(src: &str, size: (usize, usize), o: &JitOptions) -> Vec<String> {
+    let g = graph(src, Path::new("."));
+    let net = check_graph(&g, &[size], 2, o, src);
+    net.kernels().iter().map(|k| k.name.clone()).collect()
+}
+
+fn with_fma(threads: usize, fma: bool) -> JitOptions {
+    JitOptions {
+        fma,
+        ..opts(threads)
+    }
+}
+
+#[test]
+fn short_rows_are_packed_and_tails_overlap() {
+    // Widths around multiples of 4, channel counts giving full and partial blocks, odd and
+    // even tap counts, with a residual add and an activation in the epilogue.
+    for w in [4, 5, 7, 8, 9, 13, 16, 17, 23, 31] {
+        for (c, out, k) in [(3, 8, "3x3"), (5, 7, "1x7"), (4, 13, "2x3"), (6, 1, "3x1")] {
+            for fma in [true, false] {
+                let src = format!(
+                    "input x: [{c}, 11, {w}]\ny = conv(x, out={out}, kernel={k}, pad=same, weights=random(seed=1), bias=random(seed=2))\nz = conv(x, out={out}, kernel=1x1, weights=random(seed=3))\na = add(y, z)\nr = relu6(a)\noutput r\n"
+                );
+                let names = kernel_names(&src, (11, w), &with_fma(2, fma));
+                assert!(!names.is_empty(), "{names:?}");
+            }
+        }
+    }
+    // 17 columns and 2-vector blocks: two rows per item.
+    let names = kernel_names(
+        "input x: [16, 17, 17]\ny = conv(x, out=20, kernel=1x7, pad=same, weights=random(seed=1))\noutput y\n",
+        (17, 17),
+        &opts(1),
+    );
+    assert!(names[0].contains("_r2"), "{names:?}");
+}
+
+#[test]
+fn khx1_planes_run_flat() {
+    let src = "input x: [12, 17, 17]\ny = conv(x, out=10, kernel=7x1, pad=same, weights=random(seed=1), bias=random(seed=2))\nr = relu(y)\noutput r\n";
+    let names = kernel_names(src, (17, 17), &opts(2));
+    assert!(names[0].contains("_10x1x289_"), "{names:?}");
+    // A pointwise on a small plane too; a depthwise 7x1 with vertical padding (blur7's first
+    // half) as well.
+    let src = "input x: [9, 13, 21]\ny = pointwise(x, out=11, weights=random(seed=1))\nd = depthwise(y, kernel=7x1, pad=same, weights=random(seed=2))\noutput d\n";
+    let names = kernel_names(src, (13, 21), &opts(2));
+    assert!(names.iter().all(|n| n.contains("x1x273_")), "{names:?}");
+    // Larger planes: rows of at least 256 values, several per plane (40x44 = 5 rows of 352,
+    // 48x26 = 4 rows of 312), 1 and 2 threads.
+    for threads in [1, 2] {
+        let src = "input x: [7, 40, 44]\ny = pointwise(x, out=9, weights=random(seed=1), bias=random(seed=2))\nr = relu(y)\noutput r\n";
+        let names = kernel_names(src, (40, 44), &opts(threads));
+        assert!(names[0].contains("_9x5x352_"), "{names:?}");
+        let src = "input x: [5, 48, 26]\ny = conv(x, out=6, kernel=3x1, pad=same, weights=random(seed=1))\nz = depthwise(x, kernel=5x1, dilation=2x1, pad=same, weights=random(seed=3))\nw = pointwise(z, out=6, weights=random(seed=4))\na = add(y, w)\noutput a\n";
+        let names = kernel_names(src, (48, 26), &opts(threads));
+        // The 3x1 conv runs flat (4 rows of 312); the depthwise 5x1 fuses with the pointwise.
+        assert!(names.iter().any(|n| n.contains("_6x4x312_")), "{names:?}");
+        assert!(names.iter().any(|n| n.contains("sep5x1")), "{names:?}");
+    }
+}
+
+#[test]
+fn tap_counts_one_to_nine() {
+    // 1..=9 taps per output: the odd ones run their first tap before the two-tap loop.
+    for cin in 1..=3 {
+        for k in ["1x1", "1x2", "1x3", "3x1", "2x2", "3x3"] {
+            let src = format!(
+                "input x: [{cin}, 9, 14]\ny = conv(x, out=6, kernel={k}, pad=valid, weights=random(seed=4))\noutput y\n"
+            );
+            kernel_names(&src, (9, 14), &opts(1));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// The mul + add kernels (hosts without FMA) on random graphs.
+    #[test]
+    fn random_graphs_mul_add(seed in any::<u64>(), threads in 1usize..=2) {
+        let src = specgen::spec(seed, seed % 2 == 0);
+        let g = graph(&src, Path::new("."));
+        let n = g.inputs[0];
+        let sh = &g.node(n).shape;
+        let size = (sh.h.known().unwrap_or(1) as usize, sh.w.known().unwrap_or(1) as usize);
+        check_graph(&g, &[size], 1, &with_fma(threads, false), &src);
+    }
+}
+
+#[test]
+fn the_pool_serves_many_and_concurrent_runs() {
+    let src = "input x: [8, 23, 19]\nc = conv(x, out=12, kernel=3x3, pad=same, weights=random(seed=1), bias=random(seed=2))\nr = relu(c)\nd = depthwise(r, kernel=3x3, stride=2, pad=same, weights=random(seed=3))\np = pointwise(d, out=5, weights=random(seed=4))\noutput p, r\n";
+    let g = graph(src, Path::new("."));
+    let net = convc_jit::compile(&g, &[(23, 19)], &opts(2)).expect("compile");
+    let x = inputs_for(&g, &[(23, 19)], 3, 11);
+    let want = convc_interp::run(&g, &x).expect("interp");
+    let first = net.run(&x).expect("run");
+    assert_close(&first, &want, "first run");
+    // Many runs in a row: the workers sleep and wake between some of them.
+    for i in 0..40 {
+        if i % 10 == 9 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let got = net.run(&x).expect("run");
+        for (a, b) in got.iter().zip(&first) {
+            assert_eq!(
+                a.data(),
+                b.data(),
+                "run {i}: same code, same order, same values"
+            );
+        }
+    }
+    // Runs from several threads at once take turns on the pool (or run alone).
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (net, x, first) = (&net, &x, &first);
+            s.spawn(move || {
+                for i in 0..8 {
+                    let got = net.run_threads(x, 1 + (t + i) % 3).expect("run");
+                    for (a, b) in got.iter().zip(first.iter()) {
+                        assert_close(
+                            std::slice::from_ref(a),
+                            std::slice::from_ref(b),
+                            "concurrent",
+                        );
+                    }
+                }
+            });
+        }
+    });
+    // More threads than the pool has: it grows.
+    let got = net.run_threads(&x, 4).expect("run");
+    assert_close(&got, &want, "4 threads");
+    drop(net);
+}
+
+/// A vertical conv feeding a horizontal one runs as one fused kernel through a row buffer:
+/// blur-like depthwise pairs, sobel-like 1 -> 2 then groups = 2, multipliers, strides,
+/// dilations, every padding form (border rows with part of the window outside), epilogues on
+/// both halves (a residual add on the second) and input channels per group of the second.
+#[test]
+fn vertical_then_horizontal_convs_fuse() {
+    let mut fused = 0;
+    let mut n = 0;
+    for (c, a_args, b_args) in [
+        (3, "kernel=7x1, pad=same", "kernel=1x7, pad=same, groups=3"),
+        (1, "kernel=3x1, pad=same", "kernel=1x3, pad=same, groups=2"),
+        (
+            2,
+            "kernel=5x1, stride=2x1, pad=same",
+            "kernel=1x3, stride=2x1, pad=(0, 0, 1, 2), groups=4",
+        ),
+        (
+            2,
+            "kernel=3x1, dilation=3x1, pad=(4, 1, 0, 0)",
+            "kernel=1x4, dilation=1x2, pad=same, groups=2",
+        ),
+        (
+            4,
+            "kernel=4x1, pad=valid",
+            "kernel=1x2, pad=valid, groups=2",
+        ),
+        (
+            3,
+            "kernel=2x1, stride=3x1, pad=(1, 0, 0, 0)",
+            "kernel=1x5, pad=same, groups=1",
+        ),
+    ] {
+        for (w, mult) in [(5, 1), (13, 2), (37, 1)] {
+            let a_out = c * mult;
+            let (b_groups, b_out) = if b_args.contains("groups=1") {
+                (1, 3)
+            } else {
+                let g: usize = b_args
+                    .rsplit("groups=")
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1);
+                (g, g * 2)
+            };
+            if a_out % b_groups != 0 {
+                continue;
+            }
+            let src = format!(
+                "input x: [{c}, 19, {w}]\n\
+                 a = conv(x, out={a_out}, {a_args}, groups={c}, weights=random(seed=1), bias=random(seed=2))\n\
+                 r = relu6(a)\n\
+                 b = conv(r, out={b_out}, {b_args}, weights=random(seed=3), bias=random(seed=4))\n\
+                 output b\n"
+            );
+            let g = graph(&src, Path::new("."));
+            n += 1;
+            for threads in [1, 2] {
+                let net = check_graph(&g, &[(19, w)], 2, &opts(threads), &src);
+                if net.kernels().iter().any(|k| k.name.contains("sep")) {
+                    fused += 1;
+                } else {
+                    eprintln!("not fused: {src}");
+                }
+            }
+            // With a residual add after the second conv.
+            let src2 = src.replace(
+                "output b\n",
+                &format!("z = conv(x, out={b_out}, kernel=1x1, weights=random(seed=5))\nq = add(b, z)\noutput q\n"),
+            );
+            let sh = &g.node(g.outputs[0]).shape;
+            if (sh.h.known(), sh.w.known()) == (Some(19), Some(w as _)) {
+                let g2 = graph(&src2, Path::new("."));
+                check_graph(&g2, &[(19, w)], 1, &opts(2), &src2);
+            }
+        }
+    }
+    assert_eq!(fused, 2 * n, "nets fused (of {} runs)", 2 * n);
+}
