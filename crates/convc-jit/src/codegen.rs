@@ -390,8 +390,8 @@ impl Em<'_> {
             let o0 = e.b.ins().iadd(o0a, o0b);
             let in_g = e.offset(inp, g, s.cg * s.chan_stride * 4);
             let in_base = e.offset(in_g, oy, s.sh * s.row_stride * 4);
-            let out_c = e.offset(out, o0, plane * 4);
-            let out_row = e.offset(out_c, oy, s.ow * 4);
+            let out_c = e.offset(out, o0, s.out_cs * 4);
+            let out_row = e.offset(out_c, oy, s.out_rs * 4);
             let w_blk = e.offset(w, gb, taps * s.tap_bytes(s.ocb));
             let mut ptrs = EpPtrs { ptr: Vec::new() };
             let mut res_row = Vec::new();
@@ -614,7 +614,7 @@ impl Em<'_> {
                     cols.iter().map(move |&c| {
                         (
                             ((r * s.sh * s.row_stride + c) * 4) as i32,
-                            ((r * s.ow + c) * 4) as i32,
+                            ((r * s.out_rs + c) * 4) as i32,
                         )
                     })
                 })
@@ -666,7 +666,8 @@ impl Em<'_> {
     ) {
         let ty = if lanes == 4 { F32X4 } else { F32 };
         let first = self.iconst(x0 * 4);
-        let plane4 = (s.oh * s.ow * 4) as i32;
+        // Residual operands share the output's layout (the planner checks).
+        let plane4 = (s.out_cs * 4) as i32;
         self.for_count(first, count, (nv * lanes * 4) as i64, &mut |e, xoff| {
             let seg_in = e.b.ins().iadd(row.in_base, xoff);
             let offs: Vec<i32> = (0..nv).map(|k| (k * lanes * 4) as i32).collect();
@@ -693,7 +694,8 @@ impl Em<'_> {
         let nv = pos.len();
         let offs: Vec<i32> = pos.iter().map(|p| p.0).collect();
         let accs = self.reduction(s, row.in_base, row.w_blk, row.count, ocb, &offs, 4, F32X4);
-        let plane4 = (s.oh * s.ow * 4) as i32;
+        // Residual operands share the output's layout (the planner checks).
+        let plane4 = (s.out_cs * 4) as i32;
         for j in 0..ocb {
             for (k, &(_, o)) in pos.iter().enumerate() {
                 let a = self.b.use_var(accs[j * nv + k]);

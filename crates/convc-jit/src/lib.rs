@@ -218,7 +218,8 @@ pub fn compile(
 
     let mut plan = plan::build(g, &conc, fma)?;
     for s in &plan.steps {
-        for a in &s.args {
+        let band_args = s.band.as_ref().map_or(&[][..], |b| &b.step.args[..]);
+        for a in s.args.iter().chain(band_args) {
             if let Arg::Value { node, .. } = a
                 && plan.loc.get(*node).copied().flatten().is_none()
             {
@@ -249,20 +250,20 @@ pub fn compile(
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
     let mut tables = Vec::new();
-    for step in &mut plan.steps {
-        if let Some(&k) = cache.get(&step.spec) {
-            step.kernel = k;
-            kernels[k].steps.push(step.name.clone());
-            continue;
+    // Compiles `spec` for the step `step_name` unless an identical kernel exists.
+    let mut kernel_for = |spec: &KernelSpec, step_name: &str| -> Result<usize, JitError> {
+        if let Some(&k) = cache.get(spec) {
+            kernels[k].steps.push(step_name.to_string());
+            return Ok(k);
         }
         let k = kernels.len();
-        let name = format!("k{k}_{}", step.spec.name());
+        let name = format!("k{k}_{}", spec.name());
         let tk = Instant::now();
         ctx.func.signature = codegen::kernel_signature(call_conv);
         tables.extend(codegen::build(
             &mut ctx.func,
             &mut fctx,
-            &step.spec,
+            spec,
             call_conv,
             frontend,
         ));
@@ -272,8 +273,7 @@ pub fn compile(
         ctx.set_disasm(opts.emit_asm);
         module.define_function(id, &mut ctx).map_err(|e| {
             JitError::new(format!(
-                "internal error: compiling kernel {name} for `{}`: {e:?}",
-                step.name
+                "internal error: compiling kernel {name} for `{step_name}`: {e:?}"
             ))
         })?;
         if let (Some(cs), Some(cc)) = (&cs, ctx.compiled_code()) {
@@ -286,11 +286,18 @@ pub fn compile(
         kernels.push(KernelInfo {
             name,
             compile_time: tk.elapsed(),
-            steps: vec![step.name.clone()],
+            steps: vec![step_name.to_string()],
         });
         ids.push(id);
-        cache.insert(step.spec.clone(), k);
-        step.kernel = k;
+        cache.insert(spec.clone(), k);
+        Ok(k)
+    };
+    for step in &mut plan.steps {
+        // A band pair runs its depthwise kernel, then its own.
+        if let Some(b) = step.band.as_deref_mut() {
+            b.step.kernel = kernel_for(&b.step.spec, &step.name)?;
+        }
+        step.kernel = kernel_for(&step.spec, &step.name)?;
     }
     module
         .finalize_definitions()
@@ -350,7 +357,7 @@ impl CompiledNet {
             .zip(times)
             .map(|(s, seconds)| StepTime {
                 name: s.name.clone(),
-                kernel: self.kernels[s.kernel].name.clone(),
+                kernel: self.kernel_name(s),
                 seconds,
             })
             .collect();
@@ -526,6 +533,15 @@ impl CompiledNet {
         &self.kernels
     }
 
+    /// The kernel a step runs; a band pair's two as `depthwise then pointwise`.
+    fn kernel_name(&self, s: &plan::Step) -> String {
+        let own = &self.kernels[s.kernel].name;
+        match &s.band {
+            Some(b) => format!("{} then {own}", self.kernels[b.step.kernel].name),
+            None => own.clone(),
+        }
+    }
+
     /// The steps of the program in execution order.
     pub fn steps(&self) -> Vec<StepInfo> {
         self.plan
@@ -533,7 +549,7 @@ impl CompiledNet {
             .iter()
             .map(|s| StepInfo {
                 name: s.name.clone(),
-                kernel: self.kernels[s.kernel].name.clone(),
+                kernel: self.kernel_name(s),
                 macs: s.macs,
             })
             .collect()

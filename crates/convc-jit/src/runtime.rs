@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use crate::buf::AlignedBuf;
 use crate::plan::{Arg, Loc, PadCopy, Plan, Step};
+use crate::spec::KernelSpec;
 
 /// The compiled kernels' ABI.
 pub(crate) type KernelFn = unsafe extern "C" fn(*const *mut f32, u64, u64);
@@ -236,7 +237,7 @@ pub(crate) struct Exec<'a> {
 
 impl Exec<'_> {
     fn parallel(&self, step: &Step) -> bool {
-        self.threads > 1 && step.work_ns >= self.parallel_min_ns && step.spec.items() >= 2
+        self.threads > 1 && step.work_ns >= self.parallel_min_ns && step.items() >= 2
     }
 
     /// Runs every image; with `profile`, returns the wall time of each step (summed over images).
@@ -336,7 +337,7 @@ impl Exec<'_> {
                         {
                             return;
                         }
-                        let items = step.spec.items();
+                        let items = step.items();
                         let chunk = (items / (self.threads * 8)).max(1);
                         if !self.job(ctx, img, si, 1, items, chunk) {
                             return;
@@ -349,7 +350,7 @@ impl Exec<'_> {
                             // by the planner for `pad`; the source holds `c*h*w` values.
                             unsafe { pad_copy(self.src_ptr(img, pad), bufs[1], pad, 0, pad.c) };
                         }
-                        self.kernel(step, &mut bufs, img, 0, step.spec.items(), self.tscratch);
+                        self.kernel(step, &mut bufs, img, 0, step.items(), self.tscratch);
                     }
                 }
                 if let Some(times) = times.as_deref_mut() {
@@ -468,6 +469,11 @@ impl Exec<'_> {
         tscratch: P,
     ) {
         let f = self.fns[step.kernel];
+        if let Some(band) = &step.band {
+            // SAFETY: as below, and see `band`.
+            unsafe { self.band(step, band, bufs, img, a, b, tscratch) };
+            return;
+        }
         let Some(t) = &step.tile else {
             // SAFETY: the buffer table matches the kernel's spec (built together).
             unsafe { f(bufs.as_ptr(), a as u64, b as u64) };
@@ -506,6 +512,69 @@ impl Exec<'_> {
             // SAFETY: as above; every input row the items read is in the scratch.
             unsafe { f(bufs.as_ptr(), i as u64, (i + n) as u64) };
             i += n;
+        }
+    }
+
+    /// Runs bands `a..b` of a band pair (`step`, whose table is `bufs`): per band, the
+    /// depthwise kernel for the band's rows of every channel into the band buffer in the
+    /// thread's scratch, then the pointwise kernel for the same rows reading it.
+    ///
+    /// # Safety
+    /// `bufs` is `step`'s buffer table; `tscratch` holds `band.scratch_len()` floats.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn band(
+        &self,
+        step: &Step,
+        band: &crate::plan::Band,
+        bufs: &mut [*mut f32],
+        img: usize,
+        a: usize,
+        b: usize,
+        tscratch: P,
+    ) {
+        let (KernelSpec::Conv(sa), KernelSpec::Conv(sb)) = (&band.step.spec, &step.spec) else {
+            return;
+        };
+        let f = self.fns[step.kernel];
+        let mut abufs: Vec<*mut f32> = band
+            .step
+            .args
+            .iter()
+            .map(|&x| self.resolve(img, usize::MAX, x))
+            .collect();
+        let buf = tscratch.0.wrapping_add(band.buf_off);
+        let (rga, rgb) = (sa.row_groups(), sb.row_groups());
+        let blocks_a = sa.groups * sa.nb();
+        let blocks_b = sb.groups * sb.nb();
+        for i in a..b {
+            let y0 = i * band.rows;
+            let y1 = (y0 + band.rows).min(band.oh);
+            // Both kernels add `oy * row` to the band's pointer: row y0 is its first.
+            let at = buf.wrapping_sub(y0 * band.width);
+            abufs[0] = at;
+            // `a`'s items are block-major (block, row group); the band's row groups of each.
+            let (r0, r1) = (y0 / sa.rows, y1.div_ceil(sa.rows).min(rga));
+            for blk in 0..blocks_a {
+                self.kernel(
+                    &band.step,
+                    &mut abufs,
+                    img,
+                    blk * rga + r0,
+                    blk * rga + r1,
+                    tscratch,
+                );
+            }
+            // `b`'s items are row-major (row group, block).
+            bufs[1] = at;
+            let (r0, r1) = (y0 / sb.rows, y1.div_ceil(sb.rows).min(rgb));
+            // SAFETY: the band buffer holds rows y0..y1 of every channel `b` reads.
+            unsafe {
+                f(
+                    bufs.as_ptr(),
+                    (r0 * blocks_b) as u64,
+                    (r1 * blocks_b) as u64,
+                )
+            };
         }
     }
 

@@ -99,6 +99,12 @@ pub(crate) struct ConvSpec {
     /// before the next row, so the input rows stay in cache while the weights stream) rather
     /// than block-major (`item = block * oh + oy`: the block's weights stay in cache).
     pub row_major: bool,
+    /// Floats between two channels and two rows of the output (`oh * ow` and `ow`, or a band
+    /// buffer's layout when a depthwise conv feeds a pointwise one through it; see
+    /// `plan::Band`). Residual operands are read at the output's offsets, so a kernel with a
+    /// residual add always has the standard layout.
+    pub out_cs: usize,
+    pub out_rs: usize,
 }
 
 impl ConvSpec {
@@ -295,7 +301,7 @@ impl SepSpec {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum KernelSpec {
     Conv(ConvSpec),
-    Sep(SepSpec),
+    Sep(Box<SepSpec>),
     Elt(EltSpec),
     Pool(PoolSpec),
     Gap { c: usize, hw: usize },
@@ -327,7 +333,7 @@ impl KernelSpec {
         };
         match self {
             KernelSpec::Conv(s) => format!(
-                "conv{}x{}s{}x{}d{}x{}g{}_{}x{}x{}_b{}{}{}{}",
+                "conv{}x{}s{}x{}d{}x{}g{}_{}x{}x{}_b{}{}{}{}{}",
                 s.kh,
                 s.kw,
                 s.sh,
@@ -345,6 +351,11 @@ impl KernelSpec {
                     String::new()
                 },
                 if s.row_major { "_rows" } else { "" },
+                if s.out_cs != s.oh * s.ow || s.out_rs != s.ow {
+                    "_band"
+                } else {
+                    ""
+                },
                 ep(&s.ep)
             ),
             KernelSpec::Sep(s) => format!(

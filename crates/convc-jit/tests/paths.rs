@@ -223,3 +223,74 @@ fn vertical_then_horizontal_convs_fuse() {
     }
     assert_eq!(fused, 2 * n, "nets fused (of {} runs)", 2 * n);
 }
+
+/// A depthwise conv feeding a pointwise one runs in bands of rows through the thread's
+/// scratch (`plan::Band`): multipliers, strides, dilations, every padding form, short rows
+/// packed across rows (17 columns), band heights that do not divide the plane, epilogues on
+/// both convs (a residual add on the pointwise), pointwise groups, 1 and 2 threads, batches.
+#[test]
+fn depthwise_then_pointwise_run_in_bands() {
+    let mut n = 0;
+    for (c, mult, a_args) in [
+        (16, 1, "kernel=3x3, pad=same"),
+        (6, 2, "kernel=3x3, stride=2, pad=same"),
+        (5, 1, "kernel=5x3, dilation=2x1, pad=(3, 1, 2, 0)"),
+        (4, 3, "kernel=2x2, pad=valid"),
+        (9, 1, "kernel=1x7, pad=same"),
+    ] {
+        for (h, w) in [(17, 17), (40, 9), (3, 30), (61, 56)] {
+            for (b_out, b_groups) in [(7, 1), (2 * c * mult, c)] {
+                let a_out = c * mult;
+                let src = format!(
+                    "input x: [{c}, {h}, {w}]\n\
+                     a = conv(x, out={a_out}, {a_args}, groups={c}, weights=random(seed=1), bias=random(seed=2))\n\
+                     r = relu6(a)\n\
+                     b = conv(r, out={b_out}, kernel=1x1, groups={b_groups}, weights=random(seed=3), bias=random(seed=4))\n\
+                     output b\n"
+                );
+                // Windows larger than the plane: no such network.
+                let Ok(g) = convc_ir::compile(&src, Path::new(".")) else {
+                    continue;
+                };
+                let sh = &g.node(g.outputs[0]).shape;
+                if sh.h.known().is_none_or(|v| v < 2) {
+                    continue;
+                }
+                n += 1;
+                for threads in [1, 2] {
+                    let net = check_graph(&g, &[(h, w)], 2, &opts(threads), &src);
+                    let steps = net.steps();
+                    assert_eq!(steps.len(), 1, "{src}: {steps:?}");
+                    assert!(steps[0].kernel.contains(" then "), "{src}: {steps:?}");
+                }
+                // A residual add and a batchnorm after the pointwise conv.
+                let src2 = src.replace(
+                    "output b\n",
+                    "z = conv(x, out=7, kernel=1x1, weights=random(seed=5))\nq = add(b, z)\noutput q\n",
+                );
+                if b_out == 7
+                    && !a_args.contains("stride")
+                    && !a_args.contains("valid")
+                    && !a_args.contains("(3")
+                {
+                    let g2 = graph(&src2, Path::new("."));
+                    let net = check_graph(&g2, &[(h, w)], 1, &opts(2), &src2);
+                    assert!(
+                        net.steps().iter().any(|s| s.kernel.contains(" then ")),
+                        "{src2}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(n >= 30, "{n} pairs");
+    // The depthwise value used twice: not fused, still right.
+    let src = "input x: [8, 20, 20]\na = depthwise(x, kernel=3x3, pad=same, weights=random(seed=1))\nb = pointwise(a, out=4, weights=random(seed=2))\noutput b, a\n";
+    let g = graph(src, Path::new("."));
+    let net = check_graph(&g, &[(20, 20)], 1, &opts(2), src);
+    assert!(
+        net.steps().iter().all(|s| !s.kernel.contains(" then ")),
+        "{:?}",
+        net.steps()
+    );
+}
