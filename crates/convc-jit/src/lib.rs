@@ -165,7 +165,7 @@ pub struct CompiledNet {
     /// Worker threads, started by the first parallel run; stopped (joined) on drop.
     pool: Pool,
     /// The intermediate buffers, allocated by the first run and kept.
-    arena: std::sync::Mutex<Option<buf::AlignedBuf>>,
+    arena: std::sync::Mutex<Option<runtime::Kept>>,
     // Last: dropped after the function pointers.
     _code: Code,
     /// Constant tables the code reads.

@@ -217,6 +217,14 @@ struct RunCtx<'a> {
     workers: usize,
 }
 
+/// What a compiled network keeps between runs: the arena of intermediate values and the
+/// calling thread's scratch (workers keep their own). Allocating and zeroing them per run cost
+/// more than a small network's run (a 200 KB band buffer is an `mmap` and page faults).
+pub(crate) struct Kept {
+    pub arena: AlignedBuf,
+    pub tscratch: AlignedBuf,
+}
+
 /// One run of a plan on a batch.
 pub(crate) struct Exec<'a> {
     pub plan: &'a Plan,
@@ -248,20 +256,23 @@ impl Exec<'_> {
     pub fn run(
         &mut self,
         pool: &Pool,
-        arena: &Mutex<Option<AlignedBuf>>,
+        arena: &Mutex<Option<Kept>>,
         profile: bool,
     ) -> Result<Vec<f64>, String> {
-        let fresh = || {
-            AlignedBuf::zeroed(self.plan.arena_len).ok_or_else(|| {
+        let fresh = || -> Result<Kept, String> {
+            let arena = AlignedBuf::zeroed(self.plan.arena_len).ok_or_else(|| {
                 format!(
                     "not enough memory for the {} MB of intermediate buffers",
                     (self.plan.arena_len * 4) >> 20
                 )
-            })
+            })?;
+            let tscratch = AlignedBuf::zeroed(self.plan.thread_scratch)
+                .ok_or("not enough memory for a row buffer")?;
+            Ok(Kept { arena, tscratch })
         };
         let mut own = None;
         let mut kept = arena.try_lock().ok();
-        let buf: &mut AlignedBuf = match kept.as_deref_mut() {
+        let buf: &mut Kept = match kept.as_deref_mut() {
             Some(slot) => {
                 if slot.is_none() {
                     *slot = Some(fresh()?);
@@ -270,10 +281,8 @@ impl Exec<'_> {
             }
             None => own.insert(fresh()?),
         };
-        self.arena = P(buf.as_mut_ptr());
-        let mut tscratch = AlignedBuf::zeroed(self.plan.thread_scratch)
-            .ok_or("not enough memory for a row buffer")?;
-        self.tscratch = P(tscratch.as_mut_ptr());
+        self.arena = P(buf.arena.as_mut_ptr());
+        self.tscratch = P(buf.tscratch.as_mut_ptr());
         let any_parallel = self.plan.steps.iter().any(|s| self.parallel(s));
         let mut times = vec![0f64; self.plan.steps.len()];
         if !any_parallel {
