@@ -820,11 +820,18 @@ impl Em<'_> {
             e.b.ins().load(PTR, konst(), wp, wofs)
         };
         if count.is_none() && unroll > 1 && !s.taps().is_multiple_of(unroll) {
+            // The peeled tap's weights through an opaque zero (a load that is not hoisted):
+            // at a loop-invariant address, their broadcasts would be hoisted out of the
+            // column loop around the reduction, held across it, and spilled.
+            let (addr, off) = self.pool_entry(0.0);
+            let a = self.b.ins().iconst(PTR, addr as i64);
+            let z = self.b.ins().load(PTR, rd(), a, off);
+            let w0 = self.b.ins().iadd(w_blk, z);
             let p = self.b.use_var(pvar);
-            let d = tap(self, p, w_blk, 0);
+            let d = tap(self, p, w0, 0);
             let p2 = self.b.ins().iadd(p, d);
             self.b.def_var(pvar, p2);
-            let w2 = self.b.ins().iadd_imm_s(w_blk, wstep);
+            let w2 = self.b.ins().iadd_imm_s(w0, wstep);
             self.b.def_var(wvar, w2);
             self.b.def_var(dvar, d);
         }
