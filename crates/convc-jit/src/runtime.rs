@@ -659,9 +659,7 @@ unsafe fn pad_rows(
             }
             let s = src.add((c * p.h + yp - p.pt) * p.w);
             if p.sw == 1 {
-                std::ptr::write_bytes(row, 0, p.pl);
-                std::ptr::copy_nonoverlapping(s, row.add(p.pl), p.w);
-                std::ptr::write_bytes(row.add(p.pl + p.w), 0, rs - p.pl - p.w);
+                copy_row(s, row, p.pl, p.w, rs);
             } else {
                 std::ptr::write_bytes(row, 0, rs);
                 for x in 0..p.w {
@@ -669,6 +667,42 @@ unsafe fn pad_rows(
                     *row.add((xp % p.sw) * p.wq + xp / p.sw) = *s.add(x);
                 }
             }
+        }
+    }
+}
+
+/// Writes `pl` zeros, the `w` floats of `src`, then zeros up to `rs` floats, at `dst`. Rows
+/// are short (a band of a 56-wide plane is 64 channels x 9 rows of 58 floats), so this copies
+/// in registers rather than making three library calls per row (those were 7% of lowrank_conv).
+///
+/// # Safety
+/// `src` holds `w` floats, `dst` `rs >= pl + w`; they do not overlap.
+#[inline]
+unsafe fn copy_row(src: *const f32, dst: *mut f32, pl: usize, w: usize, rs: usize) {
+    type V = [f32; 8];
+    // SAFETY (whole body): every index stays below `w` in `src` and `rs` in `dst`.
+    unsafe {
+        if w >= 512 {
+            std::ptr::write_bytes(dst, 0, pl);
+            std::ptr::copy_nonoverlapping(src, dst.add(pl), w);
+            std::ptr::write_bytes(dst.add(pl + w), 0, rs - pl - w);
+            return;
+        }
+        for i in 0..pl {
+            *dst.add(i) = 0.0;
+        }
+        let d = dst.add(pl);
+        let mut i = 0;
+        while i + 8 <= w {
+            d.add(i).cast::<V>().write_unaligned(src.add(i).cast::<V>().read_unaligned());
+            i += 8;
+        }
+        while i < w {
+            *d.add(i) = *src.add(i);
+            i += 1;
+        }
+        for i in pl + w..rs {
+            *dst.add(i) = 0.0;
         }
     }
 }
@@ -695,9 +729,7 @@ unsafe fn pad_copy(src: *const f32, dst: *mut f32, p: &PadCopy, c0: usize, c1: u
                 }
                 let s = src.add((c * p.h + yp - p.pt) * p.w);
                 if p.sw == 1 {
-                    std::ptr::write_bytes(row, 0, p.pl);
-                    std::ptr::copy_nonoverlapping(s, row.add(p.pl), p.w);
-                    std::ptr::write_bytes(row.add(p.pl + p.w), 0, rs - p.pl - p.w);
+                    copy_row(s, row, p.pl, p.w, rs);
                 } else {
                     std::ptr::write_bytes(row, 0, rs);
                     for x in 0..p.w {
