@@ -624,10 +624,20 @@ impl Em<'_> {
             }
             return;
         }
+        // A long reduction runs in chunks of taps, each over the whole row (see
+        // `ConvSpec::chunk_taps`); the planner keeps such rows free of overlapping tails.
+        for chunk in 0..s.chunks() {
+            self.conv_row_chunk(s, row, ocb, v, chunk);
+        }
+    }
+
+    /// The taps of chunk `chunk` for a whole output row of the block: `n_main` segments of `v`
+    /// vectors, then the rest.
+    fn conv_row_chunk(&mut self, s: &ConvSpec, row: &Row, ocb: usize, v: usize, chunk: usize) {
         let n_main = s.ow / (4 * v);
         let mut x = 0;
         if n_main > 0 {
-            self.conv_segment(s, row, ocb, x, n_main, v, 4);
+            self.conv_segment(s, row, ocb, x, n_main, v, 4, chunk);
             x = n_main * 4 * v;
         }
         // The rest: whole vectors ending at the row's end, overlapping the columns before
@@ -639,16 +649,16 @@ impl Em<'_> {
         }
         let nv = rest.div_ceil(4);
         if s.ow >= 4 * nv {
-            self.conv_segment(s, row, ocb, s.ow - 4 * nv, 1, nv, 4);
+            self.conv_segment(s, row, ocb, s.ow - 4 * nv, 1, nv, 4, chunk);
             return;
         }
         let nv = rest / 4;
         if nv > 0 {
-            self.conv_segment(s, row, ocb, x, 1, nv, 4);
+            self.conv_segment(s, row, ocb, x, 1, nv, 4, chunk);
             x += nv * 4;
         }
         if s.ow > x {
-            self.conv_segment(s, row, ocb, x, s.ow - x, 1, 1);
+            self.conv_segment(s, row, ocb, x, s.ow - x, 1, 1, chunk);
         }
     }
 
@@ -663,16 +673,34 @@ impl Em<'_> {
         count: usize,
         nv: usize,
         lanes: usize,
+        chunk: usize,
     ) {
         let ty = if lanes == 4 { F32X4 } else { F32 };
         let first = self.iconst(x0 * 4);
+        let (t0, ntaps) = s.chunk(chunk);
+        let last = chunk + 1 == s.chunks();
         // Residual operands share the output's layout (the planner checks).
         let plane4 = (s.out_cs * 4) as i32;
         self.for_count(first, count, (nv * lanes * 4) as i64, &mut |e, xoff| {
             let seg_in = e.b.ins().iadd(row.in_base, xoff);
+            let seg_in = e.b.ins().iadd_imm_s(seg_in, s.tap_offset(t0));
+            let w_blk =
+                e.b.ins()
+                    .iadd_imm_s(row.w_blk, (t0 * s.tap_bytes(ocb)) as i64);
             let offs: Vec<i32> = (0..nv).map(|k| (k * lanes * 4) as i32).collect();
-            let accs = e.reduction(s, seg_in, row.w_blk, row.count, ocb, &offs, lanes, ty);
             let out_seg = e.b.ins().iadd(row.out_row, xoff);
+            // After the first chunk, the accumulators start from the partial sums stored.
+            let init = (t0 > 0).then(|| {
+                (0..ocb * nv)
+                    .map(|i| {
+                        let off = (i / nv) as i32 * plane4 + ((i % nv) * lanes * 4) as i32;
+                        e.b.ins().load(ty, rw(), out_seg, off)
+                    })
+                    .collect::<Vec<_>>()
+            });
+            let accs = e.reduction(
+                s, seg_in, w_blk, row.count, ocb, &offs, lanes, ty, ntaps, init,
+            );
             let res: Vec<Option<Value>> = row
                 .res_row
                 .iter()
@@ -682,7 +710,11 @@ impl Em<'_> {
                 for k in 0..nv {
                     let a = e.b.use_var(accs[j * nv + k]);
                     let off = j as i32 * plane4 + (k * lanes * 4) as i32;
-                    let v = e.epilogue(&s.ep, &row.ptrs, ty, a, (j * 32) as i32, &res, off);
+                    let v = if last {
+                        e.epilogue(&s.ep, &row.ptrs, ty, a, (j * 32) as i32, &res, off)
+                    } else {
+                        a
+                    };
                     e.b.ins().store(rw(), v, out_seg, off);
                 }
             }
@@ -693,7 +725,18 @@ impl Em<'_> {
     fn conv_chunk(&mut self, s: &ConvSpec, row: &Row, ocb: usize, pos: &[(i32, i32)]) {
         let nv = pos.len();
         let offs: Vec<i32> = pos.iter().map(|p| p.0).collect();
-        let accs = self.reduction(s, row.in_base, row.w_blk, row.count, ocb, &offs, 4, F32X4);
+        let accs = self.reduction(
+            s,
+            row.in_base,
+            row.w_blk,
+            row.count,
+            ocb,
+            &offs,
+            4,
+            F32X4,
+            s.taps(),
+            None,
+        );
         // Residual operands share the output's layout (the planner checks).
         let plane4 = (s.out_cs * 4) as i32;
         for j in 0..ocb {
@@ -741,13 +784,19 @@ impl Em<'_> {
         in_offs: &[i32],
         lanes: usize,
         ty: Type,
+        ntaps: usize,
+        init: Option<Vec<Value>>,
     ) -> Vec<Variable> {
         let nv = in_offs.len();
-        let zero = self.zero(ty);
-        let accs: Vec<Variable> = (0..ocb * nv)
-            .map(|_| {
+        let init = match init {
+            Some(v) => v,
+            None => vec![self.zero(ty); ocb * nv],
+        };
+        let accs: Vec<Variable> = init
+            .iter()
+            .map(|&x| {
                 let v = self.b.declare_var(ty);
-                self.b.def_var(v, zero);
+                self.b.def_var(v, x);
                 v
             })
             .collect();
@@ -819,7 +868,7 @@ impl Em<'_> {
             }
             e.b.ins().load(PTR, konst(), wp, wofs)
         };
-        if count.is_none() && unroll > 1 && !s.taps().is_multiple_of(unroll) {
+        if count.is_none() && unroll > 1 && !ntaps.is_multiple_of(unroll) {
             // The peeled tap's weights through an opaque zero (a load that is not hoisted):
             // at a loop-invariant address, their broadcasts would be hoisted out of the
             // column loop around the reduction, held across it, and spilled.

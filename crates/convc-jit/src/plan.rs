@@ -229,6 +229,10 @@ enum BandRole {
 /// 4 rows 8.52 / 4.81.
 const BAND_BYTES: usize = 192 * 1024;
 
+/// Bytes of packed weights per block in one chunk of a long reduction (576 taps of a 5-channel
+/// block: a 64-channel 3x3 conv's whole reduction, the longest that ran at full speed).
+const CHUNK_BYTES: usize = 28 * 1024;
+
 /// The whole program for one image.
 pub(crate) struct Plan {
     pub steps: Vec<Step>,
@@ -706,6 +710,7 @@ fn pack_weights(
     ocb: usize,
     dup: usize,
     offs: &[i64],
+    chunk: usize,
 ) -> Vec<f32> {
     let taps = offs.len();
     let nb = og.div_ceil(ocb);
@@ -718,7 +723,8 @@ fn pack_weights(
             let base = (gi * nb + bi) * full;
             for t in 0..taps {
                 let at = base + t * stride;
-                let d = if t + 1 < taps {
+                // 0 ends the reduction's loop: after the last tap of each chunk.
+                let d = if t + 1 < taps && (t + 1) % chunk != 0 {
                     offs[t + 1] - offs[t]
                 } else {
                     0
@@ -1041,7 +1047,23 @@ impl Builder<'_> {
         // offset), then per output channel of the block `dup` copies of the scalar weight (the
         // kernel broadcasts each copy into its own register; see `ConvSpec::wdup`).
         let offs = crate::spec::tap_offsets(cg, kh, kw, dh, dw, sw, wq, row_stride, chan_stride);
-        let packed = pack_weights(conv.weight.data.data(), groups, og, ocb, dup, &offs);
+        // A reduction whose packed weights per block outgrow L1 runs in chunks of about
+        // `CHUNK_BYTES` (see `ConvSpec::chunk_taps`); only on rows without overlapping tails.
+        let tap_bytes = 8 + ocb * dup * 4;
+        let chunk_taps = if rows == 1 && ow % 4 == 0 && taps * tap_bytes > 32 * 1024 {
+            taps.div_ceil((taps * tap_bytes).div_ceil(CHUNK_BYTES))
+        } else {
+            taps
+        };
+        let packed = pack_weights(
+            conv.weight.data.data(),
+            groups,
+            og,
+            ocb,
+            dup,
+            &offs,
+            chunk_taps,
+        );
         let wslot = self.param(&packed)?;
         let tail = members.last().copied().unwrap_or(n);
         // In a band pair the band buffer's slot is set per band by the runtime.
@@ -1115,6 +1137,7 @@ impl Builder<'_> {
             rows,
             out_cs,
             out_rs,
+            chunk_taps,
         };
         let macs = (oc * oh0 * ow0) as u64 * taps as u64;
         Ok(Step {
@@ -1222,14 +1245,22 @@ impl Builder<'_> {
         let fma = self.fma;
         let dup_a = crate::spec::weight_dup(1, 1, fma);
         let offs_a = crate::spec::tap_offsets(1, kh, 1, ca.dilation[0], 1, 1, w, w, h * w);
-        let packed_a = pack_weights(ca.weight.data.data(), c, og_a, 1, dup_a, &offs_a);
+        let packed_a = pack_weights(ca.weight.data.data(), c, og_a, 1, dup_a, &offs_a, kh);
         let rb = pl + ow_a + pr;
         let nb = og_b.div_ceil(crate::spec::max_ocb(fma));
         let ocb = og_b.div_ceil(nb);
         let smallest = if og_b % ocb == 0 { ocb } else { og_b % ocb };
         let dup_b = crate::spec::weight_dup(ocb, smallest, fma);
         let offs_b = crate::spec::tap_offsets(cg_b, 1, kw, 1, cb.dilation[1], 1, rb, rb, rb);
-        let packed_b = pack_weights(cb.weight.data.data(), groups_b, og_b, ocb, dup_b, &offs_b);
+        let packed_b = pack_weights(
+            cb.weight.data.data(),
+            groups_b,
+            og_b,
+            ocb,
+            dup_b,
+            &offs_b,
+            cg_b * kw,
+        );
         let wa = self.param(&packed_a)?;
         let wb = self.param(&packed_b)?;
         let tail_b = members_b.last().copied().unwrap_or(b);
@@ -1274,6 +1305,7 @@ impl Builder<'_> {
             row_major: false,
             out_cs: oh_a * ow_a,
             out_rs: ow_a,
+            chunk_taps: kh,
         };
         let spec_b = ConvSpec {
             groups: groups_b,
@@ -1298,6 +1330,7 @@ impl Builder<'_> {
             row_major: false,
             out_cs: oh_b * ow_b,
             out_rs: ow_b,
+            chunk_taps: cg_b * kw,
         };
         let macs = (oc_a * oh_a * ow_a * kh) as u64 + (ob * oh_b * ow_b * cg_b * kw) as u64;
         Ok(Step {

@@ -694,7 +694,9 @@ unsafe fn copy_row(src: *const f32, dst: *mut f32, pl: usize, w: usize, rs: usiz
         let d = dst.add(pl);
         let mut i = 0;
         while i + 8 <= w {
-            d.add(i).cast::<V>().write_unaligned(src.add(i).cast::<V>().read_unaligned());
+            d.add(i)
+                .cast::<V>()
+                .write_unaligned(src.add(i).cast::<V>().read_unaligned());
             i += 8;
         }
         while i < w {

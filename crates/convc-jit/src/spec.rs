@@ -105,6 +105,11 @@ pub(crate) struct ConvSpec {
     /// residual add always has the standard layout.
     pub out_cs: usize,
     pub out_rs: usize,
+    /// Taps per chunk of the reduction (all of them, or fewer for a long one): each chunk runs
+    /// over the whole output row before the next, so one chunk's packed weights stay in L1
+    /// while the row's columns stream (128 -> 128 3x3 convs: 1,152 taps, 55 KB of weights per
+    /// block). Chunks after the first start from the partial sums stored in the output.
+    pub chunk_taps: usize,
 }
 
 impl ConvSpec {
@@ -132,6 +137,27 @@ impl ConvSpec {
     /// Taps of the reduction of one output value.
     pub fn taps(&self) -> usize {
         self.cg * self.kh * self.kw
+    }
+    /// Chunks of the reduction ([`ConvSpec::chunk_taps`]).
+    pub fn chunks(&self) -> usize {
+        self.taps().div_ceil(self.chunk_taps.max(1))
+    }
+    /// First tap and tap count of chunk `i`.
+    pub fn chunk(&self, i: usize) -> (usize, usize) {
+        let t0 = i * self.chunk_taps;
+        (t0, self.chunk_taps.min(self.taps() - t0))
+    }
+    /// Byte offset of tap `t`'s input from the first tap's ([`tap_offsets`]).
+    pub fn tap_offset(&self, t: usize) -> i64 {
+        let per_c = self.kh * self.kw;
+        let (c, r) = (t / per_c, t % per_c);
+        let (i, j) = (r / self.kw, r % self.kw);
+        let x = j * self.dw;
+        let off = c * self.chan_stride
+            + i * self.dh * self.row_stride
+            + (x % self.sw) * self.wq
+            + x / self.sw;
+        (off * 4) as i64
     }
 }
 
@@ -333,7 +359,7 @@ impl KernelSpec {
         };
         match self {
             KernelSpec::Conv(s) => format!(
-                "conv{}x{}s{}x{}d{}x{}g{}_{}x{}x{}_b{}{}{}{}{}",
+                "conv{}x{}s{}x{}d{}x{}g{}_{}x{}x{}_b{}{}{}{}{}{}",
                 s.kh,
                 s.kw,
                 s.sh,
@@ -355,6 +381,11 @@ impl KernelSpec {
                     "_band"
                 } else {
                     ""
+                },
+                if s.chunks() > 1 {
+                    format!("_k{}", s.chunk_taps)
+                } else {
+                    String::new()
                 },
                 ep(&s.ep)
             ),

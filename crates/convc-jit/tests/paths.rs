@@ -294,3 +294,41 @@ fn depthwise_then_pointwise_run_in_bands() {
         net.steps()
     );
 }
+
+/// Long reductions run in chunks of taps over the whole row (`ConvSpec::chunk_taps`), the
+/// later chunks starting from the partial sums in the output: even and odd chunk lengths,
+/// partial and full register blocks, residual adds and activations applied once at the end,
+/// a band-reading pointwise conv, 1 and 2 threads.
+#[test]
+fn long_reductions_run_in_chunks() {
+    let mut chunked = 0;
+    for (c, out, k, h, w) in [
+        (128, 12, "3x3", 9, 16),
+        (95, 7, "3x3", 6, 24),
+        (129, 5, "3x3", 5, 8),
+        (1100, 6, "1x1", 4, 12),
+        (40, 9, "5x5", 7, 16),
+    ] {
+        let src = format!(
+            "input x: [{c}, {h}, {w}]\n\
+             y = conv(x, out={out}, kernel={k}, pad=same, weights=random(seed=1), bias=random(seed=2))\n\
+             z = conv(x, out={out}, kernel=1x1, weights=random(seed=3))\n\
+             a = add(y, z)\n\
+             r = relu(a)\n\
+             output r\n"
+        );
+        for (threads, fma) in [(1, true), (2, true), (2, false)] {
+            let names = kernel_names(&src, (h, w), &with_fma(threads, fma));
+            if names.iter().any(|n| n.contains("_k")) {
+                chunked += 1;
+            }
+        }
+    }
+    // Without FMA the blocks pack fewer bytes per tap: two of those nets stay whole.
+    assert!(chunked >= 12, "{chunked} chunked nets");
+    // A pointwise conv with many input channels reading a depthwise conv's bands.
+    let src = "input x: [1200, 6, 8]\nd = depthwise(x, kernel=3x3, pad=same, weights=random(seed=1))\np = pointwise(d, out=6, weights=random(seed=2), bias=random(seed=3))\nr = relu6(p)\noutput r\n";
+    let names = kernel_names(src, (6, 8), &opts(2));
+    assert!(names.iter().any(|n| n.contains("_band")), "{names:?}");
+    assert!(names.iter().any(|n| n.contains("_k")), "{names:?}");
+}
