@@ -642,13 +642,14 @@ impl Em<'_> {
         }
         // The rest: whole vectors ending at the row's end, overlapping the columns before
         // (computed twice, to the same values, by the same thread), or scalars on a row
-        // narrower than that.
+        // narrower than that. Not overlapping in a chunked reduction: there, overlapped
+        // columns would add a chunk twice to the partial sums.
         let rest = s.ow - x;
         if rest == 0 {
             return;
         }
         let nv = rest.div_ceil(4);
-        if s.ow >= 4 * nv {
+        if s.ow >= 4 * nv && (s.chunks() == 1 || rest.is_multiple_of(4)) {
             self.conv_segment(s, row, ocb, s.ow - 4 * nv, 1, nv, 4, chunk);
             return;
         }

@@ -1048,9 +1048,9 @@ impl Builder<'_> {
         // kernel broadcasts each copy into its own register; see `ConvSpec::wdup`).
         let offs = crate::spec::tap_offsets(cg, kh, kw, dh, dw, sw, wq, row_stride, chan_stride);
         // A reduction whose packed weights per block outgrow L1 runs in chunks of about
-        // `CHUNK_BYTES` (see `ConvSpec::chunk_taps`); only on rows without overlapping tails.
+        // `CHUNK_BYTES` (see `ConvSpec::chunk_taps`); not with rows packed into blocks.
         let tap_bytes = 8 + ocb * dup * 4;
-        let chunk_taps = if rows == 1 && ow % 4 == 0 && taps * tap_bytes > 32 * 1024 {
+        let chunk_taps = if rows == 1 && taps * tap_bytes > 32 * 1024 {
             taps.div_ceil((taps * tap_bytes).div_ceil(CHUNK_BYTES))
         } else {
             taps
