@@ -229,9 +229,13 @@ enum BandRole {
 /// 4 rows 8.52 / 4.81.
 const BAND_BYTES: usize = 192 * 1024;
 
-/// Bytes of packed weights per block in one chunk of a long reduction (576 taps of a 5-channel
-/// block: a 64-channel 3x3 conv's whole reduction, the longest that ran at full speed).
-const CHUNK_BYTES: usize = 28 * 1024;
+/// Bytes of packed weights per block in one chunk of a long reduction: the chunk's weights and
+/// the input lines its taps read (one or two per tap) share the 48 KB L1. Measured, GFLOP/s on
+/// one thread (resnet_block's 64 -> 64 3x3 at 56x56, 576 taps of 48 bytes; vgg_head's conv2_2,
+/// 128 -> 128 at 112x112; inception_7x7's 7x1 layer): whole 49 / 44 / 43; 28 KB 49 / 45 / 52;
+/// 24 KB 55 / 52 / 52; 20 KB 54 / 53 / 51; 16 KB 55-56 / 53 / 55; 12 KB 54 / 52 / 52; 8 KB
+/// 54 / 49 / 54.
+const CHUNK_BYTES: usize = 16 * 1024;
 
 /// The whole program for one image.
 pub(crate) struct Plan {
@@ -1050,7 +1054,7 @@ impl Builder<'_> {
         // A reduction whose packed weights per block outgrow L1 runs in chunks of about
         // `CHUNK_BYTES` (see `ConvSpec::chunk_taps`); not with rows packed into blocks.
         let tap_bytes = 8 + ocb * dup * 4;
-        let chunk_taps = if rows == 1 && taps * tap_bytes > 32 * 1024 {
+        let chunk_taps = if rows == 1 && taps * tap_bytes > CHUNK_BYTES {
             taps.div_ceil((taps * tap_bytes).div_ceil(CHUNK_BYTES))
         } else {
             taps

@@ -107,8 +107,9 @@ pub(crate) struct ConvSpec {
     pub out_rs: usize,
     /// Taps per chunk of the reduction (all of them, or fewer for a long one): each chunk runs
     /// over the whole output row before the next, so one chunk's packed weights stay in L1
-    /// while the row's columns stream (128 -> 128 3x3 convs: 1,152 taps, 55 KB of weights per
-    /// block). Chunks after the first start from the partial sums stored in the output.
+    /// while the row's columns stream (a 64 -> 64 3x3 conv has 576 taps, 27 KB of weights per
+    /// block; a 128 -> 128 one 55 KB). Chunks after the first start from the partial sums
+    /// stored in the output. See `plan::CHUNK_BYTES`.
     pub chunk_taps: usize,
 }
 
