@@ -13,7 +13,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 
 use crate::spec::{
     Act, ConvSpec, EltSpec, Ep, KernelSpec, PoolSpec, SLOT_IN, SLOT_OUT, SLOT_ROWBUF, SLOT_W,
-    SLOT_WA, SepSpec, TAP_UNROLL, vectors_for,
+    SLOT_WA, SepSpec, block_vectors, tap_unroll,
 };
 
 const PTR: Type = types::I64;
@@ -601,7 +601,7 @@ impl Em<'_> {
 
     /// One output row of a block of `ocb` output channels: column segments of `nv` vectors.
     fn conv_row(&mut self, s: &ConvSpec, row: &Row, ocb: usize, rows: usize) {
-        let v = vectors_for(ocb, s.fma);
+        let v = block_vectors(s.ocb, ocb, s.fma);
         if s.rows > 1 {
             // Short rows, packed: the vectors of `rows` rows (each row's last one ending at
             // its end, overlapping the one before), `v` at a time.
@@ -815,7 +815,7 @@ impl Em<'_> {
         let fresh = s.fma && lanes == 4 && ocb > 1;
         let shared_fma = s.fma && lanes == 4 && ocb == 1;
         let unroll = if (fresh || shared_fma) && count.is_none() {
-            TAP_UNROLL
+            tap_unroll(if fresh { nv } else { 2 })
         } else {
             1
         };
@@ -870,18 +870,23 @@ impl Em<'_> {
             e.b.ins().load(PTR, konst(), wp, wofs)
         };
         if count.is_none() && unroll > 1 && !ntaps.is_multiple_of(unroll) {
-            // The peeled tap's weights through an opaque zero (a load that is not hoisted):
+            // The first `ntaps % unroll` taps run before the loop. The peeled taps' weights
+            // through an opaque zero (a load that is not hoisted):
             // at a loop-invariant address, their broadcasts would be hoisted out of the
             // column loop around the reduction, held across it, and spilled.
             let (addr, off) = self.pool_entry(0.0);
             let a = self.b.ins().iconst(PTR, addr as i64);
             let z = self.b.ins().load(PTR, rd(), a, off);
             let w0 = self.b.ins().iadd(w_blk, z);
-            let p = self.b.use_var(pvar);
-            let d = tap(self, p, w0, 0);
-            let p2 = self.b.ins().iadd(p, d);
-            self.b.def_var(pvar, p2);
-            let w2 = self.b.ins().iadd_imm_s(w0, wstep);
+            let peel = ntaps % unroll;
+            let mut p = self.b.use_var(pvar);
+            let mut d = p;
+            for k in 0..peel {
+                d = tap(self, p, w0, (k as i64 * wstep) as i32);
+                p = self.b.ins().iadd(p, d);
+            }
+            self.b.def_var(pvar, p);
+            let w2 = self.b.ins().iadd_imm_s(w0, wstep * peel as i64);
             self.b.def_var(wvar, w2);
             self.b.def_var(dvar, d);
         }

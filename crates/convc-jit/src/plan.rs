@@ -644,7 +644,7 @@ fn sep_partner(
     let [pt_b, pb_b, _, _] = cb.pad.resolve(h_b, w_b, cb.kernel, cb.stride, cb.dilation);
     let cg_b = cin_b / cb.groups;
     let og_b = ob / cb.groups;
-    if pt_b != 0 || pb_b != 0 || cg_b > 8 || og_b.div_ceil(crate::spec::max_ocb(fma)) > 4 {
+    if pt_b != 0 || pb_b != 0 || cg_b > 8 || og_b.div_ceil(crate::spec::block_ocb(og_b, fma)) > 4 {
         return None;
     }
     // Every row of `a` that `b` reads has a tap inside the input.
@@ -954,8 +954,8 @@ impl Builder<'_> {
         {
             return Err(bad("the padded input is too large for the JIT".into()));
         }
-        let nb = og.div_ceil(crate::spec::max_ocb(self.fma));
-        let ocb = og.div_ceil(nb);
+        let ocb = crate::spec::block_ocb(og, self.fma);
+        let nb = og.div_ceil(ocb);
         let taps = cg * kh * kw;
         let smallest = if og % ocb == 0 { ocb } else { og % ocb };
         let dup = crate::spec::weight_dup(ocb, smallest, self.fma);
@@ -1251,8 +1251,7 @@ impl Builder<'_> {
         let offs_a = crate::spec::tap_offsets(1, kh, 1, ca.dilation[0], 1, 1, w, w, h * w);
         let packed_a = pack_weights(ca.weight.data.data(), c, og_a, 1, dup_a, &offs_a, kh);
         let rb = pl + ow_a + pr;
-        let nb = og_b.div_ceil(crate::spec::max_ocb(fma));
-        let ocb = og_b.div_ceil(nb);
+        let ocb = crate::spec::block_ocb(og_b, fma);
         let smallest = if og_b % ocb == 0 { ocb } else { og_b % ocb };
         let dup_b = crate::spec::weight_dup(ocb, smallest, fma);
         let offs_b = crate::spec::tap_offsets(cg_b, 1, kw, 1, cb.dilation[1], 1, rb, rb, rb);

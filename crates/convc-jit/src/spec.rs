@@ -192,16 +192,18 @@ pub(crate) fn tap_offsets(
 /// Vectors along the row per register block of `ocb` output channels, so that everything the
 /// reduction keeps live fits the 16 xmm registers.
 ///
-/// With FMA ([`TAP_UNROLL`] taps per loop iteration): the accumulators (`ocb * v`), the inputs
-/// of both taps (`2 * v`, shared by the block's channels; none with one channel, where each
-/// input sinks into its FMA as a memory operand) and one freshly broadcast weight. Without:
-/// the accumulators, `v` inputs, a weight and a product (one tap per iteration).
+/// With FMA ([`tap_unroll`] taps per loop iteration): the accumulators (`ocb * v`), the inputs
+/// of the iteration's taps (`u * v`, shared by the block's channels; none with one channel,
+/// where each input sinks into its FMA as a memory operand) and one freshly broadcast weight:
+/// 5-10 channels take one vector and 3 taps. Without: the accumulators, `v` inputs, a weight
+/// and a product (one tap per iteration).
 pub(crate) fn vectors_for(ocb: usize, fma: bool) -> usize {
     if fma {
         match ocb {
             0 | 1 => 8,
-            2 | 3 => 2 + usize::from(ocb == 2),
-            _ => 2,
+            2 => 3,
+            3 | 4 => 2,
+            _ => 1,
         }
     } else {
         match ocb {
@@ -220,20 +222,46 @@ pub(crate) fn vectors_for(ocb: usize, fma: bool) -> usize {
 /// FMAs as memory operands: half the loads).
 pub(crate) fn weight_dup(ocb: usize, smallest: usize, fma: bool) -> usize {
     if fma && ocb > 1 {
-        vectors_for(smallest, true)
+        block_vectors(ocb, smallest, true)
     } else {
         1
     }
 }
 
-/// Largest register block (output channels) for a kernel: 5 x 2 vectors with FMA (10
-/// accumulators, 4 inputs, a weight), 6 x 2 without.
+/// Largest register block (output channels) for a kernel: 10 x 1 vector with FMA (10
+/// accumulators, the 3 inputs of 3 taps, a weight), 6 x 2 without.
 pub(crate) fn max_ocb(fma: bool) -> usize {
-    if fma { 5 } else { 6 }
+    if fma { 10 } else { 6 }
 }
 
-/// Taps per iteration of a convolution's reduction loop with FMA (1 without).
-pub(crate) const TAP_UNROLL: usize = 2;
+/// Output channels per register block for `og` channels per group: as even as blocks of at
+/// most [`max_ocb`] allow (the last block takes the rest).
+pub(crate) fn block_ocb(og: usize, fma: bool) -> usize {
+    let max = max_ocb(fma);
+    og.div_ceil(og.div_ceil(max).max(1)).max(1)
+}
+
+/// Vectors of a block of `ocb` channels in a kernel whose blocks have `main` channels: with
+/// FMA and blocks of 5 or more, one vector for every block, the last (smaller) one too, so
+/// that the packed weights need one copy (a 64-channel layer: 6 blocks of 10 and one of 4;
+/// measured against 8 blocks of 8, resnet_block 57 vs 55 GFLOP/s).
+pub(crate) fn block_vectors(main: usize, ocb: usize, fma: bool) -> usize {
+    if fma && main >= 5 {
+        1
+    } else {
+        vectors_for(ocb, fma)
+    }
+}
+
+/// Taps per iteration of a convolution's reduction loop with FMA (1 without), for blocks of
+/// `v` vectors: 3 with one vector (10 accumulators + 3 inputs + a weight), else 2. Measured,
+/// one thread (GFLOP/s, resnet_block / vgg_head conv2_2 / inception 1x7 / mobilenet expand;
+/// seed_3to8 ms): 5 x 2 vectors, 2 taps: 57 / 54 / 42 / 46, 0.151; 10 x 1, 3 taps: 57 / 58 /
+/// 49 / 52, 0.135; 11 x 1: 57 / 49 / 47 / 49; 12 x 1: 60 / 47 / 47 / 49; 10 x 1, 4 taps: 53 /
+/// 52 / 45 / 46 (spills); 8 x 1, 3 taps: 56 / 53 / 46 / 50.
+pub(crate) fn tap_unroll(v: usize) -> usize {
+    if v == 1 { 3 } else { 2 }
+}
 
 /// Floats per work item of an elementwise kernel (a chunk of one channel).
 pub(crate) const ELT_CHUNK: usize = 4096;

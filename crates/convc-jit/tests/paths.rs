@@ -37,13 +37,20 @@ fn short_rows_are_packed_and_tails_overlap() {
             }
         }
     }
-    // 17 columns and 2-vector blocks: two rows per item.
+    // 17 columns and 2-vector blocks (4 channels): two rows per item; 3-vector blocks (2
+    // channels): three rows.
     let names = kernel_names(
-        "input x: [16, 17, 17]\ny = conv(x, out=20, kernel=1x7, pad=same, weights=random(seed=1))\noutput y\n",
+        "input x: [16, 17, 17]\ny = conv(x, out=4, kernel=1x7, pad=same, weights=random(seed=1))\noutput y\n",
         (17, 17),
         &opts(1),
     );
     assert!(names[0].contains("_r2"), "{names:?}");
+    let names = kernel_names(
+        "input x: [16, 17, 17]\ny = conv(x, out=2, kernel=1x7, pad=same, weights=random(seed=1))\noutput y\n",
+        (17, 17),
+        &opts(1),
+    );
+    assert!(names[0].contains("_r3"), "{names:?}");
 }
 
 #[test]
@@ -56,12 +63,12 @@ fn khx1_planes_run_flat() {
     let src = "input x: [9, 13, 21]\ny = pointwise(x, out=11, weights=random(seed=1))\nd = depthwise(y, kernel=7x1, pad=same, weights=random(seed=2))\noutput d\n";
     let names = kernel_names(src, (13, 21), &opts(2));
     assert!(names.iter().all(|n| n.contains("x1x273_")), "{names:?}");
-    // Larger planes: rows of at least 256 values, several per plane (40x44 = 5 rows of 352,
+    // Larger planes: rows of at least 256 values, several per plane (40x43 = 5 rows of 344,
     // 48x26 = 4 rows of 312), 1 and 2 threads.
     for threads in [1, 2] {
-        let src = "input x: [7, 40, 44]\ny = pointwise(x, out=9, weights=random(seed=1), bias=random(seed=2))\nr = relu(y)\noutput r\n";
-        let names = kernel_names(src, (40, 44), &opts(threads));
-        assert!(names[0].contains("_9x5x352_"), "{names:?}");
+        let src = "input x: [7, 40, 43]\ny = pointwise(x, out=9, weights=random(seed=1), bias=random(seed=2))\nr = relu(y)\noutput r\n";
+        let names = kernel_names(src, (40, 43), &opts(threads));
+        assert!(names[0].contains("_9x5x344_"), "{names:?}");
         let src = "input x: [5, 48, 26]\ny = conv(x, out=6, kernel=3x1, pad=same, weights=random(seed=1))\nz = depthwise(x, kernel=5x1, dilation=2x1, pad=same, weights=random(seed=3))\nw = pointwise(z, out=6, weights=random(seed=4))\na = add(y, w)\noutput a\n";
         let names = kernel_names(src, (48, 26), &opts(threads));
         // The 3x1 conv runs flat (4 rows of 312); the depthwise 5x1 fuses with the pointwise.
