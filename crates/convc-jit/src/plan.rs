@@ -139,6 +139,9 @@ pub(crate) struct Step {
     /// A depthwise conv run band by band before this (pointwise) step's kernel, through the
     /// calling thread's scratch: see [`Band`].
     pub band: Option<Box<Band>>,
+    /// The padded layout this step writes its value in (its consumer's, see
+    /// [`pad_in_place`]): the runtime zeroes the borders before the kernel runs.
+    pub zero: Option<PadCopy>,
     /// Rough single-thread time in nanoseconds (decides whether to use threads).
     pub work_ns: f64,
     /// Multiply-accumulates per image (0 for non-convolutions).
@@ -209,6 +212,114 @@ impl Band {
     pub fn scratch_len(&self) -> usize {
         self.buf_off + (self.chans * self.rows * self.width).div_ceil(16) * 16 + 16
     }
+}
+
+/// Producers write straight into their consumer's padded input. A conv whose input needs
+/// padding reads a zero-bordered copy (`Step::pad`, rows outermost) or pads a band of rows at a
+/// time (`Step::tile`). When the value is written by a conv step (standard layout, no residual
+/// add, not flattened) and read by that consumer alone, the producer writes it in the padded
+/// layout instead (its output strides and offset), the runtime zeroes the borders before the
+/// producer runs, and the consumer reads the buffer in place: no copy. The tile case is taken
+/// for one input channel per group (depthwise), whose packed weights do not depend on the
+/// channel stride. Returns the values whose buffers grow to the padded size.
+fn pad_in_place(g: &Graph, steps: &mut [Step]) -> Vec<(usize, usize)> {
+    let mut readers = std::collections::HashMap::<usize, usize>::new();
+    for st in steps.iter() {
+        let mut r = st.reads();
+        r.sort_unstable();
+        r.dedup();
+        for n in r {
+            *readers.entry(n).or_default() += 1;
+        }
+    }
+    let mut grown = Vec::new();
+    for ci in 0..steps.len() {
+        // The consumer's padded layout: its whole copy, or its (or its band's) tile.
+        let (layout, via_tile) = {
+            let c = &steps[ci];
+            let conv = |st: &Step| -> Option<(PadCopy, bool)> {
+                if let Some(p) = &st.pad {
+                    return Some((p.clone(), false));
+                }
+                let t = st.tile.as_ref()?;
+                match &st.spec {
+                    KernelSpec::Conv(cs) if cs.cg == 1 => {
+                        let mut p = t.pad.clone();
+                        p.hcw = false;
+                        Some((p, true))
+                    }
+                    _ => None,
+                }
+            };
+            match (&c.band, conv(c)) {
+                (_, Some(x)) => x,
+                (Some(b), None) => match conv(&b.step) {
+                    Some(x) => x,
+                    None => continue,
+                },
+                (None, None) => continue,
+            }
+        };
+        let src = layout.src;
+        let n = NodeIndex::new(src);
+        if layout.sw != 1
+            || readers.get(&src) != Some(&1)
+            || g.is_output(n)
+            || g.inputs.contains(&n)
+        {
+            continue;
+        }
+        let Some(pi) = (0..ci).rev().find(|&i| steps[i].writes == src) else {
+            continue;
+        };
+        let ok = match &steps[pi].spec {
+            KernelSpec::Conv(ps) => {
+                ps.out_cs == ps.oh * ps.ow
+                    && ps.out_rs == ps.ow
+                    && ps.oh == layout.h
+                    && ps.ow == layout.w
+                    && ps.groups * ps.og == layout.c
+                    && !ps.ep.iter().any(|e| matches!(e, Ep::Add { .. }))
+            }
+            _ => false,
+        };
+        if !ok
+            || steps[pi].zero.is_some()
+            || !matches!(steps[pi].args[0], Arg::Value { off: 0, .. })
+        {
+            continue;
+        }
+        // The producer writes row y, column x of channel c at `off + c*cs + y*rs + x`.
+        let (cs, rs) = (layout.chan_stride(), layout.row_stride());
+        let off = layout.pt * rs + layout.pl;
+        if let KernelSpec::Conv(ps) = &mut steps[pi].spec {
+            ps.out_cs = cs;
+            ps.out_rs = rs;
+        }
+        steps[pi].args[0] = Arg::Value { node: src, off };
+        steps[pi].zero = Some(layout.clone());
+        // The consumer reads the padded buffer in place.
+        let c = &mut steps[ci];
+        let target: &mut Step = if c.pad.is_some() || c.tile.is_some() {
+            c
+        } else {
+            match c.band.as_deref_mut() {
+                Some(b) => &mut b.step,
+                None => continue,
+            }
+        };
+        if via_tile {
+            if let KernelSpec::Conv(cs_) = &mut target.spec {
+                cs_.chan_stride = layout.hp * layout.row_len();
+            }
+            target.tile = None;
+        } else {
+            target.pad = None;
+        }
+        target.args[1] = val(n);
+        grown.push((src, layout.len()));
+    }
+    grown
 }
 
 /// How a conv step takes part in a band pair ([`Band`]).
@@ -292,7 +403,7 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool) -> Result<Plan, JitEr
             }
         }
     }
-    let len: Vec<usize> = (0..bound)
+    let mut len: Vec<usize> = (0..bound)
         .map(|i| {
             let n = NodeIndex::new(i);
             if g.g.contains_node(n) {
@@ -372,6 +483,7 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool) -> Result<Plan, JitEr
                     pad: None,
                     tile: None,
                     band: None,
+                    zero: None,
                     work_ns: (c * h * w) as f64,
                     macs: 0,
                     writes: n.index(),
@@ -408,6 +520,7 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool) -> Result<Plan, JitEr
                         pad: None,
                         tile: None,
                         band: None,
+                        zero: None,
                         work_ns: (cx * h * w) as f64 / 2.0,
                         macs: 0,
                         writes: n.index(),
@@ -421,6 +534,9 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool) -> Result<Plan, JitEr
     // Stable: the copies of one concat stay in operand order.
     b.steps.sort_by_key(|s| s.0);
     let mut steps: Vec<Step> = b.steps.into_iter().map(|s| s.1).collect();
+    for (node, n) in pad_in_place(g, &mut steps) {
+        len[node] = n;
+    }
 
     // Locations: inputs in place, outputs written straight into the result tensors, the rest
     // in the arena. An output that is an input, or listed twice, is copied at the end.
@@ -445,6 +561,7 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool) -> Result<Plan, JitEr
                 pad: None,
                 tile: None,
                 band: None,
+                zero: None,
                 work_ns: (c * h * w) as f64 / 2.0,
                 macs: 0,
                 writes: usize::MAX,
@@ -1152,6 +1269,7 @@ impl Builder<'_> {
             pad,
             tile,
             band: None,
+            zero: None,
             work_ns: macs as f64 / 6.0,
             macs,
             writes: tail.index(),
@@ -1198,6 +1316,7 @@ impl Builder<'_> {
             work_ns: step_a.work_ns + step_b.work_ns,
             macs: step_a.macs + step_b.macs,
             writes: step_b.writes,
+            zero: None,
             band: Some(Box::new(Band {
                 step: step_a,
                 rows,
@@ -1354,6 +1473,7 @@ impl Builder<'_> {
             pad: None,
             tile: None,
             band: None,
+            zero: None,
             work_ns: macs as f64 / 4.0,
             macs,
             writes: tail_b.index(),
@@ -1377,6 +1497,7 @@ impl Builder<'_> {
             pad: None,
             tile: None,
             band: None,
+            zero: None,
             work_ns: (c * h * w * all.len()) as f64 / 2.0,
             macs: 0,
             writes: tail.index(),
@@ -1426,6 +1547,7 @@ impl Builder<'_> {
             pad: None,
             tile: None,
             band: None,
+            zero: None,
             work_ns: (c * oh * ow * (kh * kw + 4)) as f64,
             macs: 0,
             writes: n.index(),

@@ -339,6 +339,10 @@ impl Exec<'_> {
         for img in 0..self.batch {
             for (si, step) in self.plan.steps.iter().enumerate() {
                 let start = Instant::now();
+                if let Some(z) = &step.zero {
+                    // SAFETY: the planner sized the value's buffer for the padded layout `z`.
+                    unsafe { zero_borders(self.src_ptr(img, z).cast_mut(), z) };
+                }
                 match ctx.as_deref_mut() {
                     Some(ctx) if self.parallel(step) => {
                         if let Some(pad) = &step.pad
@@ -705,6 +709,31 @@ unsafe fn copy_row(src: *const f32, dst: *mut f32, pl: usize, w: usize, rs: usiz
         }
         for i in pl + w..rs {
             *dst.add(i) = 0.0;
+        }
+    }
+}
+
+/// Zeroes the borders (padding rows and columns) of a buffer in the padded layout `p`: a
+/// producer writes the inside (see `plan::pad_in_place`).
+///
+/// # Safety
+/// `dst` holds `p.len()` floats.
+unsafe fn zero_borders(dst: *mut f32, p: &PadCopy) {
+    let rs = p.row_len();
+    for c in 0..p.c {
+        for yp in 0..p.hp {
+            // SAFETY: rows `yp < hp` of `rs` floats of channel `c`, inside `p.len()` for either
+            // layout; the inside columns are `pl..pl + w <= rs`.
+            unsafe {
+                let row = dst.add(c * p.chan_stride() + yp * p.row_stride());
+                if yp < p.pt || yp >= p.pt + p.h {
+                    std::ptr::write_bytes(row, 0, rs);
+                } else {
+                    for x in (0..p.pl).chain(p.pl + p.w..rs) {
+                        *row.add(x) = 0.0;
+                    }
+                }
+            }
         }
     }
 }

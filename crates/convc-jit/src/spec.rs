@@ -407,7 +407,7 @@ impl KernelSpec {
                 },
                 if s.row_major { "_rows" } else { "" },
                 if s.out_cs != s.oh * s.ow || s.out_rs != s.ow {
-                    "_band"
+                    "_ostride"
                 } else {
                     ""
                 },

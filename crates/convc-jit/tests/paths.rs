@@ -339,6 +339,72 @@ fn long_reductions_run_in_chunks() {
     // A pointwise conv with many input channels reading a depthwise conv's bands.
     let src = "input x: [1200, 6, 8]\nd = depthwise(x, kernel=3x3, pad=same, weights=random(seed=1))\np = pointwise(d, out=6, weights=random(seed=2), bias=random(seed=3))\nr = relu6(p)\noutput r\n";
     let names = kernel_names(src, (6, 8), &opts(2));
-    assert!(names.iter().any(|n| n.contains("_band")), "{names:?}");
+    assert!(names.iter().any(|n| n.contains("_ostride")), "{names:?}");
     assert!(names.iter().any(|n| n.contains("_k")), "{names:?}");
+}
+
+/// A conv whose value only a padded conv reads writes it straight into that conv's padded
+/// input (`plan::pad_in_place`): rows-outermost copies (many channels), depthwise tiles (also
+/// inside a band pair), asymmetric and explicit padding; values read twice, strided readers
+/// and outputs keep their copies. Every net runs twice on different inputs, so borders zeroed
+/// on the first run cannot hide a missing zeroing on the second (the arena is reused).
+#[test]
+fn producers_write_into_padded_inputs() {
+    let cases = [
+        // (spec, size, kernels writing a padded layout)
+        (
+            "input x: [6, 19, 23]\na = conv(x, out=16, kernel=3x3, pad=same, weights=random(seed=1), bias=random(seed=2))\nr = relu(a)\nb = conv(r, out=12, kernel=3x3, pad=(1, 2, 0, 3), weights=random(seed=3))\nc = conv(b, out=5, kernel=5x5, pad=same, weights=random(seed=4))\noutput c\n",
+            (19, 23),
+            2,
+        ),
+        (
+            "input x: [8, 20, 16]\ne = pointwise(x, out=24, weights=random(seed=1), bias=random(seed=2))\nr = relu6(e)\nd = depthwise(r, kernel=3x3, pad=same, weights=random(seed=3))\np = pointwise(d, out=8, weights=random(seed=4))\ny = add(p, x)\noutput y\n",
+            (20, 16),
+            1,
+        ),
+        (
+            "input x: [5, 17, 16]\ne = pointwise(x, out=10, weights=random(seed=1))\nd = depthwise(e, kernel=5x5, pad=2, weights=random(seed=2), bias=random(seed=3))\nr = relu(d)\nq = maxpool(r, kernel=2)\noutput q\n",
+            (17, 16),
+            1,
+        ),
+        // `v`'s padded buffer reuses the space of `t`, dead by then: its borders must be
+        // zeroed, not found.
+        (
+            "input x: [6, 16, 16]\nt = conv(x, out=64, kernel=3x3, pad=same, weights=random(seed=1), bias=random(seed=2))\nu = pointwise(t, out=16, weights=random(seed=3))\nv = conv(u, out=16, kernel=3x3, pad=same, weights=random(seed=4))\nw = conv(v, out=16, kernel=3x3, pad=2, dilation=2, weights=random(seed=5))\noutput w\n",
+            (16, 16),
+            2,
+        ),
+        // Read twice: the copy stays.
+        (
+            "input x: [6, 12, 12]\na = conv(x, out=16, kernel=3x3, pad=same, weights=random(seed=1))\nb = conv(a, out=4, kernel=3x3, pad=same, weights=random(seed=2))\nc = conv(a, out=4, kernel=3x3, pad=1, weights=random(seed=3))\ns = add(b, c)\noutput s\n",
+            (12, 12),
+            0,
+        ),
+        // A strided reader: the copy stays.
+        (
+            "input x: [6, 12, 12]\na = conv(x, out=16, kernel=3x3, pad=same, weights=random(seed=1))\nb = conv(a, out=4, kernel=3x3, stride=2, pad=same, weights=random(seed=2))\noutput b\n",
+            (12, 12),
+            0,
+        ),
+    ];
+    for (src, size, writers) in cases {
+        let g = graph(src, Path::new("."));
+        for threads in [1, 2] {
+            let net = check_graph(&g, &[size], 2, &opts(threads), src);
+            let n = net
+                .kernels()
+                .iter()
+                .filter(|k| {
+                    k.name.contains("_ostride") && !k.steps.iter().any(|s| s.contains("+d"))
+                })
+                .count();
+            assert!(n >= writers, "{src}: {:?}", net.kernels());
+            for seed in [11, 12] {
+                let x = inputs_for(&g, &[size], 2, seed);
+                let want = convc_interp::run(&g, &x).expect("interpreter");
+                let got = net.run(&x).expect("run");
+                assert_close(&got, &want, src);
+            }
+        }
+    }
 }
