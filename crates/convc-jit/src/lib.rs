@@ -219,7 +219,12 @@ pub fn compile(
     let mut plan = plan::build(g, &conc, fma)?;
     for s in &plan.steps {
         let band_args = s.band.as_ref().map_or(&[][..], |b| &b.step.args[..]);
-        for a in s.args.iter().chain(band_args) {
+        let pre_args = s
+            .band
+            .as_ref()
+            .and_then(|b| b.pre.as_ref())
+            .map_or(&[][..], |p| &p.step.args[..]);
+        for a in s.args.iter().chain(band_args).chain(pre_args) {
             if let Arg::Value { node, .. } = a
                 && plan.loc.get(*node).copied().flatten().is_none()
             {
@@ -295,6 +300,9 @@ pub fn compile(
     for step in &mut plan.steps {
         // A band pair runs its depthwise kernel, then its own.
         if let Some(b) = step.band.as_deref_mut() {
+            if let Some(p) = b.pre.as_deref_mut() {
+                p.step.kernel = kernel_for(&p.step.spec, &step.name)?;
+            }
             b.step.kernel = kernel_for(&b.step.spec, &step.name)?;
         }
         step.kernel = kernel_for(&step.spec, &step.name)?;
@@ -537,7 +545,12 @@ impl CompiledNet {
     fn kernel_name(&self, s: &plan::Step) -> String {
         let own = &self.kernels[s.kernel].name;
         match &s.band {
-            Some(b) => format!("{} then {own}", self.kernels[b.step.kernel].name),
+            Some(b) => {
+                let pre = b.pre.as_ref().map_or(String::new(), |p| {
+                    format!("{} then ", self.kernels[p.step.kernel].name)
+                });
+                format!("{pre}{} then {own}", self.kernels[b.step.kernel].name)
+            }
             None => own.clone(),
         }
     }

@@ -170,6 +170,9 @@ impl Step {
         }
         if let Some(b) = &self.band {
             v.extend(b.step.reads());
+            if let Some(p) = &b.pre {
+                v.extend(p.step.reads());
+            }
         }
         v
     }
@@ -201,6 +204,26 @@ pub(crate) struct Band {
     pub chans: usize,
     /// Where the band buffer starts in the thread's scratch (floats).
     pub buf_off: usize,
+    /// The conv that produces `a`'s input, run row by row inside the band step ([`Pre`]).
+    pub pre: Option<Box<Pre>>,
+}
+
+/// The producer of a band pair's depthwise input, run inside the band step (see
+/// [`band_pre`]): per band it computes the input rows the depthwise conv reads into a padded
+/// tile at the start of the thread's scratch (`[C][tile_rows][row_len]`, zero borders), keeping
+/// the rows the next band of the same thread reads again (shifted up), so a claim of
+/// consecutive bands computes every row once. Its value never goes to memory.
+#[derive(Debug)]
+pub(crate) struct Pre {
+    /// The producer's step (row-major items, output strides of the tile; slot 0 set per band).
+    pub step: Step,
+    /// The tile's layout: channels, input rows and columns, padding, padded row length.
+    pub pad: PadCopy,
+    /// Padded rows the tile holds (one band's window), and the depthwise conv's vertical
+    /// stride and window height.
+    pub tile_rows: usize,
+    pub sh: usize,
+    pub span: usize,
 }
 
 impl Band {
@@ -208,10 +231,113 @@ impl Band {
     pub fn bands(&self) -> usize {
         self.oh.div_ceil(self.rows)
     }
-    /// Floats of thread scratch: `a`'s tile, then the band buffer.
+    /// Floats of thread scratch: `a`'s tile (or the producer's), then the band buffer.
     pub fn scratch_len(&self) -> usize {
         self.buf_off + (self.chans * self.rows * self.width).div_ceil(16) * 16 + 16
     }
+}
+
+/// A band pair's depthwise input, when a conv step produces it for that pair alone, is
+/// produced inside the band step, row by row ([`Pre`]): MobileNet's expansion, depthwise and
+/// projection then run as one step and the expanded value (6x the block's channels) never goes
+/// to memory. The producer reads its input directly (no padded copy or tile of its own), has
+/// one output row per item, no residual add and is not flattened; the depthwise conv has one
+/// input channel per group (its packed weights do not depend on the tile's channel stride),
+/// stride 1 along the row and pads through a tile.
+fn band_pre(g: &Graph, steps: Vec<Step>) -> Vec<Step> {
+    let mut readers = std::collections::HashMap::<usize, usize>::new();
+    // Every read counts (see `pad_in_place`).
+    for st in &steps {
+        for n in st.reads() {
+            *readers.entry(n).or_default() += 1;
+        }
+    }
+    let mut slots: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
+    for si in 0..slots.len() {
+        let Some((t, cg, rows)) = slots[si].as_ref().and_then(|st| {
+            let band = st.band.as_ref()?;
+            let t = band.step.tile.clone()?;
+            match &band.step.spec {
+                KernelSpec::Conv(sa) => Some((t, sa.cg, band.rows)),
+                _ => None,
+            }
+        }) else {
+            continue;
+        };
+        let v = t.pad.src;
+        let n = NodeIndex::new(v);
+        if cg != 1
+            || t.pad.sw != 1
+            || readers.get(&v) != Some(&1)
+            || g.is_output(n)
+            || g.inputs.contains(&n)
+        {
+            continue;
+        }
+        let Some(pi) = (0..si)
+            .rev()
+            .find(|&i| slots[i].as_ref().is_some_and(|p| p.writes == v))
+        else {
+            continue;
+        };
+        let ok = slots[pi].as_ref().is_some_and(|p| {
+            p.pad.is_none()
+                && p.tile.is_none()
+                && p.band.is_none()
+                && p.zero.is_none()
+                && matches!(p.args.first(), Some(Arg::Value { off: 0, .. }))
+                && match &p.spec {
+                    KernelSpec::Conv(ps) => {
+                        ps.rows == 1
+                            && ps.oh == t.pad.h
+                            && ps.ow == t.pad.w
+                            && ps.out_cs == ps.oh * ps.ow
+                            && ps.groups * ps.og == t.pad.c
+                            && !ps.ep.iter().any(|e| matches!(e, Ep::Add { .. }))
+                    }
+                    _ => false,
+                }
+        });
+        if !ok {
+            continue;
+        }
+        let Some(mut pstep) = slots[pi].take() else {
+            continue;
+        };
+        let (sh, span) = (t.sh, t.span);
+        let pad = t.pad.clone();
+        let tile_rows = (rows - 1) * sh + span;
+        let rs = pad.row_len();
+        if let KernelSpec::Conv(ps) = &mut pstep.spec {
+            ps.out_cs = tile_rows * rs;
+            ps.out_rs = rs;
+            ps.row_major = true;
+        }
+        pstep.args[0] = Arg::Null;
+        let Some(st) = slots[si].as_mut() else {
+            continue;
+        };
+        st.name = format!("{}+{}", pstep.name, st.name);
+        st.work_ns += pstep.work_ns;
+        st.macs += pstep.macs;
+        let Some(band) = st.band.as_deref_mut() else {
+            continue;
+        };
+        if let KernelSpec::Conv(sa) = &mut band.step.spec {
+            sa.chan_stride = tile_rows * rs;
+        }
+        band.step.tile = None;
+        band.step.args[1] = Arg::Null;
+        band.buf_off = (pad.c * tile_rows * rs).div_ceil(16) * 16 + 16;
+        band.pre = Some(Box::new(Pre {
+            step: pstep,
+            pad,
+            tile_rows,
+            sh,
+            span,
+        }));
+    }
+    slots.into_iter().flatten().collect()
 }
 
 /// Producers write straight into their consumer's padded input. A conv whose input needs
@@ -224,11 +350,10 @@ impl Band {
 /// channel stride. Returns the values whose buffers grow to the padded size.
 fn pad_in_place(g: &Graph, steps: &mut [Step]) -> Vec<(usize, usize)> {
     let mut readers = std::collections::HashMap::<usize, usize>::new();
+    // Every read counts (not every reading step): a step reading the value both through its
+    // padding and as a residual operand (standard layout) must keep it as it is.
     for st in steps.iter() {
-        let mut r = st.reads();
-        r.sort_unstable();
-        r.dedup();
-        for n in r {
+        for n in st.reads() {
             *readers.entry(n).or_default() += 1;
         }
     }
@@ -533,7 +658,9 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool) -> Result<Plan, JitEr
     }
     // Stable: the copies of one concat stay in operand order.
     b.steps.sort_by_key(|s| s.0);
-    let mut steps: Vec<Step> = b.steps.into_iter().map(|s| s.1).collect();
+    let steps: Vec<Step> = b.steps.into_iter().map(|s| s.1).collect();
+    let steps_pre = band_pre(g, steps);
+    let mut steps = steps_pre;
     for (node, n) in pad_in_place(g, &mut steps) {
         len[node] = n;
     }
@@ -1324,6 +1451,7 @@ impl Builder<'_> {
                 width,
                 chans,
                 buf_off,
+                pre: None,
             })),
         })
     }

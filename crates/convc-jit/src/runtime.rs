@@ -351,7 +351,14 @@ impl Exec<'_> {
                             return;
                         }
                         let items = step.items();
-                        let chunk = (items / (self.threads * 8)).max(1);
+                        // A band step with a producer keeps rows between consecutive bands of
+                        // a claim: bigger claims recompute fewer rows.
+                        let per = if step.band.as_ref().is_some_and(|b| b.pre.is_some()) {
+                            2
+                        } else {
+                            8
+                        };
+                        let chunk = (items / (self.threads * per)).max(1);
                         if !self.job(ctx, img, si, 1, items, chunk) {
                             return;
                         }
@@ -559,9 +566,32 @@ impl Exec<'_> {
         let (rga, rgb) = (sa.row_groups(), sb.row_groups());
         let blocks_a = sa.groups * sa.nb();
         let blocks_b = sb.groups * sb.nb();
+        // The producer of `a`'s input, if it runs here: its table, and the padded rows its tile
+        // holds (`lo..hi`, none yet: the scratch is stale, so the tile starts all zeros).
+        let pre = band.pre.as_deref();
+        let mut pbufs: Vec<*mut f32> = pre.map_or_else(Vec::new, |p| {
+            p.step
+                .args
+                .iter()
+                .map(|&x| self.resolve(img, usize::MAX, x))
+                .collect()
+        });
+        let mut held: Option<(usize, usize)> = None;
+        if let Some(p) = pre {
+            // SAFETY: the tile is the first `c * tile_rows * row_len` floats of the scratch.
+            unsafe {
+                std::ptr::write_bytes(tscratch.0, 0, p.pad.c * p.tile_rows * p.pad.row_len())
+            };
+        }
         for i in a..b {
             let y0 = i * band.rows;
             let y1 = (y0 + band.rows).min(band.oh);
+            if let Some(p) = pre {
+                // SAFETY: see `produce_rows`; the tile holds `tile_rows >= hi - lo` rows.
+                held = Some(unsafe { self.produce_rows(p, &mut pbufs, held, y0, y1, tscratch) });
+                let lo = held.map_or(0, |h| h.0);
+                abufs[1] = tscratch.0.wrapping_sub(lo * p.pad.row_len());
+            }
             // Both kernels add `oy * row` to the band's pointer: row y0 is its first.
             let at = buf.wrapping_sub(y0 * band.width);
             abufs[0] = at;
@@ -589,6 +619,71 @@ impl Exec<'_> {
                 )
             };
         }
+    }
+
+    /// Makes the band tile (at the start of `tscratch`) hold the padded rows a band of output
+    /// rows `y0..y1` reads: rows the previous band of this thread (`held`) also read move up,
+    /// rows outside the input are zeros, and the producer computes the others (every channel).
+    /// Returns the rows held.
+    ///
+    /// # Safety
+    /// `pbufs` is the producer's table; the scratch holds the tile (`Pre`), whose padding
+    /// columns are zero.
+    unsafe fn produce_rows(
+        &self,
+        p: &crate::plan::Pre,
+        pbufs: &mut [*mut f32],
+        held: Option<(usize, usize)>,
+        y0: usize,
+        y1: usize,
+        tscratch: P,
+    ) -> (usize, usize) {
+        let KernelSpec::Conv(sp) = &p.step.spec else {
+            return (0, 0);
+        };
+        let pad = &p.pad;
+        let rs = pad.row_len();
+        let cs = p.tile_rows * rs;
+        let lo = y0 * p.sh;
+        let hi = (y1 - 1) * p.sh + p.span;
+        let tile = tscratch.0;
+        let mut from = lo;
+        if let Some((plo, phi)) = held
+            && plo <= lo
+            && lo < phi
+        {
+            for c in 0..pad.c {
+                // SAFETY: rows `lo - plo .. phi - plo` of channel `c` move to rows `0 ..`;
+                // both ranges are inside the channel's `tile_rows` rows.
+                unsafe {
+                    let ch = tile.add(c * cs);
+                    std::ptr::copy(ch.add((lo - plo) * rs), ch, (phi - lo) * rs);
+                }
+            }
+            from = phi;
+        }
+        // Rows outside the input: zeros (they may hold moved rows).
+        for yp in (from..hi).filter(|&yp| yp < pad.pt || yp >= pad.pt + pad.h) {
+            for c in 0..pad.c {
+                // SAFETY: row `yp - lo < tile_rows` of channel `c`.
+                unsafe { std::ptr::write_bytes(tile.add(c * cs + (yp - lo) * rs), 0, rs) };
+            }
+        }
+        // Rows inside: the producer's output rows `ya..yb` (row-major items, one row each).
+        let ya = from.max(pad.pt) - pad.pt;
+        let yb = hi.min(pad.pt + pad.h).saturating_sub(pad.pt);
+        if ya < yb {
+            // It writes row y of channel c at `c * cs + y * rs + x` from its pointer: row `y`
+            // is padded row `y + pt`, at tile row `y + pt - lo`, column `pl + x`.
+            pbufs[0] = tile
+                .wrapping_add(pad.pt * rs + pad.pl)
+                .wrapping_sub(lo * rs);
+            let blocks = (sp.groups * sp.nb()) as u64;
+            let f = self.fns[p.step.kernel];
+            // SAFETY: the table is the producer's; rows `ya..yb` land inside the tile.
+            unsafe { f(pbufs.as_ptr(), ya as u64 * blocks, yb as u64 * blocks) };
+        }
+        (lo, hi)
     }
 
     fn fill(&self, bufs: &mut Vec<*mut f32>, img: usize, si: usize, tscratch: P) {
