@@ -371,11 +371,17 @@ impl Em<'_> {
                         Ep::Act(_) => None,
                     })
                     .collect();
-            let (gb, rg) = if s.row_major {
-                let (rg, gb) = e.divrem(it, s.groups * nb);
-                (gb, rg)
+            let (gb, rg, xt) = if s.row_major {
+                let (rx, gb) = e.divrem(it, s.groups * nb);
+                if s.xtiles > 1 {
+                    let (rg, xt) = e.divrem(rx, s.xtiles);
+                    (gb, rg, Some(xt))
+                } else {
+                    (gb, rx, None)
+                }
             } else {
-                e.divrem(it, s.row_groups())
+                let (gb, rg) = e.divrem(it, s.row_groups());
+                (gb, rg, None)
             };
             // First output row of the item's group of `s.rows` rows.
             let oy = if s.rows == 1 {
@@ -416,7 +422,7 @@ impl Em<'_> {
                     }
                 }
             }
-            let row = Row {
+            let mut row = Row {
                 in_base,
                 out_row,
                 w_blk,
@@ -424,6 +430,33 @@ impl Em<'_> {
                 res_row,
                 count: None,
             };
+            if let Some(xt) = xt {
+                // A column tile: the same byte offset (4 per output column) into the input
+                // (stride phases make output column x start at byte 4x), the output and the
+                // residual rows; the last tile has its own code for its width.
+                let off = e.b.ins().imul_imm_s(xt, (s.xtile_cols * 4) as i64);
+                row.in_base = e.b.ins().iadd(row.in_base, off);
+                row.out_row = e.b.ins().iadd(row.out_row, off);
+                for r in row.res_row.iter_mut().flatten() {
+                    *r = e.b.ins().iadd(*r, off);
+                }
+                let last_w = s.ow - (s.xtiles - 1) * s.xtile_cols;
+                let last = e.b.create_block();
+                let full = e.b.create_block();
+                let join = e.b.create_block();
+                let is_last =
+                    e.b.ins()
+                        .icmp_imm_s(IntCC::Equal, xt, (s.xtiles - 1) as i64);
+                e.b.ins().brif(is_last, last, &[], full, &[]);
+                e.b.switch_to_block(full);
+                e.conv_rows(s, &row, rem, nb, bb, 1, s.xtile_cols);
+                e.b.ins().jump(join, &[]);
+                e.b.switch_to_block(last);
+                e.conv_rows(s, &row, rem, nb, bb, 1, last_w);
+                e.b.ins().jump(join, &[]);
+                e.b.switch_to_block(join);
+                return;
+            }
             let last_rows = s.oh - (s.row_groups() - 1) * s.rows;
             if s.rows > 1 && last_rows < s.rows {
                 // The last row group is shorter: its own code.
@@ -435,14 +468,14 @@ impl Em<'_> {
                         .icmp_imm_s(IntCC::Equal, rg, (s.row_groups() - 1) as i64);
                 e.b.ins().brif(is_last, short, &[], full, &[]);
                 e.b.switch_to_block(full);
-                e.conv_rows(s, &row, rem, nb, bb, s.rows);
+                e.conv_rows(s, &row, rem, nb, bb, s.rows, s.ow);
                 e.b.ins().jump(join, &[]);
                 e.b.switch_to_block(short);
-                e.conv_rows(s, &row, rem, nb, bb, last_rows);
+                e.conv_rows(s, &row, rem, nb, bb, last_rows, s.ow);
                 e.b.ins().jump(join, &[]);
                 e.b.switch_to_block(join);
             } else {
-                e.conv_rows(s, &row, rem, nb, bb, s.rows);
+                e.conv_rows(s, &row, rem, nb, bb, s.rows, s.ow);
             }
         });
     }
@@ -522,7 +555,7 @@ impl Em<'_> {
                     res_row: vec![None; a.ep.len()],
                     count: Some(cnt),
                 };
-                e.conv_row(a, &row, 1, 1);
+                e.conv_row(a, &row, 1, 1, a.ow);
             }
             // `b`'s blocks from the row buffer.
             for bb in 0..nb {
@@ -563,12 +596,13 @@ impl Em<'_> {
                     res_row,
                     count: None,
                 };
-                e.conv_row(bs, &row, ocb, 1);
+                e.conv_row(bs, &row, ocb, 1, bs.ow);
             }
         });
     }
 
     /// `rows` output rows of the block `bb` (of `nb`; the last has `rem` channels if not 0).
+    #[allow(clippy::too_many_arguments)]
     fn conv_rows(
         &mut self,
         s: &ConvSpec,
@@ -577,11 +611,12 @@ impl Em<'_> {
         nb: usize,
         bb: Value,
         rows: usize,
+        width: usize,
     ) {
         let e = self;
         {
             if rem == 0 {
-                e.conv_row(s, row, s.ocb, rows);
+                e.conv_row(s, row, s.ocb, rows, width);
             } else {
                 let part = e.b.create_block();
                 let full = e.b.create_block();
@@ -589,18 +624,19 @@ impl Em<'_> {
                 let is_last = e.b.ins().icmp_imm_s(IntCC::Equal, bb, (nb - 1) as i64);
                 e.b.ins().brif(is_last, part, &[], full, &[]);
                 e.b.switch_to_block(full);
-                e.conv_row(s, row, s.ocb, rows);
+                e.conv_row(s, row, s.ocb, rows, width);
                 e.b.ins().jump(join, &[]);
                 e.b.switch_to_block(part);
-                e.conv_row(s, row, rem, rows);
+                e.conv_row(s, row, rem, rows, width);
                 e.b.ins().jump(join, &[]);
                 e.b.switch_to_block(join);
             }
         }
     }
 
-    /// One output row of a block of `ocb` output channels: column segments of `nv` vectors.
-    fn conv_row(&mut self, s: &ConvSpec, row: &Row, ocb: usize, rows: usize) {
+    /// One output row of a block of `ocb` output channels (its first `width` columns from the
+    /// row pointers: a column tile, see `ConvSpec::xtiles`): column segments of `nv` vectors.
+    fn conv_row(&mut self, s: &ConvSpec, row: &Row, ocb: usize, rows: usize, width: usize) {
         let v = block_vectors(s.ocb, ocb, s.fma);
         if s.rows > 1 {
             // Short rows, packed: the vectors of `rows` rows (each row's last one ending at
@@ -627,14 +663,22 @@ impl Em<'_> {
         // A long reduction runs in chunks of taps, each over the whole row (see
         // `ConvSpec::chunk_taps`); the planner keeps such rows free of overlapping tails.
         for chunk in 0..s.chunks() {
-            self.conv_row_chunk(s, row, ocb, v, chunk);
+            self.conv_row_chunk(s, row, ocb, v, chunk, width);
         }
     }
 
     /// The taps of chunk `chunk` for a whole output row of the block: `n_main` segments of `v`
     /// vectors, then the rest.
-    fn conv_row_chunk(&mut self, s: &ConvSpec, row: &Row, ocb: usize, v: usize, chunk: usize) {
-        let n_main = s.ow / (4 * v);
+    fn conv_row_chunk(
+        &mut self,
+        s: &ConvSpec,
+        row: &Row,
+        ocb: usize,
+        v: usize,
+        chunk: usize,
+        ow: usize,
+    ) {
+        let n_main = ow / (4 * v);
         let mut x = 0;
         if n_main > 0 {
             self.conv_segment(s, row, ocb, x, n_main, v, 4, chunk);
@@ -644,13 +688,13 @@ impl Em<'_> {
         // (computed twice, to the same values, by the same thread), or scalars on a row
         // narrower than that. Not overlapping in a chunked reduction: there, overlapped
         // columns would add a chunk twice to the partial sums.
-        let rest = s.ow - x;
+        let rest = ow - x;
         if rest == 0 {
             return;
         }
         let nv = rest.div_ceil(4);
-        if s.ow >= 4 * nv && (s.chunks() == 1 || rest.is_multiple_of(4)) {
-            self.conv_segment(s, row, ocb, s.ow - 4 * nv, 1, nv, 4, chunk);
+        if ow >= 4 * nv && (s.chunks() == 1 || rest.is_multiple_of(4)) {
+            self.conv_segment(s, row, ocb, ow - 4 * nv, 1, nv, 4, chunk);
             return;
         }
         let nv = rest / 4;
@@ -658,8 +702,8 @@ impl Em<'_> {
             self.conv_segment(s, row, ocb, x, 1, nv, 4, chunk);
             x += nv * 4;
         }
-        if s.ow > x {
-            self.conv_segment(s, row, ocb, x, s.ow - x, 1, 1, chunk);
+        if ow > x {
+            self.conv_segment(s, row, ocb, x, ow - x, 1, 1, chunk);
         }
     }
 

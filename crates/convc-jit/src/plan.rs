@@ -289,6 +289,7 @@ fn band_pre(g: &Graph, steps: Vec<Step>) -> Vec<Step> {
                 && match &p.spec {
                     KernelSpec::Conv(ps) => {
                         ps.rows == 1
+                            && ps.xtiles == 1
                             && ps.oh == t.pad.h
                             && ps.ow == t.pad.w
                             && ps.out_cs == ps.oh * ps.ow
@@ -464,6 +465,9 @@ enum BandRole {
 /// 0.592 / 0.324; mobilenet_block's 192 x 112 rows, 1 row 8.80 / 4.83 ms, 2 rows 8.14 / 4.63,
 /// 4 rows 8.52 / 4.81.
 const BAND_BYTES: usize = 192 * 1024;
+
+/// Columns per tile of a wide row (see `ConvSpec::xtiles`).
+const XTILE_COLS: usize = 32;
 
 /// Bytes of packed weights per block in one chunk of a long reduction: the chunk's weights and
 /// the input lines its taps read (one or two per tap) share the 48 KB L1. Measured, GFLOP/s on
@@ -1353,6 +1357,20 @@ impl Builder<'_> {
             || (tile.is_none()
                 && !matches!(role, BandRole::Writes(_))
                 && in_bytes + oh0 as f64 * w_bytes < w_bytes + nb as f64 * in_bytes);
+        // Column tiles on wide rows of a chunked reduction in row-major order (see
+        // `ConvSpec::xtiles`).
+        let vcols = 4 * crate::spec::vectors_for(ocb, self.fma);
+        let xtile_cols = XTILE_COLS.div_ceil(vcols) * vcols;
+        let xtiles = if row_major
+            && role == BandRole::Alone
+            && rows == 1
+            && chunk_taps < taps
+            && ow >= 2 * xtile_cols
+        {
+            ow.div_ceil(xtile_cols)
+        } else {
+            1
+        };
         let (out_cs, out_rs) = match role {
             BandRole::Writes(r) => {
                 if ep.iter().any(|e| matches!(e, Ep::Add { .. })) {
@@ -1386,6 +1404,8 @@ impl Builder<'_> {
             out_cs,
             out_rs,
             chunk_taps,
+            xtiles,
+            xtile_cols,
         };
         let macs = (oc * oh0 * ow0) as u64 * taps as u64;
         Ok(Step {
@@ -1556,6 +1576,8 @@ impl Builder<'_> {
             out_cs: oh_a * ow_a,
             out_rs: ow_a,
             chunk_taps: kh,
+            xtiles: 1,
+            xtile_cols: ow_a,
         };
         let spec_b = ConvSpec {
             groups: groups_b,
@@ -1581,6 +1603,8 @@ impl Builder<'_> {
             out_cs: oh_b * ow_b,
             out_rs: ow_b,
             chunk_taps: cg_b * kw,
+            xtiles: 1,
+            xtile_cols: ow_b,
         };
         let macs = (oc_a * oh_a * ow_a * kh) as u64 + (ob * oh_b * ow_b * cg_b * kw) as u64;
         Ok(Step {

@@ -111,6 +111,12 @@ pub(crate) struct ConvSpec {
     /// block; a 128 -> 128 one 55 KB). Chunks after the first start from the partial sums
     /// stored in the output. See `plan::CHUNK_BYTES`.
     pub chunk_taps: usize,
+    /// Column tiles per output row (1: none) of `xtile_cols` columns each (the last takes the
+    /// rest). With row-major items and a chunked reduction, items are (row, tile, block): the
+    /// blocks of one tile follow each other, so the tile's input lines stay in L1 while the
+    /// blocks' weights stream (a row of a 224-wide, 64-channel layer is 173 KB of input).
+    pub xtiles: usize,
+    pub xtile_cols: usize,
 }
 
 impl ConvSpec {
@@ -127,9 +133,9 @@ impl ConvSpec {
     pub fn row_groups(&self) -> usize {
         self.oh.div_ceil(self.rows)
     }
-    /// Work items: one per (group, block, group of output rows).
+    /// Work items: one per (group, block, group of output rows, column tile).
     pub fn items(&self) -> usize {
-        self.groups * self.nb() * self.row_groups()
+        self.groups * self.nb() * self.row_groups() * self.xtiles.max(1)
     }
     /// Copies of each weight in the packed weights (`wdup` field).
     pub fn wdup(&self) -> usize {
@@ -388,7 +394,7 @@ impl KernelSpec {
         };
         match self {
             KernelSpec::Conv(s) => format!(
-                "conv{}x{}s{}x{}d{}x{}g{}_{}x{}x{}_b{}{}{}{}{}{}",
+                "conv{}x{}s{}x{}d{}x{}g{}_{}x{}x{}_b{}{}{}{}{}{}{}",
                 s.kh,
                 s.kw,
                 s.sh,
@@ -413,6 +419,11 @@ impl KernelSpec {
                 },
                 if s.chunks() > 1 {
                     format!("_k{}", s.chunk_taps)
+                } else {
+                    String::new()
+                },
+                if s.xtiles > 1 {
+                    format!("_x{}", s.xtile_cols)
                 } else {
                     String::new()
                 },

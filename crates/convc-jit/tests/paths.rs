@@ -336,6 +336,17 @@ fn long_reductions_run_in_chunks() {
     }
     // Without FMA the blocks pack fewer bytes per tap: two of those nets stay whole.
     assert!(chunked >= 17, "{chunked} chunked nets");
+    // Wide rows: column tiles (items row, tile, block), the last tile narrower (4 columns:
+    // one vector; 2: scalars), residual add and activation on every tile.
+    for w in [100, 98] {
+        let src = format!(
+            "input x: [64, 4, {w}]\ny = conv(x, out=40, kernel=3x3, pad=same, weights=random(seed=1), bias=random(seed=2))\nz = conv(x, out=40, kernel=1x1, weights=random(seed=3))\na = add(y, z)\nr = relu(a)\noutput r\n"
+        );
+        for (threads, fma) in [(1, true), (2, true), (2, false)] {
+            let names = kernel_names(&src, (4, w), &with_fma(threads, fma));
+            assert!(names.iter().any(|n| n.contains("_x")), "{names:?}");
+        }
+    }
     // A pointwise conv with many input channels reading a depthwise conv's bands.
     let src = "input x: [1200, 6, 8]\nd = depthwise(x, kernel=3x3, pad=same, weights=random(seed=1))\np = pointwise(d, out=6, weights=random(seed=2), bias=random(seed=3))\nr = relu6(p)\noutput r\n";
     let names = kernel_names(src, (6, 8), &opts(2));
