@@ -422,6 +422,9 @@ impl Em<'_> {
                     }
                 }
             }
+            // The partial sums of a chunked packed-rows item (see `ConvSpec::part_slot`).
+            let part = (s.part_slot > 0)
+                .then(|| e.b.ins().load(PTR, rd(), bufs, (s.part_slot * 8) as i32));
             let mut row = Row {
                 in_base,
                 out_row,
@@ -429,6 +432,7 @@ impl Em<'_> {
                 ptrs,
                 res_row,
                 count: None,
+                part,
             };
             if let Some(xt) = xt {
                 // A column tile: the same byte offset (4 per output column) into the input
@@ -554,6 +558,7 @@ impl Em<'_> {
                     ptrs,
                     res_row: vec![None; a.ep.len()],
                     count: Some(cnt),
+                    part: None,
                 };
                 e.conv_row(a, &row, 1, 1, a.ow);
             }
@@ -595,6 +600,7 @@ impl Em<'_> {
                     ptrs,
                     res_row,
                     count: None,
+                    part: None,
                 };
                 e.conv_row(bs, &row, ocb, 1, bs.ow);
             }
@@ -655,8 +661,11 @@ impl Em<'_> {
                     })
                 })
                 .collect();
-            for chunk in pos.chunks(v) {
-                self.conv_chunk(s, row, ocb, chunk);
+            // Chunk by chunk over every position (see `ConvSpec::part_slot`).
+            for c in 0..s.chunks() {
+                for (gi, grp) in pos.chunks(v).enumerate() {
+                    self.conv_chunk(s, row, ocb, grp, c, gi * v);
+                }
             }
             return;
         }
@@ -766,27 +775,51 @@ impl Em<'_> {
         });
     }
 
-    /// Vectors at explicit (input, output) byte offsets from the item's row pointers.
-    fn conv_chunk(&mut self, s: &ConvSpec, row: &Row, ocb: usize, pos: &[(i32, i32)]) {
+    /// Vectors at explicit (input, output) byte offsets from the item's row pointers: the taps
+    /// of chunk `chunk`; `first` is the index of `pos[0]` among the item's positions (its
+    /// partial sums' place, see `ConvSpec::part_slot`).
+    #[allow(clippy::too_many_arguments)]
+    fn conv_chunk(
+        &mut self,
+        s: &ConvSpec,
+        row: &Row,
+        ocb: usize,
+        pos: &[(i32, i32)],
+        chunk: usize,
+        first: usize,
+    ) {
         let nv = pos.len();
         let offs: Vec<i32> = pos.iter().map(|p| p.0).collect();
+        let (t0, ntaps) = s.chunk(chunk);
+        let last = chunk + 1 == s.chunks();
+        let in_base = self.b.ins().iadd_imm_s(row.in_base, s.tap_offset(t0));
+        let w_blk = self
+            .b
+            .ins()
+            .iadd_imm_s(row.w_blk, (t0 * s.tap_bytes(ocb)) as i64);
+        // Partial sums: 16 bytes per (position, channel of the block).
+        let slot = |k: usize, j: usize| (((first + k) * s.ocb + j) * 16) as i32;
+        let init = match row.part {
+            Some(part) if t0 > 0 => Some(
+                (0..ocb * nv)
+                    .map(|i| self.b.ins().load(F32X4, rw(), part, slot(i % nv, i / nv)))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        };
         let accs = self.reduction(
-            s,
-            row.in_base,
-            row.w_blk,
-            row.count,
-            ocb,
-            &offs,
-            4,
-            F32X4,
-            s.taps(),
-            None,
+            s, in_base, w_blk, row.count, ocb, &offs, 4, F32X4, ntaps, init,
         );
-        // Residual operands share the output's layout (the planner checks).
         let plane4 = (s.out_cs * 4) as i32;
         for j in 0..ocb {
             for (k, &(_, o)) in pos.iter().enumerate() {
                 let a = self.b.use_var(accs[j * nv + k]);
+                if !last {
+                    if let Some(part) = row.part {
+                        self.b.ins().store(rw(), a, part, slot(k, j));
+                    }
+                    continue;
+                }
                 let off = j as i32 * plane4 + o;
                 let v = self.epilogue(
                     &s.ep,
@@ -1296,4 +1329,6 @@ struct Row {
     /// A tap count known only at run time (a fused vertical conv's border rows): the taps are
     /// then vertical, a constant `dh * row_stride` apart, and run one per iteration.
     count: Option<Value>,
+    /// The partial sums of a chunked packed-rows item (`ConvSpec::part_slot`).
+    part: Option<Value>,
 }

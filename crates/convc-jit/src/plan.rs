@@ -38,6 +38,8 @@ pub(crate) enum Arg {
     Scratch,
     /// The calling thread's own scratch buffer (`Plan::thread_scratch` floats).
     ThreadScratch,
+    /// The calling thread's scratch, this many floats in (a chunked kernel's partial sums).
+    ThreadScratchAt(usize),
     /// A parameter buffer of the program.
     Param(usize),
     /// The result tensor of output number `i`.
@@ -749,6 +751,10 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool) -> Result<Plan, JitEr
         .map(|s| match &s.spec {
             KernelSpec::Sep(sp) => sp.rowbuf_len().div_ceil(16) * 16 + 16,
             _ if s.band.is_some() => s.band.as_ref().map_or(0, |b| b.scratch_len()),
+            KernelSpec::Conv(cs) if cs.part_slot > 0 => match s.args.get(cs.part_slot) {
+                Some(Arg::ThreadScratchAt(off)) => off + cs.part_len() + 16,
+                _ => 0,
+            },
             _ => s
                 .tile
                 .as_ref()
@@ -1239,9 +1245,16 @@ impl Builder<'_> {
         // many rows as make whole blocks (2 rows = 5 full blocks), at most 16 blocks.
         let v = crate::spec::vectors_for(ocb, self.fma);
         let vpr = if ow >= 4 { ow.div_ceil(4) } else { 0 };
+        // A long reduction (see `CHUNK_BYTES`) on a small plane packs up to 16 vectors of
+        // several rows into one item, so that each chunk of weights serves all of them
+        // (partial sums in the thread's scratch: `ConvSpec::part_slot`): a 7x7 plane is 2
+        // vectors a row, and each weight would otherwise serve 2.
+        let long = taps * (8 + ocb * dup * 4) > CHUNK_BYTES;
         let mut rows = if vpr > 0 && vpr % v != 0 && vpr <= 4 * v && oh > 1 {
             let r = (1..=v).find(|r| (r * vpr) % v == 0).unwrap_or(v).min(oh);
             if r * vpr / v <= 16 { r } else { 1 }
+        } else if long && v == 1 && vpr > 0 && vpr <= 5 && oh > 1 && role == BandRole::Alone {
+            (16 / vpr).clamp(1, oh)
         } else {
             1
         };
@@ -1302,7 +1315,8 @@ impl Builder<'_> {
         // A reduction whose packed weights per block outgrow L1 runs in chunks of about
         // `CHUNK_BYTES` (see `ConvSpec::chunk_taps`); not with rows packed into blocks.
         let tap_bytes = 8 + ocb * dup * 4;
-        let chunk_taps = if rows == 1 && taps * tap_bytes > CHUNK_BYTES {
+        let chunk_taps = if (rows == 1 || role == BandRole::Alone) && taps * tap_bytes > CHUNK_BYTES
+        {
             taps.div_ceil((taps * tap_bytes).div_ceil(CHUNK_BYTES))
         } else {
             taps
@@ -1348,6 +1362,15 @@ impl Builder<'_> {
             return Err(bad("bias of the wrong length".into()));
         }
         let ep = self.epilogue(n, members, bias, &mut args)?;
+        // A chunked kernel with rows packed keeps its partial sums in the thread's scratch,
+        // after the padding tile if any: 16 bytes per vector position and channel.
+        let part_slot = if rows > 1 && chunk_taps < taps {
+            let off = tile.as_ref().map_or(0, |t| t.len().div_ceil(16) * 16 + 16);
+            args.push(Arg::ThreadScratchAt(off));
+            args.len() - 1
+        } else {
+            0
+        };
         // Memory traffic of the two item orders (bytes): block-major streams the input once per
         // block, row-major streams the weights once per output row.
         let in_bytes = (c * hp * wp * 4) as f64;
@@ -1406,6 +1429,7 @@ impl Builder<'_> {
             chunk_taps,
             xtiles,
             xtile_cols,
+            part_slot,
         };
         let macs = (oc * oh0 * ow0) as u64 * taps as u64;
         Ok(Step {
@@ -1578,6 +1602,7 @@ impl Builder<'_> {
             chunk_taps: kh,
             xtiles: 1,
             xtile_cols: ow_a,
+            part_slot: 0,
         };
         let spec_b = ConvSpec {
             groups: groups_b,
@@ -1605,6 +1630,7 @@ impl Builder<'_> {
             chunk_taps: cg_b * kw,
             xtiles: 1,
             xtile_cols: ow_b,
+            part_slot: 0,
         };
         let macs = (oc_a * oh_a * ow_a * kh) as u64 + (ob * oh_b * ow_b * cg_b * kw) as u64;
         Ok(Step {

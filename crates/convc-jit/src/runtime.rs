@@ -690,6 +690,7 @@ impl Exec<'_> {
         bufs.clear();
         bufs.extend(self.plan.steps[si].args.iter().map(|&a| match a {
             Arg::ThreadScratch => tscratch.0,
+            Arg::ThreadScratchAt(off) => tscratch.0.wrapping_add(off),
             _ => self.resolve(img, si, a),
         }));
     }
@@ -710,7 +711,7 @@ impl Exec<'_> {
         let arena = self.arena;
         let at = |base: P, len: usize, off: usize| base.0.wrapping_add(img * len + off);
         match a {
-            Arg::Null | Arg::ThreadScratch => std::ptr::null_mut(),
+            Arg::Null | Arg::ThreadScratch | Arg::ThreadScratchAt(_) => std::ptr::null_mut(),
             Arg::Scratch => arena.0.wrapping_add(plan.scratch[step]),
             Arg::Param(i) => plan.params[i].as_ptr().cast_mut(),
             Arg::Output(j) => at(self.outputs[j], out_len(plan, j), 0),

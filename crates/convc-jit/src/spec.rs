@@ -117,6 +117,11 @@ pub(crate) struct ConvSpec {
     /// blocks' weights stream (a row of a 224-wide, 64-channel layer is 173 KB of input).
     pub xtiles: usize,
     pub xtile_cols: usize,
+    /// With rows packed and a chunked reduction: the buffer-table slot of the partial sums in
+    /// the thread's scratch ([`ConvSpec::part_len`] floats: per vector position of an item and
+    /// channel of a block, 4), since packed positions overlap in the output (each row's last
+    /// vector). 0: none (partial sums go to the output).
+    pub part_slot: usize,
 }
 
 impl ConvSpec {
@@ -144,6 +149,10 @@ impl ConvSpec {
     /// Taps of the reduction of one output value.
     pub fn taps(&self) -> usize {
         self.cg * self.kh * self.kw
+    }
+    /// Floats of partial sums a packed-rows item needs ([`ConvSpec::part_slot`]).
+    pub fn part_len(&self) -> usize {
+        self.rows * self.ow.div_ceil(4) * self.ocb * 4
     }
     /// Chunks of the reduction ([`ConvSpec::chunk_taps`]).
     pub fn chunks(&self) -> usize {

@@ -318,6 +318,10 @@ fn long_reductions_run_in_chunks() {
         // Rows whose tails are not whole vectors: vectors, then scalars (no overlap).
         (130, 5, "7x1", 17, 17),
         (128, 6, "3x3", 5, 45),
+        // Small planes: rows packed, partial sums in the thread's scratch (after the padding
+        // tile of a conv with few input channels).
+        (300, 12, "3x3", 7, 7),
+        (4, 10, "11x11", 9, 12),
     ] {
         let src = format!(
             "input x: [{c}, {h}, {w}]\n\
@@ -331,6 +335,12 @@ fn long_reductions_run_in_chunks() {
             let names = kernel_names(&src, (h, w), &with_fma(threads, fma));
             if names.iter().any(|n| n.contains("_k")) {
                 chunked += 1;
+            }
+            if fma && h < 10 && w < 13 {
+                assert!(
+                    names.iter().any(|n| n.contains("_r") && n.contains("_k")),
+                    "{src}: {names:?}"
+                );
             }
         }
     }
