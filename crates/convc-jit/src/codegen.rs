@@ -1122,24 +1122,55 @@ impl Em<'_> {
             let in_c = e.offset(inp, c, p.h * p.w * 4);
             let out_c = e.offset(out, c, p.oh * p.ow * 4);
             let out_row = e.offset(out_c, oy, p.ow * 4);
-            if ox_hi > ox_lo && oy_hi > oy_lo {
-                let fast = e.b.create_block();
-                let slow = e.b.create_block();
+            // Border rows (few): each its own straight-line code over its in-bounds window
+            // rows, like the interior rows; more than 8 take the generic loops.
+            let border: Vec<usize> = (0..oy_lo.min(oy_hi))
+                .chain(oy_hi.max(oy_lo)..p.oh)
+                .collect();
+            let kept = |oy: usize| -> (usize, usize) {
+                let y0 = (oy * p.sh) as i64 - p.pt as i64;
+                let i0 = (-y0).clamp(0, p.kh as i64) as usize;
+                let i1 = (p.h as i64 - y0).clamp(0, p.kh as i64) as usize;
+                (i0, i1.max(i0))
+            };
+            if ox_hi > ox_lo && (oy_hi > oy_lo || border.len() <= 8) {
                 let join = e.b.create_block();
-                let ge =
-                    e.b.ins()
-                        .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, oy, oy_lo as i64);
-                let lt =
-                    e.b.ins()
-                        .icmp_imm_s(IntCC::UnsignedLessThan, oy, oy_hi as i64);
-                let inside = e.b.ins().band(ge, lt);
-                e.b.ins().brif(inside, fast, &[], slow, &[]);
-                e.b.switch_to_block(fast);
-                e.pool_generic(p, in_c, out_row, oy, 0, ox_lo);
-                e.pool_interior(p, in_c, out_row, oy, ox_lo, ox_hi);
-                e.pool_generic(p, in_c, out_row, oy, ox_hi, p.ow);
-                e.b.ins().jump(join, &[]);
-                e.b.switch_to_block(slow);
+                let mut cases: Vec<(Option<usize>, (usize, usize))> = Vec::new();
+                if oy_hi > oy_lo {
+                    cases.push((None, (0, p.kh)));
+                }
+                if border.len() <= 8 {
+                    cases.extend(border.iter().map(|&r| (Some(r), kept(r))));
+                }
+                for (case, rows) in cases {
+                    let this = e.b.create_block();
+                    let next = e.b.create_block();
+                    let hit = match case {
+                        None => {
+                            let ge = e.b.ins().icmp_imm_s(
+                                IntCC::UnsignedGreaterThanOrEqual,
+                                oy,
+                                oy_lo as i64,
+                            );
+                            let lt =
+                                e.b.ins()
+                                    .icmp_imm_s(IntCC::UnsignedLessThan, oy, oy_hi as i64);
+                            e.b.ins().band(ge, lt)
+                        }
+                        Some(r) => e.b.ins().icmp_imm_s(IntCC::Equal, oy, r as i64),
+                    };
+                    e.b.ins().brif(hit, this, &[], next, &[]);
+                    e.b.switch_to_block(this);
+                    if rows.1 > rows.0 {
+                        e.pool_border_cols(p, in_c, out_row, oy, 0, ox_lo, rows);
+                        e.pool_interior(p, in_c, out_row, oy, ox_lo, ox_hi, rows);
+                        e.pool_border_cols(p, in_c, out_row, oy, ox_hi, p.ow, rows);
+                    } else {
+                        e.pool_generic(p, in_c, out_row, oy, 0, p.ow);
+                    }
+                    e.b.ins().jump(join, &[]);
+                    e.b.switch_to_block(next);
+                }
                 e.pool_generic(p, in_c, out_row, oy, 0, p.ow);
                 e.b.ins().jump(join, &[]);
                 e.b.switch_to_block(join);
@@ -1150,6 +1181,7 @@ impl Em<'_> {
     }
 
     /// Output columns `xa..xb` of row `oy` whose windows lie inside the input.
+    #[allow(clippy::too_many_arguments)]
     fn pool_interior(
         &mut self,
         p: &PoolSpec,
@@ -1158,22 +1190,34 @@ impl Em<'_> {
         oy: Value,
         xa: usize,
         xb: usize,
+        (i0, i1): (usize, usize),
     ) {
-        // First input row of the window: oy*sh - pt (>= 0 here).
+        // First input row of the window: oy*sh - pt (negative on a top border row, whose rows
+        // before `i0` are not read).
         let y0 = self.b.ins().imul_imm_s(oy, p.sh as i64);
         let y0 = self.b.ins().iadd_imm_s(y0, -(p.pt as i64));
         let row = self.offset(in_c, y0, p.w * 4);
-        let inv = 1.0 / (p.kh * p.kw) as f32;
-        let nvec = (xb - xa) / 4;
+        let inv = 1.0 / ((i1 - i0) * p.kw) as f32;
+        let mut nvec = (xb - xa) / 4;
+        // A stride-2 vector reads one column past its last window (the odd lane of its second
+        // load): not past the row's end, so the last vector may go to the scalar tail.
+        if p.sw == 2 && nvec > 0 && (xa + 4 * nvec - 1) * 2 + p.kw > p.w - 1 + p.pl {
+            nvec -= 1;
+        }
         // The window of output column `ox` starts at `row + (ox*sw - pl)*4`.
         let window = |e: &mut Self, ty: Type, base: Value| -> Value {
             let lanes = if ty == F32 { 1 } else { 4 };
             let mut acc: Option<Value> = None;
-            for i in 0..p.kh {
+            for i in i0..i1 {
                 for j in 0..p.kw {
                     let off = ((i * p.w + j) * 4) as i32;
                     let v = if lanes == 1 || p.sw == 1 {
                         e.b.ins().load(ty, rd(), base, off)
+                    } else if p.sw == 2 {
+                        // Columns 2l + j of 8 contiguous ones: the even lanes of two vectors.
+                        let a = e.b.ins().load(F32X4, rd(), base, off);
+                        let b = e.b.ins().load(F32X4, rd(), base, off + 16);
+                        e.even_lanes(a, b)
                     } else {
                         let mut v = e.b.ins().load(F32, rd(), base, off);
                         v = e.b.ins().splat(F32X4, v);
@@ -1190,7 +1234,7 @@ impl Em<'_> {
                     };
                     acc = Some(match acc {
                         None => v,
-                        Some(a) if p.max => e.b.ins().fmax(a, v),
+                        Some(a) if p.max => e.pool_max(ty, a, v),
                         Some(a) => e.b.ins().fadd(a, v),
                     });
                 }
@@ -1225,6 +1269,93 @@ impl Em<'_> {
     }
 
     /// Output columns `xa..xb` of row `oy`, any window: loops over its in-bounds part.
+    /// Lanes 0 and 2 of `a`, then of `b` (a stride-2 window element of 4 outputs): one
+    /// shuffle instead of 4 scalar loads and 3 lane inserts.
+    fn even_lanes(&mut self, a: Value, b: Value) -> Value {
+        let mut mask = Vec::with_capacity(16);
+        for lane in [0u8, 2, 4, 6] {
+            mask.extend((0..4).map(|k| lane * 4 + k));
+        }
+        let imm = self
+            .b
+            .func
+            .dfg
+            .immediates
+            .push(cranelift_codegen::ir::ConstantData::from(mask));
+        let fl = MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little);
+        let ab = self.b.ins().bitcast(types::I8X16, fl, a);
+        let bb = self.b.ins().bitcast(types::I8X16, fl, b);
+        let r = self.b.ins().shuffle(ab, bb, imm);
+        self.b.ins().bitcast(F32X4, fl, r)
+    }
+
+    /// The interpreter's max-pool step (`convc_interp::ops::pool`): `v` if `v` is NaN or
+    /// greater than `m`, else `m` (a NaN wins and stays; of equal values, such as -0 and +0, the
+    /// first). Cranelift's `fmax` (IEEE 754-2019 maximum) is 8 instructions per lane group on
+    /// x64; this is a compare, a compare, an or and a select (a 3x3 stride-1 pool: 0.37 -> ...).
+    fn pool_max(&mut self, ty: Type, m: Value, v: Value) -> Value {
+        let nan = self.b.ins().fcmp(FloatCC::Unordered, v, v);
+        let gt = self.b.ins().fcmp(FloatCC::GreaterThan, v, m);
+        let c = self.b.ins().bor(nan, gt);
+        self.choose(ty, c, v, m)
+    }
+
+    /// Output columns `xa..xb` (known: the left and right borders) of a row `oy` whose windows'
+    /// rows all lie inside the input: straight-line code over each window's in-bounds columns
+    /// (known too), in the order of [`Self::pool_generic`]. (The generic loops cost more than
+    /// the interior on small planes: a 3x3 stride-1 pool on 28x28 spent most of its time in
+    /// its two border columns.)
+    #[allow(clippy::too_many_arguments)]
+    fn pool_border_cols(
+        &mut self,
+        p: &PoolSpec,
+        in_c: Value,
+        out_row: Value,
+        oy: Value,
+        xa: usize,
+        xb: usize,
+        (i0, i1): (usize, usize),
+    ) {
+        if xa >= xb {
+            return;
+        }
+        let y0 = self.b.ins().imul_imm_s(oy, p.sh as i64);
+        let y0 = self.b.ins().iadd_imm_s(y0, -(p.pt as i64));
+        let row0 = self.offset(in_c, y0, p.w * 4);
+        for ox in xa..xb {
+            let x0 = (ox * p.sw) as i64 - p.pl as i64;
+            let c0 = x0.max(0) as usize;
+            let c1 = ((x0 + p.kw as i64).max(0) as usize).min(p.w);
+            let mut acc = if p.max {
+                self.b.ins().f32const(f32::NEG_INFINITY)
+            } else {
+                self.b.ins().f64const(0.0)
+            };
+            for i in i0..i1 {
+                for x in c0..c1 {
+                    let v = self
+                        .b
+                        .ins()
+                        .load(F32, rd(), row0, ((i * p.w + x) * 4) as i32);
+                    acc = if p.max {
+                        self.pool_max(F32, acc, v)
+                    } else {
+                        let v64 = self.b.ins().fpromote(F64, v);
+                        self.b.ins().fadd(acc, v64)
+                    };
+                }
+            }
+            let v = if p.max {
+                acc
+            } else {
+                let cnt = self.b.ins().f64const(((i1 - i0) * (c1 - c0)) as f64);
+                let m = self.b.ins().fdiv(acc, cnt);
+                self.b.ins().fdemote(F32, m)
+            };
+            self.b.ins().store(rw(), v, out_row, (ox * 4) as i32);
+        }
+    }
+
     fn pool_generic(
         &mut self,
         p: &PoolSpec,
@@ -1271,7 +1402,7 @@ impl Em<'_> {
                     let v = e.b.ins().load(F32, rd(), a, 0);
                     let cur = e.b.use_var(acc);
                     let n = if p.max {
-                        e.b.ins().fmax(cur, v)
+                        e.pool_max(F32, cur, v)
                     } else {
                         let v64 = e.b.ins().fpromote(F64, v);
                         e.b.ins().fadd(cur, v64)

@@ -67,44 +67,68 @@ impl Drop for Guarded {
     }
 }
 
+/// Runs `src` with every input and output ending exactly at a guard page, then starting right
+/// after one, against the interpreter.
+fn check_guarded(src: &str, seed: u64) {
+    let g = graph(src, Path::new("."));
+    let sh = &g.node(g.inputs[0]).shape;
+    let sizes = [(
+        sh.h.known().unwrap_or(1) as usize,
+        sh.w.known().unwrap_or(1) as usize,
+    )];
+    let batch = 1 + (seed % 2) as usize;
+    let net = convc_jit::compile(&g, &sizes, &opts(1 + (seed % 2) as usize))
+        .unwrap_or_else(|e| panic!("{e}\n{src}"));
+    let x = inputs_for(&g, &sizes, batch, seed);
+    let want = convc_interp::run(&g, &x).expect("interp");
+    for at_end in [true, false] {
+        let mut ins: Vec<Guarded> = x.iter().map(|t| Guarded::new(t.numel(), at_end)).collect();
+        for (gd, t) in ins.iter_mut().zip(&x) {
+            gd.slice_mut().copy_from_slice(t.data());
+        }
+        let mut outs: Vec<Guarded> = want
+            .iter()
+            .map(|t| Guarded::new(t.numel(), at_end))
+            .collect();
+        let in_slices: Vec<&[f32]> = ins.iter().map(|gd| gd.slice()).collect();
+        let mut out_slices: Vec<&mut [f32]> = outs.iter_mut().map(|gd| gd.slice_mut()).collect();
+        net.run_into(&in_slices, &mut out_slices, batch)
+            .unwrap_or_else(|e| panic!("{e}\n{src}"));
+        let got: Vec<convc_tensor::Tensor> = outs
+            .iter()
+            .zip(&want)
+            .map(|(gd, w)| {
+                convc_tensor::Tensor::new(w.shape().to_vec(), gd.slice().to_vec()).expect("tensor")
+            })
+            .collect();
+        assert_close(&got, &want, src);
+    }
+}
+
 #[test]
 fn generated_code_stays_inside_its_buffers() {
     for seed in 0..150u64 {
         let src = specgen::spec(seed * 7919 + 13, seed % 4 == 0);
-        let g = graph(&src, Path::new("."));
-        let sh = &g.node(g.inputs[0]).shape;
-        let sizes = [(
-            sh.h.known().unwrap_or(1) as usize,
-            sh.w.known().unwrap_or(1) as usize,
-        )];
-        let batch = 1 + (seed % 2) as usize;
-        let net = convc_jit::compile(&g, &sizes, &opts(1 + (seed % 2) as usize))
-            .unwrap_or_else(|e| panic!("{e}\n{src}"));
-        let x = inputs_for(&g, &sizes, batch, seed);
-        let want = convc_interp::run(&g, &x).expect("interp");
-        for at_end in [true, false] {
-            let mut ins: Vec<Guarded> = x.iter().map(|t| Guarded::new(t.numel(), at_end)).collect();
-            for (gd, t) in ins.iter_mut().zip(&x) {
-                gd.slice_mut().copy_from_slice(t.data());
+        check_guarded(&src, seed);
+    }
+}
+
+/// Kernels that read past a window on purpose (stride-2 pooling loads 8 columns for 4
+/// outputs) on the network input, whose last row ends at a guard page.
+#[test]
+fn wide_loads_stay_inside_the_input() {
+    let mut seed = 0;
+    for w in [8, 9, 16, 17, 24, 30] {
+        for args in [
+            "kernel=2x2",
+            "kernel=3x3, stride=2",
+            "kernel=3x3, stride=2, pad=1",
+        ] {
+            for kind in ["maxpool", "avgpool"] {
+                let src = format!("input x: [3, 6, {w}]\np = {kind}(x, {args})\noutput p\n");
+                seed += 1;
+                check_guarded(&src, seed);
             }
-            let mut outs: Vec<Guarded> = want
-                .iter()
-                .map(|t| Guarded::new(t.numel(), at_end))
-                .collect();
-            let in_slices: Vec<&[f32]> = ins.iter().map(|gd| gd.slice()).collect();
-            let mut out_slices: Vec<&mut [f32]> =
-                outs.iter_mut().map(|gd| gd.slice_mut()).collect();
-            net.run_into(&in_slices, &mut out_slices, batch)
-                .unwrap_or_else(|e| panic!("{e}\n{src}"));
-            let got: Vec<convc_tensor::Tensor> = outs
-                .iter()
-                .zip(&want)
-                .map(|(gd, w)| {
-                    convc_tensor::Tensor::new(w.shape().to_vec(), gd.slice().to_vec())
-                        .expect("tensor")
-                })
-                .collect();
-            assert_close(&got, &want, &src);
         }
     }
 }

@@ -497,3 +497,50 @@ fn padded_and_residual_reads_of_one_value() {
     let g = graph(src, Path::new("."));
     check_graph(&g, &[(16, 16)], 2, &opts(2), src);
 }
+
+/// Pooling: interior rows vectorised, border rows and columns as straight-line code over their
+/// in-bounds window rows and columns (or the generic loops on planes with more than 8 border
+/// rows), max and average, with NaN and infinities among the inputs (a NaN wins a max window
+/// wherever it is, as in the interpreter).
+#[test]
+fn pooling_paths_and_non_finite_values() {
+    for (h, w) in [(28, 28), (9, 13), (3, 3), (2, 7), (40, 6)] {
+        for args in [
+            "kernel=3x3, stride=1, pad=1",
+            "kernel=2x2",
+            "kernel=3x3, stride=2, pad=1",
+            "kernel=5x5, stride=1, pad=2",
+            "kernel=3x2, stride=(2, 1), pad=(1, 0, 0, 1)",
+            "kernel=4x4, stride=3, pad=(3, 0, 2, 1)",
+        ] {
+            for kind in ["maxpool", "avgpool"] {
+                let src = format!("input x: [3, {h}, {w}]\np = {kind}(x, {args})\noutput p\n");
+                let Ok(g) = convc_ir::compile(&src, Path::new(".")) else {
+                    continue;
+                };
+                if g.node(g.outputs[0]).shape.h.known().is_none_or(|v| v < 1) {
+                    continue;
+                }
+                for threads in [1, 2] {
+                    let net = convc_jit::compile(&g, &[(h, w)], &opts(threads)).expect(&src);
+                    let mut x = random_tensor(vec![2, 3, h, w], 9);
+                    let n = x.numel();
+                    let d = x.data_mut();
+                    for (k, v) in [
+                        (0, f32::NAN),
+                        (n / 3, f32::NAN),
+                        (n / 2 + 1, f32::INFINITY),
+                        (n - 1, f32::NAN),
+                        (2 * n / 3, f32::NEG_INFINITY),
+                        (n / 5, -0.0),
+                    ] {
+                        d[k.min(n - 1)] = v;
+                    }
+                    let want = convc_interp::run(&g, &[x.clone()]).expect("interp");
+                    let got = net.run(&[x]).expect("run");
+                    assert_close(&got, &want, &src);
+                }
+            }
+        }
+    }
+}
