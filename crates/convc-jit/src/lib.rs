@@ -265,13 +265,7 @@ pub fn compile(
         let name = format!("k{k}_{}", spec.name());
         let tk = Instant::now();
         ctx.func.signature = codegen::kernel_signature(call_conv);
-        tables.extend(codegen::build(
-            &mut ctx.func,
-            &mut fctx,
-            spec,
-            call_conv,
-            frontend,
-        ));
+        tables.extend(codegen::build(&mut ctx.func, &mut fctx, spec, frontend));
         let id = module
             .declare_function(&name, Linkage::Local, &ctx.func.signature)
             .map_err(|e| JitError::new(format!("internal error: declaring {name}: {e}")))?;

@@ -544,3 +544,62 @@ fn pooling_paths_and_non_finite_values() {
         }
     }
 }
+
+/// sigmoid and tanh are vectorised (a polynomial exp, Cephes' tanhf), not library calls per
+/// lane: within a few f32 ulps of the interpreter on a sweep of inputs, with NaN, infinities
+/// and signed zeros handled like it.
+#[test]
+fn sigmoid_and_tanh_are_accurate() {
+    let n = 40_000;
+    let mut vals: Vec<f32> = (0..n).map(|i| -25.0 + 50.0 * i as f32 / n as f32).collect();
+    vals.extend([
+        0.0,
+        -0.0,
+        1e-6,
+        -1e-6,
+        1e-30,
+        0.624,
+        0.626,
+        8.99,
+        9.01,
+        88.0,
+        -88.0,
+        100.0,
+        -100.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        f32::MIN_POSITIVE,
+    ]);
+    while vals.len() % 4 != 3 {
+        vals.push(0.5);
+    }
+    let len = vals.len();
+    for op in ["sigmoid", "tanh"] {
+        let src = format!("input x: [1, 1, {len}]\ny = {op}(x)\noutput y\n");
+        let g = graph(&src, Path::new("."));
+        for threads in [1, 2] {
+            let net = convc_jit::compile(&g, &[(1, len)], &opts(threads)).expect("compile");
+            let x = convc_tensor::Tensor::new(vec![1, 1, 1, len], vals.clone()).expect("tensor");
+            let want = convc_interp::run(&g, std::slice::from_ref(&x)).expect("interp");
+            let got = net.run(&[x]).expect("run");
+            for (i, (a, b)) in got[0].data().iter().zip(want[0].data()).enumerate() {
+                let ok = if b.is_nan() {
+                    a.is_nan()
+                } else {
+                    (a - b).abs() <= 4e-7 * b.abs().max(if op == "tanh" { 1e-3 } else { 1.0 })
+                        || (a - b).abs() <= 1e-37
+                };
+                assert!(ok, "{op}({}) = {a}, interpreter {b}", vals[i]);
+                if *b == 0.0 {
+                    assert_eq!(
+                        a.is_sign_negative(),
+                        b.is_sign_negative(),
+                        "{op}({})",
+                        vals[i]
+                    );
+                }
+            }
+        }
+    }
+}
