@@ -1253,8 +1253,23 @@ impl Builder<'_> {
         let mut rows = if vpr > 0 && vpr % v != 0 && vpr <= 4 * v && oh > 1 {
             let r = (1..=v).find(|r| (r * vpr) % v == 0).unwrap_or(v).min(oh);
             if r * vpr / v <= 16 { r } else { 1 }
-        } else if long && v == 1 && vpr > 0 && vpr <= 5 && oh > 1 && role == BandRole::Alone {
-            (16 / vpr).clamp(1, oh)
+        } else if long
+            && v == 1
+            && vpr > 0
+            && (ow % 4 >= 2 || vpr <= 2)
+            && oh > 1
+            && role == BandRole::Alone
+        {
+            // Only where a row alone wastes much (7 columns: a vector and 3 scalar columns);
+            // at most 48 reductions of code per kernel (positions x full/last block x
+            // full/short last item), which bounds compile time (a 17-wide layer packed 3 rows
+            // a kernel of 60: 27 ms to compile).
+            let nb_rem = if og % ocb != 0 { 2 } else { 1 };
+            let mut r = (16 / vpr).clamp(1, oh);
+            while r > 1 && r * vpr * nb_rem * if oh % r != 0 { 2 } else { 1 } > 48 {
+                r -= 1;
+            }
+            r
         } else {
             1
         };
@@ -1317,7 +1332,13 @@ impl Builder<'_> {
         let tap_bytes = 8 + ocb * dup * 4;
         let chunk_taps = if (rows == 1 || role == BandRole::Alone) && taps * tap_bytes > CHUNK_BYTES
         {
-            taps.div_ceil((taps * tap_bytes).div_ceil(CHUNK_BYTES))
+            let n = (taps * tap_bytes).div_ceil(CHUNK_BYTES);
+            // Packed rows loop over their chunks at run time: equal chunks (a count that
+            // divides the taps, up to twice as many) need no separate last chunk.
+            let even = (rows > 1)
+                .then(|| (n..=2 * n).find(|k| taps.is_multiple_of(*k)))
+                .flatten();
+            taps.div_ceil(even.unwrap_or(n))
         } else {
             taps
         };
