@@ -937,24 +937,29 @@ impl Em<'_> {
                 .iadd_imm_s(row.w_blk, (t0 * s.tap_bytes(ocb)) as i64);
             body(self, in_c, w_c, last_taps);
         }
-        // Residual operands share the output's layout (the planner checks).
-        let plane4 = (s.out_cs * 4) as i32;
         for j in 0..ocb {
             for (k, &(_, o)) in pos.iter().enumerate() {
                 let a = self.b.ins().load(F32X4, rw(), part, slot(k, j));
-                let off = j as i32 * plane4 + o;
-                let v = self.epilogue(
-                    &s.ep,
-                    &row.ptrs,
-                    F32X4,
-                    a,
-                    (j * 32) as i32,
-                    &row.res_row,
-                    off,
-                );
-                self.b.ins().store(rw(), v, row.out_row, off);
+                self.finish_vector(s, row, j, o, a);
             }
         }
+    }
+
+    /// The epilogue of output channel `j` of a block applied to the sums `a` of the vector at
+    /// byte offset `o` of the item's output row, then the store. Residual operands share the
+    /// output's layout (the planner checks).
+    fn finish_vector(&mut self, s: &ConvSpec, row: &Row, j: usize, o: i32, a: Value) {
+        let off = j as i32 * (s.out_cs * 4) as i32 + o;
+        let v = self.epilogue(
+            &s.ep,
+            &row.ptrs,
+            F32X4,
+            a,
+            (j * 32) as i32,
+            &row.res_row,
+            off,
+        );
+        self.b.ins().store(rw(), v, row.out_row, off);
     }
 
     /// Vectors at explicit (input, output) byte offsets from the item's row pointers: the taps
@@ -992,7 +997,6 @@ impl Em<'_> {
         let accs = self.reduction(
             s, in_base, w_blk, row.count, ocb, &offs, 4, F32X4, ntaps, init,
         );
-        let plane4 = (s.out_cs * 4) as i32;
         for j in 0..ocb {
             for (k, &(_, o)) in pos.iter().enumerate() {
                 let a = self.b.use_var(accs[j * nv + k]);
@@ -1002,17 +1006,7 @@ impl Em<'_> {
                     }
                     continue;
                 }
-                let off = j as i32 * plane4 + o;
-                let v = self.epilogue(
-                    &s.ep,
-                    &row.ptrs,
-                    F32X4,
-                    a,
-                    (j * 32) as i32,
-                    &row.res_row,
-                    off,
-                );
-                self.b.ins().store(rw(), v, row.out_row, off);
+                self.finish_vector(s, row, j, o, a);
             }
         }
     }

@@ -870,26 +870,11 @@ fn sep_partner(
     if pl != 0 || pr != 0 {
         return None;
     }
-    if members
-        .iter()
-        .any(|&m| !matches!(g.node(m).op, Op::BatchNorm(_) | Op::Unary(_)))
-    {
+    if !epilogue_without_residual(g, members) {
         return None;
     }
     let tail = members.last().copied().unwrap_or(a);
-    if g.is_output(tail) {
-        return None;
-    }
-    let mut edges = g.g.neighbors_directed(tail, Direction::Outgoing);
-    let (Some(b), None) = (edges.next(), edges.next()) else {
-        return None;
-    };
-    if absorbed[b.index()] || !needed[b.index()] || g.operands(b) != [tail] {
-        return None;
-    }
-    let Op::Conv(cb) = &g.node(b).op else {
-        return None;
-    };
+    let (b, cb) = sole_conv_user(g, tail, needed, absorbed)?;
     let [cin_b, h_b, w_b] = conc.get(tail);
     let [ob, oh_b, _] = conc.get(b);
     if cb.kernel[0] != 1 || cb.stride[1] != 1 || cb.groups == 0 || cin_b % cb.groups != 0 {
@@ -912,6 +897,38 @@ fn sep_partner(
     ok.then_some(b)
 }
 
+/// True when a group's members are batchnorms and activations only (no residual add: its
+/// operand would be read in the output's layout).
+fn epilogue_without_residual(g: &Graph, members: &[NodeIndex]) -> bool {
+    members
+        .iter()
+        .all(|&m| matches!(g.node(m).op, Op::BatchNorm(_) | Op::Unary(_)))
+}
+
+/// The conv that is the only user of `tail`'s value (one edge, its only operand), when the
+/// value is not a network output and the conv is needed and not yet in a group.
+fn sole_conv_user<'g>(
+    g: &'g Graph,
+    tail: NodeIndex,
+    needed: &[bool],
+    absorbed: &[bool],
+) -> Option<(NodeIndex, &'g Conv)> {
+    if g.is_output(tail) {
+        return None;
+    }
+    let mut edges = g.g.neighbors_directed(tail, Direction::Outgoing);
+    let (Some(b), None) = (edges.next(), edges.next()) else {
+        return None;
+    };
+    if absorbed[b.index()] || !needed[b.index()] || g.operands(b) != [tail] {
+        return None;
+    }
+    match &g.node(b).op {
+        Op::Conv(cb) => Some((b, cb)),
+        _ => None,
+    }
+}
+
 /// The pointwise conv `b` that the depthwise conv `a` (with its fused `members`) can run fused
 /// with, band by band ([`Band`]): `a` has at most 4 input channels per group and an epilogue
 /// without residual adds, and more than one output row; its value (or its group's) is not an
@@ -930,27 +947,15 @@ fn band_partner(
     if ca.groups == 0 || c % ca.groups != 0 || c / ca.groups > 4 {
         return None;
     }
-    if members
-        .iter()
-        .any(|&m| !matches!(g.node(m).op, Op::BatchNorm(_) | Op::Unary(_)))
-    {
+    if !epilogue_without_residual(g, members) {
         return None;
     }
     let tail = members.last().copied().unwrap_or(a);
     let [_, h_b, w_b] = conc.get(tail);
-    if g.is_output(tail) || h_b < 2 {
+    if h_b < 2 {
         return None;
     }
-    let mut edges = g.g.neighbors_directed(tail, Direction::Outgoing);
-    let (Some(b), None) = (edges.next(), edges.next()) else {
-        return None;
-    };
-    if absorbed[b.index()] || !needed[b.index()] || g.operands(b) != [tail] {
-        return None;
-    }
-    let Op::Conv(cb) = &g.node(b).op else {
-        return None;
-    };
+    let (b, cb) = sole_conv_user(g, tail, needed, absorbed)?;
     if cb.kernel != [1, 1] || cb.stride != [1, 1] {
         return None;
     }
