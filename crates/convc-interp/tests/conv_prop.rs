@@ -190,6 +190,7 @@ fn graph(conv: &Conv, c: usize, h: usize, w: usize) -> Graph {
             op: Op::Input { index: 0 },
             span: Default::default(),
             shape: Shape::known(c, h, w),
+            folded: Vec::new(),
         },
         &[],
     );
@@ -202,6 +203,7 @@ fn graph(conv: &Conv, c: usize, h: usize, w: usize) -> Graph {
             op,
             span: Default::default(),
             shape,
+            folded: Vec::new(),
         },
         &[x],
     );

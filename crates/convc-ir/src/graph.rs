@@ -21,6 +21,9 @@ pub struct Node {
     pub span: Span,
     /// The inferred shape `[C, H, W]` (symbolic until sizes are bound).
     pub shape: Shape,
+    /// Layers a pass folded into this one that gave up their names (`fold-batchnorm`: the conv
+    /// now named after its batchnorm), for display: the JIT calls the step `conv1+bn1+relu1`.
+    pub folded: Vec<String>,
 }
 
 /// The network: nodes, data-flow edges weighted by operand position, inputs and outputs.

@@ -332,6 +332,7 @@ impl<'a> Lowerer<'a> {
                             op: Op::Input { index },
                             span: i.name.span,
                             shape: dims,
+                            folded: Vec::new(),
                         },
                         &[],
                     );
@@ -695,6 +696,7 @@ impl<'a> Lowerer<'a> {
             op: op_v,
             span: l.name.span,
             shape,
+            folded: Vec::new(),
         };
         let n = self.g.add(node, &xs);
         let s = shape::infer_node(&self.g, n).map_err(|m| Diagnostic::error(l.name.span, m))?;

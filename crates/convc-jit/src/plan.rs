@@ -1120,7 +1120,10 @@ impl Builder<'_> {
     }
 
     fn group_name(&self, head: NodeIndex, members: &[NodeIndex]) -> String {
-        let mut s = self.g.node(head).name.clone();
+        // Layers folded into the head first (a conv named after the batchnorm it absorbed).
+        let node = self.g.node(head);
+        let mut s: String = node.folded.iter().map(|f| format!("{f}+")).collect();
+        s.push_str(&node.name);
         for &m in members {
             s.push('+');
             s.push_str(&self.g.node(m).name);

@@ -244,6 +244,7 @@ fn apply(
         op: op1,
         span: node.span,
         shape: s1,
+        folded: Vec::new(),
     };
     let v = g.add(n1, &[x]);
     let n2 = Node {
@@ -251,6 +252,7 @@ fn apply(
         op: op2,
         span: node.span,
         shape: s2,
+        folded: node.folded.clone(),
     };
     let h = g.add(n2, &[v]);
     g.replace_uses(n, h);

@@ -6,7 +6,8 @@
 //! Naming: the folded conv takes the **batchnorm's name** (it now computes the batchnorm's
 //! value, and the conv's own value no longer exists), and keeps the conv's span (shape errors
 //! point at the layer whose weights these are). Users and outputs of the batchnorm now use the
-//! conv node, so outputs keep both their position and their name.
+//! conv node, so outputs keep both their position and their name. The conv's own name goes to
+//! `Node::folded`, for display (the JIT's step `conv1+bn1+relu1`).
 
 use std::fmt;
 
@@ -104,7 +105,8 @@ impl Pass for FoldBatchnorm {
                 conv.weight = Param::new(w, src.clone());
                 conv.bias = Some(Param::new(bias, src));
             }
-            node.name = bn_name.clone();
+            let old = std::mem::replace(&mut node.name, bn_name.clone());
+            node.folded.push(old);
             g.replace_uses(bn, c);
             g.remove(bn);
             report.folds.push(Fold {

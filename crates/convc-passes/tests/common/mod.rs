@@ -153,6 +153,7 @@ pub fn input_graph(c: usize, h: usize, w: usize, symbolic: bool) -> (Graph, Node
             op: Op::Input { index: 0 },
             span: Default::default(),
             shape,
+            folded: Vec::new(),
         },
         &[],
     );
@@ -185,6 +186,7 @@ pub fn try_add(
             op,
             span: Default::default(),
             shape: s,
+            folded: Vec::new(),
         },
         operands,
     );
