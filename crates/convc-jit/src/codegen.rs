@@ -1093,7 +1093,11 @@ impl Em<'_> {
                 for (k, &x) in ins.iter().enumerate() {
                     let a = e.b.use_var(accs[j * nv + k]);
                     let r = if fresh {
-                        let wv = e.wload(ty, wp, wofs + (8 + (j * s.wdup() + k) * 4) as i32);
+                        // A block with more vectors than weight copies (the last, small block
+                        // of a kernel of one-vector blocks) shares a load: a register copy per
+                        // FMA instead of a second packed copy of every block's weights.
+                        let copy = k % s.wdup();
+                        let wv = e.wload(ty, wp, wofs + (8 + (j * s.wdup() + copy) * 4) as i32);
                         e.b.ins().fma(wv, x, a)
                     } else if shared_fma {
                         let wv = match shared {
