@@ -95,17 +95,7 @@ fn bench_specs() {
     for f in files {
         let src = std::fs::read_to_string(&f).expect("read");
         let g = graph(&src, &root);
-        let sizes: Vec<(usize, usize)> = g
-            .inputs
-            .iter()
-            .map(|&n| {
-                let s = &g.node(n).shape;
-                (
-                    s.h.known().unwrap_or(1) as usize,
-                    s.w.known().unwrap_or(1) as usize,
-                )
-            })
-            .collect();
+        let sizes = input_sizes(&g, (1, 1));
         let stem = f
             .file_stem()
             .unwrap_or_default()
@@ -170,17 +160,7 @@ fn cpu_specs() {
         convc_passes::PassManager::default_pipeline()
             .run(&mut g, &convc_passes::PassContext::with_tolerance(0.0))
             .expect("passes");
-        let sizes: Vec<(usize, usize)> = g
-            .inputs
-            .iter()
-            .map(|&n| {
-                let s = &g.node(n).shape;
-                (
-                    s.h.known().unwrap_or(1) as usize,
-                    s.w.known().unwrap_or(1) as usize,
-                )
-            })
-            .collect();
+        let sizes = input_sizes(&g, (1, 1));
         let opts = JitOptions {
             threads: 1,
             verify: false,

@@ -27,17 +27,7 @@ fn check_file(path: &Path, batch: usize, threads: usize, shrink: Option<(&str, &
     }
     let dir = path.parent().expect("folder");
     let g = graph(&src, dir);
-    let sizes: Vec<(usize, usize)> = g
-        .inputs
-        .iter()
-        .map(|&n| {
-            let s = &g.node(n).shape;
-            (
-                s.h.known().unwrap_or(37) as usize,
-                s.w.known().unwrap_or(29) as usize,
-            )
-        })
-        .collect();
+    let sizes = input_sizes(&g, (37, 29));
     let net = check_graph(
         &g,
         &sizes,
@@ -105,17 +95,7 @@ fn bench_specs_after_the_passes_match_the_original() {
         convc_passes::PassManager::default_pipeline()
             .run(&mut g, &convc_passes::PassContext::with_tolerance(0.0))
             .expect("passes");
-        let sizes: Vec<(usize, usize)> = g
-            .inputs
-            .iter()
-            .map(|&n| {
-                let s = &g.node(n).shape;
-                (
-                    s.h.known().unwrap_or(37) as usize,
-                    s.w.known().unwrap_or(29) as usize,
-                )
-            })
-            .collect();
+        let sizes = input_sizes(&g, (37, 29));
         let net = convc_jit::compile(&g, &sizes, &opts(2)).expect("compile");
         let x = inputs_for(&g, &sizes, 1, 5);
         let want = convc_interp::run(&original, &x).expect("interpreter");

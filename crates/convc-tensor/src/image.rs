@@ -13,6 +13,7 @@
 //! [`MAX_READ_VALUES`] values, or one larger than its compressed data could possibly hold, is
 //! refused with a message saying how many bytes it would need.
 
+use crate::read::human_bytes;
 use crate::{DataError, Tensor, fmt_shape};
 use std::io::Cursor;
 
@@ -161,21 +162,6 @@ fn scan_chunks(bytes: &[u8], indexed: bool) -> Result<u64, DataError> {
         };
     }
     Ok(total)
-}
-
-fn human_bytes(n: u128) -> String {
-    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} bytes")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
 }
 
 fn decode_error(e: png::DecodingError) -> DataError {

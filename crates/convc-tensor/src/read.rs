@@ -74,7 +74,8 @@ pub fn io_reason(e: &io::Error) -> String {
 }
 
 /// `1.5 GiB`, `12 bytes`.
-pub fn human_bytes(n: u64) -> String {
+pub fn human_bytes(n: impl Into<u128>) -> String {
+    let n: u128 = n.into();
     const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut unit = 0;

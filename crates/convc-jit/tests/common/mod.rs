@@ -61,6 +61,20 @@ pub fn assert_close(got: &[Tensor], want: &[Tensor], what: &str) {
     }
 }
 
+/// Each input's `(H, W)`: its known sizes, `(h, w)` where symbolic.
+pub fn input_sizes(g: &Graph, (h, w): (usize, usize)) -> Vec<(usize, usize)> {
+    g.inputs
+        .iter()
+        .map(|&n| {
+            let s = &g.node(n).shape;
+            (
+                s.h.known().map_or(h, |v| v as usize),
+                s.w.known().map_or(w, |v| v as usize),
+            )
+        })
+        .collect()
+}
+
 /// Inputs of `[batch, C, H, W]` for every network input at the given sizes.
 pub fn inputs_for(g: &Graph, sizes: &[(usize, usize)], batch: usize, seed: u64) -> Vec<Tensor> {
     g.inputs
