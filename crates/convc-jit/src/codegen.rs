@@ -15,6 +15,7 @@ use crate::spec::{
     Act, ConvSpec, EltSpec, Ep, KernelSpec, PoolSpec, SLOT_IN, SLOT_OUT, SLOT_ROWBUF, SLOT_W,
     SLOT_WA, SepSpec, block_vectors, tap_unroll,
 };
+use crate::wide::Isa;
 
 const PTR: Type = types::I64;
 const F32: Type = types::F32;
@@ -56,6 +57,7 @@ pub(crate) fn build(
     fctx: &mut FunctionBuilderContext,
     spec: &KernelSpec,
     frontend: TargetFrontendConfig,
+    call_conv: CallConv,
 ) -> Vec<Box<[i64]>> {
     let mut b = FunctionBuilder::new(func, fctx);
     let entry = b.create_block();
@@ -68,6 +70,7 @@ pub(crate) fn build(
         tables: Vec::new(),
         pool: None,
         pool_used: 0,
+        call_conv,
     };
     match spec {
         KernelSpec::Conv(s) => e.conv(s, bufs, start, end),
@@ -95,6 +98,8 @@ struct Em<'a> {
     /// Index in `tables` of the vector constant pool, once made, and its entries in use.
     pool: Option<usize>,
     pool_used: usize,
+    /// The calling convention of calls to Rust (the microkernels of `crate::wide`).
+    call_conv: CallConv,
 }
 
 impl Em<'_> {
@@ -729,6 +734,14 @@ impl Em<'_> {
     /// One output row of a block of `ocb` output channels (its first `width` columns from the
     /// row pointers: a column tile, see `ConvSpec::xtiles`): column segments of `nv` vectors.
     fn conv_row(&mut self, s: &ConvSpec, row: &Row, ocb: usize, rows: usize, width: usize) {
+        if let Some(isa) = s.wide
+            && rows == 1
+            && row.count.is_none()
+            && row.part.is_none()
+        {
+            self.wide_row(s, row, ocb, width, isa);
+            return;
+        }
         let v = block_vectors(s.ocb, ocb, s.fma);
         if s.rows > 1 {
             // Short rows, packed: the vectors of `rows` rows (each row's last one ending at
@@ -760,6 +773,70 @@ impl Em<'_> {
         // `ConvSpec::chunk_taps`); the planner keeps such rows free of overlapping tails.
         for chunk in 0..s.chunks() {
             self.conv_row_chunk(s, row, ocb, v, chunk, width);
+        }
+    }
+
+    /// One output row of a block through a microkernel of `crate::wide`: one call per chunk of
+    /// the reduction (later chunks add to the sums in the output), then the epilogue in place.
+    fn wide_row(&mut self, s: &ConvSpec, row: &Row, ocb: usize, width: usize, isa: Isa) {
+        let Some(f) = crate::wide::row_kernel(isa, ocb) else {
+            // The planner sizes blocks for the microkernels: unreachable, but Cranelift's
+            // own code computes the same row.
+            let v = block_vectors(s.ocb, ocb, s.fma);
+            for chunk in 0..s.chunks() {
+                self.conv_row_chunk(s, row, ocb, v, chunk, width);
+            }
+            return;
+        };
+        let mut sig = Signature::new(self.call_conv);
+        for _ in 0..6 {
+            sig.params.push(AbiParam::new(PTR));
+        }
+        let sig = self.b.import_signature(sig);
+        for chunk in 0..s.chunks() {
+            let (t0, _) = s.chunk(chunk);
+            let inp = self.b.ins().iadd_imm_s(row.in_base, s.tap_offset(t0));
+            let w = self
+                .b
+                .ins()
+                .iadd_imm_s(row.w_blk, (t0 * s.tap_bytes(ocb)) as i64);
+            let cs = self.iconst(s.out_cs);
+            let wd = self.iconst(width);
+            let acc = self.iconst(usize::from(t0 > 0));
+            let callee = self.b.ins().iconst(PTR, f as usize as i64);
+            self.b
+                .ins()
+                .call_indirect(sig, callee, &[inp, w, row.out_row, cs, wd, acc]);
+        }
+        if !s.ep.is_empty() {
+            self.epilogue_in_place(s, row, ocb, width);
+        }
+    }
+
+    /// The epilogue over `width` columns of each of the block's `ocb` output rows, in place:
+    /// whole vectors then scalars (no overlapping vector: the epilogue is not idempotent).
+    fn epilogue_in_place(&mut self, s: &ConvSpec, row: &Row, ocb: usize, width: usize) {
+        let plane4 = (s.out_cs * 4) as i32;
+        for (lanes, x0, count) in [(4, 0, width / 4), (1, width / 4 * 4, width % 4)] {
+            if count == 0 {
+                continue;
+            }
+            let ty = if lanes == 4 { F32X4 } else { F32 };
+            let first = self.iconst(x0 * 4);
+            self.for_count(first, count, (lanes * 4) as i64, &mut |e, xoff| {
+                let out = e.b.ins().iadd(row.out_row, xoff);
+                let res: Vec<Option<Value>> = row
+                    .res_row
+                    .iter()
+                    .map(|r| r.map(|r| e.b.ins().iadd(r, xoff)))
+                    .collect();
+                for j in 0..ocb {
+                    let off = j as i32 * plane4;
+                    let a = e.b.ins().load(ty, rw(), out, off);
+                    let v = e.epilogue(&s.ep, &row.ptrs, ty, a, (j * 32) as i32, &res, off);
+                    e.b.ins().store(rw(), v, out, off);
+                }
+            });
         }
     }
 

@@ -16,6 +16,9 @@ mod codegen;
 mod plan;
 mod runtime;
 mod spec;
+mod wide;
+
+pub use wide::Isa;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -49,6 +52,9 @@ pub struct JitOptions {
     /// Steps with less estimated work than this (nanoseconds on one thread) run on the
     /// calling thread alone; 0 splits every step across the threads (tests use that).
     pub parallel_min_ns: f64,
+    /// The vector instruction set of the dense convolutions' inner tiles: `None` picks the
+    /// widest the host runs ([`Isa::detect`]); a path the host lacks is an error.
+    pub isa: Option<Isa>,
 }
 
 impl Default for JitOptions {
@@ -59,6 +65,7 @@ impl Default for JitOptions {
             emit_asm: false,
             fma: true,
             parallel_min_ns: 30_000.0,
+            isa: None,
         }
     }
 }
@@ -216,7 +223,23 @@ pub fn compile(
     };
     let fma = opts.fma && has("has_fma");
 
-    let mut plan = plan::build(g, &conc, fma)?;
+    let vec_isa = match opts.isa {
+        None => Isa::detect(),
+        Some(i) if i.supported() => i,
+        Some(i) => {
+            return Err(JitError::new(format!(
+                "this CPU does not run the {i} path (it runs: {})",
+                Isa::available()
+                    .iter()
+                    .map(|i| i.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    };
+    // The microkernels are FMA code: without FMA (or with it turned off), Cranelift's.
+    let vec_isa = if fma { vec_isa } else { Isa::Sse };
+    let mut plan = plan::build(g, &conc, fma, vec_isa)?;
     for s in &plan.steps {
         let band_args = s.band.as_ref().map_or(&[][..], |b| &b.step.args[..]);
         let pre_args = s
@@ -265,7 +288,13 @@ pub fn compile(
         let name = format!("k{k}_{}", spec.name());
         let tk = Instant::now();
         ctx.func.signature = codegen::kernel_signature(call_conv);
-        tables.extend(codegen::build(&mut ctx.func, &mut fctx, spec, frontend));
+        tables.extend(codegen::build(
+            &mut ctx.func,
+            &mut fctx,
+            spec,
+            frontend,
+            call_conv,
+        ));
         let id = module
             .declare_function(&name, Linkage::Local, &ctx.func.signature)
             .map_err(|e| JitError::new(format!("internal error: declaring {name}: {e}")))?;

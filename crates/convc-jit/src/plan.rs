@@ -15,6 +15,7 @@ use convc_ir::{BatchNorm, Conv, Graph, NodeIndex, Op, Pool, PoolKind};
 use crate::JitError;
 use crate::buf::AlignedBuf;
 use crate::spec::{Act, ConvSpec, EltSpec, Ep, KernelSpec, PoolSpec, SLOT_EXTRA, SepSpec};
+use crate::wide::Isa;
 
 /// Where the value of a node lives during a run (per image).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -479,6 +480,14 @@ const XTILE_COLS: usize = 32;
 /// 54 / 49 / 54.
 const CHUNK_BYTES: usize = 16 * 1024;
 
+/// Whether a row of `ow` columns leaves more than a quarter of its last vectors' lanes idle
+/// in a microkernel of `lanes`-float vectors (its last tile is masked, so only then do longer,
+/// flat rows pay for losing the producer's padded layout).
+fn wastes_lanes(ow: usize, lanes: usize) -> bool {
+    let padded = ow.div_ceil(lanes) * lanes;
+    4 * (padded - ow) > padded
+}
+
 /// The whole program for one image.
 pub(crate) struct Plan {
     pub steps: Vec<Step>,
@@ -506,12 +515,15 @@ struct Builder<'g> {
     g: &'g Graph,
     conc: &'g Concrete,
     fma: bool,
+    /// The vector ISA of dense convolutions' reductions.
+    isa: Isa,
     steps: Vec<(usize, Step)>,
     params: Vec<AlignedBuf>,
 }
 
-/// Builds the plan. `fma`: use fused multiply-add in convolutions.
-pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool) -> Result<Plan, JitError> {
+/// Builds the plan. `fma`: use fused multiply-add in convolutions; `isa`: the widest vectors
+/// the dense convolutions may use (`Isa::Sse`: Cranelift's own code only).
+pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool, isa: Isa) -> Result<Plan, JitError> {
     let bound = g.node_bound();
     let order = g.topo_order();
     let mut pos = vec![usize::MAX; bound];
@@ -559,6 +571,7 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool) -> Result<Plan, JitEr
         g,
         conc,
         fma,
+        isa,
         steps: Vec::new(),
         params: Vec::new(),
     };
@@ -1216,11 +1229,26 @@ impl Builder<'_> {
         {
             return Err(bad("the padded input is too large for the JIT".into()));
         }
-        let ocb = crate::spec::block_ocb(og, self.fma);
+        // A microkernel of the widest vectors for blocks of several channels (one channel per
+        // group, depthwise, is bound by memory: Cranelift's kernel, its inputs sinking into the
+        // FMAs, serves it).
+        let wide = (self.isa != Isa::Sse && og > 1).then_some(self.isa);
+        let ocb = match wide {
+            Some(isa) => crate::spec::blocks_of_at_most(og, crate::wide::max_ocb(isa)),
+            None => crate::spec::block_ocb(og, self.fma),
+        };
         let nb = og.div_ceil(ocb);
         let taps = cg * kh * kw;
         let smallest = if og % ocb == 0 { ocb } else { og % ocb };
-        let dup = crate::spec::weight_dup(ocb, smallest, self.fma);
+        let dup = match wide {
+            Some(_) => 1,
+            None => crate::spec::weight_dup(ocb, smallest, self.fma),
+        };
+        // Columns of one register tile.
+        let vw = match wide {
+            Some(isa) => isa.lanes() * crate::wide::tile_vectors(isa, ocb),
+            None => 4 * crate::spec::vectors_for(ocb, self.fma),
+        };
         // A plane whose output and input rows are both contiguous (a KHx1 conv, stride 1, no
         // horizontal padding) runs as longer rows: fewer, longer vector segments than short
         // rows (17 columns are 4 vectors and a partial one; the 289 of a 17x17 plane are 72).
@@ -1230,7 +1258,6 @@ impl Builder<'_> {
         let (oh0, ow0) = (oh, ow);
         // Only rows that leave a partial register block: whole-block rows are as fast as
         // they are, and keep a short row's inputs in L1.
-        let vw = 4 * crate::spec::vectors_for(ocb, self.fma);
         let flat = role == BandRole::Alone
             && kw == 1
             && sw == 1
@@ -1238,7 +1265,8 @@ impl Builder<'_> {
             && row_stride == ow
             && oh > 1
             && ow < 256
-            && ow % vw != 0;
+            && ow % vw != 0
+            && wide.is_none_or(|isa| wastes_lanes(ow, isa.lanes()));
         let (oh, ow, sh) = if flat {
             // A row of the kernel is `k` rows of the input: its stride between rows is `k`.
             let k = (1..=oh)
@@ -1258,7 +1286,10 @@ impl Builder<'_> {
         // (partial sums in the thread's scratch: `ConvSpec::part_slot`): a 7x7 plane is 2
         // vectors a row, and each weight would otherwise serve 2.
         let long = taps * (8 + ocb * dup * 4) > CHUNK_BYTES;
-        let mut rows = if vpr > 0 && vpr % v != 0 && vpr <= 4 * v && oh > 1 {
+        // (A microkernel masks its last tile: one row per item.)
+        let mut rows = if wide.is_some() {
+            1
+        } else if vpr > 0 && vpr % v != 0 && vpr <= 4 * v && oh > 1 {
             let r = (1..=v).find(|r| (r * vpr) % v == 0).unwrap_or(v).min(oh);
             if r * vpr / v <= 16 { r } else { 1 }
         } else if long
@@ -1411,8 +1442,7 @@ impl Builder<'_> {
                 && in_bytes + oh0 as f64 * w_bytes < w_bytes + nb as f64 * in_bytes);
         // Column tiles on wide rows of a chunked reduction in row-major order (see
         // `ConvSpec::xtiles`).
-        let vcols = 4 * crate::spec::vectors_for(ocb, self.fma);
-        let xtile_cols = XTILE_COLS.div_ceil(vcols) * vcols;
+        let xtile_cols = XTILE_COLS.div_ceil(vw) * vw;
         let xtiles = if row_major
             && role == BandRole::Alone
             && rows == 1
@@ -1459,6 +1489,7 @@ impl Builder<'_> {
             xtiles,
             xtile_cols,
             part_slot,
+            wide,
         };
         let macs = (oc * oh0 * ow0) as u64 * taps as u64;
         Ok(Step {
@@ -1632,6 +1663,7 @@ impl Builder<'_> {
             xtiles: 1,
             xtile_cols: ow_a,
             part_slot: 0,
+            wide: None,
         };
         let spec_b = ConvSpec {
             groups: groups_b,
@@ -1660,6 +1692,7 @@ impl Builder<'_> {
             xtiles: 1,
             xtile_cols: ow_b,
             part_slot: 0,
+            wide: None,
         };
         let macs = (oc_a * oh_a * ow_a * kh) as u64 + (ob * oh_b * ow_b * cg_b * kw) as u64;
         Ok(Step {

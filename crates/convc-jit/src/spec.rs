@@ -4,6 +4,8 @@
 
 use convc_ir::Unary;
 
+use crate::wide::Isa;
+
 /// Slot of the output buffer in the buffer table.
 pub(crate) const SLOT_OUT: usize = 0;
 /// Slot of the (padded) input buffer.
@@ -122,6 +124,9 @@ pub(crate) struct ConvSpec {
     /// channel of a block, 4), since packed positions overlap in the output (each row's last
     /// vector). 0: none (partial sums go to the output).
     pub part_slot: usize,
+    /// The wide-vector microkernel that runs the reduction (`crate::wide`), or `None` for
+    /// Cranelift's own f32x4 code. With one, `wdup` is 1 and `rows` is 1.
+    pub wide: Option<Isa>,
 }
 
 impl ConvSpec {
@@ -255,8 +260,12 @@ pub(crate) fn max_ocb(fma: bool) -> usize {
 /// Output channels per register block for `og` channels per group: as even as blocks of at
 /// most [`max_ocb`] allow (the last block takes the rest).
 pub(crate) fn block_ocb(og: usize, fma: bool) -> usize {
-    let max = max_ocb(fma);
-    og.div_ceil(og.div_ceil(max).max(1)).max(1)
+    blocks_of_at_most(og, max_ocb(fma))
+}
+
+/// Channels per block for `og` channels in blocks of at most `max`, as even as they allow.
+pub(crate) fn blocks_of_at_most(og: usize, max: usize) -> usize {
+    og.div_ceil(og.div_ceil(max.max(1)).max(1)).max(1)
 }
 
 /// Vectors of a block of `ocb` channels in a kernel whose blocks have `main` channels: with
@@ -408,7 +417,7 @@ impl KernelSpec {
         };
         match self {
             KernelSpec::Conv(s) => format!(
-                "conv{}x{}s{}x{}d{}x{}g{}_{}x{}x{}_b{}{}{}{}{}{}{}",
+                "conv{}x{}s{}x{}d{}x{}g{}_{}x{}x{}_b{}{}{}{}{}{}{}{}",
                 s.kh,
                 s.kw,
                 s.sh,
@@ -441,6 +450,7 @@ impl KernelSpec {
                 } else {
                     String::new()
                 },
+                s.wide.map_or(String::new(), |i| format!("_{i}")),
                 ep(&s.ep)
             ),
             KernelSpec::Sep(s) => format!(

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use convc_jit::JitOptions;
+use convc_jit::{Isa, JitOptions};
 use proptest::prelude::*;
 use std::path::Path;
 
@@ -18,6 +18,14 @@ fn kernel_names(src: &str, size: (usize, usize), o: &JitOptions) -> Vec<String> 
 fn with_fma(threads: usize, fma: bool) -> JitOptions {
     JitOptions {
         fma,
+        ..sse(threads)
+    }
+}
+
+/// Cranelift's own f32x4 kernels (the paths these tests name), whatever the host has.
+fn sse(threads: usize) -> JitOptions {
+    JitOptions {
+        isa: Some(Isa::Sse),
         ..opts(threads)
     }
 }
@@ -42,13 +50,13 @@ fn short_rows_are_packed_and_tails_overlap() {
     let names = kernel_names(
         "input x: [16, 17, 17]\ny = conv(x, out=4, kernel=1x7, pad=same, weights=random(seed=1))\noutput y\n",
         (17, 17),
-        &opts(1),
+        &sse(1),
     );
     assert!(names[0].contains("_r2"), "{names:?}");
     let names = kernel_names(
         "input x: [16, 17, 17]\ny = conv(x, out=2, kernel=1x7, pad=same, weights=random(seed=1))\noutput y\n",
         (17, 17),
-        &opts(1),
+        &sse(1),
     );
     assert!(names[0].contains("_r3"), "{names:?}");
 }
@@ -56,21 +64,21 @@ fn short_rows_are_packed_and_tails_overlap() {
 #[test]
 fn khx1_planes_run_flat() {
     let src = "input x: [12, 17, 17]\ny = conv(x, out=10, kernel=7x1, pad=same, weights=random(seed=1), bias=random(seed=2))\nr = relu(y)\noutput r\n";
-    let names = kernel_names(src, (17, 17), &opts(2));
+    let names = kernel_names(src, (17, 17), &sse(2));
     assert!(names[0].contains("_10x1x289_"), "{names:?}");
     // A pointwise on a small plane too; a depthwise 7x1 with vertical padding (blur7's first
     // half) as well.
     let src = "input x: [9, 13, 21]\ny = pointwise(x, out=11, weights=random(seed=1))\nd = depthwise(y, kernel=7x1, pad=same, weights=random(seed=2))\noutput d\n";
-    let names = kernel_names(src, (13, 21), &opts(2));
+    let names = kernel_names(src, (13, 21), &sse(2));
     assert!(names.iter().all(|n| n.contains("x1x273_")), "{names:?}");
     // Larger planes: rows of at least 256 values, several per plane (40x43 = 5 rows of 344,
     // 48x26 = 4 rows of 312), 1 and 2 threads.
     for threads in [1, 2] {
         let src = "input x: [7, 40, 43]\ny = pointwise(x, out=9, weights=random(seed=1), bias=random(seed=2))\nr = relu(y)\noutput r\n";
-        let names = kernel_names(src, (40, 43), &opts(threads));
+        let names = kernel_names(src, (40, 43), &sse(threads));
         assert!(names[0].contains("_9x5x344_"), "{names:?}");
         let src = "input x: [5, 48, 26]\ny = conv(x, out=6, kernel=3x1, pad=same, weights=random(seed=1))\nz = depthwise(x, kernel=5x1, dilation=2x1, pad=same, weights=random(seed=3))\nw = pointwise(z, out=6, weights=random(seed=4))\na = add(y, w)\noutput a\n";
-        let names = kernel_names(src, (48, 26), &opts(threads));
+        let names = kernel_names(src, (48, 26), &sse(threads));
         // The 3x1 conv runs flat (4 rows of 312); the depthwise 5x1 fuses with the pointwise.
         assert!(names.iter().any(|n| n.contains("_6x4x312_")), "{names:?}");
         assert!(names.iter().any(|n| n.contains("sep5x1")), "{names:?}");

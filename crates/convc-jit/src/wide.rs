@@ -1,0 +1,476 @@
+//! Wide-vector microkernels for the dense convolutions: the innermost register tile in
+//! AVX-512F or AVX2+FMA, compiled by rustc (`#[target_feature]`), called from the Cranelift
+//! kernels, which keep the loops over items, chunks, padding, threading and the epilogue.
+//!
+//! Cranelift's x86-64 backend has 16 xmm registers, 128-bit vectors and only the 213/132 FMA
+//! forms, so its best dense kernel runs at about half of a 256-bit core's peak. A row kernel
+//! here computes `OCB` output channels of one output row (or column tile) over one chunk of
+//! the reduction, in tiles of `OCB` channels x `NV` vectors of columns: per tap, `NV` input
+//! loads, `OCB` broadcasts and `OCB * NV` `vfmadd231ps` into accumulators that never leave
+//! their registers. The last tile of a row is masked (AVX-512 masks, AVX2 `vmaskmovps`), so a
+//! row of any width needs no overlapping or scalar columns.
+//!
+//! The weight stream is the one the Cranelift kernels read (`plan::pack_weights` with one
+//! copy per weight): per tap an `i64` byte offset to the next tap's input (0 ends the chunk),
+//! then the block's `OCB` weights.
+
+use std::fmt;
+
+/// The vector instruction set of the convolution kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Isa {
+    /// Cranelift's own 128-bit code (SSE/AVX encodings of f32x4): any x86-64 host.
+    Sse,
+    /// 256-bit microkernels: AVX2 and FMA.
+    Avx2,
+    /// 512-bit microkernels: AVX-512F.
+    Avx512,
+}
+
+impl Isa {
+    /// The widest path this host runs.
+    pub fn detect() -> Isa {
+        [Isa::Avx512, Isa::Avx2]
+            .into_iter()
+            .find(|i| i.supported())
+            .unwrap_or(Isa::Sse)
+    }
+
+    /// Every path this host runs, narrowest first.
+    pub fn available() -> Vec<Isa> {
+        [Isa::Sse, Isa::Avx2, Isa::Avx512]
+            .into_iter()
+            .filter(|i| i.supported())
+            .collect()
+    }
+
+    /// Whether this host runs the path.
+    pub fn supported(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match self {
+                Isa::Sse => true,
+                Isa::Avx2 => {
+                    std::arch::is_x86_feature_detected!("avx2")
+                        && std::arch::is_x86_feature_detected!("fma")
+                }
+                Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == Isa::Sse
+        }
+    }
+
+    /// Parses `sse`, `avx2` or `avx512`.
+    pub fn parse(s: &str) -> Option<Isa> {
+        match s {
+            "sse" => Some(Isa::Sse),
+            "avx2" => Some(Isa::Avx2),
+            "avx512" => Some(Isa::Avx512),
+            _ => None,
+        }
+    }
+
+    /// The name `parse` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Sse => "sse",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    /// f32 lanes of one vector.
+    pub fn lanes(self) -> usize {
+        match self {
+            Isa::Sse => 4,
+            Isa::Avx2 => 8,
+            Isa::Avx512 => 16,
+        }
+    }
+}
+
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Largest register block (output channels) of a microkernel: AVX-512 has 32 vector
+/// registers (12 x 2 accumulators, 2 inputs, a broadcast), AVX2 16 (6 x 2, the MLAS tile).
+pub(crate) fn max_ocb(isa: Isa) -> usize {
+    match isa {
+        Isa::Avx512 => 12,
+        Isa::Avx2 => 6,
+        Isa::Sse => 0,
+    }
+}
+
+/// Vectors of columns per tile for a block of `ocb` channels: as many as the registers hold
+/// (accumulators + one input per vector + a broadcast), at most 4 (AVX-512) or 3 (AVX2).
+pub(crate) fn tile_vectors(isa: Isa, ocb: usize) -> usize {
+    match isa {
+        Isa::Avx512 => tile_vectors_const(512, ocb),
+        Isa::Avx2 => tile_vectors_const(256, ocb),
+        Isa::Sse => 1,
+    }
+}
+
+/// A row kernel: `(input of the chunk's first tap at column 0, the block's weight stream at
+/// the chunk's first tap, output at column 0 of the block's first channel, floats between two
+/// output channels, columns, accumulate)`. With `accumulate` != 0 the sums start from the
+/// output (a later chunk of a long reduction); else from zero.
+pub(crate) type RowFn =
+    unsafe extern "C" fn(*const f32, *const u8, *mut f32, usize, usize, usize);
+
+/// The row kernel of `isa` for blocks of `ocb` channels (`1..=max_ocb(isa)`).
+pub(crate) fn row_kernel(isa: Isa, ocb: usize) -> Option<RowFn> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match isa {
+            Isa::Avx512 => x86::row512(ocb),
+            Isa::Avx2 => x86::row256(ocb),
+            Isa::Sse => None,
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (isa, ocb);
+        None
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::RowFn;
+
+    /// Reads the `i64` offset at the head of a tap's weights.
+    #[inline(always)]
+    unsafe fn next_offset(wp: *const u8) -> isize {
+        unsafe { (wp as *const i64).read_unaligned() as isize }
+    }
+
+    /// One tile: `OCB` channels x `NV` vectors of 16 columns; the last vector under `mask`
+    /// when `MASKED`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile512<const OCB: usize, const NV: usize, const MASKED: bool>(
+        inp: *const f32,
+        w: *const u8,
+        out: *mut f32,
+        out_cs: usize,
+        mask: __mmask16,
+        accumulate: bool,
+    ) {
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); NV]; OCB];
+            if accumulate {
+                for (j, a) in acc.iter_mut().enumerate() {
+                    for (k, v) in a.iter_mut().enumerate() {
+                        let p = out.add(j * out_cs + 16 * k);
+                        *v = if MASKED && k + 1 == NV {
+                            _mm512_maskz_loadu_ps(mask, p)
+                        } else {
+                            _mm512_loadu_ps(p)
+                        };
+                    }
+                }
+            }
+            let mut p = inp;
+            let mut wp = w;
+            loop {
+                let d = next_offset(wp);
+                let wf = wp.add(8) as *const f32;
+                let mut x = [_mm512_setzero_ps(); NV];
+                for (k, v) in x.iter_mut().enumerate() {
+                    *v = if MASKED && k + 1 == NV {
+                        _mm512_maskz_loadu_ps(mask, p.add(16 * k))
+                    } else {
+                        _mm512_loadu_ps(p.add(16 * k))
+                    };
+                }
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let b = _mm512_set1_ps(*wf.add(j));
+                    for (k, v) in a.iter_mut().enumerate() {
+                        *v = _mm512_fmadd_ps(x[k], b, *v);
+                    }
+                }
+                if d == 0 {
+                    break;
+                }
+                p = p.byte_offset(d);
+                wp = wp.add(8 + 4 * OCB);
+            }
+            for (j, a) in acc.iter().enumerate() {
+                for (k, v) in a.iter().enumerate() {
+                    let p = out.add(j * out_cs + 16 * k);
+                    if MASKED && k + 1 == NV {
+                        _mm512_mask_storeu_ps(p, mask, *v);
+                    } else {
+                        _mm512_storeu_ps(p, *v);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A row of `width` columns: whole tiles of `NV` vectors, then one masked tile of the rest.
+    #[target_feature(enable = "avx512f")]
+    unsafe extern "C" fn row512_impl<const OCB: usize, const NV: usize>(
+        inp: *const f32,
+        w: *const u8,
+        out: *mut f32,
+        out_cs: usize,
+        width: usize,
+        accumulate: usize,
+    ) {
+        unsafe {
+            let acc = accumulate != 0;
+            let step = 16 * NV;
+            let mut x = 0;
+            while x + step <= width {
+                tile512::<OCB, NV, false>(inp.add(x), w, out.add(x), out_cs, !0, acc);
+                x += step;
+            }
+            let rest = width - x;
+            if rest == 0 {
+                return;
+            }
+            let nv = rest.div_ceil(16);
+            let tail = rest - 16 * (nv - 1);
+            let mask: __mmask16 = if tail == 16 { !0 } else { (1u16 << tail) - 1 };
+            let (i, o) = (inp.add(x), out.add(x));
+            match nv {
+                1 => tile512::<OCB, 1, true>(i, w, o, out_cs, mask, acc),
+                2 => tile512::<OCB, 2, true>(i, w, o, out_cs, mask, acc),
+                3 => tile512::<OCB, 3, true>(i, w, o, out_cs, mask, acc),
+                _ => tile512::<OCB, 4, true>(i, w, o, out_cs, mask, acc),
+            }
+        }
+    }
+
+    /// One tile of 8-column vectors; the last vector under `mask` (lanes with the sign bit
+    /// set) when `MASKED`.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile256<const OCB: usize, const NV: usize, const MASKED: bool>(
+        inp: *const f32,
+        w: *const u8,
+        out: *mut f32,
+        out_cs: usize,
+        mask: __m256i,
+        accumulate: bool,
+    ) {
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); NV]; OCB];
+            if accumulate {
+                for (j, a) in acc.iter_mut().enumerate() {
+                    for (k, v) in a.iter_mut().enumerate() {
+                        let p = out.add(j * out_cs + 8 * k);
+                        *v = if MASKED && k + 1 == NV {
+                            _mm256_maskload_ps(p, mask)
+                        } else {
+                            _mm256_loadu_ps(p)
+                        };
+                    }
+                }
+            }
+            let mut p = inp;
+            let mut wp = w;
+            loop {
+                let d = next_offset(wp);
+                let wf = wp.add(8) as *const f32;
+                let mut x = [_mm256_setzero_ps(); NV];
+                for (k, v) in x.iter_mut().enumerate() {
+                    *v = if MASKED && k + 1 == NV {
+                        _mm256_maskload_ps(p.add(8 * k), mask)
+                    } else {
+                        _mm256_loadu_ps(p.add(8 * k))
+                    };
+                }
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let b = _mm256_broadcast_ss(&*wf.add(j));
+                    for (k, v) in a.iter_mut().enumerate() {
+                        *v = _mm256_fmadd_ps(x[k], b, *v);
+                    }
+                }
+                if d == 0 {
+                    break;
+                }
+                p = p.byte_offset(d);
+                wp = wp.add(8 + 4 * OCB);
+            }
+            for (j, a) in acc.iter().enumerate() {
+                for (k, v) in a.iter().enumerate() {
+                    let p = out.add(j * out_cs + 8 * k);
+                    if MASKED && k + 1 == NV {
+                        _mm256_maskstore_ps(p, mask, *v);
+                    } else {
+                        _mm256_storeu_ps(p, *v);
+                    }
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe extern "C" fn row256_impl<const OCB: usize, const NV: usize>(
+        inp: *const f32,
+        w: *const u8,
+        out: *mut f32,
+        out_cs: usize,
+        width: usize,
+        accumulate: usize,
+    ) {
+        unsafe {
+            let acc = accumulate != 0;
+            let step = 8 * NV;
+            let mut x = 0;
+            let all = _mm256_set1_epi32(-1);
+            while x + step <= width {
+                tile256::<OCB, NV, false>(inp.add(x), w, out.add(x), out_cs, all, acc);
+                x += step;
+            }
+            let rest = width - x;
+            if rest == 0 {
+                return;
+            }
+            let nv = rest.div_ceil(8);
+            let tail = (rest - 8 * (nv - 1)) as i32;
+            let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            // Lane i is on when i < tail: (tail > i) gives all ones.
+            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail), lanes);
+            let (i, o) = (inp.add(x), out.add(x));
+            match nv {
+                1 => tile256::<OCB, 1, true>(i, w, o, out_cs, mask, acc),
+                2 => tile256::<OCB, 2, true>(i, w, o, out_cs, mask, acc),
+                _ => tile256::<OCB, 3, true>(i, w, o, out_cs, mask, acc),
+            }
+        }
+    }
+
+    macro_rules! table {
+        ($name:ident, $imp:ident, $isa:expr, $($ocb:literal)*) => {
+            /// The row kernel for blocks of `ocb` channels.
+            pub(super) fn $name(ocb: usize) -> Option<RowFn> {
+                match ocb {
+                    $($ocb => {
+                        const NV: usize = super::tile_vectors_const($isa, $ocb);
+                        Some($imp::<$ocb, NV> as RowFn)
+                    })*
+                    _ => None,
+                }
+            }
+        };
+    }
+
+    table!(row512, row512_impl, 512, 1 2 3 4 5 6 7 8 9 10 11 12);
+    table!(row256, row256_impl, 256, 1 2 3 4 5 6);
+}
+
+/// [`tile_vectors`] as a `const fn` over the vector width in bits (for the kernel table).
+const fn tile_vectors_const(bits: usize, ocb: usize) -> usize {
+    let (regs, max) = if bits == 512 { (29, 4) } else { (15, 3) };
+    let v = regs / (ocb + 1);
+    if v < 1 {
+        1
+    } else if v > max {
+        max
+    } else {
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A naive reference of a row kernel over a weight stream of taps with the given input
+    /// offsets (floats).
+    fn reference(
+        inp: &[f32],
+        offs: &[usize],
+        wts: &[Vec<f32>],
+        width: usize,
+        out: &mut [f32],
+        out_cs: usize,
+        accumulate: bool,
+    ) {
+        for (j, wj) in wts.iter().enumerate() {
+            for x in 0..width {
+                let mut s = if accumulate { out[j * out_cs + x] } else { 0.0 };
+                for (t, &o) in offs.iter().enumerate() {
+                    s = inp[o + x].mul_add(wj[t], s);
+                }
+                out[j * out_cs + x] = s;
+            }
+        }
+    }
+
+    fn stream(offs: &[usize], wts: &[Vec<f32>]) -> Vec<u8> {
+        let mut v = Vec::new();
+        for t in 0..offs.len() {
+            let d: i64 = if t + 1 < offs.len() {
+                (offs[t + 1] as i64 - offs[t] as i64) * 4
+            } else {
+                0
+            };
+            v.extend_from_slice(&d.to_le_bytes());
+            for wj in wts {
+                v.extend_from_slice(&wj[t].to_le_bytes());
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn row_kernels_match_a_naive_reduction_at_every_width_and_block() {
+        let mut seed = 7u32;
+        let mut rnd = move || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
+        };
+        for isa in [Isa::Avx2, Isa::Avx512] {
+            if !isa.supported() {
+                continue;
+            }
+            for ocb in 1..=max_ocb(isa) {
+                let f = row_kernel(isa, ocb).expect("a kernel for every block size");
+                for width in [1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 47, 64, 65, 100] {
+                    let offs = [0usize, 1, 2, 130, 131, 263];
+                    let inp: Vec<f32> = (0..400 + width).map(|_| rnd()).collect();
+                    let wts: Vec<Vec<f32>> =
+                        (0..ocb).map(|_| offs.iter().map(|_| rnd()).collect()).collect();
+                    let s = stream(&offs, &wts);
+                    let out_cs = width + 5;
+                    for accumulate in [false, true] {
+                        let init: Vec<f32> = (0..ocb * out_cs).map(|_| rnd()).collect();
+                        let mut want = init.clone();
+                        reference(&inp, &offs, &wts, width, &mut want, out_cs, accumulate);
+                        let mut got = init.clone();
+                        // SAFETY: every tap reads `inp[o + x]` for x < width, inside `inp`;
+                        // the output rows are `out_cs` >= width apart, inside `got`.
+                        unsafe {
+                            f(
+                                inp.as_ptr(),
+                                s.as_ptr(),
+                                got.as_mut_ptr(),
+                                out_cs,
+                                width,
+                                usize::from(accumulate),
+                            )
+                        };
+                        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                            assert!(
+                                (g - w).abs() <= 1e-5,
+                                "{isa} ocb {ocb} width {width} acc {accumulate} at {i}: {g} vs {w}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Differential tests of every vector path the host runs (`JitOptions::isa`): random graphs
+//! (every op and attribute), JIT vs the interpreter, on Cranelift's f32x4 code, the AVX2
+//! microkernels and the AVX-512 ones. (`diff_random.rs` runs the host's default, the widest.)
+mod common;
+
+use common::*;
+use convc_jit::{Isa, JitOptions};
+use proptest::prelude::*;
+use std::path::Path;
+
+/// Runs `src` on `isa` against the interpreter; returns the kernels' names.
+fn check_on(src: &str, isa: Isa, threads: usize) -> Vec<String> {
+    let g = graph(src, Path::new("."));
+    let sh = &g.node(g.inputs[0]).shape;
+    let sizes = [(
+        sh.h.known().unwrap_or(1) as usize,
+        sh.w.known().unwrap_or(1) as usize,
+    )];
+    let o = JitOptions {
+        isa: Some(isa),
+        ..opts(threads)
+    };
+    let net = check_graph(&g, &sizes, 1, &o, &format!("isa={isa} threads={threads}\n{src}"));
+    net.kernels().iter().map(|k| k.name.clone()).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_graphs_on_every_isa(seed in any::<u64>(), wide in any::<bool>(), threads in 1usize..=2) {
+        let src = specgen::spec(seed, wide);
+        for isa in Isa::available() {
+                check_on(&src, isa, threads);
+        }
+    }
+}
+
+/// Dense convs whose blocks take every microkernel size (1 to 12 channels, and more in
+/// several blocks), at row widths around the vector widths, with chunked reductions (long),
+/// strides, groups and a full epilogue, on every path the host runs.
+#[test]
+fn microkernel_blocks_and_row_tails() {
+    for isa in Isa::available() {
+        for out in [2, 3, 5, 6, 7, 11, 12, 13, 25, 64] {
+            for w in [1, 7, 8, 9, 16, 17, 33, 50] {
+                let src = format!(
+                    "input x: [4, 5, {w}]\n\
+                     y = conv(x, out={out}, kernel=3x3, pad=same, weights=random(seed=1), bias=random(seed=2))\n\
+                     z = conv(x, out={out}, kernel=1x1, weights=random(seed=3))\n\
+                     a = add(y, z)\n\
+                     r = relu6(a)\n\
+                     output r\n"
+                );
+                check_on(&src, isa, 2);
+            }
+        }
+        // Long reductions in chunks, column tiles, strides and groups.
+        for (c, out, extra, h, w) in [
+            (128, 24, "kernel=3x3, pad=same", 9, 70),
+            (96, 16, "kernel=3x3, stride=2, pad=same", 11, 37),
+            (64, 32, "kernel=3x3, groups=2, pad=same", 6, 20),
+            (512, 12, "kernel=3x3, pad=1", 4, 4),
+            (24, 20, "kernel=7x1, pad=same", 9, 23),
+        ] {
+            let src = format!(
+                "input x: [{c}, {h}, {w}]\n\
+                 y = conv(x, out={out}, {extra}, weights=random(seed=1), bias=random(seed=2))\n\
+                 r = sigmoid(y)\n\
+                 output r\n"
+            );
+            check_on(&src, isa, 1);
+            let names = check_on(&src, isa, 2);
+            // The dense conv runs on the path asked for (`_avx2`, `_avx512` in its name).
+            let tag = format!("_{isa}");
+            assert_eq!(
+                names.iter().any(|n| n.contains(&tag)),
+                isa != Isa::Sse,
+                "{names:?}"
+            );
+        }
+    }
+}
