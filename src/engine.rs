@@ -37,6 +37,7 @@ impl<'g> Engine<'g> {
                 let opts = convc_jit::JitOptions {
                     threads,
                     verify,
+                    isa: isa_from_env()?,
                     ..Default::default()
                 };
                 let net = convc_jit::compile(g, sizes, &opts).map_err(input_err)?;
@@ -66,5 +67,23 @@ impl<'g> Engine<'g> {
             }
             Engine::Jit(net) => net.run(inputs).map_err(input_err),
         }
+    }
+}
+
+/// The vector path the environment forces: `CONVC_ISA=sse|avx2|avx512`, or `None` (the widest
+/// the host runs). Another value is a usage error (exit 2); a path the CPU lacks is refused
+/// by the JIT with the paths it has.
+pub fn isa_from_env() -> Result<Option<convc_jit::Isa>, Failure> {
+    match std::env::var("CONVC_ISA") {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Ok(v) if v.is_empty() => Ok(None),
+        Ok(v) => convc_jit::Isa::parse(&v).map(Some).ok_or_else(|| {
+            Failure::Usage(format!(
+                "error: CONVC_ISA={v} is not a vector path: write sse, avx2 or avx512"
+            ))
+        }),
+        Err(std::env::VarError::NotUnicode(_)) => Err(Failure::Usage(
+            "error: CONVC_ISA is not a vector path: write sse, avx2 or avx512".into(),
+        )),
     }
 }

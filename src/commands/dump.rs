@@ -67,6 +67,7 @@ fn asm(model: &driver::Model) -> Result<(), Failure> {
         threads: 1,
         verify: true,
         emit_asm: true,
+        isa: crate::engine::isa_from_env()?,
         ..Default::default()
     };
     let net = convc_jit::compile(g, &sizes, &opts).map_err(driver::input_err)?;

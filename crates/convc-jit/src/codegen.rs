@@ -736,8 +736,8 @@ impl Em<'_> {
     fn conv_row(&mut self, s: &ConvSpec, row: &Row, ocb: usize, rows: usize, width: usize) {
         if let Some(isa) = s.wide
             && rows == 1
-            && row.count.is_none()
             && row.part.is_none()
+            && (row.count.is_none() || s.chunks() == 1)
         {
             self.wide_row(s, row, ocb, width, isa);
             return;
@@ -802,11 +802,21 @@ impl Em<'_> {
                 .iadd_imm_s(row.w_blk, (t0 * s.tap_bytes(ocb)) as i64);
             let cs = self.iconst(s.out_cs);
             let wd = self.iconst(width);
-            let acc = self.iconst(usize::from(t0 > 0));
+            let acc = usize::from(t0 > 0) * crate::wide::ACCUMULATE;
+            // A tap count known only at run time (a fused vertical conv's border rows).
+            let flags = match row.count {
+                Some(n) => {
+                    let n = self.b.ins().ishl_imm_s(n, i64::from(crate::wide::COUNT_SHIFT));
+                    self.b
+                        .ins()
+                        .bor_imm_s(n, (acc | crate::wide::COUNTED) as i64)
+                }
+                None => self.iconst(acc),
+            };
             let callee = self.b.ins().iconst(PTR, f as usize as i64);
             self.b
                 .ins()
-                .call_indirect(sig, callee, &[inp, w, row.out_row, cs, wd, acc]);
+                .call_indirect(sig, callee, &[inp, w, row.out_row, cs, wd, flags]);
         }
         if !s.ep.is_empty() {
             self.epilogue_in_place(s, row, ocb, width);

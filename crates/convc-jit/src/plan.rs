@@ -1229,10 +1229,9 @@ impl Builder<'_> {
         {
             return Err(bad("the padded input is too large for the JIT".into()));
         }
-        // A microkernel of the widest vectors for blocks of several channels (one channel per
-        // group, depthwise, is bound by memory: Cranelift's kernel, its inputs sinking into the
-        // FMAs, serves it).
-        let wide = (self.isa != Isa::Sse && og > 1).then_some(self.isa);
+        // A microkernel of the widest vectors (depthwise too: one channel per block, `NV`
+        // vectors of the row per tap).
+        let wide = (self.isa != Isa::Sse).then_some(self.isa);
         let ocb = match wide {
             Some(isa) => crate::spec::blocks_of_at_most(og, crate::wide::max_ocb(isa)),
             None => crate::spec::block_ocb(og, self.fma),
@@ -1501,7 +1500,8 @@ impl Builder<'_> {
             tile,
             band: None,
             zero: None,
-            work_ns: macs as f64 / 6.0,
+            // About 6 MACs per ns with f32x4 code, in proportion with wider vectors.
+            work_ns: macs as f64 / (6.0 * wide.map_or(4, |i| i.lanes()) as f64 / 4.0),
             macs,
             writes: tail.index(),
         })
@@ -1602,9 +1602,16 @@ impl Builder<'_> {
         let offs_a = crate::spec::tap_offsets(1, kh, 1, ca.dilation[0], 1, 1, w, w, h * w);
         let packed_a = pack_weights(ca.weight.data.data(), c, og_a, 1, dup_a, &offs_a, kh);
         let rb = pl + ow_a + pr;
-        let ocb = crate::spec::block_ocb(og_b, fma);
+        let wide = (self.isa != Isa::Sse).then_some(self.isa);
+        let ocb = match wide {
+            Some(isa) => crate::spec::blocks_of_at_most(og_b, crate::wide::max_ocb(isa)),
+            None => crate::spec::block_ocb(og_b, fma),
+        };
         let smallest = if og_b % ocb == 0 { ocb } else { og_b % ocb };
-        let dup_b = crate::spec::weight_dup(ocb, smallest, fma);
+        let dup_b = match wide {
+            Some(_) => 1,
+            None => crate::spec::weight_dup(ocb, smallest, fma),
+        };
         let offs_b = crate::spec::tap_offsets(cg_b, 1, kw, 1, cb.dilation[1], 1, rb, rb, rb);
         let packed_b = pack_weights(
             cb.weight.data.data(),
@@ -1663,7 +1670,7 @@ impl Builder<'_> {
             xtiles: 1,
             xtile_cols: ow_a,
             part_slot: 0,
-            wide: None,
+            wide,
         };
         let spec_b = ConvSpec {
             groups: groups_b,
@@ -1692,7 +1699,7 @@ impl Builder<'_> {
             xtiles: 1,
             xtile_cols: ow_b,
             part_slot: 0,
-            wide: None,
+            wide,
         };
         let macs = (oc_a * oh_a * ow_a * kh) as u64 + (ob * oh_b * ow_b * cg_b * kw) as u64;
         Ok(Step {

@@ -120,8 +120,17 @@ pub(crate) fn tile_vectors(isa: Isa, ocb: usize) -> usize {
 
 /// A row kernel: `(input of the chunk's first tap at column 0, the block's weight stream at
 /// the chunk's first tap, output at column 0 of the block's first channel, floats between two
-/// output channels, columns, accumulate)`. With `accumulate` != 0 the sums start from the
-/// output (a later chunk of a long reduction); else from zero.
+/// output channels, columns, flags)`. Flags: [`ACCUMULATE`] (the sums start from the output,
+/// a later chunk of a long reduction; else from zero), [`COUNTED`] (the reduction runs
+/// `flags >> COUNT_SHIFT` taps, perhaps 0, instead of up to the stream's 0 offset: the border
+/// rows of a fused vertical conv).
+pub(crate) const ACCUMULATE: usize = 1;
+/// See [`RowFn`].
+pub(crate) const COUNTED: usize = 2;
+/// See [`RowFn`].
+pub(crate) const COUNT_SHIFT: u32 = 2;
+
+/// See [`ACCUMULATE`].
 pub(crate) type RowFn =
     unsafe extern "C" fn(*const f32, *const u8, *mut f32, usize, usize, usize);
 
@@ -146,7 +155,7 @@ pub(crate) fn row_kernel(isa: Isa, ocb: usize) -> Option<RowFn> {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::RowFn;
+    use super::{ACCUMULATE, COUNT_SHIFT, COUNTED, RowFn};
 
     /// Reads the `i64` offset at the head of a tap's weights.
     #[inline(always)]
@@ -163,11 +172,11 @@ mod x86 {
         out: *mut f32,
         out_cs: usize,
         mask: __mmask16,
-        accumulate: bool,
+        flags: usize,
     ) {
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); NV]; OCB];
-            if accumulate {
+            if flags & ACCUMULATE != 0 {
                 for (j, a) in acc.iter_mut().enumerate() {
                     for (k, v) in a.iter_mut().enumerate() {
                         let p = out.add(j * out_cs + 16 * k);
@@ -181,7 +190,14 @@ mod x86 {
             }
             let mut p = inp;
             let mut wp = w;
-            loop {
+            // Taps left when counted (`usize::MAX`: up to the stream's 0 offset).
+            let mut left = if flags & COUNTED != 0 {
+                flags >> COUNT_SHIFT
+            } else {
+                usize::MAX
+            };
+            while left > 0 {
+                left -= 1;
                 let d = next_offset(wp);
                 let wf = wp.add(8) as *const f32;
                 let mut x = [_mm512_setzero_ps(); NV];
@@ -225,10 +241,10 @@ mod x86 {
         out: *mut f32,
         out_cs: usize,
         width: usize,
-        accumulate: usize,
+        flags: usize,
     ) {
         unsafe {
-            let acc = accumulate != 0;
+            let acc = flags;
             let step = 16 * NV;
             let mut x = 0;
             while x + step <= width {
@@ -261,11 +277,11 @@ mod x86 {
         out: *mut f32,
         out_cs: usize,
         mask: __m256i,
-        accumulate: bool,
+        flags: usize,
     ) {
         unsafe {
             let mut acc = [[_mm256_setzero_ps(); NV]; OCB];
-            if accumulate {
+            if flags & ACCUMULATE != 0 {
                 for (j, a) in acc.iter_mut().enumerate() {
                     for (k, v) in a.iter_mut().enumerate() {
                         let p = out.add(j * out_cs + 8 * k);
@@ -279,7 +295,14 @@ mod x86 {
             }
             let mut p = inp;
             let mut wp = w;
-            loop {
+            // Taps left when counted (`usize::MAX`: up to the stream's 0 offset).
+            let mut left = if flags & COUNTED != 0 {
+                flags >> COUNT_SHIFT
+            } else {
+                usize::MAX
+            };
+            while left > 0 {
+                left -= 1;
                 let d = next_offset(wp);
                 let wf = wp.add(8) as *const f32;
                 let mut x = [_mm256_setzero_ps(); NV];
@@ -322,10 +345,10 @@ mod x86 {
         out: *mut f32,
         out_cs: usize,
         width: usize,
-        accumulate: usize,
+        flags: usize,
     ) {
         unsafe {
-            let acc = accumulate != 0;
+            let acc = flags;
             let step = 8 * NV;
             let mut x = 0;
             let all = _mm256_set1_epi32(-1);
@@ -445,10 +468,15 @@ mod tests {
                         (0..ocb).map(|_| offs.iter().map(|_| rnd()).collect()).collect();
                     let s = stream(&offs, &wts);
                     let out_cs = width + 5;
-                    for accumulate in [false, true] {
+                    // (accumulate, taps counted: None runs to the stream's end)
+                    let modes = [(false, None), (true, None), (false, Some(0)), (true, Some(2))];
+                    for (accumulate, counted) in modes {
                         let init: Vec<f32> = (0..ocb * out_cs).map(|_| rnd()).collect();
                         let mut want = init.clone();
-                        reference(&inp, &offs, &wts, width, &mut want, out_cs, accumulate);
+                        let n = counted.unwrap_or(offs.len());
+                        reference(&inp, &offs[..n], &wts, width, &mut want, out_cs, accumulate);
+                        let flags = usize::from(accumulate)
+                            | counted.map_or(0, |c| COUNTED | c << COUNT_SHIFT);
                         let mut got = init.clone();
                         // SAFETY: every tap reads `inp[o + x]` for x < width, inside `inp`;
                         // the output rows are `out_cs` >= width apart, inside `got`.
@@ -459,13 +487,13 @@ mod tests {
                                 got.as_mut_ptr(),
                                 out_cs,
                                 width,
-                                usize::from(accumulate),
+                                flags,
                             )
                         };
                         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                             assert!(
                                 (g - w).abs() <= 1e-5,
-                                "{isa} ocb {ocb} width {width} acc {accumulate} at {i}: {g} vs {w}"
+                                "{isa} ocb {ocb} width {width} {accumulate} {counted:?} at {i}: {g} vs {w}"
                             );
                         }
                     }

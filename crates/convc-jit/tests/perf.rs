@@ -165,6 +165,9 @@ fn cpu_specs() {
             threads: 1,
             verify: false,
             fma: std::env::var("CONVC_NOFMA").is_err(),
+            isa: std::env::var("CONVC_ISA")
+                .ok()
+                .and_then(|v| convc_jit::Isa::parse(&v)),
             ..JitOptions::default()
         };
         let net = convc_jit::compile(&g, &sizes, &opts).expect("compile");
