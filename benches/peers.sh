@@ -9,9 +9,10 @@
 #   2. makes (or reuses) a Python venv outside the repo at $VENV with numpy, onnx and
 #      onnxruntime (plus openvino when OPENVINO=1);
 #   3. compiles ../shared/peers/peak.c into a scratch folder and runs it 3 times on one core
-#      (the 128-bit FMA peak, in the same sitting as the timings);
+#      (the 128-, 256- and, where the CPU has it, 512-bit FMA peaks, in the same sitting);
 #   4. records `convc bench --json` (MACs as written and as executed after the rewrites) and
-#      `convc bench --profile` (time per fused kernel group) of every network on 1 thread;
+#      `convc bench --profile` (time per fused kernel group) of every network on 1 thread,
+#      and `convc bench --json` on every vector path the CPU runs (CONVC_ISA=sse|avx2|avx512);
 #   5. runs ../shared/peers/peers.py for 1 and 2 threads over every network of
 #      ../shared/bench: ONNX Runtime (and OpenVINO), convc through
 #      `--convc '<repo>/target/release/convc bench {conv} --threads {t}'`, and tract through
@@ -92,6 +93,19 @@ for n in "${NET_LIST[@]}"; do
   "$CONVC" bench "$BENCH/$n.conv" --threads 1 --profile --min-time 0.3 > "$SCRATCH/$n.profile.txt" 2>&1
 done
 
+# Every vector path this CPU runs (CONVC_ISA), one thread: the widest is convc's default.
+ISAS=(sse)
+if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then ISAS+=(avx2); fi
+if grep -qw avx512f /proc/cpuinfo; then ISAS+=(avx512); fi
+log "convc on each vector path: ${ISAS[*]} (1 thread)"
+for n in "${NET_LIST[@]}"; do
+  for isa in "${ISAS[@]}"; do
+    CONVC_ISA=$isa "$CONVC" bench "$BENCH/$n.conv" --threads 1 --json --min-time 0.5 \
+      > "$SCRATCH/$n.isa-$isa.json" 2>/dev/null
+  done
+done
+echo "${ISAS[*]}" > "$SCRATCH/isas.txt"
+
 PEERS_ARGS=(--engines "$ENGINES" --threads "$THREADS" --seconds "$SECONDS_PER_ROW"
   --retries "$RETRIES" --wait-quiet "$WAIT_QUIET" --max-other "$MAX_OTHER"
   --nets "${NET_LIST[@]}"
@@ -123,11 +137,16 @@ def cpu_model():
         pass
     return platform.processor() or "unknown CPU"
 
-peaks = [float(m.group(1)) for m in re.finditer(r"128-bit FMA.*?median\s+([\d.]+) GFLOP/s",
-                                                (scratch / "peak.txt").read_text())]
-peaks256 = [float(m.group(1)) for m in re.finditer(r"256-bit FMA.*?median\s+([\d.]+) GFLOP/s",
-                                                   (scratch / "peak.txt").read_text())]
-peak = max(peaks) if peaks else None
+peak_text = (scratch / "peak.txt").read_text()
+def peaks_of(bits):
+    return [float(m.group(1)) for m in re.finditer(rf"{bits}-bit FMA.*?median\s+([\d.]+) GFLOP/s", peak_text)]
+peaks, peaks256, peaks512 = peaks_of(128), peaks_of(256), peaks_of(512)
+# The reference: the widest vectors this CPU runs (convc's default path uses them).
+widest = peaks512 or peaks256 or peaks
+widest_bits = 512 if peaks512 else 256 if peaks256 else 128
+peak = max(widest) if widest else None
+isas = (scratch / "isas.txt").read_text().split()
+by_isa = {(n, i): json.loads((scratch / f"{n}.isa-{i}.json").read_text()) for n in nets for i in isas}
 data = json.loads((scratch / "peers.json").read_text())
 meta, rows = data["meta"], data["results"]
 conv = {n: json.loads((scratch / f"{n}.json").read_text()) for n in nets}
@@ -159,10 +178,10 @@ L.append("")
 L.append(f"Measured {now} on **{cpu_model()}**, {os.cpu_count()} logical CPUs "
          f"({platform.system()} {platform.release()}), batch 1, by `bash benches/peers.sh`.")
 L.append("Versions: " + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items() if v) + ".")
-if peaks:
-    L.append(f"128-bit FMA peak of one core (`../shared/peers/peak.c`, 3 runs, medians): "
-             + ", ".join(f"{p:.1f}" for p in peaks) + f" GFLOP/s; the best, **{peak:.1f} GFLOP/s**, is the "
-             "reference below" + (f" (256-bit: {max(peaks256):.1f})." if peaks256 else "."))
+if widest:
+    L.append(f"FMA peak of one core (`../shared/peers/peak.c`, 3 runs, best of the medians): "
+             + ", ".join(f"{b}-bit {max(v):.1f}" for b, v in ((128, peaks), (256, peaks256), (512, peaks512)) if v)
+             + f" GFLOP/s; the widest, **{peak:.1f} GFLOP/s** ({widest_bits}-bit), is the reference below.")
 L.append(f"Load average at the start and the end of the timings: {meta.get('load1_start')}, "
          f"{meta.get('load1_end')}. A `!` marks a row measured while other processes kept more than "
          f"{meta.get('max_other')} cores busy (disturbed even after retries).")
@@ -197,9 +216,9 @@ L.append("### convc throughput")
 L.append("")
 L.append("GFLOP/s = 2 × MACs / median time. *Written*: the network's MACs as written (what the peers "
          "execute); *executed*: after convc's exact rewrites. % of peak = executed GFLOP/s on one thread "
-         "/ the 128-bit peak above. Scaling = time at 1 thread / time at 2 threads.")
+         f"/ the {widest_bits}-bit peak above. Scaling = time at 1 thread / time at 2 threads.")
 L.append("")
-L.append("| network | GFLOP/s written 1t | GFLOP/s executed 1t | % of 128-bit peak 1t | GFLOP/s executed 2t | scaling 2t/1t | compile (ms) |")
+L.append(f"| network | GFLOP/s written 1t | GFLOP/s executed 1t | % of {widest_bits}-bit peak 1t | GFLOP/s executed 2t | scaling 2t/1t | compile (ms) |")
 L.append("|---|---:|---:|---:|---:|---:|---:|")
 for n in nets:
     c = conv[n]
@@ -211,6 +230,20 @@ for n in nets:
     sc = r1["ms_per_image_median"] / r2["ms_per_image_median"] if (r1 and r2) else None
     L.append(f"| {n} | {f(gw1, '.1f')} | {f(ge1, '.1f')} | {f(pct, '.0f')}% | {f(ge2, '.1f')} "
              f"| {f(sc, '.2f')}x | {c['codegen_ms']:.1f} (+ passes {c['passes_ms']:.1f}) |")
+L.append("")
+L.append("### convc on each vector path (1 thread, `CONVC_ISA=... convc bench --json`)")
+L.append("")
+L.append("ms per image (median) and GFLOP/s executed. `sse` is Cranelift's own f32x4 code; `avx2` and "
+         "`avx512` run the dense reductions in the rustc-compiled microkernels (`crates/convc-jit/src/wide.rs`).")
+L.append("")
+L.append("| network | " + " | ".join(f"{i} ms | {i} GFLOP/s" for i in isas) + " |")
+L.append("|---|" + "---:|" * (2 * len(isas)))
+for n in nets:
+    cells = []
+    for i in isas:
+        r = by_isa[(n, i)]
+        cells += [f"{r['ms_per_image']:.3f}", f"{r['gflops_executed']:.1f}"]
+    L.append(f"| {n} | " + " | ".join(cells) + " |")
 L.append("")
 L.append("### convc per fused kernel group (1 thread, `convc bench --profile`)")
 L.append("")

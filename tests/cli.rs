@@ -330,10 +330,23 @@ fn bench_profile_and_asm() {
         "--format",
         "asm",
     ]);
+    // The host's widest path: a microkernel named and called, or Cranelift's own vectors.
     assert!(
-        asm.contains("; kernel") && asm.contains("xmm"),
+        asm.contains("; kernel")
+            && (asm.contains("microkernel") && asm.contains("call") || asm.contains("xmm")),
         "no vector code in:\n{asm}"
     );
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_convc"))
+        .args(["dump", "specs/examples/classic_standard.conv", "--format", "asm"])
+        .env("CONVC_ISA", "sse")
+        .output()
+        .expect("run convc");
+    let asm = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        asm.contains("vfmadd") || asm.contains("mulps"),
+        "no f32x4 code with CONVC_ISA=sse:\n{asm}"
+    );
+    assert!(!asm.contains("microkernel"), "{asm}");
     let o = convc(&[
         "dump",
         "specs/examples/gaussian_blur.conv",

@@ -305,7 +305,12 @@ pub fn compile(
             ))
         })?;
         if let (Some(cs), Some(cc)) = (&cs, ctx.compiled_code()) {
-            let text = cc
+            let mut text: String = spec
+                .microkernel_notes()
+                .iter()
+                .map(|n| format!("{n}\n"))
+                .collect();
+            text += &cc
                 .disassemble(Some(&ctx.func.params), cs)
                 .unwrap_or_else(|e| format!("(no disassembly: {e})"));
             asm.push((name.clone(), text));

@@ -403,6 +403,32 @@ impl KernelSpec {
         }
     }
 
+    /// Comment lines naming the microkernels the kernel calls (`crate::wide`; rustc code
+    /// outside the JIT's disassembly): path, block size, tile and address.
+    pub fn microkernel_notes(&self) -> Vec<String> {
+        let convs: Vec<&ConvSpec> = match self {
+            KernelSpec::Conv(s) => vec![s],
+            KernelSpec::Sep(s) => vec![&s.a, &s.b],
+            _ => Vec::new(),
+        };
+        let mut notes = Vec::new();
+        for s in convs {
+            let Some(isa) = s.wide else { continue };
+            let mut blocks = vec![s.ocb];
+            if s.og % s.ocb != 0 {
+                blocks.push(s.og % s.ocb);
+            }
+            for ocb in blocks {
+                let addr = crate::wide::row_kernel(isa, ocb).map_or(0, |f| f as usize);
+                notes.push(format!(
+                    "; calls the {isa} row microkernel for {ocb} channels x {} vectors at {addr:#x} (convc_jit::wide)",
+                    crate::wide::tile_vectors(isa, ocb)
+                ));
+            }
+        }
+        notes
+    }
+
     /// A readable name, e.g. `conv3x3s1_64x56x56_b6`.
     pub fn name(&self) -> String {
         let ep = |ep: &[Ep]| -> String {
