@@ -734,6 +734,12 @@ impl Em<'_> {
     /// One output row of a block of `ocb` output channels (its first `width` columns from the
     /// row pointers: a column tile, see `ConvSpec::xtiles`): column segments of `nv` vectors.
     fn conv_row(&mut self, s: &ConvSpec, row: &Row, ocb: usize, rows: usize, width: usize) {
+        if let (Some(isa), Some(part)) = (s.wide, row.part)
+            && s.flat_pad > 0
+        {
+            self.wide_flat(s, row, part, ocb, rows, isa);
+            return;
+        }
         if let Some(isa) = s.wide
             && rows == 1
             && row.part.is_none()
@@ -788,6 +794,84 @@ impl Em<'_> {
             }
             return;
         };
+        self.call_row_kernel(
+            s,
+            f,
+            row.in_base,
+            row.w_blk,
+            row.out_row,
+            ocb,
+            s.out_cs,
+            width,
+            row.count,
+        );
+        if !s.ep.is_empty() {
+            self.epilogue_in_place(s, row, ocb, width);
+        }
+    }
+
+    /// `rows` output rows of a block as one flat row of the padded input
+    /// ([`ConvSpec::flat_pad`]): the microkernel writes the sums of every position, padding
+    /// columns included, to the thread's scratch (`ocb` channels `flat_len` apart), then the
+    /// epilogue copies each row's `ow` valid columns to the output.
+    fn wide_flat(
+        &mut self,
+        s: &ConvSpec,
+        row: &Row,
+        part: Value,
+        ocb: usize,
+        rows: usize,
+        isa: Isa,
+    ) {
+        let Some(f) = crate::wide::row_kernel(isa, ocb) else {
+            return;
+        };
+        let width = (rows - 1) * s.flat_pad + s.ow;
+        self.call_row_kernel(s, f, row.in_base, row.w_blk, part, ocb, s.flat_len(), width, None);
+        let (lanes4, rest) = (s.ow / 4, s.ow % 4);
+        for r in 0..rows {
+            for (lanes, x0, count) in [(4, 0, lanes4), (1, lanes4 * 4, rest)] {
+                if count == 0 {
+                    continue;
+                }
+                let ty = if lanes == 4 { F32X4 } else { F32 };
+                let first = self.iconst(x0 * 4);
+                self.for_count(first, count, (lanes * 4) as i64, &mut |e, xoff| {
+                    let src = e.b.ins().iadd(part, xoff);
+                    let out = e.b.ins().iadd(row.out_row, xoff);
+                    let res: Vec<Option<Value>> = row
+                        .res_row
+                        .iter()
+                        .map(|p| p.map(|p| e.b.ins().iadd(p, xoff)))
+                        .collect();
+                    for j in 0..ocb {
+                        let soff = ((j * s.flat_len() + r * s.flat_pad) * 4) as i32;
+                        let ooff = ((j * s.out_cs + r * s.out_rs) * 4) as i32;
+                        let a = e.b.ins().load(ty, rw(), src, soff);
+                        let v = e.epilogue(&s.ep, &row.ptrs, ty, a, (j * 32) as i32, &res, ooff);
+                        e.b.ins().store(rw(), v, out, ooff);
+                    }
+                });
+            }
+        }
+    }
+
+    /// Calls the row microkernel `f` once per chunk of the reduction: `width` positions from
+    /// `in_base` into `out` (channels `out_cs` floats apart); `count`, a tap count known at run
+    /// time.
+    #[allow(clippy::too_many_arguments)]
+    fn call_row_kernel(
+        &mut self,
+        s: &ConvSpec,
+        f: crate::wide::RowFn,
+        in_base: Value,
+        w_blk: Value,
+        out: Value,
+        ocb: usize,
+        out_cs: usize,
+        width: usize,
+        count: Option<Value>,
+    ) {
         let mut sig = Signature::new(self.call_conv);
         for _ in 0..6 {
             sig.params.push(AbiParam::new(PTR));
@@ -795,16 +879,15 @@ impl Em<'_> {
         let sig = self.b.import_signature(sig);
         for chunk in 0..s.chunks() {
             let (t0, _) = s.chunk(chunk);
-            let inp = self.b.ins().iadd_imm_s(row.in_base, s.tap_offset(t0));
+            let inp = self.b.ins().iadd_imm_s(in_base, s.tap_offset(t0));
             let w = self
                 .b
                 .ins()
-                .iadd_imm_s(row.w_blk, (t0 * s.tap_bytes(ocb)) as i64);
-            let cs = self.iconst(s.out_cs);
+                .iadd_imm_s(w_blk, (t0 * s.tap_bytes(ocb)) as i64);
+            let cs = self.iconst(out_cs);
             let wd = self.iconst(width);
             let acc = usize::from(t0 > 0) * crate::wide::ACCUMULATE;
-            // A tap count known only at run time (a fused vertical conv's border rows).
-            let flags = match row.count {
+            let flags = match count {
                 Some(n) => {
                     let n = self.b.ins().ishl_imm_s(n, i64::from(crate::wide::COUNT_SHIFT));
                     self.b
@@ -816,10 +899,7 @@ impl Em<'_> {
             let callee = self.b.ins().iconst(PTR, f as usize as i64);
             self.b
                 .ins()
-                .call_indirect(sig, callee, &[inp, w, row.out_row, cs, wd, flags]);
-        }
-        if !s.ep.is_empty() {
-            self.epilogue_in_place(s, row, ocb, width);
+                .call_indirect(sig, callee, &[inp, w, out, cs, wd, flags]);
         }
     }
 

@@ -1312,8 +1312,29 @@ impl Builder<'_> {
         // (partial sums in the thread's scratch: `ConvSpec::part_slot`): a 7x7 plane is 2
         // vectors a row, and each weight would otherwise serve 2.
         let long = taps * (8 + ocb * dup * 4) > chunk_bytes();
-        // (A microkernel masks its last tile: one row per item.)
-        let mut rows = if wide.is_some() {
+        // A microkernel on a narrow padded plane (7 of 16 lanes filled on a 7x7 plane) runs
+        // `rows` rows as one flat row of the padded input, padding columns included (their
+        // results are dropped): the item's sums go to the thread's scratch, then the epilogue
+        // copies the valid columns out (`ConvSpec::flat_pad`). Else one row per item (the
+        // last tile is masked).
+        let flat_pad = match (&pad, wide) {
+            (Some(p), Some(isa))
+                if sh == 1
+                    && sw == 1
+                    && cg > 4
+                    && oh > 1
+                    && role == BandRole::Alone
+                    && wastes_lanes(ow, isa.lanes())
+                    && p.wq > ow =>
+            {
+                p.wq
+            }
+            _ => 0,
+        };
+        let mut rows = if flat_pad > 0 {
+            // About 512 positions an item (the whole of a 7x7 or 14x14 plane).
+            (512 / flat_pad).clamp(1, oh)
+        } else if wide.is_some() {
             1
         } else if vpr > 0 && vpr % v != 0 && vpr <= 4 * v && oh > 1 {
             let r = (1..=v).find(|r| (r * vpr) % v == 0).unwrap_or(v).min(oh);
@@ -1372,6 +1393,7 @@ impl Builder<'_> {
         let mut full_chan_stride = full_chan_stride;
         if let Some(p) = pad.as_mut()
             && !flat
+            && flat_pad == 0
         {
             p.hcw = true;
             row_stride = p.row_stride();
@@ -1450,7 +1472,7 @@ impl Builder<'_> {
         let ep = self.epilogue(n, members, bias, &mut args)?;
         // A chunked kernel with rows packed keeps its partial sums in the thread's scratch,
         // after the padding tile if any: 16 bytes per vector position and channel.
-        let part_slot = if rows > 1 && chunk_taps < taps {
+        let part_slot = if rows > 1 && (chunk_taps < taps || flat_pad > 0) {
             let off = tile.as_ref().map_or(0, |t| t.len().div_ceil(16) * 16 + 16);
             args.push(Arg::ThreadScratchAt(off));
             args.len() - 1
@@ -1516,6 +1538,7 @@ impl Builder<'_> {
             xtile_cols,
             part_slot,
             wide,
+            flat_pad,
         };
         let macs = (oc * oh0 * ow0) as u64 * taps as u64;
         Ok(Step {
@@ -1698,6 +1721,7 @@ impl Builder<'_> {
             xtile_cols: ow_a,
             part_slot: 0,
             wide,
+            flat_pad: 0,
         };
         let spec_b = ConvSpec {
             groups: groups_b,
@@ -1727,6 +1751,7 @@ impl Builder<'_> {
             xtile_cols: ow_b,
             part_slot: 0,
             wide,
+            flat_pad: 0,
         };
         let macs = (oc_a * oh_a * ow_a * kh) as u64 + (ob * oh_b * ow_b * cg_b * kw) as u64;
         Ok(Step {

@@ -127,6 +127,12 @@ pub(crate) struct ConvSpec {
     /// The wide-vector microkernel that runs the reduction (`crate::wide`), or `None` for
     /// Cranelift's own f32x4 code. With one, `wdup` is 1 and `rows` is 1.
     pub wide: Option<Isa>,
+    /// With a microkernel on a padded stride-1 input of `[C][H][W]` layout: the padded row
+    /// length (`wq`), and the item's `rows` rows run as one flat row of
+    /// `(rows - 1) * flat_pad + ow` positions (the padding columns computed and dropped), into
+    /// the thread's scratch at `part_slot` (`ocb` channels `flat_len()` apart); the epilogue
+    /// then copies the valid columns to the output. 0: off.
+    pub flat_pad: usize,
 }
 
 impl ConvSpec {
@@ -157,7 +163,14 @@ impl ConvSpec {
     }
     /// Floats of partial sums a packed-rows item needs ([`ConvSpec::part_slot`]).
     pub fn part_len(&self) -> usize {
+        if self.flat_pad > 0 {
+            return self.ocb * self.flat_len();
+        }
         self.rows * self.ow.div_ceil(4) * self.ocb * 4
+    }
+    /// Positions of an item's flat row ([`ConvSpec::flat_pad`]).
+    pub fn flat_len(&self) -> usize {
+        (self.rows - 1) * self.flat_pad + self.ow
     }
     /// Chunks of the reduction ([`ConvSpec::chunk_taps`]).
     pub fn chunks(&self) -> usize {
@@ -443,7 +456,7 @@ impl KernelSpec {
         };
         match self {
             KernelSpec::Conv(s) => format!(
-                "conv{}x{}s{}x{}d{}x{}g{}_{}x{}x{}_b{}{}{}{}{}{}{}{}",
+                "conv{}x{}s{}x{}d{}x{}g{}_{}x{}x{}_b{}{}{}{}{}{}{}{}{}",
                 s.kh,
                 s.kw,
                 s.sh,
@@ -477,6 +490,11 @@ impl KernelSpec {
                     String::new()
                 },
                 s.wide.map_or(String::new(), |i| format!("_{i}")),
+                if s.flat_pad > 0 {
+                    format!("_flat{}", s.flat_pad)
+                } else {
+                    String::new()
+                },
                 ep(&s.ep)
             ),
             KernelSpec::Sep(s) => format!(

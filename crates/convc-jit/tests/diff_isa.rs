@@ -81,3 +81,46 @@ fn microkernel_blocks_and_row_tails() {
         }
     }
 }
+
+/// Narrow padded planes run as flat rows of the padded input on the wide paths (kernel names
+/// `_flat<row>`): every padding form, dilation, groups, chunked reductions, rows that do not
+/// fill an item, a residual add and activations, 1 and 2 threads.
+#[test]
+fn narrow_padded_planes_run_as_flat_rows() {
+    let cases = [
+        ("kernel=3x3, pad=1", 16, 13, 7, 7),
+        ("kernel=3x3, pad=same", 64, 24, 14, 14),
+        ("kernel=1x7, pad=(0, 3)", 12, 20, 17, 17),
+        ("kernel=7x1, pad=(3, 0)", 12, 20, 17, 17),
+        ("kernel=3x3, dilation=2, pad=same", 8, 9, 9, 6),
+        ("kernel=3x3, groups=2, pad=(0, 2, 1, 1)", 20, 10, 5, 11),
+        ("kernel=3x3, pad=1", 512, 12, 7, 7),
+        ("kernel=5x5, pad=2", 24, 7, 40, 9),
+    ];
+    for isa in Isa::available() {
+        for (args, c, out, h, w) in cases {
+            let w: usize = w;
+            let src = format!(
+                "input x: [{c}, {h}, {w}]\n\
+                 y = conv(x, out={out}, {args}, weights=random(seed=1), bias=random(seed=2))\n\
+                 z = conv(x, out={out}, kernel=1x1, weights=random(seed=3))\n\
+                 a = add(y, z)\n\
+                 r = leaky_relu(a, alpha=0.1)\n\
+                 output r\n"
+            );
+            for threads in [1, 2] {
+                let names = check_on(&src, isa, threads);
+                // Flat where the last vector of a row leaves over a quarter of its lanes idle
+                // and the input is padded horizontally (7x1 with vertical padding only: not).
+                let l = isa.lanes();
+                let wastes = 4 * (w.div_ceil(l) * l - w) > w.div_ceil(l) * l;
+                let expect = isa != Isa::Sse && wastes && !args.starts_with("kernel=7x1");
+                assert_eq!(
+                    names.iter().any(|n| n.contains("_flat")),
+                    expect,
+                    "{src}\n{names:?}"
+                );
+            }
+        }
+    }
+}
