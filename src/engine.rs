@@ -87,3 +87,11 @@ pub fn isa_from_env() -> Result<Option<convc_jit::Isa>, Failure> {
         )),
     }
 }
+
+/// Measures the microkernel tiles of the path the JIT will use, before compiling, so that a
+/// benchmark reports this first-use measurement apart from code generation (it is cached for
+/// the process). `None` on Cranelift's own path.
+pub fn tune_first() -> Result<Option<convc_jit::Tuning>, Failure> {
+    let isa = isa_from_env()?.unwrap_or_else(convc_jit::Isa::detect);
+    Ok((isa != convc_jit::Isa::Sse && isa.supported()).then(|| convc_jit::tune(isa)))
+}

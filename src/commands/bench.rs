@@ -85,6 +85,10 @@ pub fn run(a: BenchArgs<'_>) -> Result<(), Failure> {
         .map(|(&n, &(h, w))| bench_input(a.batch, g.node(n).shape.c, h, w))
         .collect::<Result<_, _>>()?;
 
+    let tuning = match a.backend {
+        crate::Backend::Jit => crate::engine::tune_first()?,
+        crate::Backend::Interp => None,
+    };
     let engine = crate::engine::Engine::new(g, &sizes, a.backend, threads, false)?;
     let compile_time = engine.compile_time();
     // Warm up once, then time runs until both a minimum count and a minimum time are reached.
@@ -132,6 +136,13 @@ pub fn run(a: BenchArgs<'_>) -> Result<(), Failure> {
             "macs_executed": executed,
             "gflops": gflops(written),
             "gflops_executed": gflops(executed),
+            "tiles": tuning.as_ref().map(|t| serde_json::json!({
+                "block": t.block,
+                "tuning_ms": t.time.as_secs_f64() * 1e3,
+                "candidates": t.candidates.iter().map(|&(b, v, g)| serde_json::json!({
+                    "block": b, "vectors": v, "gflops": g,
+                })).collect::<Vec<_>>(),
+            })),
         });
         return driver::out(&format!("{v}\n"));
     }
@@ -158,6 +169,20 @@ pub fn run(a: BenchArgs<'_>) -> Result<(), Failure> {
         passes_time.as_secs_f64() * 1e3,
         compile_time.as_secs_f64() * 1e3
     );
+    if let Some(t) = &tuning {
+        let cands: Vec<String> = t
+            .candidates
+            .iter()
+            .map(|(b, v, g)| format!("{b}x{v} {g:.0}"))
+            .collect();
+        let _ = writeln!(
+            text,
+            "  tiles       blocks of {} channels (measured at first use in {:.2} ms, not counted above; GFLOP/s of each tile: {})",
+            t.block,
+            t.time.as_secs_f64() * 1e3,
+            cands.join(", ")
+        );
+    }
     let _ = writeln!(
         text,
         "  throughput  {:.1} GFLOP/s on the network as written ({} MACs/image); {:.1} GFLOP/s executed ({} MACs/image)",

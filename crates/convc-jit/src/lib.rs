@@ -18,7 +18,7 @@ mod runtime;
 mod spec;
 mod wide;
 
-pub use wide::Isa;
+pub use wide::{Isa, Tuning, tune};
 
 use std::collections::HashMap;
 use std::fmt;

@@ -1260,7 +1260,7 @@ impl Builder<'_> {
         // vectors of the row per tap).
         let wide = (self.isa != Isa::Sse).then_some(self.isa);
         let ocb = match wide {
-            Some(isa) => crate::spec::blocks_of_at_most(og, crate::wide::max_ocb(isa)),
+            Some(isa) => crate::spec::blocks_of_at_most(og, crate::wide::block_ocb_max(isa)),
             None => crate::spec::block_ocb(og, self.fma),
         };
         let nb = og.div_ceil(ocb);
@@ -1654,7 +1654,7 @@ impl Builder<'_> {
         let rb = pl + ow_a + pr;
         let wide = (self.isa != Isa::Sse).then_some(self.isa);
         let ocb = match wide {
-            Some(isa) => crate::spec::blocks_of_at_most(og_b, crate::wide::max_ocb(isa)),
+            Some(isa) => crate::spec::blocks_of_at_most(og_b, crate::wide::block_ocb_max(isa)),
             None => crate::spec::block_ocb(og_b, fma),
         };
         let smallest = if og_b % ocb == 0 { ocb } else { og_b % ocb };
