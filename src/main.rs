@@ -56,6 +56,9 @@ pub enum Format {
     Json,
     /// The machine code the JIT generates for every kernel (needs known sizes).
     Asm,
+    /// The JIT's plan: where each value lives, each step's kernel, schedule, input layout and
+    /// threads (needs known sizes).
+    Plan,
 }
 
 /// Which engine runs the network.

@@ -1,4 +1,5 @@
-//! `convc dump`: the graph IR after the passes, as text, Graphviz dot or JSON.
+//! `convc dump`: the graph IR after the passes, as text, Graphviz dot or JSON; the JIT's plan
+//! or its machine code.
 
 use std::path::Path;
 
@@ -18,12 +19,12 @@ pub fn run(
     driver::selected_passes(passes)?;
     let mut model = driver::load_model(path)?;
     driver::bind_size(&mut model, size)?;
-    if format == Format::Asm {
+    if matches!(format, Format::Asm | Format::Plan) {
         driver::run_passes(&mut model, passes, |_, _| {})?;
-        return asm(&model);
+        return jit_dump(&model, format == Format::Plan);
     }
     let render = |g: &convc_ir::Graph| match format {
-        Format::Text | Format::Asm => print::text(g),
+        Format::Text | Format::Asm | Format::Plan => print::text(g),
         Format::Dot => print::dot(g),
         Format::Json => format!("{:#}\n", print::json(g)),
     };
@@ -50,16 +51,19 @@ pub fn run(
     driver::out(&render(&model.graph))
 }
 
-/// Compiles the graph and prints every kernel's machine code, with the steps that use it.
-fn asm(model: &driver::Model) -> Result<(), Failure> {
+/// Compiles the graph and prints its plan, or every kernel's machine code with the steps that
+/// use it.
+fn jit_dump(model: &driver::Model, plan: bool) -> Result<(), Failure> {
     let g = &model.graph;
     let mut sizes = Vec::new();
     for &n in &g.inputs {
         let node = g.node(n);
         sizes.push(node.shape.hw().ok_or_else(|| {
             Failure::Usage(format!(
-                "error: input `{}` has symbolic sizes {}: --format asm compiles for known sizes, give --size HxW",
-                node.name, node.shape
+                "error: input `{}` has symbolic sizes {}: --format {} compiles for known sizes, give --size HxW",
+                node.name,
+                node.shape,
+                if plan { "plan" } else { "asm" }
             ))
         })?);
     }
@@ -71,6 +75,9 @@ fn asm(model: &driver::Model) -> Result<(), Failure> {
         ..Default::default()
     };
     let net = convc_jit::compile(g, &sizes, &opts).map_err(driver::input_err)?;
+    if plan {
+        return driver::out(net.plan_text());
+    }
     for step in net.steps() {
         driver::out(&format!(
             "; step {} -> kernel {} ({} MACs)\n",

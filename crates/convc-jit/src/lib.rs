@@ -14,6 +14,7 @@
 mod buf;
 mod codegen;
 mod plan;
+mod plan_text;
 mod runtime;
 mod spec;
 mod wide;
@@ -169,6 +170,8 @@ pub struct CompiledNet {
     threads: usize,
     parallel_min_ns: f64,
     input_names: Vec<String>,
+    /// The plan as text ([`CompiledNet::plan_text`]).
+    plan_text: String,
     /// Worker threads, started by the first parallel run; stopped (joined) on drop.
     pool: Pool,
     /// The intermediate buffers, allocated by the first run and kept.
@@ -351,7 +354,10 @@ pub fn compile(
     } else {
         opts.threads
     };
+    let names: Vec<String> = kernels.iter().map(|k| k.name.clone()).collect();
+    let plan_text = plan_text::render(g, &plan, &names, opts.parallel_min_ns);
     Ok(CompiledNet {
+        plan_text,
         plan,
         fns,
         kernels,
@@ -557,6 +563,12 @@ impl CompiledNet {
     /// [`JitOptions::emit_asm`]).
     pub fn disassembly(&self) -> Vec<(String, String)> {
         self.asm.clone()
+    }
+
+    /// The plan as text: where every value lives, each step's kernel and schedule, its input
+    /// layout and whether it runs on several threads (`convc dump --format plan`).
+    pub fn plan_text(&self) -> &str {
+        &self.plan_text
     }
 
     /// Wall-clock time of [`compile`] (planning, packing and code generation).

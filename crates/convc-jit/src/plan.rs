@@ -483,9 +483,18 @@ const CHUNK_BYTES: usize = 16 * 1024;
 /// [`CHUNK_BYTES`] scaled to this host's L1 data cache (a third of it, 8 to 32 KB; 16 KB when
 /// the size cannot be read). With the microkernels (AVX-512, 12 x 2 tiles) 8, 16, 24 and 32 KB
 /// measured within noise of each other on a 48 KB L1 (resnet_block's layer 186-199 GFLOP/s).
+/// `CONVC_L1D_BYTES` overrides the size read (the plan snapshots fix it, so that plans do not
+/// depend on the machine that runs the tests).
 fn chunk_bytes() -> usize {
     static BYTES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *BYTES.get_or_init(|| l1d_bytes().map_or(CHUNK_BYTES, |b| (b / 3).clamp(8 << 10, 32 << 10)))
+    *BYTES.get_or_init(|| {
+        let forced = std::env::var("CONVC_L1D_BYTES")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        forced
+            .or_else(l1d_bytes)
+            .map_or(CHUNK_BYTES, |b| (b / 3).clamp(8 << 10, 32 << 10))
+    })
 }
 
 /// The L1 data cache of CPU 0 in bytes, from Linux's sysfs.
