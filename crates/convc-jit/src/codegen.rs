@@ -6,7 +6,8 @@
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    AbiParam, Function, InstBuilder, MemFlagsData, Signature, Type, Value, types,
+    AbiParam, Function, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind, Type,
+    Value, types,
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -794,6 +795,13 @@ impl Em<'_> {
             }
             return;
         };
+        // The epilogue inside the microkernel where it can express it (the stores of the last
+        // chunk), else a pass over the rows it wrote.
+        let ep = if s.ep.is_empty() {
+            None
+        } else {
+            self.wide_epilogue(s, row)
+        };
         self.call_row_kernel(
             s,
             f,
@@ -804,8 +812,9 @@ impl Em<'_> {
             s.out_cs,
             width,
             row.count,
+            ep,
         );
-        if !s.ep.is_empty() {
+        if !s.ep.is_empty() && ep.is_none() {
             self.epilogue_in_place(s, row, ocb, width);
         }
     }
@@ -827,7 +836,18 @@ impl Em<'_> {
             return;
         };
         let width = (rows - 1) * s.flat_pad + s.ow;
-        self.call_row_kernel(s, f, row.in_base, row.w_blk, part, ocb, s.flat_len(), width, None);
+        self.call_row_kernel(
+            s,
+            f,
+            row.in_base,
+            row.w_blk,
+            part,
+            ocb,
+            s.flat_len(),
+            width,
+            None,
+            None,
+        );
         let (lanes4, rest) = (s.ow / 4, s.ow % 4);
         for r in 0..rows {
             for (lanes, x0, count) in [(4, 0, lanes4), (1, lanes4 * 4, rest)] {
@@ -871,9 +891,10 @@ impl Em<'_> {
         out_cs: usize,
         width: usize,
         count: Option<Value>,
+        ep: Option<Value>,
     ) {
         let mut sig = Signature::new(self.call_conv);
-        for _ in 0..6 {
+        for _ in 0..7 {
             sig.params.push(AbiParam::new(PTR));
         }
         let sig = self.b.import_signature(sig);
@@ -896,11 +917,62 @@ impl Em<'_> {
                 }
                 None => self.iconst(acc),
             };
+            // The epilogue with the last chunk's stores.
+            let ep = match ep {
+                Some(p) if chunk + 1 == s.chunks() => p,
+                _ => self.iconst(0),
+            };
             let callee = self.b.ins().iconst(PTR, f as usize as i64);
             self.b
                 .ins()
-                .call_indirect(sig, callee, &[inp, w, out, cs, wd, flags]);
+                .call_indirect(sig, callee, &[inp, w, out, cs, wd, flags, ep]);
         }
+    }
+
+    /// The epilogue as the microkernels' [`crate::wide::EpStep`] list, in a stack slot: every
+    /// step but sigmoid and tanh (those keep Cranelift's pass over the rows). `None` when a
+    /// step cannot be expressed.
+    fn wide_epilogue(&mut self, s: &ConvSpec, row: &Row) -> Option<Value> {
+        use crate::wide::{EP_ADD, EP_AFFINE, EP_BIAS, EP_CLAMP, EP_LEAKY, EP_STEP_BYTES};
+        let mut steps: Vec<(u64, Option<Value>, f32, f32)> = Vec::new();
+        for (i, st) in s.ep.iter().enumerate() {
+            steps.push(match *st {
+                Ep::Affine { scale, .. } => {
+                    let kind = if scale { EP_AFFINE } else { EP_BIAS };
+                    (kind, Some(row.ptrs.ptr.get(i).copied().flatten()?), 0.0, 0.0)
+                }
+                Ep::Add { .. } => (EP_ADD, Some(row.res_row.get(i).copied().flatten()?), 0.0, 0.0),
+                Ep::Act(Act::Relu) => (EP_CLAMP, None, 0.0, f32::INFINITY),
+                Ep::Act(Act::Relu6) => (EP_CLAMP, None, 0.0, 6.0),
+                Ep::Act(Act::Clamp(lo, hi)) => {
+                    (EP_CLAMP, None, f32::from_bits(lo), f32::from_bits(hi))
+                }
+                Ep::Act(Act::Leaky(a)) => (EP_LEAKY, None, f32::from_bits(a), 0.0),
+                Ep::Act(Act::Sigmoid | Act::Tanh) => return None,
+            });
+        }
+        let bytes = (steps.len() + 1) * EP_STEP_BYTES;
+        let slot = self.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            u32::try_from(bytes).ok()?,
+            3,
+        ));
+        let end = (crate::wide::EP_END, None, 0.0, 0.0);
+        for (i, (kind, ptr, a, b)) in steps.into_iter().chain([end]).enumerate() {
+            let at = (i * EP_STEP_BYTES) as i32;
+            let k = self.b.ins().iconst(PTR, kind as i64);
+            self.b.ins().stack_store(PTR, k, slot, at);
+            let p = match ptr {
+                Some(p) => p,
+                None => self.iconst(0),
+            };
+            self.b.ins().stack_store(PTR, p, slot, at + 8);
+            let a = self.b.ins().iconst(types::I32, i64::from(a.to_bits()));
+            self.b.ins().stack_store(PTR, a, slot, at + 16);
+            let b = self.b.ins().iconst(types::I32, i64::from(b.to_bits()));
+            self.b.ins().stack_store(PTR, b, slot, at + 20);
+        }
+        Some(self.b.ins().stack_addr(PTR, slot, 0))
     }
 
     /// The epilogue over `width` columns of each of the block's `ocb` output rows, in place:

@@ -180,7 +180,7 @@ fn measure(isa: Isa) -> Tuning {
             let t = std::time::Instant::now();
             // SAFETY: every tap reads `inp[t + x]` for x < width, inside `inp`; the output is
             // `b` rows of `width` floats; the host runs `isa` (checked above).
-            unsafe { f(inp.as_ptr(), w.as_ptr(), out.as_mut_ptr(), width, width, 0) };
+            unsafe { f(inp.as_ptr(), w.as_ptr(), out.as_mut_ptr(), width, width, 0, std::ptr::null()) };
             let secs = t.elapsed().as_secs_f64().max(1e-9);
             std::hint::black_box(&out);
             let gflops = 2.0 * (b * width * taps) as f64 / secs / 1e9;
@@ -229,9 +229,40 @@ pub(crate) const COUNTED: usize = 2;
 /// See [`RowFn`].
 pub(crate) const COUNT_SHIFT: u32 = 2;
 
-/// See [`ACCUMULATE`].
+/// See [`ACCUMULATE`]. The seventh argument: the epilogue to apply before the stores (a list
+/// of [`EpStep`] ended by kind [`EP_END`]), or null.
 pub(crate) type RowFn =
-    unsafe extern "C" fn(*const f32, *const u8, *mut f32, usize, usize, usize);
+    unsafe extern "C" fn(*const f32, *const u8, *mut f32, usize, usize, usize, *const EpStep);
+
+/// One step of an epilogue the microkernel applies to its sums before storing them (the last
+/// chunk of a reduction), in the kernel's order; exactly `Unary::apply`'s semantics.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EpStep {
+    /// [`EP_END`], [`EP_AFFINE`], [`EP_BIAS`], [`EP_ADD`], [`EP_CLAMP`] or [`EP_LEAKY`].
+    pub kind: u64,
+    /// Affine, bias: the block's first channel's parameters (channel `j`'s scale at float
+    /// `8j`, shift at `8j + 4`); add: the residual at the output's column 0 (same layout).
+    pub ptr: *const f32,
+    /// Clamp: the bounds (infinite for none); leaky: the slope in `a`.
+    pub a: f32,
+    pub b: f32,
+}
+
+/// Ends an epilogue.
+pub(crate) const EP_END: u64 = 0;
+/// `v * scale + shift`.
+pub(crate) const EP_AFFINE: u64 = 1;
+/// `v + shift`.
+pub(crate) const EP_BIAS: u64 = 2;
+/// `v + residual`.
+pub(crate) const EP_ADD: u64 = 3;
+/// `v < a ? a : v > b ? b : v` (relu, relu6, clamp).
+pub(crate) const EP_CLAMP: u64 = 4;
+/// `v < 0 ? a * v : v`.
+pub(crate) const EP_LEAKY: u64 = 5;
+/// Bytes of one [`EpStep`].
+pub(crate) const EP_STEP_BYTES: usize = std::mem::size_of::<EpStep>();
 
 /// The row kernel of `isa` for blocks of `ocb` channels (`1..=max_ocb(isa)`).
 pub(crate) fn row_kernel(isa: Isa, ocb: usize) -> Option<RowFn> {
@@ -254,7 +285,10 @@ pub(crate) fn row_kernel(isa: Isa, ocb: usize) -> Option<RowFn> {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{ACCUMULATE, COUNT_SHIFT, COUNTED, RowFn};
+    use super::{
+        ACCUMULATE, COUNT_SHIFT, COUNTED, EP_ADD, EP_AFFINE, EP_BIAS, EP_CLAMP, EP_END, EP_LEAKY,
+        EpStep, RowFn,
+    };
 
     /// Reads the `i64` offset at the head of a tap's weights.
     #[inline(always)]
@@ -262,8 +296,107 @@ mod x86 {
         unsafe { (wp as *const i64).read_unaligned() as isize }
     }
 
+    /// Applies the epilogue `ep` to `v`, the sums of channel `j` at float `off` of the output
+    /// (`j * out_cs + column`); `masked`: read the residual under `mask`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn ep512(
+        mut v: __m512,
+        ep: *const EpStep,
+        j: usize,
+        off: usize,
+        mask: __mmask16,
+        masked: bool,
+    ) -> __m512 {
+        unsafe {
+            let mut e = ep;
+            loop {
+                let st = *e;
+                match st.kind {
+                    EP_END => break,
+                    EP_AFFINE => {
+                        let sc = _mm512_set1_ps(*st.ptr.add(8 * j));
+                        let sh = _mm512_set1_ps(*st.ptr.add(8 * j + 4));
+                        v = _mm512_add_ps(_mm512_mul_ps(v, sc), sh);
+                    }
+                    EP_BIAS => v = _mm512_add_ps(v, _mm512_set1_ps(*st.ptr.add(8 * j + 4))),
+                    EP_ADD => {
+                        let p = st.ptr.add(off);
+                        let r = if masked {
+                            _mm512_maskz_loadu_ps(mask, p)
+                        } else {
+                            _mm512_loadu_ps(p)
+                        };
+                        v = _mm512_add_ps(v, r);
+                    }
+                    // max(a, v) = a > v ? a : v keeps NaN and -0 as `Unary::apply` does.
+                    EP_CLAMP => {
+                        v = _mm512_max_ps(_mm512_set1_ps(st.a), v);
+                        v = _mm512_min_ps(_mm512_set1_ps(st.b), v);
+                    }
+                    EP_LEAKY => {
+                        let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, _mm512_setzero_ps());
+                        v = _mm512_mask_mul_ps(v, neg, v, _mm512_set1_ps(st.a));
+                    }
+                    _ => {}
+                }
+                e = e.add(1);
+            }
+            v
+        }
+    }
+
+    /// [`ep512`] for 8-lane vectors; `mask`: lanes with the sign bit set.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn ep256(
+        mut v: __m256,
+        ep: *const EpStep,
+        j: usize,
+        off: usize,
+        mask: __m256i,
+        masked: bool,
+    ) -> __m256 {
+        unsafe {
+            let mut e = ep;
+            loop {
+                let st = *e;
+                match st.kind {
+                    EP_END => break,
+                    EP_AFFINE => {
+                        let sc = _mm256_set1_ps(*st.ptr.add(8 * j));
+                        let sh = _mm256_set1_ps(*st.ptr.add(8 * j + 4));
+                        v = _mm256_add_ps(_mm256_mul_ps(v, sc), sh);
+                    }
+                    EP_BIAS => v = _mm256_add_ps(v, _mm256_set1_ps(*st.ptr.add(8 * j + 4))),
+                    EP_ADD => {
+                        let p = st.ptr.add(off);
+                        let r = if masked {
+                            _mm256_maskload_ps(p, mask)
+                        } else {
+                            _mm256_loadu_ps(p)
+                        };
+                        v = _mm256_add_ps(v, r);
+                    }
+                    EP_CLAMP => {
+                        v = _mm256_max_ps(_mm256_set1_ps(st.a), v);
+                        v = _mm256_min_ps(_mm256_set1_ps(st.b), v);
+                    }
+                    EP_LEAKY => {
+                        let neg = _mm256_cmp_ps::<_CMP_LT_OQ>(v, _mm256_setzero_ps());
+                        let av = _mm256_mul_ps(v, _mm256_set1_ps(st.a));
+                        v = _mm256_blendv_ps(v, av, neg);
+                    }
+                    _ => {}
+                }
+                e = e.add(1);
+            }
+            v
+        }
+    }
+
     /// One tile: `OCB` channels x `NV` vectors of 16 columns; the last vector under `mask`
-    /// when `MASKED`.
+    /// when `MASKED`. `ep` (or null) is applied before the stores; `x`: the tile's column.
     #[target_feature(enable = "avx512f")]
     unsafe fn tile512<const OCB: usize, const NV: usize, const MASKED: bool>(
         inp: *const f32,
@@ -272,6 +405,8 @@ mod x86 {
         out_cs: usize,
         mask: __mmask16,
         flags: usize,
+        ep: *const EpStep,
+        x: usize,
     ) {
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); NV]; OCB];
@@ -322,10 +457,16 @@ mod x86 {
             for (j, a) in acc.iter().enumerate() {
                 for (k, v) in a.iter().enumerate() {
                     let p = out.add(j * out_cs + 16 * k);
-                    if MASKED && k + 1 == NV {
-                        _mm512_mask_storeu_ps(p, mask, *v);
+                    let last = MASKED && k + 1 == NV;
+                    let v = if ep.is_null() {
+                        *v
                     } else {
-                        _mm512_storeu_ps(p, *v);
+                        ep512(*v, ep, j, j * out_cs + x + 16 * k, mask, last)
+                    };
+                    if last {
+                        _mm512_mask_storeu_ps(p, mask, v);
+                    } else {
+                        _mm512_storeu_ps(p, v);
                     }
                 }
             }
@@ -341,13 +482,14 @@ mod x86 {
         out_cs: usize,
         width: usize,
         flags: usize,
+        ep: *const EpStep,
     ) {
         unsafe {
             let acc = flags;
             let step = 16 * NV;
             let mut x = 0;
             while x + step <= width {
-                tile512::<OCB, NV, false>(inp.add(x), w, out.add(x), out_cs, !0, acc);
+                tile512::<OCB, NV, false>(inp.add(x), w, out.add(x), out_cs, !0, acc, ep, x);
                 x += step;
             }
             let rest = width - x;
@@ -359,10 +501,10 @@ mod x86 {
             let mask: __mmask16 = if tail == 16 { !0 } else { (1u16 << tail) - 1 };
             let (i, o) = (inp.add(x), out.add(x));
             match nv {
-                1 => tile512::<OCB, 1, true>(i, w, o, out_cs, mask, acc),
-                2 => tile512::<OCB, 2, true>(i, w, o, out_cs, mask, acc),
-                3 => tile512::<OCB, 3, true>(i, w, o, out_cs, mask, acc),
-                _ => tile512::<OCB, 4, true>(i, w, o, out_cs, mask, acc),
+                1 => tile512::<OCB, 1, true>(i, w, o, out_cs, mask, acc, ep, x),
+                2 => tile512::<OCB, 2, true>(i, w, o, out_cs, mask, acc, ep, x),
+                3 => tile512::<OCB, 3, true>(i, w, o, out_cs, mask, acc, ep, x),
+                _ => tile512::<OCB, 4, true>(i, w, o, out_cs, mask, acc, ep, x),
             }
         }
     }
@@ -377,6 +519,8 @@ mod x86 {
         out_cs: usize,
         mask: __m256i,
         flags: usize,
+        ep: *const EpStep,
+        x: usize,
     ) {
         unsafe {
             let mut acc = [[_mm256_setzero_ps(); NV]; OCB];
@@ -427,10 +571,16 @@ mod x86 {
             for (j, a) in acc.iter().enumerate() {
                 for (k, v) in a.iter().enumerate() {
                     let p = out.add(j * out_cs + 8 * k);
-                    if MASKED && k + 1 == NV {
-                        _mm256_maskstore_ps(p, mask, *v);
+                    let last = MASKED && k + 1 == NV;
+                    let v = if ep.is_null() {
+                        *v
                     } else {
-                        _mm256_storeu_ps(p, *v);
+                        ep256(*v, ep, j, j * out_cs + x + 8 * k, mask, last)
+                    };
+                    if last {
+                        _mm256_maskstore_ps(p, mask, v);
+                    } else {
+                        _mm256_storeu_ps(p, v);
                     }
                 }
             }
@@ -445,6 +595,7 @@ mod x86 {
         out_cs: usize,
         width: usize,
         flags: usize,
+        ep: *const EpStep,
     ) {
         unsafe {
             let acc = flags;
@@ -452,7 +603,7 @@ mod x86 {
             let mut x = 0;
             let all = _mm256_set1_epi32(-1);
             while x + step <= width {
-                tile256::<OCB, NV, false>(inp.add(x), w, out.add(x), out_cs, all, acc);
+                tile256::<OCB, NV, false>(inp.add(x), w, out.add(x), out_cs, all, acc, ep, x);
                 x += step;
             }
             let rest = width - x;
@@ -466,9 +617,9 @@ mod x86 {
             let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail), lanes);
             let (i, o) = (inp.add(x), out.add(x));
             match nv {
-                1 => tile256::<OCB, 1, true>(i, w, o, out_cs, mask, acc),
-                2 => tile256::<OCB, 2, true>(i, w, o, out_cs, mask, acc),
-                _ => tile256::<OCB, 3, true>(i, w, o, out_cs, mask, acc),
+                1 => tile256::<OCB, 1, true>(i, w, o, out_cs, mask, acc, ep, x),
+                2 => tile256::<OCB, 2, true>(i, w, o, out_cs, mask, acc, ep, x),
+                _ => tile256::<OCB, 3, true>(i, w, o, out_cs, mask, acc, ep, x),
             }
         }
     }
@@ -547,6 +698,76 @@ mod tests {
         v
     }
 
+    /// The fused epilogue against `Unary::apply`'s semantics: affine, residual, clamp (with
+    /// NaN and -0 in the sums), leaky, on every block size and masked widths.
+    #[test]
+    fn row_kernels_apply_the_epilogue_as_the_interpreter() {
+        for isa in [Isa::Avx2, Isa::Avx512] {
+            if !isa.supported() {
+                continue;
+            }
+            for ocb in [1, 2, 5, max_ocb(isa)] {
+                let f = row_kernel(isa, ocb).expect("kernel");
+                for width in [3, 16, 21, 40] {
+                    let out_cs = width + 3;
+                    // One tap of weight 1 over an input holding NaN, -0 and both signs.
+                    let inp: Vec<f32> = (0..width + 8)
+                        .map(|i| match i % 7 {
+                            0 => f32::NAN,
+                            1 => -0.0,
+                            k => (k as f32 - 3.5) * 1.7,
+                        })
+                        .collect();
+                    let mut w = 0i64.to_le_bytes().to_vec();
+                    for _ in 0..ocb {
+                        w.extend_from_slice(&1f32.to_le_bytes());
+                    }
+                    let params: Vec<f32> = (0..ocb)
+                        .flat_map(|j| {
+                            let (sc, sh) = (0.5 + j as f32, 0.25 - j as f32);
+                            [sc, sc, sc, sc, sh, sh, sh, sh]
+                        })
+                        .collect();
+                    let res: Vec<f32> = (0..ocb * out_cs).map(|i| (i % 5) as f32 - 2.0).collect();
+                    let steps = [
+                        EpStep { kind: EP_AFFINE, ptr: params.as_ptr(), a: 0.0, b: 0.0 },
+                        EpStep { kind: EP_ADD, ptr: res.as_ptr(), a: 0.0, b: 0.0 },
+                        EpStep { kind: EP_CLAMP, ptr: std::ptr::null(), a: 0.0, b: 6.0 },
+                        EpStep { kind: EP_LEAKY, ptr: std::ptr::null(), a: 0.1, b: 0.0 },
+                        EpStep { kind: EP_BIAS, ptr: params.as_ptr(), a: 0.0, b: 0.0 },
+                        EpStep { kind: EP_CLAMP, ptr: std::ptr::null(), a: f32::NEG_INFINITY, b: 1.0 },
+                        EpStep { kind: EP_END, ptr: std::ptr::null(), a: 0.0, b: 0.0 },
+                    ];
+                    let mut got = vec![7.0f32; ocb * out_cs];
+                    // SAFETY: one tap reads `inp[x]`, x < width; outputs and residuals are
+                    // `ocb` rows of `out_cs >= width` floats.
+                    unsafe {
+                        f(inp.as_ptr(), w.as_ptr(), got.as_mut_ptr(), out_cs, width, 0, steps.as_ptr())
+                    };
+                    for j in 0..ocb {
+                        for x in 0..width {
+                            let (sc, sh) = (params[8 * j], params[8 * j + 4]);
+                            let mut v = 0f32.mul_add(0.0, inp[x]);
+                            v = v * sc + sh;
+                            v += res[j * out_cs + x];
+                            v = convc_ir::Unary::Clamp { min: 0.0, max: 6.0 }.apply(v);
+                            v = convc_ir::Unary::LeakyRelu { alpha: 0.1 }.apply(v);
+                            v += sh;
+                            v = convc_ir::Unary::Clamp { min: f32::NEG_INFINITY, max: 1.0 }.apply(v);
+                            let g = got[j * out_cs + x];
+                            assert!(
+                                g.to_bits() == v.to_bits() || (g.is_nan() && v.is_nan()),
+                                "{isa} ocb {ocb} width {width} ({j}, {x}): {g} vs {v}"
+                            );
+                        }
+                        // Past the row: untouched.
+                        assert!(got[j * out_cs + width..(j + 1) * out_cs].iter().all(|&v| v == 7.0));
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn tuning_picks_a_measured_candidate_once() {
         for isa in Isa::available() {
@@ -604,6 +825,7 @@ mod tests {
                                 out_cs,
                                 width,
                                 flags,
+                                std::ptr::null(),
                             )
                         };
                         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
