@@ -848,6 +848,34 @@ impl Em<'_> {
             None,
             None,
         );
+        // The copy out, with the epilogue, in the wide path's vectors where it can express the
+        // epilogue; else Cranelift's f32x4 loops below.
+        if let (Some(copy), Some(ep)) = (
+            crate::wide::copy_kernel(isa),
+            if s.ep.is_empty() {
+                Some(self.iconst(0))
+            } else {
+                self.wide_epilogue(s, row)
+            },
+        ) {
+            let mut sig = Signature::new(self.call_conv);
+            for _ in 0..10 {
+                sig.params.push(AbiParam::new(PTR));
+            }
+            let sig = self.b.import_signature(sig);
+            let args = [s.flat_len(), s.flat_pad, s.out_cs, s.out_rs, ocb, rows, s.ow]
+                .map(|v| self.iconst(v));
+            let callee = self.b.ins().iconst(PTR, copy as usize as i64);
+            self.b.ins().call_indirect(
+                sig,
+                callee,
+                &[
+                    part, args[0], args[1], row.out_row, args[2], args[3], args[4], args[5],
+                    args[6], ep,
+                ],
+            );
+            return;
+        }
         let (lanes4, rest) = (s.ow / 4, s.ow % 4);
         for r in 0..rows {
             for (lanes, x0, count) in [(4, 0, lanes4), (1, lanes4 * 4, rest)] {

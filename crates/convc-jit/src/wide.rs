@@ -264,6 +264,40 @@ pub(crate) const EP_LEAKY: u64 = 5;
 /// Bytes of one [`EpStep`].
 pub(crate) const EP_STEP_BYTES: usize = std::mem::size_of::<EpStep>();
 
+/// Copies `rows` rows of `width` columns of `ocb` channels from a flat row's sums to the
+/// output, applying the epilogue (or null) on the way: `(src, src channel stride, src row
+/// stride, out, out channel stride, out row stride, ocb, rows, width, epilogue)`. The
+/// residual of an epilogue has the output's layout.
+pub(crate) type CopyFn = unsafe extern "C" fn(
+    *const f32,
+    usize,
+    usize,
+    *mut f32,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    *const EpStep,
+);
+
+/// The copy-out kernel of `isa` ([`CopyFn`]).
+pub(crate) fn copy_kernel(isa: Isa) -> Option<CopyFn> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match isa {
+            Isa::Avx512 => Some(x86::copy512 as CopyFn),
+            Isa::Avx2 => Some(x86::copy256 as CopyFn),
+            Isa::Sse => None,
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = isa;
+        None
+    }
+}
+
 /// The row kernel of `isa` for blocks of `ocb` channels (`1..=max_ocb(isa)`).
 pub(crate) fn row_kernel(isa: Isa, ocb: usize) -> Option<RowFn> {
     #[cfg(target_arch = "x86_64")]
@@ -620,6 +654,81 @@ mod x86 {
                 1 => tile256::<OCB, 1, true>(i, w, o, out_cs, mask, acc, ep, x),
                 2 => tile256::<OCB, 2, true>(i, w, o, out_cs, mask, acc, ep, x),
                 _ => tile256::<OCB, 3, true>(i, w, o, out_cs, mask, acc, ep, x),
+            }
+        }
+    }
+
+    /// See [`super::CopyFn`].
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe extern "C" fn copy512(
+        src: *const f32,
+        src_cs: usize,
+        src_rs: usize,
+        out: *mut f32,
+        out_cs: usize,
+        out_rs: usize,
+        ocb: usize,
+        rows: usize,
+        width: usize,
+        ep: *const EpStep,
+    ) {
+        unsafe {
+            for j in 0..ocb {
+                for r in 0..rows {
+                    let mut x = 0;
+                    while x < width {
+                        let n = (width - x).min(16);
+                        let mask: __mmask16 = if n == 16 { !0 } else { (1u16 << n) - 1 };
+                        let v = _mm512_maskz_loadu_ps(mask, src.add(j * src_cs + r * src_rs + x));
+                        let off = j * out_cs + r * out_rs + x;
+                        let v = if ep.is_null() {
+                            v
+                        } else {
+                            ep512(v, ep, j, off, mask, n < 16)
+                        };
+                        _mm512_mask_storeu_ps(out.add(off), mask, v);
+                        x += 16;
+                    }
+                }
+            }
+        }
+    }
+
+    /// See [`super::CopyFn`].
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe extern "C" fn copy256(
+        src: *const f32,
+        src_cs: usize,
+        src_rs: usize,
+        out: *mut f32,
+        out_cs: usize,
+        out_rs: usize,
+        ocb: usize,
+        rows: usize,
+        width: usize,
+        ep: *const EpStep,
+    ) {
+        unsafe {
+            let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            for j in 0..ocb {
+                for r in 0..rows {
+                    let mut x = 0;
+                    while x < width {
+                        let n = (width - x).min(8);
+                        let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes);
+                        let v = _mm256_maskload_ps(src.add(j * src_cs + r * src_rs + x), mask);
+                        let off = j * out_cs + r * out_rs + x;
+                        let v = if ep.is_null() {
+                            v
+                        } else {
+                            ep256(v, ep, j, off, mask, n < 8)
+                        };
+                        _mm256_maskstore_ps(out.add(off), mask, v);
+                        x += 8;
+                    }
+                }
             }
         }
     }
