@@ -87,6 +87,7 @@ pub(crate) fn build(
 }
 
 /// Pointers an epilogue reads, already offset to the first channel (and row) of the block.
+#[derive(Clone)]
 struct EpPtrs {
     /// One per epilogue step (unused entries for activations).
     ptr: Vec<Option<Value>>,
@@ -742,6 +743,12 @@ impl Em<'_> {
             return;
         }
         if let Some(isa) = s.wide
+            && s.dw_rows > 0
+        {
+            self.wide_dw3(s, row, rows, width, isa);
+            return;
+        }
+        if let Some(isa) = s.wide
             && rows == 1
             && row.part.is_none()
             && (row.count.is_none() || s.chunks() == 1)
@@ -816,6 +823,58 @@ impl Em<'_> {
         );
         if !s.ep.is_empty() && ep.is_none() {
             self.epilogue_in_place(s, row, ocb, width);
+        }
+    }
+
+    /// `rows` output rows of a depthwise 3x3 channel ([`ConvSpec::dw_rows`]): all of them in
+    /// one call of the rows kernel when the item is whole and the kernel can apply the
+    /// epilogue, else row by row through the row kernel.
+    fn wide_dw3(&mut self, s: &ConvSpec, row: &Row, rows: usize, width: usize, isa: Isa) {
+        let f = crate::wide::dw3_kernel(isa, s.dw_rows, s.sh);
+        let ep = if s.ep.is_empty() {
+            Some(self.iconst(0))
+        } else {
+            self.wide_epilogue(s, row)
+        };
+        if let (Some(f), Some(ep), true) = (f, ep, rows == s.dw_rows) {
+            // The column taps' offsets in the (phase-split) input row.
+            let kwo: Box<[i64]> = (0..3)
+                .map(|b| {
+                    let x = b * s.dw;
+                    ((x % s.sw) * s.wq + x / s.sw) as i64
+                })
+                .collect();
+            let kwo_addr = kwo.as_ptr() as i64;
+            self.tables.push(kwo);
+            let mut sig = Signature::new(self.call_conv);
+            for _ in 0..8 {
+                sig.params.push(AbiParam::new(PTR));
+            }
+            let sig = self.b.import_signature(sig);
+            let a = [s.out_rs, width, s.row_stride].map(|v| self.iconst(v));
+            let kwo = self.b.ins().iconst(PTR, kwo_addr);
+            let callee = self.b.ins().iconst(PTR, f as usize as i64);
+            self.b.ins().call_indirect(
+                sig,
+                callee,
+                &[row.in_base, row.w_blk, row.out_row, a[0], a[1], a[2], kwo, ep],
+            );
+            return;
+        }
+        for r in 0..rows {
+            let mut one = row.clone();
+            one.in_base = self
+                .b
+                .ins()
+                .iadd_imm_s(row.in_base, (r * s.sh * s.row_stride * 4) as i64);
+            one.out_row = self
+                .b
+                .ins()
+                .iadd_imm_s(row.out_row, (r * s.out_rs * 4) as i64);
+            for rr in one.res_row.iter_mut().flatten() {
+                *rr = self.b.ins().iadd_imm_s(*rr, (r * s.out_rs * 4) as i64);
+            }
+            self.wide_row(s, &one, 1, width, isa);
         }
     }
 
@@ -1898,6 +1957,7 @@ impl Em<'_> {
 }
 
 /// Pointers of one output row of a conv block.
+#[derive(Clone)]
 struct Row {
     in_base: Value,
     out_row: Value,

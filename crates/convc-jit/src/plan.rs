@@ -1378,6 +1378,32 @@ impl Builder<'_> {
         } else {
             1
         };
+        // A depthwise 3x3 conv on a wide path computes 2 or 4 rows a call, sharing their input
+        // rows (`ConvSpec::dw_rows`); in a band pair, as many as divide the band.
+        let dw_rows = match wide {
+            Some(_)
+                if cg == 1
+                    && og == 1
+                    && kh == 3
+                    && kw == 3
+                    && dh == 1
+                    && (sh == 1 || sh == 2)
+                    && !flat
+                    && flat_pad == 0
+                    && oh >= 2 =>
+            {
+                match role {
+                    BandRole::Writes(r) | BandRole::Reads(r) => {
+                        [4, 2].into_iter().find(|k| r % k == 0).unwrap_or(0)
+                    }
+                    BandRole::Alone => 4,
+                }
+            }
+            _ => 0,
+        };
+        if dw_rows > 0 {
+            rows = dw_rows;
+        }
         // In a band pair, a work item's rows must not straddle two bands.
         if let BandRole::Writes(r) | BandRole::Reads(r) = role
             && r % rows != 0
@@ -1558,6 +1584,7 @@ impl Builder<'_> {
             part_slot,
             wide,
             flat_pad,
+            dw_rows,
         };
         let macs = (oc * oh0 * ow0) as u64 * taps as u64;
         Ok(Step {
@@ -1741,6 +1768,7 @@ impl Builder<'_> {
             part_slot: 0,
             wide,
             flat_pad: 0,
+            dw_rows: 0,
         };
         let spec_b = ConvSpec {
             groups: groups_b,
@@ -1771,6 +1799,7 @@ impl Builder<'_> {
             part_slot: 0,
             wide,
             flat_pad: 0,
+            dw_rows: 0,
         };
         let macs = (oc_a * oh_a * ow_a * kh) as u64 + (ob * oh_b * ow_b * cg_b * kw) as u64;
         Ok(Step {

@@ -133,6 +133,10 @@ pub(crate) struct ConvSpec {
     /// the thread's scratch at `part_slot` (`ocb` channels `flat_len()` apart); the epilogue
     /// then copies the valid columns to the output. 0: off.
     pub flat_pad: usize,
+    /// With a microkernel on a depthwise 3x3 conv (one channel per group, vertical stride 1
+    /// or 2, no vertical dilation): the output rows one call computes, 2 or 4, sharing the
+    /// input rows between them (`rows` is the same); 0: off.
+    pub dw_rows: usize,
 }
 
 impl ConvSpec {
@@ -492,6 +496,8 @@ impl KernelSpec {
                 s.wide.map_or(String::new(), |i| format!("_{i}")),
                 if s.flat_pad > 0 {
                     format!("_flat{}", s.flat_pad)
+                } else if s.dw_rows > 0 {
+                    format!("_dw{}", s.dw_rows)
                 } else {
                     String::new()
                 },

@@ -298,6 +298,49 @@ pub(crate) fn copy_kernel(isa: Isa) -> Option<CopyFn> {
     }
 }
 
+/// A depthwise 3x3 kernel over `R` output rows of one channel at once: `(input of the first
+/// tap of the first row, the channel's weight stream, output, output row stride, columns,
+/// input row stride, the three column taps' offsets (floats), epilogue or null)`. The nine
+/// weights stay in registers, and each input row is loaded once per column tap for every
+/// output row it serves (with vertical stride 1 and 4 rows: 18 loads of a vector position
+/// for 36 FMAs, against 36 for 36 one row at a time).
+pub(crate) type DwFn = unsafe extern "C" fn(
+    *const f32,
+    *const u8,
+    *mut f32,
+    usize,
+    usize,
+    usize,
+    *const isize,
+    *const EpStep,
+);
+
+/// The depthwise 3x3 kernel of `isa` for `rows` (2 or 4) output rows with vertical stride `sh`
+/// (1 or 2).
+pub(crate) fn dw3_kernel(isa: Isa, rows: usize, sh: usize) -> Option<DwFn> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use x86::*;
+        let f: DwFn = match (isa, rows, sh) {
+            (Isa::Avx512, 2, 1) => dw3_512::<2, 1>,
+            (Isa::Avx512, 4, 1) => dw3_512::<4, 1>,
+            (Isa::Avx512, 2, 2) => dw3_512::<2, 2>,
+            (Isa::Avx512, 4, 2) => dw3_512::<4, 2>,
+            (Isa::Avx2, 2, 1) => dw3_256::<2, 1>,
+            (Isa::Avx2, 4, 1) => dw3_256::<4, 1>,
+            (Isa::Avx2, 2, 2) => dw3_256::<2, 2>,
+            (Isa::Avx2, 4, 2) => dw3_256::<4, 2>,
+            _ => return None,
+        };
+        Some(f)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (isa, rows, sh);
+        None
+    }
+}
+
 /// The row kernel of `isa` for blocks of `ocb` channels (`1..=max_ocb(isa)`).
 pub(crate) fn row_kernel(isa: Isa, ocb: usize) -> Option<RowFn> {
     #[cfg(target_arch = "x86_64")]
@@ -654,6 +697,130 @@ mod x86 {
                 1 => tile256::<OCB, 1, true>(i, w, o, out_cs, mask, acc, ep, x),
                 2 => tile256::<OCB, 2, true>(i, w, o, out_cs, mask, acc, ep, x),
                 _ => tile256::<OCB, 3, true>(i, w, o, out_cs, mask, acc, ep, x),
+            }
+        }
+    }
+
+    /// The nine weights of a depthwise 3x3 channel from its weight stream (12 bytes a tap:
+    /// the offset, then the weight).
+    #[inline(always)]
+    unsafe fn dw3_weights(w: *const u8) -> [f32; 9] {
+        let mut k = [0f32; 9];
+        for (t, v) in k.iter_mut().enumerate() {
+            *v = unsafe { (w.add(12 * t + 8) as *const f32).read_unaligned() };
+        }
+        k
+    }
+
+    /// See [`super::DwFn`]: tiles of 2 vectors (32 columns), the last masked.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe extern "C" fn dw3_512<const R: usize, const SH: usize>(
+        inp: *const f32,
+        w: *const u8,
+        out: *mut f32,
+        out_rs: usize,
+        width: usize,
+        in_rs: usize,
+        kw_offs: *const isize,
+        ep: *const EpStep,
+    ) {
+        unsafe {
+            let k = dw3_weights(w);
+            let wv: [__m512; 9] = k.map(|v| _mm512_set1_ps(v));
+            let kwo = [*kw_offs, *kw_offs.add(1), *kw_offs.add(2)];
+            let mut x = 0;
+            while x < width {
+                let n = width - x;
+                let m0: __mmask16 = if n >= 16 { !0 } else { (1u16 << n) - 1 };
+                let m1: __mmask16 = if n >= 32 {
+                    !0
+                } else if n > 16 {
+                    (1u16 << (n - 16)) - 1
+                } else {
+                    0
+                };
+                let mut acc = [[_mm512_setzero_ps(); 2]; R];
+                // Input row `ii` (of the window of all R rows) serves output row r with
+                // kernel row ii - r*SH.
+                for ii in 0..(R - 1) * SH + 3 {
+                    for (b, &o) in kwo.iter().enumerate() {
+                        let p = inp.offset((ii * in_rs + x) as isize + o);
+                        let v0 = _mm512_maskz_loadu_ps(m0, p);
+                        let v1 = _mm512_maskz_loadu_ps(m1, p.add(16));
+                        for (r, a) in acc.iter_mut().enumerate() {
+                            if ii >= r * SH && ii - r * SH < 3 {
+                                let wt = wv[(ii - r * SH) * 3 + b];
+                                a[0] = _mm512_fmadd_ps(v0, wt, a[0]);
+                                a[1] = _mm512_fmadd_ps(v1, wt, a[1]);
+                            }
+                        }
+                    }
+                }
+                for (r, a) in acc.iter().enumerate() {
+                    for (q, (&v, m)) in a.iter().zip([m0, m1]).enumerate() {
+                        let off = r * out_rs + x + 16 * q;
+                        let v = if ep.is_null() {
+                            v
+                        } else {
+                            ep512(v, ep, 0, off, m, m != !0)
+                        };
+                        _mm512_mask_storeu_ps(out.add(off), m, v);
+                    }
+                }
+                x += 32;
+            }
+        }
+    }
+
+    /// See [`super::DwFn`]: tiles of one 8-column vector, the last masked.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe extern "C" fn dw3_256<const R: usize, const SH: usize>(
+        inp: *const f32,
+        w: *const u8,
+        out: *mut f32,
+        out_rs: usize,
+        width: usize,
+        in_rs: usize,
+        kw_offs: *const isize,
+        ep: *const EpStep,
+    ) {
+        unsafe {
+            let k = dw3_weights(w);
+            let wv: [__m256; 9] = k.map(|v| _mm256_set1_ps(v));
+            let kwo = [*kw_offs, *kw_offs.add(1), *kw_offs.add(2)];
+            let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let mut x = 0;
+            while x < width {
+                let n = (width - x).min(8);
+                let m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes);
+                let mut acc = [_mm256_setzero_ps(); R];
+                for ii in 0..(R - 1) * SH + 3 {
+                    for (b, &o) in kwo.iter().enumerate() {
+                        let p = inp.offset((ii * in_rs + x) as isize + o);
+                        let v = if n == 8 {
+                            _mm256_loadu_ps(p)
+                        } else {
+                            _mm256_maskload_ps(p, m)
+                        };
+                        for (r, a) in acc.iter_mut().enumerate() {
+                            if ii >= r * SH && ii - r * SH < 3 {
+                                *a = _mm256_fmadd_ps(v, wv[(ii - r * SH) * 3 + b], *a);
+                            }
+                        }
+                    }
+                }
+                for (r, &v) in acc.iter().enumerate() {
+                    let off = r * out_rs + x;
+                    let v = if ep.is_null() {
+                        v
+                    } else {
+                        ep256(v, ep, 0, off, m, n < 8)
+                    };
+                    _mm256_maskstore_ps(out.add(off), m, v);
+                }
+                x += 8;
             }
         }
     }

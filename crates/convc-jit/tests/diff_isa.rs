@@ -126,3 +126,50 @@ fn narrow_padded_planes_run_as_flat_rows() {
         }
     }
 }
+
+/// Depthwise 3x3 convs on the wide paths compute 2 or 4 rows a call (kernel names `_dw<rows>`):
+/// vertical strides 1 and 2, horizontal stride and dilation, every padding form, heights that
+/// leave a short last item, alone and as the first half of a band pair, with epilogues the
+/// kernel applies and ones it does not (sigmoid), 1 and 2 threads.
+#[test]
+fn depthwise_3x3_rows_kernels() {
+    let dws = [
+        "kernel=3x3, pad=same",
+        "kernel=3x3, stride=2, pad=same",
+        "kernel=3x3, stride=(2, 1), pad=(0, 2, 1, 1)",
+        "kernel=3x3, stride=(1, 2), dilation=(1, 2), pad=same",
+        "kernel=3x3, pad=valid",
+    ];
+    let mut fast = 0;
+    for isa in Isa::available() {
+        for dw in dws {
+            for (h, w) in [(9, 13), (16, 40), (7, 33)] {
+                for (act, tail) in [("relu6", "pointwise(a, out=7, weights=random(seed=4))"), ("sigmoid", "relu(a)")] {
+                    let src = format!(
+                        "input x: [6, {h}, {w}]\n\
+                         d = depthwise(x, {dw}, weights=random(seed=1), bias=random(seed=2))\n\
+                         a = {act}(d)\n\
+                         p = {tail}\n\
+                         output p\n"
+                    );
+                    let Ok(g) = convc_ir::compile(&src, Path::new(".")) else {
+                        continue;
+                    };
+                    drop(g);
+                    for threads in [1, 2] {
+                        let names = check_on(&src, isa, threads);
+                        let dw = names.iter().any(|n| n.contains("_dw"));
+                        fast += usize::from(dw && tail.starts_with("pointwise"));
+                        // Alone, a wide path always takes it; in a band pair, when 2 or 4
+                        // divide the band's rows.
+                        if isa == Isa::Sse || tail.starts_with("relu") {
+                            assert_eq!(isa != Isa::Sse, dw, "{src}\n{names:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Band pairs took it too.
+    assert!(fast > 0 || Isa::available() == [Isa::Sse], "{fast}");
+}
