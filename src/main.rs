@@ -4,6 +4,7 @@ mod commands;
 mod data;
 mod driver;
 mod engine;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +57,16 @@ pub enum Format {
     Json,
     /// The machine code the JIT generates for every kernel (needs known sizes).
     Asm,
+}
+
+/// File format of the outputs of a folder run.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutFormat {
+    /// float32 arrays.
+    #[default]
+    Npy,
+    /// Images (1 or 3 channels) or labelled channel grids.
+    Png,
 }
 
 /// Which engine runs the network.
@@ -163,9 +174,13 @@ enum Command {
         /// Input files: PATH... (several form a batch) or NAME=PATH per network input.
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<String>,
-        /// Output file (.npy or .png), once per network output, in order.
+        /// Output file (.npy or .png), once per network output, in order; for a folder, glob
+        /// or @LIST input, the folder to write one output per input into.
         #[arg(short = 'o', long = "output", value_name = "OUT")]
         outputs: Vec<PathBuf>,
+        /// Output files of a folder run: npy (the default) or png.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<OutFormat>,
         /// The engine.
         #[arg(long, value_enum, default_value_t = Backend::Jit)]
         backend: Backend,
@@ -226,6 +241,7 @@ fn main() -> ExitCode {
             model,
             inputs,
             outputs,
+            format,
             backend,
             passes,
             threads,
@@ -234,6 +250,7 @@ fn main() -> ExitCode {
             model: &model,
             inputs: &inputs,
             outputs: &outputs,
+            format,
             backend,
             passes: &passes,
             threads,
