@@ -14,6 +14,8 @@ pub enum Failure {
     Input(String),
     /// Wrong command-line usage: exit 2.
     Usage(String),
+    /// Stopped by Ctrl-C (or SIGTERM) after finishing what was under way: exit 130.
+    Interrupted(String),
 }
 
 impl Failure {
@@ -22,6 +24,7 @@ impl Failure {
         match self {
             Failure::Input(_) => 1,
             Failure::Usage(_) => 2,
+            Failure::Interrupted(_) => 130,
         }
     }
 }
@@ -29,7 +32,7 @@ impl Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Input(s) | Failure::Usage(s) => f.write_str(s),
+            Failure::Input(s) | Failure::Usage(s) | Failure::Interrupted(s) => f.write_str(s),
         }
     }
 }

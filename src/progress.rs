@@ -18,6 +18,8 @@ pub struct Progress {
 pub struct Summary {
     /// Input files taken.
     pub images: usize,
+    /// Of those, the ones finished (all of them unless the run was interrupted).
+    pub done: usize,
     /// Of those, the ones that failed.
     pub failed: usize,
     /// Wall time from the first image to the last.
@@ -27,7 +29,7 @@ pub struct Summary {
 impl Summary {
     /// Images per second over the run.
     pub fn rate(&self) -> f64 {
-        self.images as f64 / self.elapsed.as_secs_f64().max(1e-9)
+        self.done as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
     /// The summary line: images, failures, images per second.
     pub fn line(&self) -> String {
@@ -53,7 +55,7 @@ impl Progress {
         let bar = ProgressBar::with_draw_target(Some(total as u64), target);
         // The template is a constant: a mistake in it is a bug caught by the tests.
         let style = ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} images, {msg} [{elapsed_precise}, {per_sec}, eta {eta}]",
+            "{bar:30} {pos}/{len} images, {msg} [{elapsed}, eta {eta}]",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
@@ -87,9 +89,12 @@ impl Progress {
 
     /// Clears the bar and returns the run's figures.
     pub fn finish(self) -> Summary {
+        // Read before finishing: finishing moves the bar to its end.
+        let done = self.bar.position() as usize;
         self.bar.finish_and_clear();
         Summary {
             images: self.total,
+            done,
             failed: self.failed,
             elapsed: self.start.elapsed(),
         }
@@ -125,7 +130,7 @@ mod tests {
         assert_eq!(p.bar.position(), 3);
         p.ok();
         let s = p.finish();
-        assert_eq!((s.images, s.failed), (4, 1));
+        assert_eq!((s.images, s.done, s.failed), (4, 4, 1));
         // Finished: the bar is cleared from the terminal.
         assert!(!term.contents().contains("images,"), "{:?}", term.contents());
         assert!(term.width() == 120);
@@ -140,7 +145,7 @@ mod tests {
         assert_eq!(p.bar.position(), 2);
         assert!(p.bar.is_hidden());
         let s = p.finish();
-        assert_eq!((s.images, s.failed), (3, 1));
+        assert_eq!((s.images, s.done, s.failed), (3, 2, 1));
         assert!(s.line().starts_with("3 images, 1 failed, "), "{}", s.line());
     }
 
@@ -148,6 +153,7 @@ mod tests {
     fn summary_line_and_rate() {
         let s = Summary {
             images: 100,
+            done: 100,
             failed: 2,
             elapsed: Duration::from_millis(500),
         };

@@ -11,7 +11,8 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use convc_ir::{Graph, shape};
@@ -94,6 +95,7 @@ pub fn run(a: BatchArgs<'_>) -> Result<(), Failure> {
     let (jobs, largest) = check_headers(&model, files, outs, &mut progress)?;
     let threads = a.threads.unwrap_or_else(convc_interp::default_threads);
     let (workers, each) = split_threads(threads, jobs.len(), largest, driver::memory_limit()?)?;
+    let stop = stop_on_interrupt();
     progress.start();
     let g = &model.graph;
     let next = AtomicUsize::new(0);
@@ -101,8 +103,8 @@ pub fn run(a: BatchArgs<'_>) -> Result<(), Failure> {
         let (tx, rx) = mpsc::channel::<Result<(), String>>();
         for _ in 0..workers {
             let tx = tx.clone();
-            let (jobs, next) = (&jobs, &next);
-            sc.spawn(move || worker(g, jobs, next, (a.backend, each), tx));
+            let (jobs, next, stop) = (&jobs, &next, &*stop);
+            sc.spawn(move || worker(g, jobs, (next, stop), (a.backend, each), tx));
         }
         drop(tx);
         for r in rx {
@@ -113,6 +115,12 @@ pub fn run(a: BatchArgs<'_>) -> Result<(), Failure> {
         }
     });
     let summary = progress.finish();
+    if stop.load(Ordering::Relaxed) && summary.done < summary.images {
+        return Err(Failure::Interrupted(format!(
+            "interrupted after {} of {} input files ({} failed): every output written is complete",
+            summary.done, summary.images, summary.failed
+        )));
+    }
     driver::note(&format!("{}\n", summary.line()));
     if summary.failed > 0 {
         return Err(input_err(format!(
@@ -128,8 +136,13 @@ pub fn run(a: BatchArgs<'_>) -> Result<(), Failure> {
 /// The one `-o` folder of a folder run.
 fn output_dir(source: &str, outputs: &[PathBuf]) -> Result<PathBuf, Failure> {
     let [o] = outputs else {
+        let what = if Path::new(source).is_dir() {
+            "is a directory: to run every .png and .npy file in it"
+        } else {
+            "names many files: to run them"
+        };
         return Err(Failure::Usage(format!(
-            "error: `{source}` names many files: give one output folder with -o OUTDIR ({} -o given)",
+            "error: `{source}` {what}, give one output folder with -o OUTDIR ({} -o given)",
             outputs.len()
         )));
     };
@@ -363,6 +376,21 @@ fn split_threads(
     Ok((threads.min(jobs).min(fit).max(1), 1))
 }
 
+/// A flag set by Ctrl-C (or SIGTERM): workers finish the image under way and take no more,
+/// so no output file is left half written. A second Ctrl-C ends the process at once.
+fn stop_on_interrupt() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    // Only one handler per process; if one cannot be set, Ctrl-C keeps its default (the
+    // atomic writes still leave no partial output under its name).
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+    });
+    stop
+}
+
 /// At most this many compiled nets a worker keeps (one per image size).
 const MAX_ENGINES: usize = 4;
 
@@ -370,12 +398,14 @@ const MAX_ENGINES: usize = 4;
 fn worker(
     g: &Graph,
     jobs: &[Job],
-    next: &AtomicUsize,
+    (next, stop): (&AtomicUsize, &AtomicBool),
     (backend, threads): (Backend, usize),
     tx: mpsc::Sender<Result<(), String>>,
 ) {
     let mut engines: Vec<((usize, usize), Engine<'_>)> = Vec::new();
-    while let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+    while !stop.load(Ordering::Relaxed)
+        && let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed))
+    {
         let r = run_one(g, job, &mut engines, backend, threads);
         if tx.send(r).is_err() {
             break;
