@@ -112,7 +112,7 @@ mod tests {
         let term = InMemoryTerm::new(4, 120);
         let mut p = Progress::with_target(
             4,
-            ProgressDrawTarget::term_like_with_hz(Box::new(term.clone()), 1000),
+            ProgressDrawTarget::term_like_with_hz(Box::new(term.clone()), 200),
         );
         p.ok();
         p.bar.tick();

@@ -311,6 +311,8 @@ fn check_headers(
         };
         let shapes = [probe.shape];
         if let Err(f) = super::run::check_input_shapes(node, std::slice::from_ref(&path), &shapes) {
+            // Bad data says so first (a corrupt PNG's header may lie about its size).
+            let f = data::read_input(&path).err().unwrap_or(f);
             progress.fail(&f.to_string());
             continue;
         }

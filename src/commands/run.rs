@@ -92,7 +92,16 @@ pub fn run(a: RunArgs<'_>) -> Result<(), Failure> {
             .collect::<Result<_, _>>()?;
         batched |= parts.len() > 1 || parts.iter().any(|p| p.0.batched);
         let shapes: Vec<[usize; 4]> = parts.iter().map(|p| p.0.shape).collect();
-        check_input_shapes(g.node(n), &files[i], &shapes)?;
+        if let Err(f) = check_input_shapes(g.node(n), &files[i], &shapes) {
+            // A file whose data is bad says so first (a corrupt PNG's header may lie about
+            // its size); each is read and dropped, one at a time.
+            for (p, part) in files[i].iter().zip(&parts) {
+                if part.1.is_none() {
+                    data::read_input(p)?;
+                }
+            }
+            return Err(f);
+        }
         probed.push(parts);
     }
     let n0: usize = probed[0].iter().map(|p| p.0.shape[0]).sum();
