@@ -83,7 +83,8 @@ impl Progress {
     pub fn fail(&mut self, message: &str) {
         self.failed += 1;
         self.bar.set_message(format!("{} failed", self.failed));
-        self.bar.suspend(|| crate::driver::note(&format!("{message}\n")));
+        self.bar
+            .suspend(|| crate::driver::note(&format!("{message}\n")));
         self.bar.inc(1);
     }
 
@@ -126,13 +127,20 @@ mod tests {
         assert!(now.contains("3/4 images, 1 failed"), "{now:?}");
         // The filled part of the bar grows: 3 of 4 is 22 or 23 of 30 cells.
         let filled = now.chars().filter(|&c| c == '█').count();
-        assert!((21..=23).contains(&filled), "{filled} cells filled: {now:?}");
+        assert!(
+            (21..=23).contains(&filled),
+            "{filled} cells filled: {now:?}"
+        );
         assert_eq!(p.bar.position(), 3);
         p.ok();
         let s = p.finish();
         assert_eq!((s.images, s.done, s.failed), (4, 4, 1));
         // Finished: the bar is cleared from the terminal.
-        assert!(!term.contents().contains("images,"), "{:?}", term.contents());
+        assert!(
+            !term.contents().contains("images,"),
+            "{:?}",
+            term.contents()
+        );
         assert!(term.width() == 120);
     }
 

@@ -12,7 +12,8 @@ const SPEC: &str = "specs/examples/classic_standard.conv";
 fn convc_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_convc"));
     c.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
-    c.env_remove("CONVC_MAX_MEMORY").env_remove("CONVC_BATCH_SPLIT");
+    c.env_remove("CONVC_MAX_MEMORY")
+        .env_remove("CONVC_BATCH_SPLIT");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -114,7 +115,10 @@ fn folder_with_bad_files_runs_the_rest_and_names_the_bad_ones() {
         assert_eq!(got.data(), want.data(), "{n}");
     }
     // The three differ (so the test would see outputs swapped between files).
-    assert_ne!(read_npy(&out.join("a.npy")).data(), read_npy(&out.join("b.npy")).data());
+    assert_ne!(
+        read_npy(&out.join("a.npy")).data(),
+        read_npy(&out.join("b.npy")).data()
+    );
 }
 
 #[test]
@@ -144,7 +148,11 @@ fn glob_and_list_forms_and_both_ways_of_using_threads_agree() {
     let out = t.path().join("g");
     std::fs::create_dir(&out).unwrap();
     let pattern = format!("{}/[ab].png", s(&d));
-    expect(&convc(&["run", SPEC, &pattern, "-o", s(&out)]), 0, &["2 images, 0 failed"]);
+    expect(
+        &convc(&["run", SPEC, &pattern, "-o", s(&out)]),
+        0,
+        &["2 images, 0 failed"],
+    );
     check(&out, &[0, 1]);
     // An @list: paths relative to the list's folder, blank lines skipped.
     let lists = t.path().join("lists");
@@ -164,7 +172,11 @@ fn glob_and_list_forms_and_both_ways_of_using_threads_agree() {
     // The interpreter writes the same values (within float rounding).
     let out = t.path().join("interp");
     std::fs::create_dir(&out).unwrap();
-    expect(&convc(&["run", SPEC, s(&d), "-o", s(&out), "--backend", "interp"]), 0, &[]);
+    expect(
+        &convc(&["run", SPEC, s(&d), "-o", s(&out), "--backend", "interp"]),
+        0,
+        &[],
+    );
     let got = read_npy(&out.join("b.npy"));
     for (x, y) in got.data().iter().zip(want[1].data()) {
         assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
@@ -177,11 +189,18 @@ fn png_format_and_several_outputs_and_batched_arrays() {
     let d = folder(t.path());
     let out = t.path().join("png");
     std::fs::create_dir(&out).unwrap();
-    expect(&convc(&["run", SPEC, s(&d), "-o", s(&out), "--format", "png"]), 0, &[]);
+    expect(
+        &convc(&["run", SPEC, s(&d), "-o", s(&out), "--format", "png"]),
+        0,
+        &[],
+    );
     assert_eq!(names(&out), ["a.png", "b.png", "c.png"]);
     let alone = t.path().join("b.alone.png");
     single(&d.join("b.png"), &alone);
-    assert_eq!(std::fs::read(out.join("b.png")).unwrap(), std::fs::read(&alone).unwrap());
+    assert_eq!(
+        std::fs::read(out.join("b.png")).unwrap(),
+        std::fs::read(&alone).unwrap()
+    );
 
     // Two outputs: STEM.NAME.EXT. Arrays of any size bind the symbolic input; a 4-D array
     // gives a 4-D output, as a single run does.
@@ -200,13 +219,28 @@ fn png_format_and_several_outputs_and_batched_arrays() {
     std::fs::write(arrays.join("q.npy"), npy::write(&xb)).unwrap();
     let out = t.path().join("two");
     std::fs::create_dir(&out).unwrap();
-    expect(&convc(&["run", s(&spec), s(&arrays), "-o", s(&out)]), 0, &[]);
-    assert_eq!(names(&out), ["p.blur.npy", "p.edge.npy", "q.blur.npy", "q.edge.npy"]);
+    expect(
+        &convc(&["run", s(&spec), s(&arrays), "-o", s(&out)]),
+        0,
+        &[],
+    );
+    assert_eq!(
+        names(&out),
+        ["p.blur.npy", "p.edge.npy", "q.blur.npy", "q.edge.npy"]
+    );
     assert_eq!(read_npy(&out.join("p.edge.npy")).shape(), [2, 5, 7]);
     assert_eq!(read_npy(&out.join("q.blur.npy")).shape(), [2, 1, 4, 4]);
     for (input, name) in [("p.npy", "edge"), ("q.npy", "blur")] {
         let (a, b) = (t.path().join("alone1.npy"), t.path().join("alone2.npy"));
-        let o = convc(&["run", s(&spec), s(&arrays.join(input)), "-o", s(&a), "-o", s(&b)]);
+        let o = convc(&[
+            "run",
+            s(&spec),
+            s(&arrays.join(input)),
+            "-o",
+            s(&a),
+            "-o",
+            s(&b),
+        ]);
         expect(&o, 0, &[]);
         let alone = if name == "blur" { &a } else { &b };
         let stem = input.trim_end_matches(".npy");
@@ -224,10 +258,22 @@ fn usage_errors_exit_2_before_anything_runs() {
     let file = t.path().join("f.npy");
     std::fs::write(&file, b"x").unwrap();
     let dir = s(&d);
-    expect(&convc(&["run", SPEC, dir]), 2, &["give one output folder with -o OUTDIR"]);
-    expect(&convc(&["run", SPEC, dir, "-o", s(&file)]), 2, &["is not a folder"]);
+    expect(
+        &convc(&["run", SPEC, dir]),
+        2,
+        &["give one output folder with -o OUTDIR"],
+    );
+    expect(
+        &convc(&["run", SPEC, dir, "-o", s(&file)]),
+        2,
+        &["is not a folder"],
+    );
     let missing = t.path().join("missing");
-    expect(&convc(&["run", SPEC, dir, "-o", s(&missing)]), 2, &["is not a folder"]);
+    expect(
+        &convc(&["run", SPEC, dir, "-o", s(&missing)]),
+        2,
+        &["is not a folder"],
+    );
     expect(
         &convc(&["run", SPEC, dir, "specs/images/scene128.png", "-o", s(&out)]),
         2,
@@ -238,21 +284,61 @@ fn usage_errors_exit_2_before_anything_runs() {
         2,
         &["--format is for folder runs"],
     );
-    let nothing = format!("{}/*.jpg", s(&d));
-    expect(&convc(&["run", SPEC, &nothing, "-o", s(&out)]), 2, &["names no input files"]);
-    expect(&convc(&["run", SPEC, "@no-such-list.txt", "-o", s(&out)]), 2, &["cannot read the list"]);
+    // A pattern that matches nothing is a file name that does not exist, as before.
+    let nothing = format!("{}/*.npy", s(&d));
+    expect(
+        &convc(&["run", SPEC, &nothing]),
+        1,
+        &["*.npy`: no such file"],
+    );
+    let empty = t.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    expect(
+        &convc(&["run", SPEC, s(&empty), "-o", s(&out)]),
+        2,
+        &["names no input files"],
+    );
+    expect(
+        &convc(&["run", SPEC, "@no-such-list.txt", "-o", s(&out)]),
+        2,
+        &["cannot read the list"],
+    );
     // Two inputs with one stem would write one file.
-    std::fs::write(d.join("a.npy"), npy::write(&Tensor::zeros(vec![3, 128, 128]))).unwrap();
-    expect(&convc(&["run", SPEC, dir, "-o", s(&out)]), 2, &["would both be written to"]);
+    std::fs::write(
+        d.join("a.npy"),
+        npy::write(&Tensor::zeros(vec![3, 128, 128])),
+    )
+    .unwrap();
+    expect(
+        &convc(&["run", SPEC, dir, "-o", s(&out)]),
+        2,
+        &["would both be written to"],
+    );
     std::fs::remove_file(d.join("b.png")).unwrap();
     std::fs::remove_file(d.join("c.png")).unwrap();
     // Writing npy outputs into the input folder would overwrite `a.npy`.
     std::fs::remove_file(d.join("a.png")).unwrap();
-    expect(&convc(&["run", SPEC, dir, "-o", dir]), 2, &["never overwrites its inputs"]);
+    expect(
+        &convc(&["run", SPEC, dir, "-o", dir]),
+        2,
+        &["never overwrites its inputs"],
+    );
     let two = t.path().join("two.conv");
-    std::fs::write(&two, "input x: [3, 8, 8]\ninput y: [3, 8, 8]\nz = add(x, y)\noutput z\n").unwrap();
-    expect(&convc(&["run", s(&two), dir, "-o", s(&out)]), 2, &["a network with one input"]);
-    assert_eq!(names(&out), Vec::<String>::new(), "a usage error wrote files");
+    std::fs::write(
+        &two,
+        "input x: [3, 8, 8]\ninput y: [3, 8, 8]\nz = add(x, y)\noutput z\n",
+    )
+    .unwrap();
+    expect(
+        &convc(&["run", s(&two), dir, "-o", s(&out)]),
+        2,
+        &["a network with one input"],
+    );
+    assert_eq!(
+        names(&out),
+        Vec::<String>::new(),
+        "a usage error wrote files"
+    );
 }
 
 /// A run of `n` copies of a picture through a network heavy enough to take a few seconds.
@@ -281,7 +367,7 @@ fn heavy_folder(root: &Path, n: usize, side: usize) -> (PathBuf, PathBuf, PathBu
 fn an_interrupted_run_leaves_only_whole_files() {
     let t = tempfile::tempdir().unwrap();
     let (d, spec, out) = heavy_folder(t.path(), 20, 512);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_convc"))
+    let child = Command::new(env!("CARGO_BIN_EXE_convc"))
         .args(["run", s(&spec), s(&d), "-o", s(&out)])
         .args(["--backend", "interp", "--threads", "1"])
         .env_remove("CONVC_MAX_MEMORY")
@@ -293,10 +379,17 @@ fn an_interrupted_run_leaves_only_whole_files() {
     while names(&out).iter().all(|n| n.starts_with('.')) && t0.elapsed().as_secs() < 60 {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let ok = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(ok.success());
     let o = child.wait_with_output().unwrap();
-    expect(&o, 130, &["interrupted after", "every output written is complete"]);
+    expect(
+        &o,
+        130,
+        &["interrupted after", "every output written is complete"],
+    );
     let written = names(&out);
     assert!(!written.is_empty() && written.len() < 20, "{written:?}");
     for n in &written {
@@ -325,7 +418,10 @@ fn progress_bar_on_a_terminal_only() {
     let o = convc(&args);
     expect(&o, 0, &["8 images, 0 failed"]);
     let e = stderr(&o);
-    assert!(!e.contains('█') && !e.contains('\r') && !e.contains("8/8"), "{e:?}");
+    assert!(
+        !e.contains('█') && !e.contains('\r') && !e.contains("8/8"),
+        "{e:?}"
+    );
     // A terminal: the bar, counting up to the end, then the summary.
     let bin = env!("CARGO_BIN_EXE_convc");
     let cmd = format!("{bin} {}", args.join(" "));
@@ -354,8 +450,18 @@ fn folder_memory_is_checked_per_file_from_headers() {
     let out = t.path().join("out");
     std::fs::create_dir(&out).unwrap();
     // big: 3 MiB in, 8 MiB out (twice): over 4 MiB; small fits.
-    let o = convc_env(&["run", s(&spec), s(&d), "-o", s(&out)], &[("CONVC_MAX_MEMORY", "4M")]);
-    expect(&o, 1, &["big.png`: running it would need about", "more than the limit of 4.0 MiB"]);
+    let o = convc_env(
+        &["run", s(&spec), s(&d), "-o", s(&out)],
+        &[("CONVC_MAX_MEMORY", "4M")],
+    );
+    expect(
+        &o,
+        1,
+        &[
+            "big.png`: running it would need about",
+            "more than the limit of 4.0 MiB",
+        ],
+    );
     assert_eq!(names(&out), ["small.npy"]);
     assert_eq!(read_npy(&out.join("small.npy")).shape(), [8, 32, 32]);
 }
@@ -368,7 +474,8 @@ fn sparse_npy(p: &Path, side: usize) {
     let header = npy::write_parts(&[3, side, side], &[]);
     std::fs::write(p, &header).unwrap();
     let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
-    f.set_len((header.len() + 3 * side * side * 4) as u64).unwrap();
+    f.set_len((header.len() + 3 * side * side * 4) as u64)
+        .unwrap();
 }
 
 /// A batch of files, each within the limit but together far over it, is refused from the
@@ -389,11 +496,19 @@ fn a_batch_over_the_memory_limit_is_refused_without_reading_it() {
     assert_eq!(first, [3, 8192, 8192]);
     let bin = env!("CARGO_BIN_EXE_convc");
     let list: Vec<&str> = files.iter().map(|f| s(f)).collect();
-    let cmd = format!("ulimit -v 400000; exec {bin} run {} {}", s(&spec), list.join(" "));
+    let cmd = format!(
+        "ulimit -v 400000; exec {bin} run {} {}",
+        s(&spec),
+        list.join(" ")
+    );
     let o = Command::new("sh")
         .args(["-c", &cmd])
         .env("CONVC_MAX_MEMORY", "1G")
         .output()
         .unwrap();
-    expect(&o, 1, &["this run would need", "more than the limit of 1.0 GiB"]);
+    expect(
+        &o,
+        1,
+        &["this run would need", "more than the limit of 1.0 GiB"],
+    );
 }

@@ -49,11 +49,20 @@ pub struct BatchArgs<'a> {
 /// near the cache sizes; larger images run one at a time with every thread.
 pub const PARALLEL_IMAGE_BYTES: u128 = 16 << 20;
 
-/// Whether an INPUT word names many files: `@LIST`, a folder, or a glob pattern (a word with
-/// `*`, `?` or `[` that is not the name of an existing file).
+/// Whether an INPUT word names many files: a folder, or, when it is not the name of an existing
+/// file, `@LIST` or a glob pattern (`*`, `?`, `[`) that matches at least one path. (A pattern
+/// that matches nothing stays a file name, reported as missing as before.)
 pub fn is_many(word: &str) -> bool {
     let p = Path::new(word);
-    word.starts_with('@') || p.is_dir() || (word.contains(['*', '?', '[']) && !p.exists())
+    if p.is_dir() {
+        return true;
+    }
+    if p.exists() {
+        return false;
+    }
+    word.starts_with('@')
+        || (word.contains(['*', '?', '['])
+            && glob::glob(word).is_ok_and(|mut m| m.any(|r| r.is_ok())))
 }
 
 /// One input file that passed the header checks.
@@ -178,8 +187,12 @@ fn list_inputs(source: &str) -> Result<Vec<PathBuf>, Failure> {
 }
 
 fn read_list(list: &Path) -> Result<Vec<PathBuf>, Failure> {
-    let bytes = convc_tensor::read::read_limited(list, MAX_LIST_BYTES)
-        .map_err(|e| Failure::Usage(format!("error: cannot read the list `{}`: {e}", list.display())))?;
+    let bytes = convc_tensor::read::read_limited(list, MAX_LIST_BYTES).map_err(|e| {
+        Failure::Usage(format!(
+            "error: cannot read the list `{}`: {e}",
+            list.display()
+        ))
+    })?;
     let text = String::from_utf8(bytes).map_err(|_| {
         Failure::Usage(format!(
             "error: the list `{}` is not UTF-8 text (one path per line)",
@@ -221,11 +234,13 @@ fn folder_files(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
 }
 
 fn glob_files(pattern: &str) -> Result<Vec<PathBuf>, Failure> {
-    let paths = glob::glob(pattern).map_err(|e| {
-        Failure::Usage(format!("error: `{pattern}` is not a valid pattern: {e}"))
-    })?;
+    let paths = glob::glob(pattern)
+        .map_err(|e| Failure::Usage(format!("error: `{pattern}` is not a valid pattern: {e}")))?;
     // An entry that cannot be read while matching is left out (it is no input file).
-    let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| !p.is_dir()).collect();
+    let mut files: Vec<PathBuf> = paths
+        .filter_map(Result::ok)
+        .filter(|p| !p.is_dir())
+        .collect();
     files.sort();
     Ok(files)
 }
@@ -344,7 +359,10 @@ fn estimate(model: &driver::Model, shape: [usize; 4]) -> Result<u128, String> {
     let g = &model.graph;
     let b = shape::bind_inputs(g, &[(shape[2], shape[3])])?;
     let conc = shape::concretize(g, &b).map_err(|d| {
-        format!("the network cannot run on this image:\n{}", model.render(&d))
+        format!(
+            "the network cannot run on this image:\n{}",
+            model.render(&d)
+        )
     })?;
     Ok(driver::memory_estimate(g, &conc, shape[0]).0)
 }
@@ -445,7 +463,8 @@ fn run_one<'g>(
             if engines.len() >= MAX_ENGINES {
                 engines.remove(0);
             }
-            let e = Engine::new(g, &[hw], backend, threads, true).map_err(|f| named(&job.path, f))?;
+            let e =
+                Engine::new(g, &[hw], backend, threads, true).map_err(|f| named(&job.path, f))?;
             engines.push((hw, e));
             engines.len() - 1
         }
@@ -458,7 +477,10 @@ fn run_one<'g>(
     drop(l);
     let mut encoded = Vec::new();
     for (p, t) in job.outs.iter().zip(&outs) {
-        encoded.push((p, data::encode_output(p, t, squeeze).map_err(|f| named(&job.path, f))?));
+        encoded.push((
+            p,
+            data::encode_output(p, t, squeeze).map_err(|f| named(&job.path, f))?,
+        ));
     }
     drop(outs);
     for (p, bytes) in encoded {

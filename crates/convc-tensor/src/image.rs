@@ -132,7 +132,11 @@ pub fn png_shape<R: std::io::BufRead + std::io::Seek>(mut r: R) -> Result<[usize
     let (w, h, color) = {
         let mut decoder = png::Decoder::new_with_limits(&mut r, limits);
         let header = decoder.read_header_info().map_err(decode_error)?;
-        (header.width as usize, header.height as usize, header.color_type)
+        (
+            header.width as usize,
+            header.height as usize,
+            header.color_type,
+        )
     };
     let c = match color {
         png::ColorType::Grayscale => 1,
