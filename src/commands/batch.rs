@@ -75,6 +75,7 @@ struct Job {
 /// Runs every file of `a.source`.
 pub fn run(a: BatchArgs<'_>) -> Result<(), Failure> {
     let out_dir = output_dir(a.source, a.outputs)?;
+    let forced = forced_split()?;
     driver::selected_passes(a.passes)?;
     let files = list_inputs(a.source)?;
     let mut model = driver::load_model(a.model)?;
@@ -103,26 +104,11 @@ pub fn run(a: BatchArgs<'_>) -> Result<(), Failure> {
     let mut progress = Progress::new(files.len());
     let (jobs, largest) = check_headers(&model, files, outs, &mut progress)?;
     let threads = a.threads.unwrap_or_else(convc_interp::default_threads);
-    let (workers, each) = split_threads(threads, jobs.len(), largest, driver::memory_limit()?)?;
+    let limit = driver::memory_limit()?;
+    let split = split_threads(forced, threads, jobs.len(), largest, limit);
     let stop = stop_on_interrupt();
     progress.start();
-    let g = &model.graph;
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|sc| {
-        let (tx, rx) = mpsc::channel::<Result<(), String>>();
-        for _ in 0..workers {
-            let tx = tx.clone();
-            let (jobs, next, stop) = (&jobs, &next, &*stop);
-            sc.spawn(move || worker(g, jobs, (next, stop), (a.backend, each), tx));
-        }
-        drop(tx);
-        for r in rx {
-            match r {
-                Ok(()) => progress.ok(),
-                Err(m) => progress.fail(&m),
-            }
-        }
-    });
+    run_workers(&model.graph, &jobs, split, a.backend, &stop, &mut progress);
     let summary = progress.finish();
     if stop.load(Ordering::Relaxed) && summary.done < summary.images {
         return Err(Failure::Interrupted(format!(
@@ -140,6 +126,34 @@ pub fn run(a: BatchArgs<'_>) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+/// Runs `jobs` on `workers` threads of `each` threads, counting results as they come, until
+/// all are done or `stop` is set.
+fn run_workers(
+    g: &Graph,
+    jobs: &[Job],
+    (workers, each): (usize, usize),
+    backend: Backend,
+    stop: &AtomicBool,
+    progress: &mut Progress,
+) {
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|sc| {
+        let (tx, rx) = mpsc::channel::<Result<(), String>>();
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let next = &next;
+            sc.spawn(move || worker(g, jobs, (next, stop), (backend, each), tx));
+        }
+        drop(tx);
+        for r in rx {
+            match r {
+                Ok(()) => progress.ok(),
+                Err(m) => progress.fail(&m),
+            }
+        }
+    });
 }
 
 /// The one `-o` folder of a folder run.
@@ -367,33 +381,36 @@ fn estimate(model: &driver::Model, shape: [usize; 4]) -> Result<u128, String> {
     Ok(driver::memory_estimate(g, &conc, shape[0]).0)
 }
 
+/// `CONVC_BATCH_SPLIT`: `images` forces images in parallel, `within` threads inside one
+/// image (for measuring); unset or empty leaves the choice to [`split_threads`].
+fn forced_split() -> Result<Option<bool>, Failure> {
+    match std::env::var("CONVC_BATCH_SPLIT").ok().as_deref() {
+        None | Some("") => Ok(None),
+        Some("images") => Ok(Some(true)),
+        Some("within") => Ok(Some(false)),
+        Some(v) => Err(Failure::Usage(format!(
+            "error: CONVC_BATCH_SPLIT={v}: write `images` (images in parallel) or `within` (threads inside one image)"
+        ))),
+    }
+}
+
 /// How a run of `jobs` files whose largest needs `largest` bytes uses `threads` threads:
 /// `(workers, threads per worker)`. The rule: images of at most [`PARALLEL_IMAGE_BYTES`]
 /// run one per thread (as many workers as threads, files and the memory limit allow), larger
-/// ones one at a time with every thread. `CONVC_BATCH_SPLIT=images|within` forces either
-/// (for measuring).
+/// ones one at a time with every thread; `forced` (see [`forced_split`]) overrides it.
 fn split_threads(
+    forced: Option<bool>,
     threads: usize,
     jobs: usize,
     largest: u128,
     limit: u64,
-) -> Result<(usize, usize), Failure> {
-    let forced = match std::env::var("CONVC_BATCH_SPLIT").ok().as_deref() {
-        None | Some("") => None,
-        Some("images") => Some(true),
-        Some("within") => Some(false),
-        Some(v) => {
-            return Err(Failure::Usage(format!(
-                "error: CONVC_BATCH_SPLIT={v}: write `images` (images in parallel) or `within` (threads inside one image)"
-            )));
-        }
-    };
+) -> (usize, usize) {
     let across = forced.unwrap_or(jobs >= 2 && largest <= PARALLEL_IMAGE_BYTES);
     if !across || threads == 1 {
-        return Ok((1, threads));
+        return (1, threads);
     }
     let fit = (u128::from(limit) / largest.max(1)).clamp(1, threads as u128) as usize;
-    Ok((threads.min(jobs).min(fit).max(1), 1))
+    (threads.min(jobs).min(fit).max(1), 1)
 }
 
 /// A flag set by Ctrl-C (or SIGTERM): workers finish the image under way and take no more,
@@ -493,4 +510,27 @@ fn run_one<'g>(
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_go_across_small_images_within_large_ones() {
+        let mib = 1u128 << 20;
+        let g16 = 16u64 << 30;
+        // Small images: one per thread, each net on one thread.
+        assert_eq!(split_threads(None, 8, 1000, mib, g16), (8, 1));
+        // No more workers than files.
+        assert_eq!(split_threads(None, 8, 3, mib, g16), (3, 1));
+        // One file, or large images: one at a time with every thread.
+        assert_eq!(split_threads(None, 8, 1, mib, g16), (1, 8));
+        assert_eq!(split_threads(None, 8, 100, 17 * mib, g16), (1, 8));
+        // The memory limit caps the workers.
+        assert_eq!(split_threads(None, 8, 100, 10 * mib, 25 << 20), (2, 1));
+        // Forced either way.
+        assert_eq!(split_threads(Some(true), 4, 100, 100 * mib, g16), (4, 1));
+        assert_eq!(split_threads(Some(false), 4, 100, mib, g16), (1, 4));
+    }
 }
