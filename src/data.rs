@@ -83,6 +83,72 @@ pub fn read_input(path: &Path) -> Result<Loaded, Failure> {
     }
 }
 
+/// What an input file's header says it holds, before its data is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// `[N, C, H, W]` as [`read_input`] will return it.
+    pub shape: [usize; 4],
+    /// True for a 4-D `.npy` (see [`Loaded::batched`]).
+    pub batched: bool,
+}
+
+impl Probe {
+    /// The probe of a file already read.
+    pub fn of(l: &Loaded) -> Probe {
+        let s = l.tensor.shape();
+        Probe {
+            shape: [s[0], s[1], s[2], s[3]],
+            batched: l.batched,
+        }
+    }
+}
+
+/// The longest `.npy` header read by [`probe_input`]; NumPy writes headers of a few hundred
+/// bytes, and a longer one is left to the full read.
+const MAX_PROBED_HEADER: u64 = 1 << 20;
+
+/// The shape a `.png` or `.npy` file will load as, from its header alone (the `.npy` header's
+/// shape, checked against the file's length; a PNG's IHDR and the chunk headers before its
+/// image data), so a run can be sized and checked before any data is read. `None` when the
+/// header does not settle it (an unreadable, corrupt or over-long file, a pipe, an empty or
+/// wrongly ranked array): [`read_input`] then says what is wrong, as it always did.
+pub fn probe_input(path: &Path) -> Option<Probe> {
+    use std::io::Read;
+    let k = kind(path)?;
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > crate::driver::memory_limit().ok()? {
+        return None;
+    }
+    let file = std::fs::File::open(path).ok()?;
+    let shape: Vec<usize> = if k == "png" {
+        convc_tensor::image::png_shape(std::io::BufReader::new(file))
+            .ok()?
+            .to_vec()
+    } else {
+        let mut prefix = Vec::new();
+        file.take(MAX_PROBED_HEADER).read_to_end(&mut prefix).ok()?;
+        let (shape, total) = convc_tensor::npy::header_shape(&prefix).ok()?;
+        if total != meta.len() {
+            return None;
+        }
+        shape
+    };
+    if shape.contains(&0) {
+        return None;
+    }
+    match shape[..] {
+        [c, h, w] => Some(Probe {
+            shape: [1, c, h, w],
+            batched: false,
+        }),
+        [n, c, h, w] => Some(Probe {
+            shape: [n, c, h, w],
+            batched: true,
+        }),
+        _ => None,
+    }
+}
+
 /// Concatenates batches `[Ni, C, H, W]` along N; every part must have the same `[C, H, W]`.
 pub fn stack(parts: Vec<(PathBuf, Loaded)>) -> Result<Loaded, Failure> {
     let mut iter = parts.into_iter();

@@ -14,6 +14,8 @@ pub enum Failure {
     Input(String),
     /// Wrong command-line usage: exit 2.
     Usage(String),
+    /// Stopped by Ctrl-C (or SIGTERM) after finishing what was under way: exit 130.
+    Interrupted(String),
 }
 
 impl Failure {
@@ -22,6 +24,7 @@ impl Failure {
         match self {
             Failure::Input(_) => 1,
             Failure::Usage(_) => 2,
+            Failure::Interrupted(_) => 130,
         }
     }
 }
@@ -29,7 +32,7 @@ impl Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Input(s) | Failure::Usage(s) => f.write_str(s),
+            Failure::Input(s) | Failure::Usage(s) | Failure::Interrupted(s) => f.write_str(s),
         }
     }
 }
@@ -281,7 +284,7 @@ pub fn memory_limit() -> Result<u64, Failure> {
 }
 
 /// Bytes in the largest unit that keeps the number at least 1: `16.0 GiB`, `3.0 PiB`.
-fn human(b: u128) -> String {
+pub fn human(b: u128) -> String {
     const UNITS: [&str; 7] = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     let mut v = b as f64;
     let mut unit = 0;
@@ -304,6 +307,23 @@ fn human(b: u128) -> String {
 /// The run is refused when the peak of that sum is more than the limit.
 pub fn check_memory(g: &Graph, conc: &shape::Concrete, batch: usize) -> Result<(), Failure> {
     let limit = memory_limit()? as u128;
+    let (peak, largest) = memory_estimate(g, conc, batch);
+    if peak > limit {
+        return Err(input_err(format!(
+            "this run would need {} for `{}` alone and about {} at its peak, more than the limit of {}: \
+             use smaller inputs, or raise the limit with CONVC_MAX_MEMORY=SIZE (e.g. 64G)",
+            human(largest.0),
+            largest.1,
+            human(peak),
+            human(limit)
+        )));
+    }
+    Ok(())
+}
+
+/// The peak bytes of a run of `batch` images as [`check_memory`] counts them, and the largest
+/// tensor (bytes, layer name).
+pub fn memory_estimate(g: &Graph, conc: &shape::Concrete, batch: usize) -> (u128, (u128, String)) {
     let bytes = |n: convc_ir::NodeIndex| -> u128 {
         let [c, h, w] = conc.get(n);
         c as u128 * h as u128 * w as u128 * batch as u128 * 4
@@ -359,18 +379,7 @@ pub fn check_memory(g: &Graph, conc: &shape::Concrete, batch: usize) -> Result<(
         }
     }
     let outputs: u128 = g.outputs.iter().map(|&o| bytes(o)).sum();
-    peak = peak.max(held + 2 * outputs);
-    if peak > limit {
-        return Err(input_err(format!(
-            "this run would need {} for `{}` alone and about {} at its peak, more than the limit of {}: \
-             use smaller inputs, or raise the limit with CONVC_MAX_MEMORY=SIZE (e.g. 64G)",
-            human(largest.0),
-            largest.1,
-            human(peak),
-            human(limit)
-        )));
-    }
-    Ok(())
+    (peak.max(held + 2 * outputs), largest)
 }
 
 #[cfg(test)]

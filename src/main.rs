@@ -4,6 +4,7 @@ mod commands;
 mod data;
 mod driver;
 mod engine;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +60,16 @@ pub enum Format {
     /// The JIT's plan: where each value lives, each step's kernel, schedule, input layout and
     /// threads (needs known sizes).
     Plan,
+}
+
+/// File format of the outputs of a folder run.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutFormat {
+    /// float32 arrays.
+    #[default]
+    Npy,
+    /// Images (1 or 3 channels) or labelled channel grids.
+    Png,
 }
 
 /// Which engine runs the network.
@@ -166,9 +177,13 @@ enum Command {
         /// Input files: PATH... (several form a batch) or NAME=PATH per network input.
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<String>,
-        /// Output file (.npy or .png), once per network output, in order.
+        /// Output file (.npy or .png), once per network output, in order; for a folder, glob
+        /// or @LIST input, the folder to write one output per input into.
         #[arg(short = 'o', long = "output", value_name = "OUT")]
         outputs: Vec<PathBuf>,
+        /// Output files of a folder run: npy (the default) or png.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<OutFormat>,
         /// The engine.
         #[arg(long, value_enum, default_value_t = Backend::Jit)]
         backend: Backend,
@@ -229,6 +244,7 @@ fn main() -> ExitCode {
             model,
             inputs,
             outputs,
+            format,
             backend,
             passes,
             threads,
@@ -237,6 +253,7 @@ fn main() -> ExitCode {
             model: &model,
             inputs: &inputs,
             outputs: &outputs,
+            format,
             backend,
             passes: &passes,
             threads,

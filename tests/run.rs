@@ -291,7 +291,8 @@ fn bad_inputs_exit_1_naming_the_file() {
     );
     let dirpng = d.p("dir.png");
     std::fs::create_dir(&dirpng).unwrap();
-    fails(&["run", spec, s(&dirpng)], 1, "is a directory");
+    // A directory is a folder run, which needs an output folder: a usage error without one.
+    fails(&["run", spec, s(&dirpng)], 2, "is a directory");
     let bytes = std::fs::read("specs/images/scene128.png").unwrap();
     let trunc = d.p("t.png");
     std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();

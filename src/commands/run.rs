@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use convc_ir::shape;
 use convc_tensor::fmt_shape;
 
-use crate::data::{self, Loaded};
+use super::batch;
+use crate::data::{self, Loaded, Probe};
 use crate::driver::{self, Failure, input_err};
 use crate::engine::Engine;
-use crate::{Backend, PassOpts};
+use crate::{Backend, OutFormat, PassOpts};
 
 /// Everything `run` was asked to do.
 pub struct RunArgs<'a> {
@@ -17,8 +18,10 @@ pub struct RunArgs<'a> {
     pub model: &'a Path,
     /// `PATH` or `NAME=PATH` words.
     pub inputs: &'a [String],
-    /// `-o` paths, in output order.
+    /// `-o` paths, in output order (or the folder of a folder run).
     pub outputs: &'a [PathBuf],
+    /// `--format` of a folder run's outputs.
+    pub format: Option<OutFormat>,
     /// Which engine.
     pub backend: Backend,
     /// Pass selection.
@@ -31,6 +34,28 @@ pub struct RunArgs<'a> {
 
 /// Runs `convc run`.
 pub fn run(a: RunArgs<'_>) -> Result<(), Failure> {
+    if let Some(many) = a.inputs.iter().find(|w| batch::is_many(w)) {
+        if a.inputs.len() > 1 {
+            return Err(Failure::Usage(format!(
+                "error: `{many}` names many files: give it as the only input (one folder, glob pattern or @LIST)"
+            )));
+        }
+        return batch::run(batch::BatchArgs {
+            model: a.model,
+            source: many,
+            outputs: a.outputs,
+            format: a.format,
+            backend: a.backend,
+            passes: a.passes,
+            threads: a.threads,
+            size: a.size,
+        });
+    }
+    if a.format.is_some() {
+        return Err(Failure::Usage(
+            "error: --format is for folder runs; for one output, the -o file's extension (.npy or .png) says the format".into(),
+        ));
+    }
     for o in a.outputs {
         data::check_output_path(o)?;
     }
@@ -56,57 +81,42 @@ pub fn run(a: RunArgs<'_>) -> Result<(), Failure> {
     protect_inputs(a.model, &files, a.outputs)?;
 
     let g = &model.graph;
-    let mut tensors = Vec::new();
+    // Every check and the memory estimate come from the files' headers, before any data is
+    // read: a batch too large for the memory limit is refused without reading it.
+    let mut probed: Vec<Vec<(Probe, Option<Loaded>)>> = Vec::new();
     let mut batched = false;
     for (i, &n) in g.inputs.iter().enumerate() {
-        let node = g.node(n);
-        let parts: Vec<(PathBuf, Loaded)> = files[i]
+        let parts: Vec<(Probe, Option<Loaded>)> = files[i]
             .iter()
-            .map(|p| data::read_input(p).map(|l| (p.clone(), l)))
+            .map(|p| probe_or_read(p))
             .collect::<Result<_, _>>()?;
-        batched |= parts.len() > 1 || parts.iter().any(|p| p.1.batched);
-        for (p, l) in &parts {
-            let c = l.tensor.shape()[1];
-            if c != node.shape.c {
-                return Err(input_err(format!(
-                    "`{}` has {c} channel{}, but input `{}` is {}",
-                    p.display(),
-                    if c == 1 { "" } else { "s" },
-                    node.name,
-                    node.shape
-                )));
+        batched |= parts.len() > 1 || parts.iter().any(|p| p.0.batched);
+        let shapes: Vec<[usize; 4]> = parts.iter().map(|p| p.0.shape).collect();
+        if let Err(f) = check_input_shapes(g.node(n), &files[i], &shapes) {
+            // A file whose data is bad says so first (a corrupt PNG's header may lie about
+            // its size); each is read and dropped, one at a time.
+            for (p, part) in files[i].iter().zip(&parts) {
+                if part.1.is_none() {
+                    data::read_input(p)?;
+                }
             }
+            return Err(f);
         }
-        let first = parts[0].0.clone();
-        let loaded = data::stack(parts)?;
-        let s = loaded.tensor.shape();
-        // This input's fixed sizes; symbols are bound across all inputs below.
-        for (d, v, axis) in [
-            (&node.shape.h, s[2], "height"),
-            (&node.shape.w, s[3], "width"),
-        ] {
-            if let Some(k) = d.known().filter(|&k| k as usize != v) {
-                return Err(input_err(format!(
-                    "`{}` has {axis} {v}, but input `{}` is {} (expects {axis} {k})",
-                    first.display(),
-                    node.name,
-                    node.shape
-                )));
-            }
-        }
-        tensors.push(loaded.tensor);
+        probed.push(parts);
     }
-    let n0 = tensors[0].shape()[0];
-    if let Some(t) = tensors.iter().find(|t| t.shape()[0] != n0) {
+    let n0: usize = probed[0].iter().map(|p| p.0.shape[0]).sum();
+    if let Some(n) = probed
+        .iter()
+        .map(|parts| parts.iter().map(|p| p.0.shape[0]).sum::<usize>())
+        .find(|&n| n != n0)
+    {
         return Err(input_err(format!(
-            "the inputs hold different numbers of images ({} and {}): a batch needs the same N for every input",
-            n0,
-            t.shape()[0]
+            "the inputs hold different numbers of images ({n0} and {n}): a batch needs the same N for every input"
         )));
     }
-    let sizes: Vec<(usize, usize)> = tensors
+    let sizes: Vec<(usize, usize)> = probed
         .iter()
-        .map(|t| (t.shape()[2], t.shape()[3]))
+        .map(|parts| (parts[0].0.shape[2], parts[0].0.shape[3]))
         .collect();
     let b = shape::bind_inputs(g, &sizes).map_err(|m| {
         // Name the files, so the user knows which one to fix.
@@ -123,6 +133,7 @@ pub fn run(a: RunArgs<'_>) -> Result<(), Failure> {
     })?;
     let conc = shape::concretize(g, &b).map_err(|d| model.fail(&d))?;
     driver::check_memory(g, &conc, n0)?;
+    let tensors = read_inputs(&files, probed)?;
 
     let threads = a.threads.unwrap_or_else(convc_interp::default_threads);
     let per_image: Vec<(usize, usize)> = tensors
@@ -161,6 +172,91 @@ pub fn run(a: RunArgs<'_>) -> Result<(), Failure> {
         eprintln!("wrote {} {}", path.display(), shown);
     }
     Ok(())
+}
+
+/// The shape a file will load as: from its header, or else (a header that does not settle
+/// it, usually a bad file) by reading it, which reports what is wrong.
+fn probe_or_read(p: &Path) -> Result<(Probe, Option<Loaded>), Failure> {
+    match data::probe_input(p) {
+        Some(pr) => Ok((pr, None)),
+        None => {
+            let l = data::read_input(p)?;
+            Ok((Probe::of(&l), Some(l)))
+        }
+    }
+}
+
+/// Checks the files of one network input against it, from their shapes: channels, equal
+/// shapes within a batch, and the input's fixed sizes.
+pub fn check_input_shapes(
+    node: &convc_ir::Node,
+    files: &[PathBuf],
+    shapes: &[[usize; 4]],
+) -> Result<(), Failure> {
+    for (p, s) in files.iter().zip(shapes) {
+        let c = s[1];
+        if c != node.shape.c {
+            return Err(input_err(format!(
+                "`{}` has {c} channel{}, but input `{}` is {}",
+                p.display(),
+                if c == 1 { "" } else { "s" },
+                node.name,
+                node.shape
+            )));
+        }
+    }
+    for (p, s) in files.iter().zip(shapes).skip(1) {
+        if s[1..] != shapes[0][1..] {
+            return Err(input_err(format!(
+                "`{}` holds images of shape {} but `{}` holds {}: a batch needs equal shapes",
+                p.display(),
+                fmt_shape(&s[1..]),
+                files[0].display(),
+                fmt_shape(&shapes[0][1..])
+            )));
+        }
+    }
+    for (d, v, axis) in [
+        (&node.shape.h, shapes[0][2], "height"),
+        (&node.shape.w, shapes[0][3], "width"),
+    ] {
+        if let Some(k) = d.known().filter(|&k| k as usize != v) {
+            return Err(input_err(format!(
+                "`{}` has {axis} {v}, but input `{}` is {} (expects {axis} {k})",
+                files[0].display(),
+                node.name,
+                node.shape
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reads every input file not read yet, checks it still has the shape its header gave, and
+/// stacks each input's files into one batch.
+fn read_inputs(
+    files: &[Vec<PathBuf>],
+    probed: Vec<Vec<(Probe, Option<Loaded>)>>,
+) -> Result<Vec<convc_tensor::Tensor>, Failure> {
+    let mut tensors = Vec::new();
+    for (paths, parts) in files.iter().zip(probed) {
+        let mut loaded = Vec::new();
+        for (p, (probe, early)) in paths.iter().zip(parts) {
+            let l = match early {
+                Some(l) => l,
+                None => data::read_input(p)?,
+            };
+            if Probe::of(&l) != probe {
+                return Err(input_err(format!(
+                    "`{}` changed while convc was reading it: run again",
+                    p.display()
+                )));
+            }
+            loaded.push((p.clone(), l));
+        }
+        tensors.push(data::stack(loaded)?.tensor);
+    }
+    Ok(tensors)
 }
 
 /// Assigns input files to network inputs: plain paths form the batch of a one-input network;

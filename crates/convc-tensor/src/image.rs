@@ -121,6 +121,56 @@ pub fn read_png(bytes: &[u8]) -> Result<Tensor, DataError> {
     Tensor::new(vec![c, h, w], data)
 }
 
+/// The shape `[C, H, W]` that [`read_png`] gives a valid PNG, from the file's header and
+/// the chunk headers before its image data (a palette image has 4 channels when it has a
+/// `tRNS` chunk): nothing of the image data is read. A file [`read_png`] refuses may still get
+/// a shape here; reading it then says what is wrong.
+pub fn png_shape<R: std::io::BufRead + std::io::Seek>(mut r: R) -> Result<[usize; 3], DataError> {
+    let limits = png::Limits {
+        bytes: DECODER_METADATA_LIMIT,
+    };
+    let (w, h, color) = {
+        let mut decoder = png::Decoder::new_with_limits(&mut r, limits);
+        let header = decoder.read_header_info().map_err(decode_error)?;
+        (
+            header.width as usize,
+            header.height as usize,
+            header.color_type,
+        )
+    };
+    let c = match color {
+        png::ColorType::Grayscale => 1,
+        png::ColorType::GrayscaleAlpha => 2,
+        png::ColorType::Rgb => 3,
+        png::ColorType::Rgba => 4,
+        png::ColorType::Indexed if has_trns(&mut r)? => 4,
+        png::ColorType::Indexed => 3,
+    };
+    Ok([c, h, w])
+}
+
+/// Whether a `tRNS` chunk comes before the image data: walks the chunk headers from the
+/// first chunk, skipping their contents (each step moves at least 12 bytes on).
+fn has_trns<R: std::io::Read + std::io::Seek>(r: &mut R) -> Result<bool, DataError> {
+    use std::io::SeekFrom;
+    let io = |e: std::io::Error| DataError::new(format!("cannot read the PNG: {e}"));
+    let mut pos = r.seek(SeekFrom::Start(8)).map_err(io)?;
+    let mut head = [0u8; 8];
+    loop {
+        if r.read_exact(&mut head).is_err() {
+            return Ok(false);
+        }
+        let len = u64::from(u32::from_be_bytes([head[0], head[1], head[2], head[3]]));
+        match &head[4..8] {
+            b"tRNS" => return Ok(true),
+            b"IDAT" | b"IEND" => return Ok(false),
+            _ => {}
+        }
+        pos = pos.saturating_add(12).saturating_add(len);
+        r.seek(SeekFrom::Start(pos)).map_err(io)?;
+    }
+}
+
 /// Walks the chunks as the decoder will, checking what png 0.18.1 does not: a PLTE of whole RGB
 /// entries, 1 to 256 of them (otherwise its palette expansion panics, image-rs/image-png#694), and
 /// a palette tRNS no longer than the palette (the PNG specification's rule). Returns the total

@@ -36,8 +36,26 @@ impl Dtype {
     }
 }
 
-/// Reads a `.npy` file (the whole file's bytes) as a float32 tensor.
-pub fn read(bytes: &[u8]) -> Result<Tensor, DataError> {
+/// What a `.npy` header says: the array's shape and where its data lies.
+struct Header {
+    info: HeaderInfo,
+    /// Offset of the first data byte.
+    data_start: usize,
+    /// Bytes of data the shape and dtype need.
+    data_len: usize,
+}
+
+/// Reads the shape of a `.npy` array from the start of its file (at least the whole header),
+/// and the file length the data then needs. Lets a caller size a run from a file's header
+/// before reading its data; [`read`] gives the same errors for the same header.
+pub fn header_shape(prefix: &[u8]) -> Result<(Vec<usize>, u64), DataError> {
+    let h = read_header(prefix)?;
+    let total = (h.data_start as u64).saturating_add(h.data_len as u64);
+    Ok((h.info.shape, total))
+}
+
+/// Parses the magic, version and header dict at the start of `bytes`.
+fn read_header(bytes: &[u8]) -> Result<Header, DataError> {
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         return Err(DataError::new(
             "not a NumPy .npy file: expected it to start with the bytes \\x93NUMPY",
@@ -98,6 +116,20 @@ pub fn read(bytes: &[u8]) -> Result<Tensor, DataError> {
             fmt_shape(&info.shape)
         ))
     })?;
+    Ok(Header {
+        info,
+        data_start,
+        data_len: expected,
+    })
+}
+
+/// Reads a `.npy` file (the whole file's bytes) as a float32 tensor.
+pub fn read(bytes: &[u8]) -> Result<Tensor, DataError> {
+    let Header {
+        info,
+        data_start,
+        data_len: expected,
+    } = read_header(bytes)?;
     let data = &bytes[data_start..];
     if data.len() != expected {
         let what = if data.len() < expected {

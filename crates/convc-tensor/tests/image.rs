@@ -8,6 +8,14 @@ use png::{BitDepth, ColorType};
 
 // ------------------------------------------------------------------ helpers
 
+/// Reads `bytes` and checks that `png_shape` (headers only) gives the shape the full read does.
+fn read_and_probe(bytes: &[u8]) -> Tensor {
+    let t = image::read_png(bytes).unwrap();
+    let probed = image::png_shape(std::io::Cursor::new(bytes)).unwrap();
+    assert_eq!(&probed[..], t.shape(), "png_shape disagrees with read_png");
+    t
+}
+
 fn err(bytes: &[u8]) -> String {
     match image::read_png(bytes) {
         Ok(t) => panic!("expected an error, read shape {:?}", t.shape()),
@@ -189,7 +197,7 @@ fn every_direct_colour_type_and_depth() {
             let c = color.samples();
             // Odd sizes so rows of packed samples end mid-byte.
             let (w, h) = (11, 5);
-            let t = image::read_png(&encode_direct(w, h, color, bits)).unwrap();
+            let t = read_and_probe(&encode_direct(w, h, color, bits));
             check(
                 &t,
                 c,
@@ -291,7 +299,7 @@ fn palette_every_depth_with_and_without_trns() {
     for bits in [1u8, 2, 4, 8] {
         let n = (1usize << bits).min(200);
         let (w, h) = (9, 4);
-        let t = image::read_png(&encode_palette(w, h, n, bits, None)).unwrap();
+        let t = read_and_probe(&encode_palette(w, h, n, bits, None));
         check(
             &t,
             3,
@@ -302,7 +310,7 @@ fn palette_every_depth_with_and_without_trns() {
         );
         // tRNS shorter than the palette: the remaining entries are opaque.
         let len = n.div_ceil(2);
-        let t = image::read_png(&encode_palette(w, h, n, bits, Some(len))).unwrap();
+        let t = read_and_probe(&encode_palette(w, h, n, bits, Some(len)));
         check(
             &t,
             4,
@@ -327,10 +335,10 @@ fn fixtures_written_by_python_including_interlaced() {
         ("rgba16_plain_5x4.png", 4, 4, 5, 16),
     ];
     for (name, c, h, w, bits) in direct {
-        let t = image::read_png(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let t = read_and_probe(&fixture(name));
         check(&t, c, h, w, &expected_direct(c, h, w, bits), name);
     }
-    let t = image::read_png(&fixture("palette4_trns_adam7_9x7.png")).unwrap();
+    let t = read_and_probe(&fixture("palette4_trns_adam7_9x7.png"));
     check(
         &t,
         4,
@@ -339,7 +347,7 @@ fn fixtures_written_by_python_including_interlaced() {
         &expected_palette(13, Some(12), 7, 9),
         "palette4_trns_adam7",
     );
-    let t = image::read_png(&fixture("palette2_plain_5x3.png")).unwrap();
+    let t = read_and_probe(&fixture("palette2_plain_5x3.png"));
     check(
         &t,
         3,

@@ -8,11 +8,30 @@ use convc_tensor::{Tensor, npy};
 const A23: [f32; 6] = [0.5, -1.25, 3.0, 1024.0, -0.0078125, 7.75];
 const B23: [f64; 6] = [0.1, 1.0 / 3.0, -2.0 / 7.0, 1e-3, 123456.789, -1e30];
 
+/// Reads a fixture, checking that `header_shape` on its header alone gives the same shape and
+/// the file's exact length.
 fn read_fixture(name: &str) -> Tensor {
-    npy::read(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    let bytes = fixture(name);
+    let t = npy::read(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let (shape, total) =
+        npy::header_shape(&bytes[..bytes.len().min(128)]).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(shape, t.shape(), "{name}: header_shape");
+    assert_eq!(
+        total,
+        bytes.len() as u64,
+        "{name}: data length from the header"
+    );
+    t
 }
 
 fn err(bytes: &[u8]) -> String {
+    // A header error is the same whether found from the header alone or in a full read.
+    if let Err(h) = npy::header_shape(bytes) {
+        assert_eq!(
+            Some(&h.message),
+            npy::read(bytes).err().map(|e| e.message).as_ref()
+        );
+    }
     match npy::read(bytes) {
         Ok(t) => panic!("expected an error, read shape {:?}", t.shape()),
         Err(e) => e.message,
