@@ -70,10 +70,29 @@ impl<'g> Engine<'g> {
     }
 }
 
-/// The vector path the environment forces: `CONVC_ISA=sse|avx2|avx512`, or `None` (the widest
-/// the host runs). Another value is a usage error (exit 2); a path the CPU lacks is refused
-/// by the JIT with the paths it has.
+/// The path `--isa` forces (set once, before a command runs).
+static FORCED_ISA: std::sync::OnceLock<convc_jit::Isa> = std::sync::OnceLock::new();
+
+/// Records `--isa` for [`isa_from_env`] (it wins over `CONVC_ISA`).
+pub fn force_isa(opt: &crate::IsaOpt) -> Result<(), Failure> {
+    if let Some(name) = &opt.isa {
+        let isa = convc_jit::Isa::parse(name).ok_or_else(|| {
+            Failure::Usage(format!(
+                "error: --isa {name} is not a vector path: write sse, avx2 or avx512"
+            ))
+        })?;
+        let _ = FORCED_ISA.set(isa);
+    }
+    Ok(())
+}
+
+/// The vector path forced by `--isa`, else by the environment (`CONVC_ISA=sse|avx2|avx512`),
+/// or `None` (the widest the host runs). Another value is a usage error (exit 2); a path the
+/// CPU lacks is refused by the JIT with the paths it has.
 pub fn isa_from_env() -> Result<Option<convc_jit::Isa>, Failure> {
+    if let Some(&isa) = FORCED_ISA.get() {
+        return Ok(Some(isa));
+    }
     match std::env::var("CONVC_ISA") {
         Err(std::env::VarError::NotPresent) => Ok(None),
         Ok(v) if v.is_empty() => Ok(None),

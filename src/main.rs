@@ -45,6 +45,16 @@ pub struct SizeOpt {
     pub size: Option<(usize, usize)>,
 }
 
+/// The vector path of the JIT's dense convolutions.
+#[derive(Args, Debug, Clone, Default)]
+pub struct IsaOpt {
+    /// The vector instructions of the convolutions: sse (Cranelift's own 128-bit code), avx2 or
+    /// avx512 (microkernels); default: the widest this CPU runs (or CONVC_ISA). A path the CPU
+    /// lacks is an error.
+    #[arg(long, value_name = "ISA", value_parser = ["sse", "avx2", "avx512"])]
+    pub isa: Option<String>,
+}
+
 /// Output format of `dump`.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
@@ -130,6 +140,8 @@ enum Command {
         format: Format,
         #[command(flatten)]
         size: SizeOpt,
+        #[command(flatten)]
+        isa: IsaOpt,
     },
     /// Explain every convolution: its standard, asymmetric and depthwise-separable forms side by
     /// side, with weight shapes, parameters, MACs, the rank each needs to be exact for these
@@ -169,6 +181,8 @@ enum Command {
         /// Least seconds to spend measuring (after one warm-up run).
         #[arg(long, default_value_t = 1.0, value_parser = parse_seconds, value_name = "S")]
         min_time: f64,
+        #[command(flatten)]
+        isa: IsaOpt,
     },
     /// Run the network on images (.png) or arrays (.npy) and write or summarise its outputs.
     Run {
@@ -194,6 +208,8 @@ enum Command {
         threads: Option<usize>,
         #[command(flatten)]
         size: SizeOpt,
+        #[command(flatten)]
+        isa: IsaOpt,
     },
 }
 
@@ -215,7 +231,10 @@ fn main() -> ExitCode {
             print_after_all,
             format,
             size,
-        } => commands::dump::run(&model, &passes, print_after_all, format, size.size),
+            isa,
+        } => engine::force_isa(&isa).and_then(|()| {
+            commands::dump::run(&model, &passes, print_after_all, format, size.size)
+        }),
         Command::Bench {
             model,
             backend,
@@ -226,7 +245,8 @@ fn main() -> ExitCode {
             json,
             profile,
             min_time,
-        } => commands::bench::run(commands::bench::BenchArgs {
+            isa,
+        } => engine::force_isa(&isa).and_then(|()| commands::bench::run(commands::bench::BenchArgs {
             model: &model,
             backend,
             threads,
@@ -236,7 +256,7 @@ fn main() -> ExitCode {
             json,
             profile,
             min_time: std::time::Duration::from_secs_f64(min_time),
-        }),
+        })),
         Command::Explain { model, layer, size } => {
             commands::explain::run(&model, layer.as_deref(), size.size)
         }
@@ -249,7 +269,8 @@ fn main() -> ExitCode {
             passes,
             threads,
             size,
-        } => commands::run::run(commands::run::RunArgs {
+            isa,
+        } => engine::force_isa(&isa).and_then(|()| commands::run::run(commands::run::RunArgs {
             model: &model,
             inputs: &inputs,
             outputs: &outputs,
@@ -258,7 +279,7 @@ fn main() -> ExitCode {
             passes: &passes,
             threads,
             size: size.size,
-        }),
+        })),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -347,6 +347,27 @@ fn bench_profile_and_asm() {
         "no f32x4 code with CONVC_ISA=sse:\n{asm}"
     );
     assert!(!asm.contains("microkernel"), "{asm}");
+    // --isa forces the path the same way, and wins over the environment.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_convc"))
+        .args(["dump", "specs/examples/classic_standard.conv", "--format", "asm", "--isa", "sse"])
+        .env("CONVC_ISA", "avx512")
+        .output()
+        .expect("run convc");
+    let asm2 = String::from_utf8_lossy(&o.stdout);
+    assert!(!asm2.contains("microkernel") && asm2.contains("; kernel"), "{asm2}");
+    for args in [
+        &["bench", "specs/bench/sobel.conv", "--isa", "avx3"][..],
+        &["run", "specs/examples/classic_standard.conv", "specs/images/scene128.png", "--isa", "x"],
+    ] {
+        assert_eq!(convc(args).status.code(), Some(2), "{args:?}");
+    }
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_convc"))
+        .args(["bench", "specs/bench/sobel.conv", "--min-time", "0"])
+        .env("CONVC_ISA", "avx3")
+        .output()
+        .expect("run convc");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("CONVC_ISA=avx3"));
     let o = convc(&[
         "dump",
         "specs/examples/gaussian_blur.conv",
