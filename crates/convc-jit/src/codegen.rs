@@ -822,7 +822,7 @@ impl Em<'_> {
             ep,
         );
         if !s.ep.is_empty() && ep.is_none() {
-            self.epilogue_in_place(s, row, ocb, width);
+            self.epilogue_rows(s, row, row.out_row, s.out_cs, s.out_rs, ocb, 1, width);
         }
     }
 
@@ -846,11 +846,7 @@ impl Em<'_> {
                 .collect();
             let kwo_addr = kwo.as_ptr() as i64;
             self.tables.push(kwo);
-            let mut sig = Signature::new(self.call_conv);
-            for _ in 0..8 {
-                sig.params.push(AbiParam::new(PTR));
-            }
-            let sig = self.b.import_signature(sig);
+            let sig = self.rust_signature(8);
             let a = [s.out_rs, width, s.row_stride].map(|v| self.iconst(v));
             let kwo = self.b.ins().iconst(PTR, kwo_addr);
             let callee = self.b.ins().iconst(PTR, f as usize as i64);
@@ -917,11 +913,7 @@ impl Em<'_> {
                 self.wide_epilogue(s, row)
             },
         ) {
-            let mut sig = Signature::new(self.call_conv);
-            for _ in 0..10 {
-                sig.params.push(AbiParam::new(PTR));
-            }
-            let sig = self.b.import_signature(sig);
+            let sig = self.rust_signature(10);
             let args = [s.flat_len(), s.flat_pad, s.out_cs, s.out_rs, ocb, rows, s.ow]
                 .map(|v| self.iconst(v));
             let callee = self.b.ins().iconst(PTR, copy as usize as i64);
@@ -935,32 +927,15 @@ impl Em<'_> {
             );
             return;
         }
-        let (lanes4, rest) = (s.ow / 4, s.ow % 4);
-        for r in 0..rows {
-            for (lanes, x0, count) in [(4, 0, lanes4), (1, lanes4 * 4, rest)] {
-                if count == 0 {
-                    continue;
-                }
-                let ty = if lanes == 4 { F32X4 } else { F32 };
-                let first = self.iconst(x0 * 4);
-                self.for_count(first, count, (lanes * 4) as i64, &mut |e, xoff| {
-                    let src = e.b.ins().iadd(part, xoff);
-                    let out = e.b.ins().iadd(row.out_row, xoff);
-                    let res: Vec<Option<Value>> = row
-                        .res_row
-                        .iter()
-                        .map(|p| p.map(|p| e.b.ins().iadd(p, xoff)))
-                        .collect();
-                    for j in 0..ocb {
-                        let soff = ((j * s.flat_len() + r * s.flat_pad) * 4) as i32;
-                        let ooff = ((j * s.out_cs + r * s.out_rs) * 4) as i32;
-                        let a = e.b.ins().load(ty, rw(), src, soff);
-                        let v = e.epilogue(&s.ep, &row.ptrs, ty, a, (j * 32) as i32, &res, ooff);
-                        e.b.ins().store(rw(), v, out, ooff);
-                    }
-                });
-            }
-        }
+        self.epilogue_rows(s, row, part, s.flat_len(), s.flat_pad, ocb, rows, s.ow);
+    }
+
+    /// The signature of a Rust function of `n` pointer-sized arguments (the microkernels of
+    /// `crate::wide`), imported into the function being built.
+    fn rust_signature(&mut self, n: usize) -> cranelift_codegen::ir::SigRef {
+        let mut sig = Signature::new(self.call_conv);
+        sig.params.extend((0..n).map(|_| AbiParam::new(PTR)));
+        self.b.import_signature(sig)
     }
 
     /// Calls the row microkernel `f` once per chunk of the reduction: `width` positions from
@@ -980,11 +955,7 @@ impl Em<'_> {
         count: Option<Value>,
         ep: Option<Value>,
     ) {
-        let mut sig = Signature::new(self.call_conv);
-        for _ in 0..7 {
-            sig.params.push(AbiParam::new(PTR));
-        }
-        let sig = self.b.import_signature(sig);
+        let sig = self.rust_signature(7);
         for chunk in 0..s.chunks() {
             let (t0, _) = s.chunk(chunk);
             let inp = self.b.ins().iadd_imm_s(in_base, s.tap_offset(t0));
@@ -1062,30 +1033,46 @@ impl Em<'_> {
         Some(self.b.ins().stack_addr(PTR, slot, 0))
     }
 
-    /// The epilogue over `width` columns of each of the block's `ocb` output rows, in place:
-    /// whole vectors then scalars (no overlapping vector: the epilogue is not idempotent).
-    fn epilogue_in_place(&mut self, s: &ConvSpec, row: &Row, ocb: usize, width: usize) {
-        let plane4 = (s.out_cs * 4) as i32;
-        for (lanes, x0, count) in [(4, 0, width / 4), (1, width / 4 * 4, width % 4)] {
-            if count == 0 {
-                continue;
-            }
-            let ty = if lanes == 4 { F32X4 } else { F32 };
-            let first = self.iconst(x0 * 4);
-            self.for_count(first, count, (lanes * 4) as i64, &mut |e, xoff| {
-                let out = e.b.ins().iadd(row.out_row, xoff);
-                let res: Vec<Option<Value>> = row
-                    .res_row
-                    .iter()
-                    .map(|r| r.map(|r| e.b.ins().iadd(r, xoff)))
-                    .collect();
-                for j in 0..ocb {
-                    let off = j as i32 * plane4;
-                    let a = e.b.ins().load(ty, rw(), out, off);
-                    let v = e.epilogue(&s.ep, &row.ptrs, ty, a, (j * 32) as i32, &res, off);
-                    e.b.ins().store(rw(), v, out, off);
+    /// The epilogue over `width` columns of `rows` rows of each of the block's `ocb` channels,
+    /// read from `src` (channels `src_cs`, rows `src_rs` floats apart; the output itself for an
+    /// epilogue in place) and stored to the output: whole vectors then scalars (no overlapping
+    /// vector: the epilogue is not idempotent).
+    #[allow(clippy::too_many_arguments)]
+    fn epilogue_rows(
+        &mut self,
+        s: &ConvSpec,
+        row: &Row,
+        src: Value,
+        src_cs: usize,
+        src_rs: usize,
+        ocb: usize,
+        rows: usize,
+        width: usize,
+    ) {
+        for r in 0..rows {
+            for (lanes, x0, count) in [(4, 0, width / 4), (1, width / 4 * 4, width % 4)] {
+                if count == 0 {
+                    continue;
                 }
-            });
+                let ty = if lanes == 4 { F32X4 } else { F32 };
+                let first = self.iconst(x0 * 4);
+                self.for_count(first, count, (lanes * 4) as i64, &mut |e, xoff| {
+                    let from = e.b.ins().iadd(src, xoff);
+                    let out = e.b.ins().iadd(row.out_row, xoff);
+                    let res: Vec<Option<Value>> = row
+                        .res_row
+                        .iter()
+                        .map(|p| p.map(|p| e.b.ins().iadd(p, xoff)))
+                        .collect();
+                    for j in 0..ocb {
+                        let soff = ((j * src_cs + r * src_rs) * 4) as i32;
+                        let ooff = ((j * s.out_cs + r * s.out_rs) * 4) as i32;
+                        let a = e.b.ins().load(ty, rw(), from, soff);
+                        let v = e.epilogue(&s.ep, &row.ptrs, ty, a, (j * 32) as i32, &res, ooff);
+                        e.b.ins().store(rw(), v, out, ooff);
+                    }
+                });
+            }
         }
     }
 
