@@ -252,3 +252,81 @@ fn check_dump_and_explain_read_onnx() {
     let explain = ok(&["explain", m]);
     assert!(explain.contains("conv1"), "{explain}");
 }
+
+/// `convc import` writes a spec and weights that run to the same numbers as the model.
+#[test]
+fn import_round_trips_to_the_same_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let ops = root().join("tests/fixtures/onnx/ops");
+    let mut cases: Vec<(PathBuf, PathBuf)> = [
+        "add_sum_concat",
+        "channel_affine_mul_add_sub_div",
+        "clip_attributes_opset10",
+        "conv_auto_pad_same_lower",
+        "global_avgpool_flatten_gemm",
+        "leaky_sigmoid_tanh",
+        "maxpool_pads_ceil",
+        "reshape_gemm_matmul_dropout",
+    ]
+    .iter()
+    .map(|s| {
+        (
+            ops.join(format!("{s}.onnx")),
+            ops.join(format!("{s}.input.npy")),
+        )
+    })
+    .collect();
+    cases.push((
+        root().join("tests/fixtures/onnx/light/densenet121.onnx"),
+        light_input(dir.path()),
+    ));
+    for (model, input) in cases {
+        let spec = dir.path().join("net.conv");
+        let o = convc(&[
+            "import",
+            model.to_str().unwrap(),
+            "-o",
+            spec.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(dir.path().join("net.safetensors").is_file());
+        let text = std::fs::read_to_string(&spec).unwrap();
+        assert!(
+            text.contains("file(\"net.safetensors\"") || !text.contains("file("),
+            "{text}"
+        );
+        for backend in ["interp", "jit"] {
+            let a = run(&model, &input, backend, dir.path());
+            let b = run(&spec, &input, backend, dir.path());
+            assert_eq!(a.data(), b.data(), "{} ({backend})", model.display());
+        }
+    }
+}
+
+#[test]
+fn import_writes_a_readable_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("m.conv");
+    ok(&[
+        "import",
+        "tests/fixtures/onnx/ops/conv_depthwise_bn_relu.onnx",
+        "-o",
+        spec.to_str().unwrap(),
+    ]);
+    insta::assert_snapshot!(
+        "onnx_import_conv_depthwise_bn_relu",
+        std::fs::read_to_string(&spec).unwrap()
+    );
+    let o = convc(&[
+        "import",
+        "tests/fixtures/onnx/ops/add_sum_concat.onnx",
+        "-o",
+        "x.txt",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -78,6 +78,7 @@ pub fn lower_with(prog: &Program, base_dir: &Path, limits: Limits) -> R<Graph> {
         base_dir,
         limits,
         param_bytes: std::cell::Cell::new(0),
+        safetensors: Default::default(),
     }
     .run(prog)
 }
@@ -102,6 +103,9 @@ struct Lowerer<'a> {
     limits: Limits,
     /// Bytes of the parameter tensors made so far (checked against `limits.max_memory`).
     param_bytes: std::cell::Cell<u64>,
+    /// The bytes of each safetensors file read so far: a spec takes many tensors from one
+    /// file (`convc import` writes them so), which is read once, not once per tensor.
+    safetensors: std::cell::RefCell<HashMap<std::path::PathBuf, std::rc::Rc<Vec<u8>>>>,
 }
 
 /// The keyword arguments of one layer, checked for duplicates and unknown keys.
@@ -1112,7 +1116,11 @@ impl<'a> Lowerer<'a> {
     fn load_file(&self, path: &str, name: Option<&str>) -> Result<Tensor, String> {
         use convc_tensor::read::{ReadError, read_limited};
         let full = self.base_dir.join(path);
-        let bytes = match read_limited(&full, self.limits.max_memory) {
+        let cached = name.and_then(|_| self.safetensors.borrow().get(&full).cloned());
+        let bytes = match cached
+            .map(Ok)
+            .unwrap_or_else(|| read_limited(&full, self.limits.max_memory).map(std::rc::Rc::new))
+        {
             Ok(b) => b,
             Err(ReadError::Directory) => {
                 return Err(format!("`{path}` is a directory, not a file"));
@@ -1124,6 +1132,11 @@ impl<'a> Lowerer<'a> {
             }
             Err(e) => return Err(format!("cannot read `{path}`: {e}")),
         };
+        if name.is_some() {
+            self.safetensors
+                .borrow_mut()
+                .insert(full.clone(), std::rc::Rc::clone(&bytes));
+        }
         let r = match name {
             Some(n) => convc_tensor::st::read_tensor(&bytes, n),
             None if path.ends_with(".safetensors") => {

@@ -185,13 +185,17 @@ fn check_supported(graph: &GraphProto, opset: i64) -> Result<(), OnnxError> {
     Err(OnnxError::new(msg))
 }
 
-/// A `.conv` identifier from an ONNX name: other characters become `_`, a leading digit
-/// gets a `_` before it, and the keywords `input`/`output` a `_` after.
+/// A `.conv` identifier from an ONNX name: other characters become `_`, leading and
+/// trailing `_` and exporters' `_output_0` suffix go (`/layer1/conv/Conv_output_0` is
+/// `layer1_conv_Conv`), a leading digit gets a `_` before it, and the keywords
+/// `input`/`output` a `_` after.
 pub fn identifier(name: &str) -> String {
-    let mut s: String = name
+    let mapped: String = name
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
+    let t = mapped.trim_matches('_');
+    let mut s = t.strip_suffix("_output_0").unwrap_or(t).to_string();
     if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) {
         s.insert(0, '_');
     }
@@ -464,5 +468,7 @@ mod tests {
         assert_eq!(identifier(""), "_");
         assert_eq!(identifier("input"), "input_");
         assert_eq!(identifier("x.y:0"), "x_y_0");
+        assert_eq!(identifier("/layer1/conv/Conv_output_0"), "layer1_conv_Conv");
+        assert_eq!(identifier("/"), "_");
     }
 }

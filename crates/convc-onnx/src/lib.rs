@@ -6,10 +6,12 @@
 //!   (raw, typed and external data, with path checks), attributes, the opset.
 //! - [`import`]: an ONNX graph (NCHW, batch first) as a convc [`convc_ir::Graph`] (per image
 //!   `[C, H, W]`); errors name the ONNX node, its op type and the opset.
+//! - [`emit`]: a graph as a readable `.conv` text plus its weights as safetensors (`convc import`).
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod emit;
 pub mod import;
 mod ops;
 pub mod proto;
