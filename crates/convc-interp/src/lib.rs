@@ -333,6 +333,10 @@ fn eval(
             let (x, s) = arg(0)?;
             per_image(x, batch, s, |img| ops::global_avgpool(img, s))
         }
+        Op::Softmax => {
+            let (x, s) = arg(0)?;
+            per_image(x, batch, s, |img| Ok((ops::softmax(img, s)?, s)))
+        }
     }
 }
 

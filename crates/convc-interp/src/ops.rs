@@ -411,9 +411,47 @@ pub fn global_avgpool(x: &[f32], shape: [usize; 3]) -> Result<(Vec<f32>, [usize;
     Ok((out, [shape[0], 1, 1]))
 }
 
+/// Softmax over the channels of each pixel of one image, in f64: `exp(x - max) / sum`.
+/// NaN and infinities propagate as IEEE arithmetic says (a `+inf` gives NaN, as in ONNX Runtime).
+pub fn softmax(x: &[f32], shape: [usize; 3]) -> Result<Vec<f32>, RunError> {
+    check_len(x, shape, "softmax")?;
+    let [c, h, w] = shape;
+    let plane = h * w;
+    let mut out = vec![0f32; x.len()];
+    for p in 0..plane {
+        let at = |k: usize| f64::from(x[k * plane + p]);
+        let max = (0..c).map(at).fold(f64::NEG_INFINITY, |m, v| {
+            if v.is_nan() || m.is_nan() {
+                f64::NAN
+            } else {
+                m.max(v)
+            }
+        });
+        let sum: f64 = (0..c).map(|k| (at(k) - max).exp()).sum();
+        for k in 0..c {
+            out[k * plane + p] = ((at(k) - max).exp() / sum) as f32;
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn softmax_is_per_pixel_over_channels() {
+        // 2 channels, 1x2 plane: pixel 0 has (0, ln 3), pixel 1 (5, 5).
+        let y = softmax(&[0.0, 5.0, 3f32.ln(), 5.0], [2, 1, 2]).unwrap();
+        let want = [0.25, 0.5, 0.75, 0.5];
+        for (a, b) in y.iter().zip(want) {
+            assert!((a - b).abs() < 1e-7, "{y:?}");
+        }
+        // Large values do not overflow.
+        let y = softmax(&[1e30, 0.0], [2, 1, 1]).unwrap();
+        assert_eq!(y, vec![1.0, 0.0]);
+        assert!(softmax(&[f32::NAN, 1.0], [2, 1, 1]).unwrap()[1].is_nan());
+    }
 
     #[test]
     fn valid_range_matches_brute_force() {

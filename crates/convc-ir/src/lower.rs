@@ -35,6 +35,7 @@ pub const OPS: &[&str] = &[
     "maxpool",
     "avgpool",
     "global_avgpool",
+    "softmax",
 ];
 
 type R<T> = Result<T, Diagnostic>;
@@ -600,6 +601,10 @@ impl<'a> Lowerer<'a> {
                     "sigmoid" => Unary::Sigmoid,
                     _ => Unary::Tanh,
                 })
+            }
+            "softmax" => {
+                self.kwargs(l, &[])?;
+                Op::Softmax
             }
             "leaky_relu" => {
                 let kw = self.kwargs(l, &["alpha"])?;

@@ -262,6 +262,8 @@ pub enum Op {
     Pool(Pool),
     /// Mean over H and W: `[C, 1, 1]`.
     GlobalAvgPool,
+    /// Softmax over the channels of each pixel: `exp(x_c - max) / sum exp(x_k - max)`.
+    Softmax,
 }
 
 impl Op {
@@ -279,6 +281,7 @@ impl Op {
                 PoolKind::Avg => "avgpool",
             },
             Op::GlobalAvgPool => "global_avgpool",
+            Op::Softmax => "softmax",
         }
     }
 }

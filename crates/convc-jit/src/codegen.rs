@@ -75,6 +75,10 @@ pub(crate) fn build(
         KernelSpec::Elt(s) => e.elt(s, bufs, start, end),
         KernelSpec::Pool(p) => e.pool(p, bufs, start, end),
         KernelSpec::Gap { c: _, hw } => e.gap(*hw, bufs, start, end),
+        KernelSpec::Softmax { c, hw } => {
+            let f: crate::rstep::RustStep = crate::rstep::softmax;
+            e.call_rust(f, [*c, *hw], [bufs, start, end]);
+        }
     }
     e.b.ins().return_(&[]);
     e.b.seal_all_blocks();
@@ -1627,6 +1631,22 @@ impl Em<'_> {
             let dst = e.offset(out, c, 4);
             e.b.ins().store(rw(), m, dst, 0);
         });
+    }
+}
+
+impl Em<'_> {
+    /// A call of a plain-Rust step with the kernel's arguments and two sizes (`rstep.rs`).
+    fn call_rust(&mut self, f: crate::rstep::RustStep, sizes: [usize; 2], args: [Value; 3]) {
+        let mut sig = Signature::new(self.b.func.signature.call_conv);
+        for _ in 0..5 {
+            sig.params.push(AbiParam::new(PTR));
+        }
+        let sref = self.b.import_signature(sig);
+        let callee = self.b.ins().iconst(PTR, f as usize as i64);
+        let (a, b) = (self.iconst(sizes[0]), self.iconst(sizes[1]));
+        self.b
+            .ins()
+            .call_indirect(sref, callee, &[args[0], args[1], args[2], a, b]);
     }
 }
 

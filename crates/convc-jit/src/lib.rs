@@ -14,6 +14,7 @@
 mod buf;
 mod codegen;
 mod plan;
+mod rstep;
 mod runtime;
 mod spec;
 

@@ -621,6 +621,24 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool) -> Result<Plan, JitEr
                 };
                 b.steps.push((pos[n.index()], step));
             }
+            Op::Softmax => {
+                let x = operand(g, n, 0)?;
+                let [c, h, w] = conc.get(x);
+                let step = Step {
+                    name: node.name.clone(),
+                    spec: KernelSpec::Softmax { c, hw: h * w },
+                    kernel: 0,
+                    args: vec![val(n), val(x), Arg::Null],
+                    pad: None,
+                    tile: None,
+                    band: None,
+                    zero: None,
+                    work_ns: (20 * c * h * w) as f64,
+                    macs: 0,
+                    writes: n.index(),
+                };
+                b.steps.push((pos[n.index()], step));
+            }
             Op::Concat => {
                 let [_, h, w] = conc.get(n);
                 let mut coff = 0;

@@ -379,7 +379,15 @@ pub(crate) enum KernelSpec {
     Sep(Box<SepSpec>),
     Elt(EltSpec),
     Pool(PoolSpec),
-    Gap { c: usize, hw: usize },
+    Gap {
+        c: usize,
+        hw: usize,
+    },
+    /// Softmax over channels per pixel: a call into `rstep::softmax`, items are pixels.
+    Softmax {
+        c: usize,
+        hw: usize,
+    },
 }
 
 impl KernelSpec {
@@ -391,6 +399,7 @@ impl KernelSpec {
             KernelSpec::Elt(s) => s.items(),
             KernelSpec::Pool(p) => p.c * p.oh,
             KernelSpec::Gap { c, .. } => *c,
+            KernelSpec::Softmax { hw, .. } => *hw,
         }
     }
 
@@ -482,6 +491,7 @@ impl KernelSpec {
                 p.ow
             ),
             KernelSpec::Gap { c, hw } => format!("gap_{c}x{hw}"),
+            KernelSpec::Softmax { c, hw } => format!("softmax_{c}x{hw}"),
         }
     }
 }

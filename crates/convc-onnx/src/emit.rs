@@ -89,6 +89,7 @@ pub fn emit(g: &Graph, weights_file: &str, header: &str) -> Result<Emitted, Onnx
                 pad(&p.pad)
             ),
             Op::GlobalAvgPool => format!("{name} = global_avgpool({x})"),
+            Op::Softmax => format!("{name} = softmax({x})"),
         };
         conv.push_str(&line);
         conv.push('\n');

@@ -47,6 +47,7 @@ pub const SUPPORTED: &[&str] = &[
     "Relu",
     "Reshape",
     "Sigmoid",
+    "Softmax",
     "Sub",
     "Sum",
     "Tanh",

@@ -76,6 +76,7 @@ impl Importer<'_> {
                 let n = self.add(Self::out_name(node), Op::GlobalAvgPool, &[x], at)?;
                 self.set(node, Val::Node { n, flat: false }, at)
             }
+            "Softmax" => self.softmax(node, &a, at),
             "Flatten" => self.flatten(node, &a, at),
             "Reshape" => self.reshape(node, at),
             "Unsqueeze" => self.unsqueeze(node, &a, at),
@@ -567,6 +568,29 @@ impl Importer<'_> {
         });
         let n = self.add(Self::out_name(node), op, &[x], at)?;
         self.set(node, Val::Node { n, flat: false }, at)
+    }
+
+    /// Softmax over channels. Before opset 13 ONNX takes it over everything from `axis` on
+    /// (`C*H*W` for axis 1), which is over channels only on a 1x1 plane; from 13 over one axis.
+    fn softmax(&mut self, node: &NodeProto, a: &Attrs, at: &str) -> R<()> {
+        let (x, flat) = self.node_input(node, 0, at)?;
+        let rank = if flat { 2 } else { 4 };
+        let axis = a
+            .int("axis")?
+            .unwrap_or(if self.opset < 13 { 1 } else { -1 });
+        let ax = if axis < 0 { axis + rank } else { axis };
+        let one = self.g.node(x).shape.hw() == Some((1, 1));
+        let channels = ax == 1 && (one || (self.opset >= 13 && !flat));
+        if !channels {
+            return fail(
+                at,
+                format!(
+                    "softmax over axis {axis} of a rank-{rank} tensor is not supported (convc's softmax is over channels)"
+                ),
+            );
+        }
+        let n = self.add(Self::out_name(node), Op::Softmax, &[x], at)?;
+        self.set(node, Val::Node { n, flat }, at)
     }
 
     fn flatten(&mut self, node: &NodeProto, a: &Attrs, at: &str) -> R<()> {
