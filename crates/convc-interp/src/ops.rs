@@ -435,9 +435,53 @@ pub fn softmax(x: &[f32], shape: [usize; 3]) -> Result<Vec<f32>, RunError> {
     Ok(out)
 }
 
+/// Local response normalisation across channels of one image, in f64 (ONNX `LRN`): the sum
+/// of squares over channels `c - (size-1)/2 ..= c + size/2` (clipped), then
+/// `x / (bias + alpha/size * sum)^beta`.
+pub fn lrn(x: &[f32], shape: [usize; 3], l: &convc_ir::Lrn) -> Result<Vec<f32>, RunError> {
+    check_len(x, shape, "lrn")?;
+    let [c, h, w] = shape;
+    let plane = h * w;
+    let (alpha, beta, bias) = (f64::from(l.alpha), f64::from(l.beta), f64::from(l.bias));
+    let half_lo = (l.size.max(1) - 1) / 2;
+    let half_hi = l.size / 2;
+    let mut out = vec![0f32; x.len()];
+    for k in 0..c {
+        let lo = k.saturating_sub(half_lo);
+        let hi = (k + half_hi).min(c.saturating_sub(1));
+        for p in 0..plane {
+            let mut sq = 0f64;
+            for i in lo..=hi {
+                let v = f64::from(x[i * plane + p]);
+                sq += v * v;
+            }
+            let d = (bias + alpha / l.size as f64 * sq).powf(beta);
+            out[k * plane + p] = (f64::from(x[k * plane + p]) / d) as f32;
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lrn_sums_a_clipped_window_of_channels() {
+        // size 3: channel 0 sees channels 0..=1, channel 1 sees 0..=2, channel 2 sees 1..=2.
+        let l = convc_ir::Lrn {
+            size: 3,
+            alpha: 3.0,
+            beta: 1.0,
+            bias: 1.0,
+        };
+        let y = lrn(&[1.0, 2.0, 3.0], [3, 1, 1], &l).unwrap();
+        // alpha/size = 1: x / (1 + sum of squares).
+        let want = [1.0 / 6.0, 2.0 / 15.0, 3.0 / 14.0];
+        for (a, b) in y.iter().zip(want) {
+            assert!((a - b).abs() < 1e-7, "{y:?}");
+        }
+    }
 
     #[test]
     fn softmax_is_per_pixel_over_channels() {

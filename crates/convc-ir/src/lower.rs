@@ -36,6 +36,7 @@ pub const OPS: &[&str] = &[
     "avgpool",
     "global_avgpool",
     "softmax",
+    "lrn",
 ];
 
 type R<T> = Result<T, Diagnostic>;
@@ -606,6 +607,20 @@ impl<'a> Lowerer<'a> {
                 self.kwargs(l, &[])?;
                 Op::Softmax
             }
+            "lrn" => {
+                let kw = self.kwargs(l, &["size", "alpha", "beta", "bias"])?;
+                let size = match kw.get("size") {
+                    Some(e) => pos_int(e, "size", MAX_CHANNELS)?,
+                    None => return err(l.op.span, "lrn needs `size=N` (channels in the window)"),
+                };
+                let f = |k: &str, d: f64| -> R<f32> {
+                    match kw.get(k) {
+                        Some(e) => Ok(finite_arg(e, k)? as f32),
+                        None => Ok(d as f32),
+                    }
+                };
+                convc_ir_lrn(size, f("alpha", 1e-4)?, f("beta", 0.75)?, f("bias", 1.0)?)
+            }
             "leaky_relu" => {
                 let kw = self.kwargs(l, &["alpha"])?;
                 let alpha = match kw.get("alpha") {
@@ -1153,6 +1168,15 @@ impl<'a> Lowerer<'a> {
         };
         r.map_err(|e| format!("`{path}`: {}", e.message))
     }
+}
+
+fn convc_ir_lrn(size: usize, alpha: f32, beta: f32, bias: f32) -> Op {
+    Op::Lrn(crate::op::Lrn {
+        size,
+        alpha,
+        beta,
+        bias,
+    })
 }
 
 /// A user-facing reason for an I/O error (no OS error codes).

@@ -264,6 +264,22 @@ pub enum Op {
     GlobalAvgPool,
     /// Softmax over the channels of each pixel: `exp(x_c - max) / sum exp(x_k - max)`.
     Softmax,
+    /// Local response normalisation across channels.
+    Lrn(Lrn),
+}
+
+/// Local response normalisation across channels (ONNX `LRN`, AlexNet's):
+/// `x / (bias + alpha/size * sum of x^2 over channels c-(size-1)/2 ..= c+size/2)^beta`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Lrn {
+    /// Channels in the window (at least 1).
+    pub size: usize,
+    /// Scale of the sum of squares (divided by `size`).
+    pub alpha: f32,
+    /// Exponent.
+    pub beta: f32,
+    /// Added before the power.
+    pub bias: f32,
 }
 
 impl Op {
@@ -282,6 +298,7 @@ impl Op {
             },
             Op::GlobalAvgPool => "global_avgpool",
             Op::Softmax => "softmax",
+            Op::Lrn(_) => "lrn",
         }
     }
 }

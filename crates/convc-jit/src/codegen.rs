@@ -77,7 +77,11 @@ pub(crate) fn build(
         KernelSpec::Gap { c: _, hw } => e.gap(*hw, bufs, start, end),
         KernelSpec::Softmax { c, hw } => {
             let f: crate::rstep::RustStep = crate::rstep::softmax;
-            e.call_rust(f, [*c, *hw], [bufs, start, end]);
+            e.call_rust(f, vec![*c as i64, *hw as i64], [bufs, start, end]);
+        }
+        KernelSpec::Lrn(l) => {
+            let f: crate::rstep::RustStep = crate::rstep::lrn;
+            e.call_rust(f, l.params(), [bufs, start, end]);
         }
     }
     e.b.ins().return_(&[]);
@@ -1635,18 +1639,22 @@ impl Em<'_> {
 }
 
 impl Em<'_> {
-    /// A call of a plain-Rust step with the kernel's arguments and two sizes (`rstep.rs`).
-    fn call_rust(&mut self, f: crate::rstep::RustStep, sizes: [usize; 2], args: [Value; 3]) {
+    /// A call of a plain-Rust step (`rstep.rs`) with the kernel's arguments and a table of
+    /// the step's constants (kept alive with the other tables).
+    fn call_rust(&mut self, f: crate::rstep::RustStep, params: Vec<i64>, args: [Value; 3]) {
         let mut sig = Signature::new(self.b.func.signature.call_conv);
-        for _ in 0..5 {
+        for _ in 0..4 {
             sig.params.push(AbiParam::new(PTR));
         }
         let sref = self.b.import_signature(sig);
+        let t: Box<[i64]> = params.into_boxed_slice();
+        let taddr = t.as_ptr() as i64;
+        self.tables.push(t);
+        let table = self.b.ins().iconst(PTR, taddr);
         let callee = self.b.ins().iconst(PTR, f as usize as i64);
-        let (a, b) = (self.iconst(sizes[0]), self.iconst(sizes[1]));
         self.b
             .ins()
-            .call_indirect(sref, callee, &[args[0], args[1], args[2], a, b]);
+            .call_indirect(sref, callee, &[args[0], args[1], args[2], table]);
     }
 }
 

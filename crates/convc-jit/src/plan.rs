@@ -621,12 +621,23 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool) -> Result<Plan, JitEr
                 };
                 b.steps.push((pos[n.index()], step));
             }
-            Op::Softmax => {
+            Op::Softmax | Op::Lrn(_) => {
                 let x = operand(g, n, 0)?;
                 let [c, h, w] = conc.get(x);
+                let spec = match &node.op {
+                    Op::Lrn(l) => KernelSpec::Lrn(crate::spec::LrnSpec {
+                        c,
+                        hw: h * w,
+                        size: l.size,
+                        alpha: l.alpha.to_bits(),
+                        beta: l.beta.to_bits(),
+                        bias: l.bias.to_bits(),
+                    }),
+                    _ => KernelSpec::Softmax { c, hw: h * w },
+                };
                 let step = Step {
                     name: node.name.clone(),
-                    spec: KernelSpec::Softmax { c, hw: h * w },
+                    spec,
                     kernel: 0,
                     args: vec![val(n), val(x), Arg::Null],
                     pad: None,

@@ -388,6 +388,33 @@ pub(crate) enum KernelSpec {
         c: usize,
         hw: usize,
     },
+    /// Local response normalisation: a call into `rstep::lrn`, items are pixels.
+    Lrn(LrnSpec),
+}
+
+/// An LRN step: sizes and the f32 constants as bits (so the spec is hashable).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct LrnSpec {
+    pub c: usize,
+    pub hw: usize,
+    pub size: usize,
+    pub alpha: u32,
+    pub beta: u32,
+    pub bias: u32,
+}
+
+impl LrnSpec {
+    /// The table `rstep::lrn` reads.
+    pub fn params(&self) -> Vec<i64> {
+        vec![
+            self.c as i64,
+            self.hw as i64,
+            self.size as i64,
+            i64::from(self.alpha),
+            i64::from(self.beta),
+            i64::from(self.bias),
+        ]
+    }
 }
 
 impl KernelSpec {
@@ -400,6 +427,7 @@ impl KernelSpec {
             KernelSpec::Pool(p) => p.c * p.oh,
             KernelSpec::Gap { c, .. } => *c,
             KernelSpec::Softmax { hw, .. } => *hw,
+            KernelSpec::Lrn(l) => l.hw,
         }
     }
 
@@ -492,6 +520,7 @@ impl KernelSpec {
             ),
             KernelSpec::Gap { c, hw } => format!("gap_{c}x{hw}"),
             KernelSpec::Softmax { c, hw } => format!("softmax_{c}x{hw}"),
+            KernelSpec::Lrn(l) => format!("lrn{}_{}x{}", l.size, l.c, l.hw),
         }
     }
 }

@@ -90,6 +90,10 @@ pub fn emit(g: &Graph, weights_file: &str, header: &str) -> Result<Emitted, Onnx
             ),
             Op::GlobalAvgPool => format!("{name} = global_avgpool({x})"),
             Op::Softmax => format!("{name} = softmax({x})"),
+            Op::Lrn(l) => format!(
+                "{name} = lrn({x}, size={}, alpha={:?}, beta={:?}, bias={:?})",
+                l.size, l.alpha, l.beta, l.bias
+            ),
         };
         conv.push_str(&line);
         conv.push('\n');

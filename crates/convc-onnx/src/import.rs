@@ -40,6 +40,7 @@ pub const SUPPORTED: &[&str] = &[
     "Gemm",
     "GlobalAveragePool",
     "Identity",
+    "LRN",
     "LeakyRelu",
     "MatMul",
     "MaxPool",

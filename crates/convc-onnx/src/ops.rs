@@ -77,6 +77,7 @@ impl Importer<'_> {
                 self.set(node, Val::Node { n, flat: false }, at)
             }
             "Softmax" => self.softmax(node, &a, at),
+            "LRN" => self.lrn(node, &a, at),
             "Flatten" => self.flatten(node, &a, at),
             "Reshape" => self.reshape(node, at),
             "Unsqueeze" => self.unsqueeze(node, &a, at),
@@ -591,6 +592,32 @@ impl Importer<'_> {
         }
         let n = self.add(Self::out_name(node), Op::Softmax, &[x], at)?;
         self.set(node, Val::Node { n, flat }, at)
+    }
+
+    fn lrn(&mut self, node: &NodeProto, a: &Attrs, at: &str) -> R<()> {
+        let x = self.plain_input(node, 0, at)?;
+        let Some(size) = a.int("size")? else {
+            return fail(at, "`size` is required");
+        };
+        if !(1..=MAX_CHANNELS).contains(&size) {
+            return fail(at, format!("size {size} is not from 1 to {MAX_CHANNELS}"));
+        }
+        let f = |k: &str, d: f32| -> R<f32> {
+            let v = a.float(k)?.unwrap_or(d);
+            if v.is_finite() {
+                Ok(v)
+            } else {
+                fail(at, format!("{k} {v} is not finite"))
+            }
+        };
+        let l = convc_ir::Lrn {
+            size: size as usize,
+            alpha: f("alpha", 1e-4)?,
+            beta: f("beta", 0.75)?,
+            bias: f("bias", 1.0)?,
+        };
+        let n = self.add(Self::out_name(node), Op::Lrn(l), &[x], at)?;
+        self.set(node, Val::Node { n, flat: false }, at)
     }
 
     fn flatten(&mut self, node: &NodeProto, a: &Attrs, at: &str) -> R<()> {
