@@ -28,7 +28,7 @@ pub fn run(path: &Path, out: &Path) -> Result<(), Failure> {
          Layers are named after the ONNX values they compute."
     );
     let e = convc_onnx::emit::emit(&model.graph, &weights_name, &header)
-        .map_err(|e| driver::input_err(e))?;
+        .map_err(driver::input_err)?;
     let write = |p: &Path, bytes: &[u8]| {
         convc_tensor::write::write_atomic(p, bytes).map_err(|err| {
             driver::input_err(format!(
