@@ -27,8 +27,8 @@ pub fn run(path: &Path, out: &Path) -> Result<(), Failure> {
         "Imported from {source} by `convc import`; parameters in {weights_name}.\n\
          Layers are named after the ONNX values they compute."
     );
-    let e = convc_onnx::emit::emit(&model.graph, &weights_name, &header)
-        .map_err(driver::input_err)?;
+    let e =
+        convc_onnx::emit::emit(&model.graph, &weights_name, &header).map_err(driver::input_err)?;
     let write = |p: &Path, bytes: &[u8]| {
         convc_tensor::write::write_atomic(p, bytes).map_err(|err| {
             driver::input_err(format!(

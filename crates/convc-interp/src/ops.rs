@@ -435,6 +435,27 @@ pub fn softmax(x: &[f32], shape: [usize; 3]) -> Result<Vec<f32>, RunError> {
     Ok(out)
 }
 
+/// Channel shuffle of one image: output channel `j*groups + i` is input channel
+/// `i*(C/groups) + j`.
+pub fn shuffle(x: &[f32], shape: [usize; 3], groups: usize) -> Result<Vec<f32>, RunError> {
+    check_len(x, shape, "shuffle")?;
+    let [c, h, w] = shape;
+    if groups == 0 || c % groups != 0 {
+        return Err(RunError::new(format!(
+            "shuffle of {c} channels in {groups} groups"
+        )));
+    }
+    let (plane, per) = (h * w, c / groups);
+    let mut out = Vec::with_capacity(x.len());
+    for j in 0..per {
+        for i in 0..groups {
+            let src = (i * per + j) * plane;
+            out.extend_from_slice(&x[src..src + plane]);
+        }
+    }
+    Ok(out)
+}
+
 /// Local response normalisation across channels of one image, in f64 (ONNX `LRN`): the sum
 /// of squares over channels `c - (size-1)/2 ..= c + size/2` (clipped), then
 /// `x / (bias + alpha/size * sum)^beta`.
@@ -465,6 +486,13 @@ pub fn lrn(x: &[f32], shape: [usize; 3], l: &convc_ir::Lrn) -> Result<Vec<f32>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shuffle_interleaves_the_groups() {
+        // 6 channels in 2 groups [0 1 2 | 3 4 5] -> 0 3 1 4 2 5.
+        let y = shuffle(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0], [6, 1, 1], 2).unwrap();
+        assert_eq!(y, vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+    }
 
     #[test]
     fn lrn_sums_a_clipped_window_of_channels() {

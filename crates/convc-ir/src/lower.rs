@@ -37,6 +37,7 @@ pub const OPS: &[&str] = &[
     "global_avgpool",
     "softmax",
     "lrn",
+    "shuffle",
 ];
 
 type R<T> = Result<T, Diagnostic>;
@@ -606,6 +607,15 @@ impl<'a> Lowerer<'a> {
             "softmax" => {
                 self.kwargs(l, &[])?;
                 Op::Softmax
+            }
+            "shuffle" => {
+                let kw = self.kwargs(l, &["groups"])?;
+                match kw.get("groups") {
+                    Some(e) => Op::Shuffle {
+                        groups: pos_int(e, "groups", MAX_CHANNELS)?,
+                    },
+                    None => return err(l.op.span, "shuffle needs `groups=G`"),
+                }
             }
             "lrn" => {
                 let kw = self.kwargs(l, &["size", "alpha", "beta", "bias"])?;

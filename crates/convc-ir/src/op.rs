@@ -266,6 +266,12 @@ pub enum Op {
     Softmax,
     /// Local response normalisation across channels.
     Lrn(Lrn),
+    /// Channel shuffle (ShuffleNet): the channels as `[groups, C/groups]`, transposed;
+    /// output channel `j*groups + i` is input channel `i*(C/groups) + j`.
+    Shuffle {
+        /// Number of groups (divides C).
+        groups: usize,
+    },
 }
 
 /// Local response normalisation across channels (ONNX `LRN`, AlexNet's):
@@ -299,6 +305,7 @@ impl Op {
             Op::GlobalAvgPool => "global_avgpool",
             Op::Softmax => "softmax",
             Op::Lrn(_) => "lrn",
+            Op::Shuffle { .. } => "shuffle",
         }
     }
 }

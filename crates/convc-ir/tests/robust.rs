@@ -35,6 +35,7 @@ const TOKENS: &[&str] = &[
     "clamp",
     "softmax",
     "lrn",
+    "shuffle",
     "size=",
     "alpha=",
     "beta=",

@@ -79,6 +79,14 @@ pub(crate) fn build(
             let f: crate::rstep::RustStep = crate::rstep::softmax;
             e.call_rust(f, vec![*c as i64, *hw as i64], [bufs, start, end]);
         }
+        KernelSpec::Shuffle { c, hw, groups } => {
+            let f: crate::rstep::RustStep = crate::rstep::shuffle;
+            e.call_rust(
+                f,
+                vec![*c as i64, *hw as i64, *groups as i64],
+                [bufs, start, end],
+            );
+        }
         KernelSpec::Lrn(l) => {
             let f: crate::rstep::RustStep = crate::rstep::lrn;
             e.call_rust(f, l.params(), [bufs, start, end]);

@@ -621,7 +621,7 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool) -> Result<Plan, JitEr
                 };
                 b.steps.push((pos[n.index()], step));
             }
-            Op::Softmax | Op::Lrn(_) => {
+            Op::Softmax | Op::Lrn(_) | Op::Shuffle { .. } => {
                 let x = operand(g, n, 0)?;
                 let [c, h, w] = conc.get(x);
                 let spec = match &node.op {
@@ -633,6 +633,11 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool) -> Result<Plan, JitEr
                         beta: l.beta.to_bits(),
                         bias: l.bias.to_bits(),
                     }),
+                    Op::Shuffle { groups } => KernelSpec::Shuffle {
+                        c,
+                        hw: h * w,
+                        groups: *groups,
+                    },
                     _ => KernelSpec::Softmax { c, hw: h * w },
                 };
                 let step = Step {

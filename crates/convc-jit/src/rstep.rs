@@ -53,6 +53,30 @@ pub(crate) unsafe extern "C" fn softmax(
     }
 }
 
+/// Channel shuffle of output channels `start..end`: output channel `j*groups + i` is input
+/// channel `i*(c/groups) + j`. `params`: `[c, hw, groups]`.
+///
+/// # Safety
+/// `params` points to 3 values, `groups` divides `c`; the buffers are as [`io`] needs for
+/// `c * hw` floats; `start <= end <= c`.
+pub(crate) unsafe extern "C" fn shuffle(
+    bufs: *const *mut f32,
+    start: u64,
+    end: u64,
+    params: *const i64,
+) {
+    // SAFETY: see above.
+    let p = unsafe { std::slice::from_raw_parts(params, 3) };
+    let (c, hw, groups) = (p[0] as usize, p[1] as usize, p[2] as usize);
+    let (x, y) = unsafe { io(bufs, c * hw) };
+    let per = c / groups;
+    for o in start as usize..end as usize {
+        let (j, i) = (o / groups, o % groups);
+        let src = (i * per + j) * hw;
+        y[o * hw..(o + 1) * hw].copy_from_slice(&x[src..src + hw]);
+    }
+}
+
 /// Local response normalisation across channels (ONNX `LRN`) of pixels `start..end`, in
 /// f64: `x / (bias + alpha/size * sum of x^2 over the window of channels)^beta`, the window
 /// `c - (size-1)/2 ..= c + size/2` clipped to the image's channels.

@@ -390,6 +390,12 @@ pub(crate) enum KernelSpec {
     },
     /// Local response normalisation: a call into `rstep::lrn`, items are pixels.
     Lrn(LrnSpec),
+    /// Channel shuffle: a call into `rstep::shuffle`, items are output channels.
+    Shuffle {
+        c: usize,
+        hw: usize,
+        groups: usize,
+    },
 }
 
 /// An LRN step: sizes and the f32 constants as bits (so the spec is hashable).
@@ -428,6 +434,7 @@ impl KernelSpec {
             KernelSpec::Gap { c, .. } => *c,
             KernelSpec::Softmax { hw, .. } => *hw,
             KernelSpec::Lrn(l) => l.hw,
+            KernelSpec::Shuffle { c, .. } => *c,
         }
     }
 
@@ -521,6 +528,7 @@ impl KernelSpec {
             KernelSpec::Gap { c, hw } => format!("gap_{c}x{hw}"),
             KernelSpec::Softmax { c, hw } => format!("softmax_{c}x{hw}"),
             KernelSpec::Lrn(l) => format!("lrn{}_{}x{}", l.size, l.c, l.hw),
+            KernelSpec::Shuffle { c, hw, groups } => format!("shuffle{groups}_{c}x{hw}"),
         }
     }
 }

@@ -52,6 +52,7 @@ pub const SUPPORTED: &[&str] = &[
     "Sub",
     "Sum",
     "Tanh",
+    "Transpose",
     "Unsqueeze",
 ];
 
@@ -67,6 +68,13 @@ pub(crate) enum Val {
     /// An IR node. `flat`: the ONNX value is `[N, C*H*W]` (after `Flatten`), the IR node
     /// still `[C, H, W]`.
     Node { n: NodeIndex, flat: bool },
+    /// The IR node `n` viewed as `[N, groups, C/groups, H, W]` (a `Reshape` that starts a
+    /// channel shuffle); `transposed` after the `Transpose` that swaps the two channel axes.
+    Grouped {
+        n: NodeIndex,
+        groups: usize,
+        transposed: bool,
+    },
 }
 
 /// The importer's state.
@@ -306,6 +314,12 @@ impl Importer<'_> {
         for vi in &graph.output {
             match self.vals.get(vi.name()) {
                 Some(Val::Node { n, .. }) => self.g.outputs.push(*n),
+                Some(Val::Grouped { .. }) => {
+                    return Err(OnnxError::new(format!(
+                        "output `{}` is a 5-D [N, G, C/G, H, W] tensor; convc's outputs are images",
+                        vi.name()
+                    )));
+                }
                 Some(Val::Const(_)) => {
                     return Err(OnnxError::new(format!(
                         "output `{}` is a constant: convc runs networks whose outputs depend on an input",
@@ -345,6 +359,9 @@ impl Importer<'_> {
         let name = self.input_name(node, i, at)?;
         match self.val(name, at)? {
             Val::Node { n, flat } => Ok((*n, *flat)),
+            Val::Grouped { .. } => Err(OnnxError::new(format!(
+                "{at}: input {i} (`{name}`) is a 5-D [N, G, C/G, H, W] tensor; convc reads it only in a channel shuffle (Reshape, Transpose perm [0, 2, 1, 3, 4], Reshape)"
+            ))),
             Val::Const(_) => Err(OnnxError::new(format!(
                 "{at}: input {i} (`{name}`) is a constant; convc needs it computed from the network's input"
             ))),
@@ -356,7 +373,7 @@ impl Importer<'_> {
         let name = self.input_name(node, i, at)?;
         match self.val(name, at)? {
             Val::Const(c) => Ok(c),
-            Val::Node { .. } => Err(OnnxError::new(format!(
+            _ => Err(OnnxError::new(format!(
                 "{at}: input {i} (`{name}`) must be a constant (an initializer or a Constant node)"
             ))),
         }

@@ -78,6 +78,7 @@ impl Importer<'_> {
             }
             "Softmax" => self.softmax(node, &a, at),
             "LRN" => self.lrn(node, &a, at),
+            "Transpose" => self.transpose(node, &a, at),
             "Flatten" => self.flatten(node, &a, at),
             "Reshape" => self.reshape(node, at),
             "Unsqueeze" => self.unsqueeze(node, &a, at),
@@ -411,6 +412,7 @@ impl Importer<'_> {
             }
             (Val::Node { n, flat }, Val::Const(c)) => self.affine(node, n, flat, &c, false, at),
             (Val::Const(c), Val::Node { n, flat }) => self.affine(node, n, flat, &c, true, at),
+            _ => fail(at, "an operand is a 5-D [N, G, C/G, H, W] tensor"),
         }
     }
 
@@ -652,6 +654,7 @@ impl Importer<'_> {
                 }
                 self.set(node, Val::Node { n, flat: true }, at)
             }
+            Val::Grouped { .. } => fail(at, "Flatten of a 5-D tensor is not supported"),
         }
     }
 
@@ -672,13 +675,92 @@ impl Importer<'_> {
                 self.set(node, Val::Const(Const { dims, data: c.data }), at)
             }
             Val::Node { n, flat } => {
+                if let Some(groups) = self.group_split(n, flat, &target) {
+                    let v = Val::Grouped {
+                        n,
+                        groups,
+                        transposed: false,
+                    };
+                    return self.set(node, v, at);
+                }
                 let flat2 = self.reshape_node(n, flat, &target).ok_or_else(|| {
                     let s = &self.g.node(n).shape;
                     let from = if flat { format!("[N, {}*{}*{}]", s.c, s.h, s.w) } else { format!("[N, {}, {}, {}]", s.c, s.h, s.w) };
-                    OnnxError::new(format!("{at}: reshaping {from} to {target:?} is not supported (only flattening to [N, C*H*W] and back)"))
+                    OnnxError::new(format!("{at}: reshaping {from} to {target:?} is not supported (only flattening to [N, C*H*W] and back, and channel shuffles)"))
                 })?;
                 self.set(node, Val::Node { n, flat: flat2 }, at)
             }
+            Val::Grouped {
+                n,
+                groups,
+                transposed,
+            } => {
+                if self.reshape_node(n, false, &target) != Some(false) {
+                    return fail(
+                        at,
+                        format!(
+                            "reshaping a [N, G, C/G, H, W] tensor to {target:?} is not supported (only back to [N, C, H, W])"
+                        ),
+                    );
+                }
+                let v = if transposed {
+                    let s = Self::out_name(node).to_string();
+                    Val::Node {
+                        n: self.add(&s, Op::Shuffle { groups }, &[n], at)?,
+                        flat: false,
+                    }
+                } else {
+                    Val::Node { n, flat: false }
+                };
+                self.set(node, v, at)
+            }
+        }
+    }
+
+    /// `Some(G)` when reshaping the plain node `n` to `t` splits its channels into
+    /// `[G, C/G]`: `t` is `[N, G, C/G, H, W]` (one of `G`, `C/G` may be -1).
+    fn group_split(&self, n: NodeIndex, flat: bool, t: &[i64]) -> Option<usize> {
+        let s = &self.g.node(n).shape;
+        let (h, w) = s.hw()?;
+        let [b, g, per, th, tw] = *t else { return None };
+        let c = s.c as i64;
+        let (g, per) = match (g, per) {
+            (-1, p) if p > 0 && c % p == 0 => (c / p, p),
+            (g, -1) if g > 0 && c % g == 0 => (g, c / g),
+            (g, p) => (g, p),
+        };
+        let ok = !flat
+            && (-1..=1).contains(&b)
+            && g > 0
+            && per > 0
+            && g.checked_mul(per) == Some(c)
+            && (th, tw) == (h as i64, w as i64);
+        ok.then_some(g as usize)
+    }
+
+    fn transpose(&mut self, node: &NodeProto, a: &Attrs, at: &str) -> R<()> {
+        let name = node.input.first().cloned().unwrap_or_default();
+        let perm = a.ints("perm")?.unwrap_or_default();
+        match self.val(&name, at)?.clone() {
+            Val::Grouped {
+                n,
+                groups,
+                transposed: false,
+            } if perm == [0, 2, 1, 3, 4] => self.set(
+                node,
+                Val::Grouped {
+                    n,
+                    groups,
+                    transposed: true,
+                },
+                at,
+            ),
+            _ => fail(
+                at,
+                format!(
+                    "Transpose with perm {perm:?} is not supported (only the channel shuffle's [0, 2, 1, 3, 4] of a [N, G, C/G, H, W] reshape)"
+                ),
+            ),
         }
     }
 
@@ -726,7 +808,7 @@ impl Importer<'_> {
         };
         let c = match self.val(node.input.first().map(String::as_str).unwrap_or(""), at)? {
             Val::Const(c) => c.clone(),
-            Val::Node { .. } => {
+            _ => {
                 return fail(
                     at,
                     "Unsqueeze of a computed tensor is not supported (only of constants)",
