@@ -73,11 +73,20 @@ pub struct Model {
     pub src: String,
     /// The lowered, validated graph.
     pub graph: Graph,
+    /// True for an ONNX model: there is no source text, so messages name the file only.
+    pub onnx: bool,
 }
 
 impl Model {
     /// Renders a diagnostic located in this spec.
     pub fn render(&self, d: &Diagnostic) -> String {
+        if self.onnx {
+            let mut s = format!("{}: error: {}\n", self.path.display(), d.message);
+            for n in &d.notes {
+                s.push_str(&format!("  = note: {n}\n"));
+            }
+            return s;
+        }
         convc_lang::render(&self.path.display().to_string(), &self.src, d)
     }
     /// A failure from a diagnostic in this spec.
@@ -96,6 +105,9 @@ pub fn load_model(path: &Path) -> Result<Model, Failure> {
     use convc_tensor::read::{ReadError, read_limited};
     let shown = path.display().to_string();
     let limit = memory_limit()?;
+    if is_onnx(path) {
+        return load_onnx(path, limit);
+    }
     let bytes = match read_limited(path, MAX_SPEC_BYTES) {
         Ok(b) => b,
         Err(ReadError::Directory) => {
@@ -134,6 +146,7 @@ pub fn load_model(path: &Path) -> Result<Model, Failure> {
         path: path.to_path_buf(),
         src,
         graph: Graph::new(),
+        onnx: false,
     };
     let limits = convc_ir::lower::Limits { max_memory: limit };
     match convc_ir::lower::compile_with(&model.src, &base, limits) {
@@ -141,6 +154,36 @@ pub fn load_model(path: &Path) -> Result<Model, Failure> {
         Err(d) => return Err(model.fail(&d)),
     }
     Ok(model)
+}
+
+/// True for an ONNX model: a `.onnx` name, or a file whose first byte is the protobuf tag
+/// every exporter writes first (a `.conv` never starts with it).
+pub fn is_onnx(path: &Path) -> bool {
+    use std::io::Read;
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+    {
+        return true;
+    }
+    let mut first = [0u8; 1];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut first))
+        .is_ok_and(|()| convc_onnx::looks_like_onnx(&first))
+}
+
+/// Reads and imports an ONNX model (the front end of every command for `.onnx` files).
+fn load_onnx(path: &Path, limit: u64) -> Result<Model, Failure> {
+    let limits = convc_ir::lower::Limits { max_memory: limit };
+    match convc_onnx::load(path, limits) {
+        Ok(graph) => Ok(Model {
+            path: path.to_path_buf(),
+            src: String::new(),
+            graph,
+            onnx: true,
+        }),
+        Err(e) => Err(Failure::Input(format!("{}: error: {e}", path.display()))),
+    }
 }
 
 /// Parses `HxW` (or a bare `N` for `NxN`).

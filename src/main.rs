@@ -121,14 +121,14 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
 enum Command {
     /// Parse a spec, infer every shape, load every weight, and print one row per layer.
     Check {
-        /// The .conv file.
+        /// The .conv or .onnx file.
         model: PathBuf,
         #[command(flatten)]
         size: SizeOpt,
     },
     /// Print the graph IR after the optimisation passes (or after each one).
     Dump {
-        /// The .conv file.
+        /// The .conv or .onnx file.
         model: PathBuf,
         #[command(flatten)]
         passes: PassOpts,
@@ -147,7 +147,7 @@ enum Command {
     /// side, with weight shapes, parameters, MACs, the rank each needs to be exact for these
     /// weights, and the error of cheaper truncations.
     Explain {
-        /// The .conv file.
+        /// The .conv or .onnx file.
         model: PathBuf,
         /// Only this layer.
         #[arg(long, value_name = "NAME")]
@@ -157,7 +157,7 @@ enum Command {
     },
     /// Time the network: compile time, median time per image, GFLOP/s.
     Bench {
-        /// The .conv file.
+        /// The .conv or .onnx file.
         model: PathBuf,
         /// The engine.
         #[arg(long, value_enum, default_value_t = Backend::Jit)]
@@ -184,9 +184,18 @@ enum Command {
         #[command(flatten)]
         isa: IsaOpt,
     },
+    /// Write a model (ONNX) as a readable .conv spec plus a safetensors file of its weights
+    /// (OUT.safetensors beside OUT.conv).
+    Import {
+        /// The .onnx file.
+        model: PathBuf,
+        /// The .conv file to write.
+        #[arg(short = 'o', long = "output", value_name = "OUT.conv")]
+        output: PathBuf,
+    },
     /// Run the network on images (.png) or arrays (.npy) and write or summarise its outputs.
     Run {
-        /// The .conv file.
+        /// The .conv or .onnx file.
         model: PathBuf,
         /// Input files: PATH... (several form a batch) or NAME=PATH per network input.
         #[arg(required = true, value_name = "INPUT")]
@@ -246,17 +255,20 @@ fn main() -> ExitCode {
             profile,
             min_time,
             isa,
-        } => engine::force_isa(&isa).and_then(|()| commands::bench::run(commands::bench::BenchArgs {
-            model: &model,
-            backend,
-            threads,
-            batch,
-            size: size.size,
-            passes: &passes,
-            json,
-            profile,
-            min_time: std::time::Duration::from_secs_f64(min_time),
-        })),
+        } => engine::force_isa(&isa).and_then(|()| {
+            commands::bench::run(commands::bench::BenchArgs {
+                model: &model,
+                backend,
+                threads,
+                batch,
+                size: size.size,
+                passes: &passes,
+                json,
+                profile,
+                min_time: std::time::Duration::from_secs_f64(min_time),
+            })
+        }),
+        Command::Import { model, output } => commands::import::run(&model, &output),
         Command::Explain { model, layer, size } => {
             commands::explain::run(&model, layer.as_deref(), size.size)
         }
@@ -270,16 +282,18 @@ fn main() -> ExitCode {
             threads,
             size,
             isa,
-        } => engine::force_isa(&isa).and_then(|()| commands::run::run(commands::run::RunArgs {
-            model: &model,
-            inputs: &inputs,
-            outputs: &outputs,
-            format,
-            backend,
-            passes: &passes,
-            threads,
-            size: size.size,
-        })),
+        } => engine::force_isa(&isa).and_then(|()| {
+            commands::run::run(commands::run::RunArgs {
+                model: &model,
+                inputs: &inputs,
+                outputs: &outputs,
+                format,
+                backend,
+                passes: &passes,
+                threads,
+                size: size.size,
+            })
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

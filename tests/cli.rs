@@ -337,7 +337,12 @@ fn bench_profile_and_asm() {
         "no vector code in:\n{asm}"
     );
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_convc"))
-        .args(["dump", "specs/examples/classic_standard.conv", "--format", "asm"])
+        .args([
+            "dump",
+            "specs/examples/classic_standard.conv",
+            "--format",
+            "asm",
+        ])
         .env("CONVC_ISA", "sse")
         .output()
         .expect("run convc");
@@ -349,15 +354,31 @@ fn bench_profile_and_asm() {
     assert!(!asm.contains("microkernel"), "{asm}");
     // --isa forces the path the same way, and wins over the environment.
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_convc"))
-        .args(["dump", "specs/examples/classic_standard.conv", "--format", "asm", "--isa", "sse"])
+        .args([
+            "dump",
+            "specs/examples/classic_standard.conv",
+            "--format",
+            "asm",
+            "--isa",
+            "sse",
+        ])
         .env("CONVC_ISA", "avx512")
         .output()
         .expect("run convc");
     let asm2 = String::from_utf8_lossy(&o.stdout);
-    assert!(!asm2.contains("microkernel") && asm2.contains("; kernel"), "{asm2}");
+    assert!(
+        !asm2.contains("microkernel") && asm2.contains("; kernel"),
+        "{asm2}"
+    );
     for args in [
         &["bench", "specs/bench/sobel.conv", "--isa", "avx3"][..],
-        &["run", "specs/examples/classic_standard.conv", "specs/images/scene128.png", "--isa", "x"],
+        &[
+            "run",
+            "specs/examples/classic_standard.conv",
+            "specs/images/scene128.png",
+            "--isa",
+            "x",
+        ],
     ] {
         assert_eq!(convc(args).status.code(), Some(2), "{args:?}");
     }

@@ -29,15 +29,20 @@ fn plan(spec: &str, size: Option<&str>) -> String {
 
 #[test]
 fn plans_of_the_examples() {
-    let mut specs: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/specs/examples"))
-        .expect("examples")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "conv"))
-        .collect();
+    let mut specs: Vec<_> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/specs/examples"))
+            .expect("examples")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "conv"))
+            .collect();
     specs.sort();
     assert!(specs.len() >= 5);
     for p in specs {
-        let stem = p.file_stem().unwrap_or_default().to_string_lossy().to_string();
+        let stem = p
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         let rel = format!("specs/examples/{stem}.conv");
         // Binds the examples that take any picture (`[3, H, W]`).
         insta::assert_snapshot!(format!("plan_{stem}"), plan(&rel, Some("64x80")));
@@ -46,7 +51,15 @@ fn plans_of_the_examples() {
 
 #[test]
 fn plans_of_the_bench_specs() {
-    for stem in ["seed_3to8", "sobel", "blur7", "lowrank_conv", "resnet_block", "mobilenet_block", "inception_7x7"] {
+    for stem in [
+        "seed_3to8",
+        "sobel",
+        "blur7",
+        "lowrank_conv",
+        "resnet_block",
+        "mobilenet_block",
+        "inception_7x7",
+    ] {
         let rel = format!("specs/bench/{stem}.conv");
         insta::assert_snapshot!(format!("plan_bench_{stem}"), plan(&rel, None));
     }
@@ -69,7 +82,10 @@ fn plan_needs_known_sizes() {
     let o = run(&[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("--format plan") && err.contains("--size"), "{err}");
+    assert!(
+        err.contains("--format plan") && err.contains("--size"),
+        "{err}"
+    );
     let o = run(&["--size", "9x13"]);
     assert_eq!(o.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&o.stdout).contains("step 0 y"));

@@ -5,4 +5,5 @@ pub mod bench;
 pub mod check;
 pub mod dump;
 pub mod explain;
+pub mod import;
 pub mod run;

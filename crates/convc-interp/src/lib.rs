@@ -333,6 +333,18 @@ fn eval(
             let (x, s) = arg(0)?;
             per_image(x, batch, s, |img| ops::global_avgpool(img, s))
         }
+        Op::Softmax => {
+            let (x, s) = arg(0)?;
+            per_image(x, batch, s, |img| Ok((ops::softmax(img, s)?, s)))
+        }
+        Op::Shuffle { groups } => {
+            let (x, s) = arg(0)?;
+            per_image(x, batch, s, |img| Ok((ops::shuffle(img, s, *groups)?, s)))
+        }
+        Op::Lrn(l) => {
+            let (x, s) = arg(0)?;
+            per_image(x, batch, s, |img| Ok((ops::lrn(img, s, l)?, s)))
+        }
     }
 }
 

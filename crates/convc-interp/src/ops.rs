@@ -411,9 +411,119 @@ pub fn global_avgpool(x: &[f32], shape: [usize; 3]) -> Result<(Vec<f32>, [usize;
     Ok((out, [shape[0], 1, 1]))
 }
 
+/// Softmax over the channels of each pixel of one image, in f64: `exp(x - max) / sum`.
+/// NaN and infinities propagate as IEEE arithmetic says (a `+inf` gives NaN, as in ONNX Runtime).
+pub fn softmax(x: &[f32], shape: [usize; 3]) -> Result<Vec<f32>, RunError> {
+    check_len(x, shape, "softmax")?;
+    let [c, h, w] = shape;
+    let plane = h * w;
+    let mut out = vec![0f32; x.len()];
+    for p in 0..plane {
+        let at = |k: usize| f64::from(x[k * plane + p]);
+        let max = (0..c).map(at).fold(f64::NEG_INFINITY, |m, v| {
+            if v.is_nan() || m.is_nan() {
+                f64::NAN
+            } else {
+                m.max(v)
+            }
+        });
+        let sum: f64 = (0..c).map(|k| (at(k) - max).exp()).sum();
+        for k in 0..c {
+            out[k * plane + p] = ((at(k) - max).exp() / sum) as f32;
+        }
+    }
+    Ok(out)
+}
+
+/// Channel shuffle of one image: output channel `j*groups + i` is input channel
+/// `i*(C/groups) + j`.
+pub fn shuffle(x: &[f32], shape: [usize; 3], groups: usize) -> Result<Vec<f32>, RunError> {
+    check_len(x, shape, "shuffle")?;
+    let [c, h, w] = shape;
+    if groups == 0 || c % groups != 0 {
+        return Err(RunError::new(format!(
+            "shuffle of {c} channels in {groups} groups"
+        )));
+    }
+    let (plane, per) = (h * w, c / groups);
+    let mut out = Vec::with_capacity(x.len());
+    for j in 0..per {
+        for i in 0..groups {
+            let src = (i * per + j) * plane;
+            out.extend_from_slice(&x[src..src + plane]);
+        }
+    }
+    Ok(out)
+}
+
+/// Local response normalisation across channels of one image, in f64 (ONNX `LRN`): the sum
+/// of squares over channels `c - (size-1)/2 ..= c + size/2` (clipped), then
+/// `x / (bias + alpha/size * sum)^beta`.
+pub fn lrn(x: &[f32], shape: [usize; 3], l: &convc_ir::Lrn) -> Result<Vec<f32>, RunError> {
+    check_len(x, shape, "lrn")?;
+    let [c, h, w] = shape;
+    let plane = h * w;
+    let (alpha, beta, bias) = (f64::from(l.alpha), f64::from(l.beta), f64::from(l.bias));
+    let half_lo = (l.size.max(1) - 1) / 2;
+    let half_hi = l.size / 2;
+    let mut out = vec![0f32; x.len()];
+    for k in 0..c {
+        let lo = k.saturating_sub(half_lo);
+        let hi = (k + half_hi).min(c.saturating_sub(1));
+        for p in 0..plane {
+            let mut sq = 0f64;
+            for i in lo..=hi {
+                let v = f64::from(x[i * plane + p]);
+                sq += v * v;
+            }
+            let d = (bias + alpha / l.size as f64 * sq).powf(beta);
+            out[k * plane + p] = (f64::from(x[k * plane + p]) / d) as f32;
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shuffle_interleaves_the_groups() {
+        // 6 channels in 2 groups [0 1 2 | 3 4 5] -> 0 3 1 4 2 5.
+        let y = shuffle(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0], [6, 1, 1], 2).unwrap();
+        assert_eq!(y, vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+    }
+
+    #[test]
+    fn lrn_sums_a_clipped_window_of_channels() {
+        // size 3: channel 0 sees channels 0..=1, channel 1 sees 0..=2, channel 2 sees 1..=2.
+        let l = convc_ir::Lrn {
+            size: 3,
+            alpha: 3.0,
+            beta: 1.0,
+            bias: 1.0,
+        };
+        let y = lrn(&[1.0, 2.0, 3.0], [3, 1, 1], &l).unwrap();
+        // alpha/size = 1: x / (1 + sum of squares).
+        let want = [1.0 / 6.0, 2.0 / 15.0, 3.0 / 14.0];
+        for (a, b) in y.iter().zip(want) {
+            assert!((a - b).abs() < 1e-7, "{y:?}");
+        }
+    }
+
+    #[test]
+    fn softmax_is_per_pixel_over_channels() {
+        // 2 channels, 1x2 plane: pixel 0 has (0, ln 3), pixel 1 (5, 5).
+        let y = softmax(&[0.0, 5.0, 3f32.ln(), 5.0], [2, 1, 2]).unwrap();
+        let want = [0.25, 0.5, 0.75, 0.5];
+        for (a, b) in y.iter().zip(want) {
+            assert!((a - b).abs() < 1e-7, "{y:?}");
+        }
+        // Large values do not overflow.
+        let y = softmax(&[1e30, 0.0], [2, 1, 1]).unwrap();
+        assert_eq!(y, vec![1.0, 0.0]);
+        assert!(softmax(&[f32::NAN, 1.0], [2, 1, 1]).unwrap()[1].is_nan());
+    }
 
     #[test]
     fn valid_range_matches_brute_force() {

@@ -35,6 +35,9 @@ pub const OPS: &[&str] = &[
     "maxpool",
     "avgpool",
     "global_avgpool",
+    "softmax",
+    "lrn",
+    "shuffle",
 ];
 
 type R<T> = Result<T, Diagnostic>;
@@ -78,6 +81,7 @@ pub fn lower_with(prog: &Program, base_dir: &Path, limits: Limits) -> R<Graph> {
         base_dir,
         limits,
         param_bytes: std::cell::Cell::new(0),
+        safetensors: Default::default(),
     }
     .run(prog)
 }
@@ -102,6 +106,9 @@ struct Lowerer<'a> {
     limits: Limits,
     /// Bytes of the parameter tensors made so far (checked against `limits.max_memory`).
     param_bytes: std::cell::Cell<u64>,
+    /// The bytes of each safetensors file read so far: a spec takes many tensors from one
+    /// file (`convc import` writes them so), which is read once, not once per tensor.
+    safetensors: std::cell::RefCell<HashMap<std::path::PathBuf, std::rc::Rc<Vec<u8>>>>,
 }
 
 /// The keyword arguments of one layer, checked for duplicates and unknown keys.
@@ -596,6 +603,33 @@ impl<'a> Lowerer<'a> {
                     "sigmoid" => Unary::Sigmoid,
                     _ => Unary::Tanh,
                 })
+            }
+            "softmax" => {
+                self.kwargs(l, &[])?;
+                Op::Softmax
+            }
+            "shuffle" => {
+                let kw = self.kwargs(l, &["groups"])?;
+                match kw.get("groups") {
+                    Some(e) => Op::Shuffle {
+                        groups: pos_int(e, "groups", MAX_CHANNELS)?,
+                    },
+                    None => return err(l.op.span, "shuffle needs `groups=G`"),
+                }
+            }
+            "lrn" => {
+                let kw = self.kwargs(l, &["size", "alpha", "beta", "bias"])?;
+                let size = match kw.get("size") {
+                    Some(e) => pos_int(e, "size", MAX_CHANNELS)?,
+                    None => return err(l.op.span, "lrn needs `size=N` (channels in the window)"),
+                };
+                let f = |k: &str, d: f64| -> R<f32> {
+                    match kw.get(k) {
+                        Some(e) => Ok(finite_arg(e, k)? as f32),
+                        None => Ok(d as f32),
+                    }
+                };
+                convc_ir_lrn(size, f("alpha", 1e-4)?, f("beta", 0.75)?, f("bias", 1.0)?)
             }
             "leaky_relu" => {
                 let kw = self.kwargs(l, &["alpha"])?;
@@ -1112,7 +1146,11 @@ impl<'a> Lowerer<'a> {
     fn load_file(&self, path: &str, name: Option<&str>) -> Result<Tensor, String> {
         use convc_tensor::read::{ReadError, read_limited};
         let full = self.base_dir.join(path);
-        let bytes = match read_limited(&full, self.limits.max_memory) {
+        let cached = name.and_then(|_| self.safetensors.borrow().get(&full).cloned());
+        let bytes = match cached
+            .map(Ok)
+            .unwrap_or_else(|| read_limited(&full, self.limits.max_memory).map(std::rc::Rc::new))
+        {
             Ok(b) => b,
             Err(ReadError::Directory) => {
                 return Err(format!("`{path}` is a directory, not a file"));
@@ -1124,6 +1162,11 @@ impl<'a> Lowerer<'a> {
             }
             Err(e) => return Err(format!("cannot read `{path}`: {e}")),
         };
+        if name.is_some() {
+            self.safetensors
+                .borrow_mut()
+                .insert(full.clone(), std::rc::Rc::clone(&bytes));
+        }
         let r = match name {
             Some(n) => convc_tensor::st::read_tensor(&bytes, n),
             None if path.ends_with(".safetensors") => {
@@ -1135,6 +1178,15 @@ impl<'a> Lowerer<'a> {
         };
         r.map_err(|e| format!("`{path}`: {}", e.message))
     }
+}
+
+fn convc_ir_lrn(size: usize, alpha: f32, beta: f32, bias: f32) -> Op {
+    Op::Lrn(crate::op::Lrn {
+        size,
+        alpha,
+        beta,
+        bias,
+    })
 }
 
 /// A user-facing reason for an I/O error (no OS error codes).

@@ -262,6 +262,30 @@ pub enum Op {
     Pool(Pool),
     /// Mean over H and W: `[C, 1, 1]`.
     GlobalAvgPool,
+    /// Softmax over the channels of each pixel: `exp(x_c - max) / sum exp(x_k - max)`.
+    Softmax,
+    /// Local response normalisation across channels.
+    Lrn(Lrn),
+    /// Channel shuffle (ShuffleNet): the channels as `[groups, C/groups]`, transposed;
+    /// output channel `j*groups + i` is input channel `i*(C/groups) + j`.
+    Shuffle {
+        /// Number of groups (divides C).
+        groups: usize,
+    },
+}
+
+/// Local response normalisation across channels (ONNX `LRN`, AlexNet's):
+/// `x / (bias + alpha/size * sum of x^2 over channels c-(size-1)/2 ..= c+size/2)^beta`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Lrn {
+    /// Channels in the window (at least 1).
+    pub size: usize,
+    /// Scale of the sum of squares (divided by `size`).
+    pub alpha: f32,
+    /// Exponent.
+    pub beta: f32,
+    /// Added before the power.
+    pub bias: f32,
 }
 
 impl Op {
@@ -279,6 +303,9 @@ impl Op {
                 PoolKind::Avg => "avgpool",
             },
             Op::GlobalAvgPool => "global_avgpool",
+            Op::Softmax => "softmax",
+            Op::Lrn(_) => "lrn",
+            Op::Shuffle { .. } => "shuffle",
         }
     }
 }

@@ -163,6 +163,23 @@ pub fn infer(op: &Op, ins: &[&Shape]) -> Result<Shape, String> {
             }
         }
         Op::GlobalAvgPool => Shape::known(one(0)?.c, 1, 1),
+        Op::Softmax => one(0)?.clone(),
+        Op::Shuffle { groups } => {
+            let x = one(0)?;
+            if *groups == 0 || x.c % groups != 0 {
+                return Err(format!(
+                    "input channels {} are not divisible by groups={groups}",
+                    x.c
+                ));
+            }
+            x.clone()
+        }
+        Op::Lrn(l) => {
+            if l.size == 0 {
+                return Err("lrn needs size >= 1".into());
+            }
+            one(0)?.clone()
+        }
     };
     for (d, axis) in [(&shape.h, "height"), (&shape.w, "width")] {
         if d.depth() > MAX_DIM_DEPTH {

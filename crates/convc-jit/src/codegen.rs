@@ -79,6 +79,22 @@ pub(crate) fn build(
         KernelSpec::Elt(s) => e.elt(s, bufs, start, end),
         KernelSpec::Pool(p) => e.pool(p, bufs, start, end),
         KernelSpec::Gap { c: _, hw } => e.gap(*hw, bufs, start, end),
+        KernelSpec::Softmax { c, hw } => {
+            let f: crate::rstep::RustStep = crate::rstep::softmax;
+            e.call_rust(f, vec![*c as i64, *hw as i64], [bufs, start, end]);
+        }
+        KernelSpec::Shuffle { c, hw, groups } => {
+            let f: crate::rstep::RustStep = crate::rstep::shuffle;
+            e.call_rust(
+                f,
+                vec![*c as i64, *hw as i64, *groups as i64],
+                [bufs, start, end],
+            );
+        }
+        KernelSpec::Lrn(l) => {
+            let f: crate::rstep::RustStep = crate::rstep::lrn;
+            e.call_rust(f, l.params(), [bufs, start, end]);
+        }
     }
     e.b.ins().return_(&[]);
     e.b.seal_all_blocks();
@@ -853,7 +869,16 @@ impl Em<'_> {
             self.b.ins().call_indirect(
                 sig,
                 callee,
-                &[row.in_base, row.w_blk, row.out_row, a[0], a[1], a[2], kwo, ep],
+                &[
+                    row.in_base,
+                    row.w_blk,
+                    row.out_row,
+                    a[0],
+                    a[1],
+                    a[2],
+                    kwo,
+                    ep,
+                ],
             );
             return;
         }
@@ -914,15 +939,31 @@ impl Em<'_> {
             },
         ) {
             let sig = self.rust_signature(10);
-            let args = [s.flat_len(), s.flat_pad, s.out_cs, s.out_rs, ocb, rows, s.ow]
-                .map(|v| self.iconst(v));
+            let args = [
+                s.flat_len(),
+                s.flat_pad,
+                s.out_cs,
+                s.out_rs,
+                ocb,
+                rows,
+                s.ow,
+            ]
+            .map(|v| self.iconst(v));
             let callee = self.b.ins().iconst(PTR, copy as usize as i64);
             self.b.ins().call_indirect(
                 sig,
                 callee,
                 &[
-                    part, args[0], args[1], row.out_row, args[2], args[3], args[4], args[5],
-                    args[6], ep,
+                    part,
+                    args[0],
+                    args[1],
+                    row.out_row,
+                    args[2],
+                    args[3],
+                    args[4],
+                    args[5],
+                    args[6],
+                    ep,
                 ],
             );
             return;
@@ -968,7 +1009,10 @@ impl Em<'_> {
             let acc = usize::from(t0 > 0) * crate::wide::ACCUMULATE;
             let flags = match count {
                 Some(n) => {
-                    let n = self.b.ins().ishl_imm_s(n, i64::from(crate::wide::COUNT_SHIFT));
+                    let n = self
+                        .b
+                        .ins()
+                        .ishl_imm_s(n, i64::from(crate::wide::COUNT_SHIFT));
                     self.b
                         .ins()
                         .bor_imm_s(n, (acc | crate::wide::COUNTED) as i64)
@@ -997,9 +1041,19 @@ impl Em<'_> {
             steps.push(match *st {
                 Ep::Affine { scale, .. } => {
                     let kind = if scale { EP_AFFINE } else { EP_BIAS };
-                    (kind, Some(row.ptrs.ptr.get(i).copied().flatten()?), 0.0, 0.0)
+                    (
+                        kind,
+                        Some(row.ptrs.ptr.get(i).copied().flatten()?),
+                        0.0,
+                        0.0,
+                    )
                 }
-                Ep::Add { .. } => (EP_ADD, Some(row.res_row.get(i).copied().flatten()?), 0.0, 0.0),
+                Ep::Add { .. } => (
+                    EP_ADD,
+                    Some(row.res_row.get(i).copied().flatten()?),
+                    0.0,
+                    0.0,
+                ),
                 Ep::Act(Act::Relu) => (EP_CLAMP, None, 0.0, f32::INFINITY),
                 Ep::Act(Act::Relu6) => (EP_CLAMP, None, 0.0, 6.0),
                 Ep::Act(Act::Clamp(lo, hi)) => {
@@ -1940,6 +1994,26 @@ impl Em<'_> {
             let dst = e.offset(out, c, 4);
             e.b.ins().store(rw(), m, dst, 0);
         });
+    }
+}
+
+impl Em<'_> {
+    /// A call of a plain-Rust step (`rstep.rs`) with the kernel's arguments and a table of
+    /// the step's constants (kept alive with the other tables).
+    fn call_rust(&mut self, f: crate::rstep::RustStep, params: Vec<i64>, args: [Value; 3]) {
+        let mut sig = Signature::new(self.b.func.signature.call_conv);
+        for _ in 0..4 {
+            sig.params.push(AbiParam::new(PTR));
+        }
+        let sref = self.b.import_signature(sig);
+        let t: Box<[i64]> = params.into_boxed_slice();
+        let taddr = t.as_ptr() as i64;
+        self.tables.push(t);
+        let table = self.b.ins().iconst(PTR, taddr);
+        let callee = self.b.ins().iconst(PTR, f as usize as i64);
+        self.b
+            .ins()
+            .call_indirect(sref, callee, &[args[0], args[1], args[2], table]);
     }
 }
 

@@ -15,6 +15,7 @@ mod buf;
 mod codegen;
 mod plan;
 mod plan_text;
+mod rstep;
 mod runtime;
 mod spec;
 mod wide;

@@ -680,6 +680,40 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool, isa: Isa) -> Result<P
                 };
                 b.steps.push((pos[n.index()], step));
             }
+            Op::Softmax | Op::Lrn(_) | Op::Shuffle { .. } => {
+                let x = operand(g, n, 0)?;
+                let [c, h, w] = conc.get(x);
+                let spec = match &node.op {
+                    Op::Lrn(l) => KernelSpec::Lrn(crate::spec::LrnSpec {
+                        c,
+                        hw: h * w,
+                        size: l.size,
+                        alpha: l.alpha.to_bits(),
+                        beta: l.beta.to_bits(),
+                        bias: l.bias.to_bits(),
+                    }),
+                    Op::Shuffle { groups } => KernelSpec::Shuffle {
+                        c,
+                        hw: h * w,
+                        groups: *groups,
+                    },
+                    _ => KernelSpec::Softmax { c, hw: h * w },
+                };
+                let step = Step {
+                    name: node.name.clone(),
+                    spec,
+                    kernel: 0,
+                    args: vec![val(n), val(x), Arg::Null],
+                    pad: None,
+                    tile: None,
+                    band: None,
+                    zero: None,
+                    work_ns: (20 * c * h * w) as f64,
+                    macs: 0,
+                    writes: n.index(),
+                };
+                b.steps.push((pos[n.index()], step));
+            }
             Op::Concat => {
                 let [_, h, w] = conc.get(n);
                 let mut coff = 0;
@@ -1462,18 +1496,18 @@ impl Builder<'_> {
         // A reduction whose packed weights per block outgrow L1 runs in chunks of about
         // `CHUNK_BYTES` (see `ConvSpec::chunk_taps`); not with rows packed into blocks.
         let tap_bytes = 8 + ocb * dup * 4;
-        let chunk_taps = if (rows == 1 || role == BandRole::Alone) && taps * tap_bytes > chunk_bytes()
-        {
-            let n = (taps * tap_bytes).div_ceil(chunk_bytes());
-            // Packed rows loop over their chunks at run time: equal chunks (a count that
-            // divides the taps, up to twice as many) need no separate last chunk.
-            let even = (rows > 1)
-                .then(|| (n..=2 * n).find(|k| taps.is_multiple_of(*k)))
-                .flatten();
-            taps.div_ceil(even.unwrap_or(n))
-        } else {
-            taps
-        };
+        let chunk_taps =
+            if (rows == 1 || role == BandRole::Alone) && taps * tap_bytes > chunk_bytes() {
+                let n = (taps * tap_bytes).div_ceil(chunk_bytes());
+                // Packed rows loop over their chunks at run time: equal chunks (a count that
+                // divides the taps, up to twice as many) need no separate last chunk.
+                let even = (rows > 1)
+                    .then(|| (n..=2 * n).find(|k| taps.is_multiple_of(*k)))
+                    .flatten();
+                taps.div_ceil(even.unwrap_or(n))
+            } else {
+                taps
+            };
         let packed = pack_weights(
             conv.weight.data.data(),
             groups,

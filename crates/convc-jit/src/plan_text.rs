@@ -13,7 +13,12 @@ use crate::spec::{ConvSpec, KernelSpec};
 
 /// Renders `plan` for graph `g`; `kernel_names[k]` names kernel `k`; `parallel_min_ns` is the
 /// work above which a step is split across threads.
-pub(crate) fn render(g: &Graph, plan: &Plan, kernel_names: &[String], parallel_min_ns: f64) -> String {
+pub(crate) fn render(
+    g: &Graph,
+    plan: &Plan,
+    kernel_names: &[String],
+    parallel_min_ns: f64,
+) -> String {
     let name = |node: usize| -> String {
         let n = petgraph::graph::NodeIndex::new(node);
         if g.g.contains_node(n) {
@@ -92,7 +97,12 @@ fn step(
     schedule(t, &s.spec, "    ");
     if let Some(p) = &s.pad {
         let at = plan.scratch.get(i).copied().unwrap_or(0);
-        let _ = writeln!(t, "  input {} padded: {} at arena @{at}", name(p.src), layout(p));
+        let _ = writeln!(
+            t,
+            "  input {} padded: {} at arena @{at}",
+            name(p.src),
+            layout(p)
+        );
     }
     if let Some(tile) = &s.tile {
         let _ = writeln!(
@@ -150,6 +160,25 @@ fn schedule(t: &mut String, spec: &KernelSpec, indent: &str) {
         KernelSpec::Gap { c, hw } => {
             let _ = writeln!(t, "{indent}global average: {c} channels of {hw}");
         }
+        KernelSpec::Softmax { c, hw } => {
+            let _ = writeln!(
+                t,
+                "{indent}softmax over {c} channels: items pixels of {hw} (plain Rust)"
+            );
+        }
+        KernelSpec::Lrn(l) => {
+            let _ = writeln!(
+                t,
+                "{indent}local response normalisation, size {}, over {} channels: items pixels of {} (plain Rust)",
+                l.size, l.c, l.hw
+            );
+        }
+        KernelSpec::Shuffle { c, hw, groups } => {
+            let _ = writeln!(
+                t,
+                "{indent}channel shuffle, {groups} groups of {c} channels of {hw}: items output channels (plain Rust)"
+            );
+        }
     }
 }
 
@@ -184,7 +213,10 @@ fn conv(t: &mut String, c: &ConvSpec, indent: &str) {
         extra.push(format!("{} rows an item", c.rows));
     }
     if c.flat_pad > 0 {
-        extra.push(format!("flat rows of the padded input ({} a row)", c.flat_pad));
+        extra.push(format!(
+            "flat rows of the padded input ({} a row)",
+            c.flat_pad
+        ));
     }
     if c.chunks() > 1 {
         extra.push(format!("{} chunks of {} taps", c.chunks(), c.chunk_taps));
@@ -213,7 +245,11 @@ fn conv(t: &mut String, c: &ConvSpec, indent: &str) {
 fn layout(p: &PadCopy) -> String {
     format!(
         "{} [{}][{}][{}] (pad top {}, left {}, {} phase{})",
-        if p.hcw { "rows outermost" } else { "channels outermost" },
+        if p.hcw {
+            "rows outermost"
+        } else {
+            "channels outermost"
+        },
         if p.hcw { p.hp } else { p.c },
         if p.hcw { p.c } else { p.hp },
         p.row_len(),

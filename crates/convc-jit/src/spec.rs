@@ -405,7 +405,48 @@ pub(crate) enum KernelSpec {
     Sep(Box<SepSpec>),
     Elt(EltSpec),
     Pool(PoolSpec),
-    Gap { c: usize, hw: usize },
+    Gap {
+        c: usize,
+        hw: usize,
+    },
+    /// Softmax over channels per pixel: a call into `rstep::softmax`, items are pixels.
+    Softmax {
+        c: usize,
+        hw: usize,
+    },
+    /// Local response normalisation: a call into `rstep::lrn`, items are pixels.
+    Lrn(LrnSpec),
+    /// Channel shuffle: a call into `rstep::shuffle`, items are output channels.
+    Shuffle {
+        c: usize,
+        hw: usize,
+        groups: usize,
+    },
+}
+
+/// An LRN step: sizes and the f32 constants as bits (so the spec is hashable).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct LrnSpec {
+    pub c: usize,
+    pub hw: usize,
+    pub size: usize,
+    pub alpha: u32,
+    pub beta: u32,
+    pub bias: u32,
+}
+
+impl LrnSpec {
+    /// The table `rstep::lrn` reads.
+    pub fn params(&self) -> Vec<i64> {
+        vec![
+            self.c as i64,
+            self.hw as i64,
+            self.size as i64,
+            i64::from(self.alpha),
+            i64::from(self.beta),
+            i64::from(self.bias),
+        ]
+    }
 }
 
 impl KernelSpec {
@@ -417,6 +458,9 @@ impl KernelSpec {
             KernelSpec::Elt(s) => s.items(),
             KernelSpec::Pool(p) => p.c * p.oh,
             KernelSpec::Gap { c, .. } => *c,
+            KernelSpec::Softmax { hw, .. } => *hw,
+            KernelSpec::Lrn(l) => l.hw,
+            KernelSpec::Shuffle { c, .. } => *c,
         }
     }
 
@@ -542,6 +586,9 @@ impl KernelSpec {
                 p.ow
             ),
             KernelSpec::Gap { c, hw } => format!("gap_{c}x{hw}"),
+            KernelSpec::Softmax { c, hw } => format!("softmax_{c}x{hw}"),
+            KernelSpec::Lrn(l) => format!("lrn{}_{}x{}", l.size, l.c, l.hw),
+            KernelSpec::Shuffle { c, hw, groups } => format!("shuffle{groups}_{c}x{hw}"),
         }
     }
 }

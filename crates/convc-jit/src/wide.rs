@@ -176,11 +176,23 @@ fn measure(isa: Isa) -> Tuning {
                 }
             }
             let mut out = vec![0f32; b * width];
-            let Some(f) = row_kernel(isa, b) else { continue };
+            let Some(f) = row_kernel(isa, b) else {
+                continue;
+            };
             let t = std::time::Instant::now();
             // SAFETY: every tap reads `inp[t + x]` for x < width, inside `inp`; the output is
             // `b` rows of `width` floats; the host runs `isa` (checked above).
-            unsafe { f(inp.as_ptr(), w.as_ptr(), out.as_mut_ptr(), width, width, 0, std::ptr::null()) };
+            unsafe {
+                f(
+                    inp.as_ptr(),
+                    w.as_ptr(),
+                    out.as_mut_ptr(),
+                    width,
+                    width,
+                    0,
+                    std::ptr::null(),
+                )
+            };
             let secs = t.elapsed().as_secs_f64().max(1e-9);
             std::hint::black_box(&out);
             let gflops = 2.0 * (b * width * taps) as f64 / secs / 1e9;
@@ -1006,19 +1018,62 @@ mod tests {
                         .collect();
                     let res: Vec<f32> = (0..ocb * out_cs).map(|i| (i % 5) as f32 - 2.0).collect();
                     let steps = [
-                        EpStep { kind: EP_AFFINE, ptr: params.as_ptr(), a: 0.0, b: 0.0 },
-                        EpStep { kind: EP_ADD, ptr: res.as_ptr(), a: 0.0, b: 0.0 },
-                        EpStep { kind: EP_CLAMP, ptr: std::ptr::null(), a: 0.0, b: 6.0 },
-                        EpStep { kind: EP_LEAKY, ptr: std::ptr::null(), a: 0.1, b: 0.0 },
-                        EpStep { kind: EP_BIAS, ptr: params.as_ptr(), a: 0.0, b: 0.0 },
-                        EpStep { kind: EP_CLAMP, ptr: std::ptr::null(), a: f32::NEG_INFINITY, b: 1.0 },
-                        EpStep { kind: EP_END, ptr: std::ptr::null(), a: 0.0, b: 0.0 },
+                        EpStep {
+                            kind: EP_AFFINE,
+                            ptr: params.as_ptr(),
+                            a: 0.0,
+                            b: 0.0,
+                        },
+                        EpStep {
+                            kind: EP_ADD,
+                            ptr: res.as_ptr(),
+                            a: 0.0,
+                            b: 0.0,
+                        },
+                        EpStep {
+                            kind: EP_CLAMP,
+                            ptr: std::ptr::null(),
+                            a: 0.0,
+                            b: 6.0,
+                        },
+                        EpStep {
+                            kind: EP_LEAKY,
+                            ptr: std::ptr::null(),
+                            a: 0.1,
+                            b: 0.0,
+                        },
+                        EpStep {
+                            kind: EP_BIAS,
+                            ptr: params.as_ptr(),
+                            a: 0.0,
+                            b: 0.0,
+                        },
+                        EpStep {
+                            kind: EP_CLAMP,
+                            ptr: std::ptr::null(),
+                            a: f32::NEG_INFINITY,
+                            b: 1.0,
+                        },
+                        EpStep {
+                            kind: EP_END,
+                            ptr: std::ptr::null(),
+                            a: 0.0,
+                            b: 0.0,
+                        },
                     ];
                     let mut got = vec![7.0f32; ocb * out_cs];
                     // SAFETY: one tap reads `inp[x]`, x < width; outputs and residuals are
                     // `ocb` rows of `out_cs >= width` floats.
                     unsafe {
-                        f(inp.as_ptr(), w.as_ptr(), got.as_mut_ptr(), out_cs, width, 0, steps.as_ptr())
+                        f(
+                            inp.as_ptr(),
+                            w.as_ptr(),
+                            got.as_mut_ptr(),
+                            out_cs,
+                            width,
+                            0,
+                            steps.as_ptr(),
+                        )
                     };
                     for j in 0..ocb {
                         for x in 0..width {
@@ -1029,7 +1084,11 @@ mod tests {
                             v = convc_ir::Unary::Clamp { min: 0.0, max: 6.0 }.apply(v);
                             v = convc_ir::Unary::LeakyRelu { alpha: 0.1 }.apply(v);
                             v += sh;
-                            v = convc_ir::Unary::Clamp { min: f32::NEG_INFINITY, max: 1.0 }.apply(v);
+                            v = convc_ir::Unary::Clamp {
+                                min: f32::NEG_INFINITY,
+                                max: 1.0,
+                            }
+                            .apply(v);
                             let g = got[j * out_cs + x];
                             assert!(
                                 g.to_bits() == v.to_bits() || (g.is_nan() && v.is_nan()),
@@ -1037,7 +1096,11 @@ mod tests {
                             );
                         }
                         // Past the row: untouched.
-                        assert!(got[j * out_cs + width..(j + 1) * out_cs].iter().all(|&v| v == 7.0));
+                        assert!(
+                            got[j * out_cs + width..(j + 1) * out_cs]
+                                .iter()
+                                .all(|&v| v == 7.0)
+                        );
                     }
                 }
             }
@@ -1077,12 +1140,18 @@ mod tests {
                 for width in [1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 47, 64, 65, 100] {
                     let offs = [0usize, 1, 2, 130, 131, 263];
                     let inp: Vec<f32> = (0..400 + width).map(|_| rnd()).collect();
-                    let wts: Vec<Vec<f32>> =
-                        (0..ocb).map(|_| offs.iter().map(|_| rnd()).collect()).collect();
+                    let wts: Vec<Vec<f32>> = (0..ocb)
+                        .map(|_| offs.iter().map(|_| rnd()).collect())
+                        .collect();
                     let s = stream(&offs, &wts);
                     let out_cs = width + 5;
                     // (accumulate, taps counted: None runs to the stream's end)
-                    let modes = [(false, None), (true, None), (false, Some(0)), (true, Some(2))];
+                    let modes = [
+                        (false, None),
+                        (true, None),
+                        (false, Some(0)),
+                        (true, Some(2)),
+                    ];
                     for (accumulate, counted) in modes {
                         let init: Vec<f32> = (0..ocb * out_cs).map(|_| rnd()).collect();
                         let mut want = init.clone();

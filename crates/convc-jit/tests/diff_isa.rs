@@ -20,7 +20,13 @@ fn check_on(src: &str, isa: Isa, threads: usize) -> Vec<String> {
         isa: Some(isa),
         ..opts(threads)
     };
-    let net = check_graph(&g, &sizes, 1, &o, &format!("isa={isa} threads={threads}\n{src}"));
+    let net = check_graph(
+        &g,
+        &sizes,
+        1,
+        &o,
+        &format!("isa={isa} threads={threads}\n{src}"),
+    );
     net.kernels().iter().map(|k| k.name.clone()).collect()
 }
 
@@ -144,7 +150,10 @@ fn depthwise_3x3_rows_kernels() {
     for isa in Isa::available() {
         for dw in dws {
             for (h, w) in [(9, 13), (16, 40), (7, 33)] {
-                for (act, tail) in [("relu6", "pointwise(a, out=7, weights=random(seed=4))"), ("sigmoid", "relu(a)")] {
+                for (act, tail) in [
+                    ("relu6", "pointwise(a, out=7, weights=random(seed=4))"),
+                    ("sigmoid", "relu(a)"),
+                ] {
                     let src = format!(
                         "input x: [6, {h}, {w}]\n\
                          d = depthwise(x, {dw}, weights=random(seed=1), bias=random(seed=2))\n\
