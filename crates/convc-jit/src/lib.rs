@@ -49,6 +49,45 @@ pub struct JitOptions {
     /// Steps with less estimated work than this (nanoseconds on one thread) run on the
     /// calling thread alone; 0 splits every step across the threads (tests use that).
     pub parallel_min_ns: f64,
+    /// Test mode: every intermediate buffer of the arena and every thread's scratch placed
+    /// against an inaccessible page and filled with NaN, so that generated code reading or
+    /// writing outside its buffers faults, and reading a value before it is written shows
+    /// (see [`GuardPages`]). Costs a mapping per buffer; off by default, or as the environment
+    /// variable `CONVC_JIT_GUARD_PAGES` says (`end` or `start`), so that any test or run can
+    /// be repeated in this mode.
+    pub guard_pages: GuardPages,
+}
+
+/// Where [`JitOptions::guard_pages`] puts the inaccessible page of each buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuardPages {
+    /// Buffers share one arena and reuse dead values' space (the normal mode).
+    Off,
+    /// Each buffer ends right before a guard page: catches reads and writes past its end.
+    End,
+    /// Each buffer starts right after a guard page: catches accesses before its start.
+    Start,
+}
+
+impl GuardPages {
+    /// The mode the environment variable `CONVC_JIT_GUARD_PAGES` asks for (`end`, `start`;
+    /// anything else or unset: off).
+    pub fn from_env() -> GuardPages {
+        match std::env::var("CONVC_JIT_GUARD_PAGES").as_deref() {
+            Ok("end") => GuardPages::End,
+            Ok("start") => GuardPages::Start,
+            _ => GuardPages::Off,
+        }
+    }
+
+    /// The planner's form: `Some(at_end)` when on.
+    fn at_end(self) -> Option<bool> {
+        match self {
+            GuardPages::Off => None,
+            GuardPages::End => Some(true),
+            GuardPages::Start => Some(false),
+        }
+    }
 }
 
 impl Default for JitOptions {
@@ -59,6 +98,7 @@ impl Default for JitOptions {
             emit_asm: false,
             fma: true,
             parallel_min_ns: 30_000.0,
+            guard_pages: GuardPages::from_env(),
         }
     }
 }
@@ -216,7 +256,7 @@ pub fn compile(
     };
     let fma = opts.fma && has("has_fma");
 
-    let mut plan = plan::build(g, &conc, fma)?;
+    let mut plan = plan::build(g, &conc, fma, opts.guard_pages.at_end())?;
     for s in &plan.steps {
         let band_args = s.band.as_ref().map_or(&[][..], |b| &b.step.args[..]);
         let pre_args = s
