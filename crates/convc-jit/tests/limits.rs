@@ -232,3 +232,26 @@ fn buffer_size_edge() {
         e.message
     );
 }
+
+/// Register blocks: at most 10 output channels (6 without FMA) per block; 10, 11, 20 and 21
+/// channels (one block, two, two full, three) with and without FMA, grouped and not.
+#[test]
+fn register_block_edges() {
+    for out in [6, 7, 10, 11, 12, 13, 20, 21] {
+        for groups in [1, 2] {
+            if out % groups != 0 {
+                continue;
+            }
+            let src = format!(
+                "input x: [4, 7, 19]\ny = conv(x, out={out}, kernel=3, pad=1, groups={groups}, weights=random(seed={out}))\noutput y\n"
+            );
+            check(&src);
+            let g = graph(&src, Path::new("."));
+            let o = JitOptions {
+                fma: false,
+                ..guarded(1)
+            };
+            check_graph(&g, &[(7, 19)], 1, &o, &src);
+        }
+    }
+}
