@@ -3,6 +3,9 @@
 //! intermediate value has exactly one user and is not a network output — so nothing that
 //! another op or the user needs is lost by never being written.
 //!
+//! A group takes at most [`MAX_MEMBERS`] members: a longer chain is split into several groups
+//! (each member adds code, constants and a buffer-table slot to the group's one kernel).
+//!
 //! The `fuse` pass stores the groups in [`Graph::fusion`]; the printers show them; the JIT
 //! emits one kernel per group (the head's loop nest with the members as its epilogue).
 
@@ -11,6 +14,13 @@ use petgraph::stable_graph::NodeIndex;
 
 use crate::graph::Graph;
 use crate::op::Op;
+
+/// The most members (ops after the head) one group takes; the chain goes on in a new group.
+/// It bounds what one JIT kernel holds: its epilogue is emitted once per accumulator of a
+/// register block (up to 16) and per code path (full and last block, chunks), so a conv with
+/// 16 `tanh` after it is already about 50,000 instructions; longer chains compile in time
+/// linear in their length instead of one kernel whose compile time grows without bound.
+pub const MAX_MEMBERS: usize = 16;
 
 /// One fused group: the head first, then the ops of its epilogue in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,7 +49,7 @@ fn joins(g: &Graph, u: NodeIndex) -> bool {
 fn chain_after(g: &Graph, start: NodeIndex, taken: &[bool]) -> Vec<NodeIndex> {
     let mut members = Vec::new();
     let mut t = start;
-    loop {
+    while members.len() < MAX_MEMBERS {
         if g.is_output(t) {
             break;
         }
@@ -87,9 +97,12 @@ pub fn plan(g: &Graph) -> Vec<FusionGroup> {
 }
 
 /// True when `grp` is still a valid chain of `g` (every node live, each intermediate used once
-/// by the next and not an output).
+/// by the next and not an output, at most [`MAX_MEMBERS`] members).
 pub fn still_valid(g: &Graph, grp: &FusionGroup) -> bool {
-    if grp.nodes.len() < 2 || grp.nodes.iter().any(|&n| !g.g.contains_node(n)) {
+    if grp.nodes.len() < 2
+        || grp.nodes.len() > MAX_MEMBERS + 1
+        || grp.nodes.iter().any(|&n| !g.g.contains_node(n))
+    {
         return false;
     }
     grp.nodes.windows(2).all(|w| {
@@ -157,4 +170,60 @@ pub fn describe(g: &Graph, grp: &FusionGroup) -> String {
         ),
     };
     format!("{body}; epilogue in registers: {}", epilogue.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn groups(n: usize) -> Vec<usize> {
+        let mut s = String::from(
+            "input x: [2, 4, 4]\nc0 = conv(x, out=2, kernel=1, weights=random(seed=1))\n",
+        );
+        for i in 1..=n {
+            s += &format!("c{i} = clamp(c{}, min=-{i}, max={i})\n", i - 1);
+        }
+        s += &format!("output c{n}\n");
+        let g = crate::compile(&s, std::path::Path::new(".")).expect("spec");
+        let gs = plan(&g);
+        assert!(gs.iter().all(|grp| still_valid(&g, grp)));
+        gs.iter().map(|grp| grp.nodes.len()).collect()
+    }
+
+    #[test]
+    fn a_group_takes_at_most_max_members() {
+        assert_eq!(groups(MAX_MEMBERS), vec![MAX_MEMBERS + 1]);
+        assert_eq!(groups(MAX_MEMBERS + 1), vec![MAX_MEMBERS + 1]);
+        assert_eq!(groups(MAX_MEMBERS + 2), vec![MAX_MEMBERS + 1, 2]);
+        assert_eq!(groups(70), vec![17, 17, 17, 17, 3]);
+    }
+
+    #[test]
+    fn a_longer_stored_group_is_invalid() {
+        let s = "input x: [1, 2, 2]\n".to_string()
+            + &(0..=MAX_MEMBERS + 1)
+                .map(|i| {
+                    format!(
+                        "r{i} = relu({})\n",
+                        if i == 0 {
+                            "x".into()
+                        } else {
+                            format!("r{}", i - 1)
+                        }
+                    )
+                })
+                .collect::<String>()
+            + &format!("output r{}\n", MAX_MEMBERS + 1);
+        let g = crate::compile(&s, std::path::Path::new(".")).expect("spec");
+        let order = g.topo_order();
+        let all = FusionGroup {
+            nodes: order[1..].to_vec(),
+        };
+        assert_eq!(all.nodes.len(), MAX_MEMBERS + 2);
+        assert!(!still_valid(&g, &all));
+        let most = FusionGroup {
+            nodes: order[1..MAX_MEMBERS + 2].to_vec(),
+        };
+        assert!(still_valid(&g, &most));
+    }
 }

@@ -23,8 +23,8 @@ const F32: Type = types::F32;
 const F64: Type = types::F64;
 const F32X4: Type = types::F32X4;
 
-/// Vector constants a kernel may use (activation bounds, zero, 1/n, the coefficients of exp
-/// and tanh).
+/// Vector constants per table of a kernel's constant pool (activation bounds, zero, 1/n, the
+/// coefficients of exp and tanh); a kernel that needs more gets more tables.
 const POOL_VECTORS: usize = 64;
 
 /// Stores and loads of buffers the kernel writes: they never trap (the planner sizes every buffer).
@@ -69,8 +69,7 @@ pub(crate) fn build(
     let mut e = Em {
         b,
         tables: Vec::new(),
-        pool: None,
-        pool_used: 0,
+        pool: Vec::new(),
         call_conv,
     };
     match spec {
@@ -113,9 +112,8 @@ struct Em<'a> {
     b: FunctionBuilder<'a>,
     /// Constant tables the code points into (moved out to the caller, which keeps them alive).
     tables: Vec<Box<[i64]>>,
-    /// Index in `tables` of the vector constant pool, once made, and its entries in use.
-    pool: Option<usize>,
-    pool_used: usize,
+    /// The vector constant pool: per table of it, its index in `tables` and its entries in use.
+    pool: Vec<(usize, usize)>,
     /// The calling convention of calls to Rust (the microkernels of `crate::wide`).
     call_conv: CallConv,
 }
@@ -217,33 +215,37 @@ impl Em<'_> {
         self.b.ins().load(ty, rd(), a, off)
     }
 
-    /// The address of the constant pool and the byte offset of the splat of `x` in it.
+    /// The address of a constant pool table and the byte offset of the splat of `x` in it.
+    /// The pool grows by whole tables of [`POOL_VECTORS`] (each table's address is baked into
+    /// the code, so a table never moves): a kernel may use any number of constants (a conv
+    /// followed by 16 `clamp`s with distinct bounds and a `tanh` needs about 45).
     fn pool_entry(&mut self, x: f32) -> (usize, i32) {
         let bits = u64::from(x.to_bits());
         let pair = (bits | (bits << 32)) as i64;
-        let t = match self.pool {
-            Some(t) => t,
-            None => {
+        for &(t, used) in &self.pool {
+            if let Some(i) = self.tables[t][..2 * used]
+                .chunks(2)
+                .position(|c| c[0] == pair)
+            {
+                return (self.tables[t].as_ptr() as usize, (i * 16) as i32);
+            }
+        }
+        let (t, i) = match self.pool.last_mut() {
+            Some((t, used)) if *used < POOL_VECTORS => {
+                *used += 1;
+                (*t, *used - 1)
+            }
+            _ => {
                 self.tables
                     .push(vec![0i64; 2 * POOL_VECTORS].into_boxed_slice());
-                let t = self.tables.len() - 1;
-                self.pool = Some(t);
-                t
+                self.pool.push((self.tables.len() - 1, 1));
+                (self.tables.len() - 1, 0)
             }
         };
-        let pool = &mut self.tables[t];
-        let used = &mut self.pool_used;
-        let i = match pool[..2 * *used].chunks(2).position(|c| c[0] == pair) {
-            Some(i) => i,
-            None => {
-                assert!(*used < POOL_VECTORS, "internal error: constant pool full");
-                pool[2 * *used] = pair;
-                pool[2 * *used + 1] = pair;
-                *used += 1;
-                *used - 1
-            }
-        };
-        (pool.as_ptr() as usize, (i * 16) as i32)
+        let table = &mut self.tables[t];
+        table[2 * i] = pair;
+        table[2 * i + 1] = pair;
+        (table.as_ptr() as usize, (i * 16) as i32)
     }
 
     /// `c ? x : y` lane-wise for a comparison `c` of `fcmp` on `ty`.
@@ -1680,7 +1682,11 @@ impl Em<'_> {
                 let i1 = (p.h as i64 - y0).clamp(0, p.kh as i64) as usize;
                 (i0, i1.max(i0))
             };
-            if ox_hi > ox_lo && (oy_hi > oy_lo || border.len() <= 8) {
+            if ox_hi > ox_lo
+                && (oy_hi > oy_lo || border.len() <= 8)
+                && pool_unrolled_loads(p, border.len(), (oy_lo, oy_hi), (ox_lo, ox_hi))
+                    <= POOL_UNROLL_LOADS
+            {
                 let join = e.b.create_block();
                 let mut cases: Vec<(Option<usize>, (usize, usize))> = Vec::new();
                 if oy_hi > oy_lo {
@@ -2015,6 +2021,33 @@ impl Em<'_> {
             .ins()
             .call_indirect(sref, callee, &[args[0], args[1], args[2], table]);
     }
+}
+
+/// The most loads the straight-line paths of one pooling kernel may hold (their code is
+/// unrolled over each window); a bigger pool runs the generic loops only, which hold one load
+/// whatever the window. The pools of the example networks need at most 200; a 64x64 window
+/// unrolled (16,384 loads) took 59 s to compile.
+const POOL_UNROLL_LOADS: usize = 1024;
+
+/// Loads the straight-line paths of [`Em::pool`] would emit: per row case (the interior rows,
+/// and each of up to 8 border rows), a vector window (1, 2 or 4 loads per tap by stride), up
+/// to 3 scalar tail windows, and a window per border column.
+fn pool_unrolled_loads(
+    p: &PoolSpec,
+    border_rows: usize,
+    (oy_lo, oy_hi): (usize, usize),
+    (ox_lo, ox_hi): (usize, usize),
+) -> usize {
+    let cases = usize::from(oy_hi > oy_lo) + if border_rows <= 8 { border_rows } else { 0 };
+    let per_vec = match p.sw {
+        1 => 1,
+        2 => 2,
+        _ => 4,
+    };
+    let border_cols = ox_lo + p.ow.saturating_sub(ox_hi);
+    cases
+        .saturating_mul(p.kh.saturating_mul(p.kw))
+        .saturating_mul(per_vec + 3 + border_cols)
 }
 
 /// Pointers of one output row of a conv block.

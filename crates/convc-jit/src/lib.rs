@@ -57,6 +57,45 @@ pub struct JitOptions {
     /// The vector instruction set of the dense convolutions' inner tiles: `None` picks the
     /// widest the host runs ([`Isa::detect`]); a path the host lacks is an error.
     pub isa: Option<Isa>,
+    /// Test mode: every intermediate buffer of the arena and every thread's scratch placed
+    /// against an inaccessible page and filled with NaN, so that generated code reading or
+    /// writing outside its buffers faults, and reading a value before it is written shows
+    /// (see [`GuardPages`]). Costs a mapping per buffer; off by default, or as the environment
+    /// variable `CONVC_JIT_GUARD_PAGES` says (`end` or `start`), so that any test or run can
+    /// be repeated in this mode.
+    pub guard_pages: GuardPages,
+}
+
+/// Where [`JitOptions::guard_pages`] puts the inaccessible page of each buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuardPages {
+    /// Buffers share one arena and reuse dead values' space (the normal mode).
+    Off,
+    /// Each buffer ends right before a guard page: catches reads and writes past its end.
+    End,
+    /// Each buffer starts right after a guard page: catches accesses before its start.
+    Start,
+}
+
+impl GuardPages {
+    /// The mode the environment variable `CONVC_JIT_GUARD_PAGES` asks for (`end`, `start`;
+    /// anything else or unset: off).
+    pub fn from_env() -> GuardPages {
+        match std::env::var("CONVC_JIT_GUARD_PAGES").as_deref() {
+            Ok("end") => GuardPages::End,
+            Ok("start") => GuardPages::Start,
+            _ => GuardPages::Off,
+        }
+    }
+
+    /// The planner's form: `Some(at_end)` when on.
+    fn at_end(self) -> Option<bool> {
+        match self {
+            GuardPages::Off => None,
+            GuardPages::End => Some(true),
+            GuardPages::Start => Some(false),
+        }
+    }
 }
 
 impl Default for JitOptions {
@@ -68,6 +107,7 @@ impl Default for JitOptions {
             fma: true,
             parallel_min_ns: 30_000.0,
             isa: None,
+            guard_pages: GuardPages::from_env(),
         }
     }
 }
@@ -243,7 +283,7 @@ pub fn compile(
     };
     // The microkernels are FMA code: without FMA (or with it turned off), Cranelift's.
     let vec_isa = if fma { vec_isa } else { Isa::Sse };
-    let mut plan = plan::build(g, &conc, fma, vec_isa)?;
+    let mut plan = plan::build(g, &conc, fma, vec_isa, opts.guard_pages.at_end())?;
     for s in &plan.steps {
         let band_args = s.band.as_ref().map_or(&[][..], |b| &b.step.args[..]);
         let pre_args = s

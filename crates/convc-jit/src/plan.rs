@@ -534,6 +534,12 @@ fn flat_fills_more(ow: usize, wq: usize, lanes: usize) -> bool {
     flat > rows + 0.03
 }
 
+/// The most chunks a long reduction is split into ([`CHUNK_BYTES`] each): each chunk is its
+/// own code in the kernel (a 512 -> 512 3x3 conv takes 14), so a longer reduction (a 2048 ->
+/// 2048 3x3 conv, or a 256x256 kernel) takes longer chunks instead of a kernel whose code
+/// grows with its weights.
+const MAX_CHUNKS: usize = 64;
+
 /// The whole program for one image.
 pub(crate) struct Plan {
     pub steps: Vec<Step>,
@@ -545,6 +551,10 @@ pub(crate) struct Plan {
     pub arena_len: usize,
     /// Floats of the scratch buffer each thread brings (row buffers of fused kernels).
     pub thread_scratch: usize,
+    /// Test mode ([`build`]'s `guard`): buffers against guard pages, at their ends (true) or
+    /// starts; the arena's inaccessible pages (4096 bytes each) are `guard_pages`.
+    pub guard: Option<bool>,
+    pub guard_pages: Vec<usize>,
     /// Per-image `[C, H, W]` of each input and output.
     pub in_shapes: Vec<[usize; 3]>,
     pub out_shapes: Vec<[usize; 3]>,
@@ -569,7 +579,16 @@ struct Builder<'g> {
 
 /// Builds the plan. `fma`: use fused multiply-add in convolutions; `isa`: the widest vectors
 /// the dense convolutions may use (`Isa::Sse`: Cranelift's own code only).
-pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool, isa: Isa) -> Result<Plan, JitError> {
+///
+/// `guard` (test mode): every arena buffer in pages of its own, ending right before a
+/// `PROT_NONE` page (`Some(true)`) or starting right after one (`Some(false)`), no space reused.
+pub(crate) fn build(
+    g: &Graph,
+    conc: &Concrete,
+    fma: bool,
+    isa: Isa,
+    guard: Option<bool>,
+) -> Result<Plan, JitError> {
     let bound = g.node_bound();
     let order = g.topo_order();
     let mut pos = vec![usize::MAX; bound];
@@ -622,6 +641,7 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool, isa: Isa) -> Result<P
         params: Vec::new(),
     };
     let mut absorbed = vec![false; bound];
+    let heads = group_heads(g);
     for &n in &order {
         if !needed[n.index()] || absorbed[n.index()] {
             continue;
@@ -630,11 +650,11 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool, isa: Isa) -> Result<P
         match &node.op {
             Op::Input { .. } => {}
             Op::Conv(c) => {
-                let chain = chain(g, n, &needed, &mut absorbed);
+                let chain = chain(g, &heads, n, &needed, &mut absorbed);
                 let tail = chain.last().copied().unwrap_or(n);
                 if let Some(bn) = sep_partner(g, conc, n, c, &chain, &needed, &absorbed, fma) {
                     absorbed[bn.index()] = true;
-                    let chain_b = self::chain(g, bn, &needed, &mut absorbed);
+                    let chain_b = self::chain(g, &heads, bn, &needed, &mut absorbed);
                     let tail_b = chain_b.last().copied().unwrap_or(bn);
                     let step = b.sep_step(n, c, &chain, bn, &chain_b)?;
                     b.steps.push((pos[tail_b.index()], step));
@@ -642,7 +662,7 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool, isa: Isa) -> Result<P
                 }
                 if let Some(bn) = band_partner(g, conc, n, c, &chain, &needed, &absorbed) {
                     absorbed[bn.index()] = true;
-                    let chain_b = self::chain(g, bn, &needed, &mut absorbed);
+                    let chain_b = self::chain(g, &heads, bn, &needed, &mut absorbed);
                     let tail_b = chain_b.last().copied().unwrap_or(bn);
                     let step = b.band_step(n, c, &chain, bn, &chain_b)?;
                     b.steps.push((pos[tail_b.index()], step));
@@ -652,7 +672,7 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool, isa: Isa) -> Result<P
                 b.steps.push((pos[tail.index()], step));
             }
             Op::BatchNorm(_) | Op::Unary(_) | Op::Add => {
-                let chain = chain(g, n, &needed, &mut absorbed);
+                let chain = chain(g, &heads, n, &needed, &mut absorbed);
                 let tail = chain.last().copied().unwrap_or(n);
                 let step = b.elt_step(n, &chain)?;
                 b.steps.push((pos[tail.index()], step));
@@ -813,7 +833,11 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool, isa: Isa) -> Result<P
     let mut live: Vec<(usize, usize, usize)> = Vec::new(); // (offset, len, last step)
     let mut arena_len = 0usize;
     let mut scratch = vec![0usize; steps.len()];
+    let mut guard_pages = Vec::new();
     let mut alloc = |live: &mut Vec<(usize, usize, usize)>, n: usize, end: usize| -> usize {
+        if let Some(at_end) = guard {
+            return guarded_alloc(&mut arena_len, &mut guard_pages, n, at_end);
+        }
         let n = n.div_ceil(16) * 16;
         live.sort_by_key(|x| x.0);
         let mut cursor = 0;
@@ -856,6 +880,8 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool, isa: Isa) -> Result<P
         .max()
         .unwrap_or(0);
     Ok(Plan {
+        guard,
+        guard_pages,
         steps,
         params: b.params,
         loc,
@@ -865,6 +891,24 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, fma: bool, isa: Isa) -> Result<P
         in_shapes: g.inputs.iter().map(|&n| shape(n)).collect(),
         out_shapes: g.outputs.iter().map(|&n| shape(n)).collect(),
     })
+}
+
+/// Places a buffer of `n` floats at the end of the arena (`arena_len` floats, whole pages) in
+/// pages of its own next to a new guard page: after it (`at_end`) or before it. Returns its
+/// offset in floats.
+fn guarded_alloc(arena_len: &mut usize, guards: &mut Vec<usize>, n: usize, at_end: bool) -> usize {
+    const PAGE_FLOATS: usize = crate::buf::PAGE / 4;
+    let first = arena_len.div_ceil(PAGE_FLOATS);
+    let pages = n.div_ceil(PAGE_FLOATS).max(1);
+    if at_end {
+        guards.push(first + pages);
+        *arena_len = (first + pages + 1) * PAGE_FLOATS;
+        (first + pages) * PAGE_FLOATS - n
+    } else {
+        guards.push(first);
+        *arena_len = (first + 1 + pages) * PAGE_FLOATS;
+        (first + 1) * PAGE_FLOATS
+    }
 }
 
 fn val(n: NodeIndex) -> Arg {
@@ -884,13 +928,36 @@ fn operand(g: &Graph, n: NodeIndex, i: usize) -> Result<NodeIndex, JitError> {
     })
 }
 
+/// Per node index, the `fuse` pass's group it heads (an index into `g.fusion`): a long
+/// chain is thousands of groups, and a search per node would be quadratic.
+fn group_heads(g: &Graph) -> Vec<Option<usize>> {
+    let mut heads = vec![None; g.node_bound()];
+    for (i, grp) in g.fusion.iter().flatten().enumerate() {
+        if let Some(h) = grp.nodes.first().and_then(|h| heads.get_mut(h.index())) {
+            h.get_or_insert(i);
+        }
+    }
+    heads
+}
+
 /// The members absorbed after `start` (marked in `absorbed`), in order: the `fuse` pass's
 /// group headed by `start` when the graph has groups, else the same rule applied here
 /// (`convc_ir::fusion` describes it).
-fn chain(g: &Graph, start: NodeIndex, needed: &[bool], absorbed: &mut [bool]) -> Vec<NodeIndex> {
+fn chain(
+    g: &Graph,
+    heads: &[Option<usize>],
+    start: NodeIndex,
+    needed: &[bool],
+    absorbed: &mut [bool],
+) -> Vec<NodeIndex> {
     // The `fuse` pass chose the groups: follow them (an empty list means no fusion at all).
     if let Some(groups) = &g.fusion {
-        let Some(grp) = groups.iter().find(|grp| grp.nodes.first() == Some(&start)) else {
+        let Some(grp) = heads
+            .get(start.index())
+            .copied()
+            .flatten()
+            .and_then(|i| groups.get(i))
+        else {
             return Vec::new();
         };
         if !convc_ir::fusion::still_valid(g, grp) {
@@ -910,7 +977,7 @@ fn chain(g: &Graph, start: NodeIndex, needed: &[bool], absorbed: &mut [bool]) ->
     }
     let mut members = Vec::new();
     let mut t = start;
-    loop {
+    while members.len() < convc_ir::fusion::MAX_MEMBERS {
         if g.is_output(t) {
             break;
         }
@@ -973,10 +1040,14 @@ fn sep_partner(
     if cb.kernel[0] != 1 || cb.stride[1] != 1 || cb.groups == 0 || cin_b % cb.groups != 0 {
         return None;
     }
-    let [pt_b, pb_b, _, _] = cb.pad.resolve(h_b, w_b, cb.kernel, cb.stride, cb.dilation);
+    let [pt_b, pb_b, pl_b, pr_b] = cb.pad.resolve(h_b, w_b, cb.kernel, cb.stride, cb.dilation);
     let cg_b = cin_b / cb.groups;
     let og_b = ob / cb.groups;
     if pt_b != 0 || pb_b != 0 || cg_b > 8 || og_b.div_ceil(crate::spec::block_ocb(og_b, fma)) > 4 {
+        return None;
+    }
+    // The kernel zeroes the row buffer's padding columns with straight-line stores.
+    if cg_b.saturating_mul(pl_b.saturating_add(pr_b)) > MAX_SEP_PAD_STORES {
         return None;
     }
     // Every row of `a` that `b` reads has a tap inside the input.
@@ -989,6 +1060,11 @@ fn sep_partner(
     });
     ok.then_some(b)
 }
+
+/// The most padding columns (times channels) of a fused separable pair's row buffer: the
+/// kernel zeroes them with one store each, so a wider padding (`pad=(0, 1000)`) runs the two
+/// convs apart instead of a kernel whose code grows with the padding.
+const MAX_SEP_PAD_STORES: usize = 256;
 
 /// True when a group's members are batchnorms and activations only (no residual add: its
 /// operand would be read in the output's layout).
@@ -1498,7 +1574,7 @@ impl Builder<'_> {
         let tap_bytes = 8 + ocb * dup * 4;
         let chunk_taps =
             if (rows == 1 || role == BandRole::Alone) && taps * tap_bytes > chunk_bytes() {
-                let n = (taps * tap_bytes).div_ceil(chunk_bytes());
+                let n = (taps * tap_bytes).div_ceil(chunk_bytes()).min(MAX_CHUNKS);
                 // Packed rows loop over their chunks at run time: equal chunks (a count that
                 // divides the taps, up to twice as many) need no separate last chunk.
                 let even = (rows > 1)
@@ -1933,5 +2009,32 @@ impl Builder<'_> {
             macs: 0,
             writes: n.index(),
         })
+    }
+}
+
+#[cfg(test)]
+mod guard_tests {
+    use super::guarded_alloc;
+
+    /// Every buffer of the test mode lies in pages of its own, against a guard page on the
+    /// asked side; buffers never overlap.
+    #[test]
+    fn guarded_buffers_touch_their_guard_page() {
+        for at_end in [true, false] {
+            let (mut len, mut guards) = (0, Vec::new());
+            let mut prev_end = 0;
+            for n in [1usize, 1024, 1023, 1025, 5000, 16] {
+                let off = guarded_alloc(&mut len, &mut guards, n, at_end);
+                let g = *guards.last().expect("a guard page");
+                assert!(off >= prev_end, "overlap");
+                if at_end {
+                    assert_eq!(off + n, g * 1024, "{n}");
+                } else {
+                    assert_eq!(off, (g + 1) * 1024, "{n}");
+                }
+                assert!(off + n <= len && len % 1024 == 0);
+                prev_end = off + n;
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crate::buf::AlignedBuf;
+use crate::buf::{GuardedBuf, Mem, PAGE};
 use crate::plan::{Arg, Loc, PadCopy, Plan, Step};
 use crate::spec::KernelSpec;
 
@@ -147,7 +147,7 @@ fn worker_loop(sh: &Shared, index: usize) {
     let mut bufs = Vec::new();
     let mut spins = 0u32;
     // This thread's own scratch (row buffers of fused kernels).
-    let mut scratch: Option<AlignedBuf> = None;
+    let mut scratch: Option<Mem> = None;
     loop {
         if sh.quit.load(Ordering::Acquire) {
             return;
@@ -197,8 +197,8 @@ fn worker_loop(sh: &Shared, index: usize) {
                 // main thread has seen `active` drop to 0 (see `Shared`).
                 let exec = unsafe { &*(job.exec as *const Exec<'_>) };
                 let need = exec.plan.thread_scratch;
-                if scratch.as_ref().is_none_or(|b: &AlignedBuf| b.len() < need) {
-                    scratch = AlignedBuf::zeroed(need);
+                if scratch.as_ref().is_none_or(|b: &Mem| b.len() < need) {
+                    scratch = Mem::scratch(need, exec.plan.guard);
                 }
                 match scratch.as_mut() {
                     Some(t) => exec.claim(sh, job, &mut bufs, P(t.as_mut_ptr())),
@@ -221,8 +221,18 @@ struct RunCtx<'a> {
 /// calling thread's scratch (workers keep their own). Allocating and zeroing them per run cost
 /// more than a small network's run (a 200 KB band buffer is an `mmap` and page faults).
 pub(crate) struct Kept {
-    pub arena: AlignedBuf,
-    pub tscratch: AlignedBuf,
+    pub arena: Mem,
+    pub tscratch: Mem,
+}
+
+/// The arena of `plan`: plain, or in test mode the plan's pages with its guard pages.
+fn arena_mem(plan: &Plan) -> Option<Mem> {
+    let len = plan.arena_len;
+    match plan.guard {
+        None => crate::buf::AlignedBuf::zeroed(len).map(Mem::Plain),
+        Some(_) => GuardedBuf::new((len * 4).div_ceil(PAGE), &plan.guard_pages)
+            .map(|buf| Mem::Guarded { buf, off: 0, len }),
+    }
 }
 
 /// One run of a plan on a batch.
@@ -260,13 +270,13 @@ impl Exec<'_> {
         profile: bool,
     ) -> Result<Vec<f64>, String> {
         let fresh = || -> Result<Kept, String> {
-            let arena = AlignedBuf::zeroed(self.plan.arena_len).ok_or_else(|| {
+            let arena = arena_mem(self.plan).ok_or_else(|| {
                 format!(
                     "not enough memory for the {} MB of intermediate buffers",
                     (self.plan.arena_len * 4) >> 20
                 )
             })?;
-            let tscratch = AlignedBuf::zeroed(self.plan.thread_scratch)
+            let tscratch = Mem::scratch(self.plan.thread_scratch, self.plan.guard)
                 .ok_or("not enough memory for a row buffer")?;
             Ok(Kept { arena, tscratch })
         };

@@ -41,6 +41,16 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Long activation chains with distinct constants, wide concats, big fan-out, deep graphs.
+    #[test]
+    fn random_stress_graphs(seed in any::<u64>(), threads in 1usize..=2) {
+        check_spec(&specgen::stress_spec(&mut specgen::Rng(seed)), 1, threads);
+    }
+}
+
 #[test]
 #[ignore]
 fn sweep_seeds() {

@@ -1,9 +1,12 @@
 //! Memory safety: inputs and outputs are placed right before (and, in a second pass, right
 //! after) a `PROT_NONE` guard page, for random graphs of every op; an out-of-bounds read or
 //! write by generated code faults the test. Values are checked against the interpreter too.
+//! The arena's buffers and the threads' scratch are guarded too, by the JIT's own test mode
+//! (`JitOptions::guard_pages`), on the same side as the inputs and outputs.
 mod common;
 
 use common::*;
+use convc_jit::{GuardPages, JitOptions};
 use std::path::Path;
 
 /// `len` floats in an anonymous mapping, touching a guard page at the end (or the start).
@@ -77,11 +80,18 @@ fn check_guarded(src: &str, seed: u64) {
         sh.w.known().unwrap_or(1) as usize,
     )];
     let batch = 1 + (seed % 2) as usize;
-    let net = convc_jit::compile(&g, &sizes, &opts(1 + (seed % 2) as usize))
-        .unwrap_or_else(|e| panic!("{e}\n{src}"));
     let x = inputs_for(&g, &sizes, batch, seed);
     let want = convc_interp::run(&g, &x).expect("interp");
     for at_end in [true, false] {
+        let o = JitOptions {
+            guard_pages: if at_end {
+                GuardPages::End
+            } else {
+                GuardPages::Start
+            },
+            ..opts(1 + (seed % 2) as usize)
+        };
+        let net = convc_jit::compile(&g, &sizes, &o).unwrap_or_else(|e| panic!("{e}\n{src}"));
         let mut ins: Vec<Guarded> = x.iter().map(|t| Guarded::new(t.numel(), at_end)).collect();
         for (gd, t) in ins.iter_mut().zip(&x) {
             gd.slice_mut().copy_from_slice(t.data());
@@ -113,6 +123,16 @@ fn generated_code_stays_inside_its_buffers() {
     }
 }
 
+/// The same on graphs with long activation chains, wide concats, big fan-out and depth
+/// (buffer plans with many live values).
+#[test]
+fn stress_graphs_stay_inside_their_buffers() {
+    for seed in 0..30u64 {
+        let src = specgen::stress_spec(&mut specgen::Rng(seed * 104_729 + 5));
+        check_guarded(&src, seed);
+    }
+}
+
 /// Kernels that read past a window on purpose (stride-2 pooling loads 8 columns for 4
 /// outputs) on the network input, whose last row ends at a guard page.
 #[test]
@@ -129,6 +149,36 @@ fn wide_loads_stay_inside_the_input() {
                 seed += 1;
                 check_guarded(&src, seed);
             }
+        }
+    }
+}
+
+/// The example specs after the default passes (band and separable pairs, producers writing
+/// padded layouts, row buffers and tiles in the threads' scratch), with every arena buffer
+/// and scratch against a guard page, on 2 threads.
+#[test]
+fn example_specs_in_guard_mode() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs/examples");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("specs folder")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "conv"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 7, "{files:?}");
+    for f in files {
+        let src = std::fs::read_to_string(&f).expect("read");
+        let mut g = graph(&src, &dir);
+        convc_passes::PassManager::default_pipeline()
+            .run(&mut g, &convc_passes::PassContext::with_tolerance(0.0))
+            .expect("passes");
+        let sizes = input_sizes(&g, (37, 29));
+        for side in [GuardPages::End, GuardPages::Start] {
+            let o = JitOptions {
+                guard_pages: side,
+                ..opts(2)
+            };
+            check_graph(&g, &sizes, 2, &o, &format!("{} {side:?}", f.display()));
         }
     }
 }

@@ -1,5 +1,22 @@
 //! A generator of random `.conv` specs covering every op and attribute.
 
+/// A source of choices: a seeded [`Rng`], or a fuzzer's bytes (the `jit_diff` fuzz target).
+pub trait Choose {
+    /// Uniform in `lo..=hi`.
+    fn r(&mut self, lo: usize, hi: usize) -> usize;
+    /// True with probability `p`.
+    fn chance(&mut self, p: f64) -> bool;
+}
+
+impl Choose for Rng {
+    fn r(&mut self, lo: usize, hi: usize) -> usize {
+        Rng::r(self, lo, hi)
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        Rng::chance(self, p)
+    }
+}
+
 /// SplitMix64 for reproducible choices.
 pub struct Rng(pub u64);
 
@@ -48,7 +65,7 @@ fn size(a: usize, b: usize) -> String {
 }
 
 /// Random padding for a window `k` (per axis): the text and the explicit pads (None for same).
-fn pad(rng: &mut Rng, k: [usize; 2], pool: bool) -> (String, Option<[usize; 4]>) {
+fn pad(rng: &mut impl Choose, k: [usize; 2], pool: bool) -> (String, Option<[usize; 4]>) {
     let lim = |kk: usize| if pool { kk - 1 } else { 3 };
     match rng.r(0, 4) {
         0 => ("same".into(), None),
@@ -91,7 +108,11 @@ fn window_out(
 
 /// A random spec: its text and the input size. `big`: larger channel counts.
 pub fn spec(seed: u64, big: bool) -> String {
-    let mut rng = Rng(seed);
+    spec_from(&mut Rng(seed), big)
+}
+
+/// A random spec from any source of choices (see [`spec`]).
+pub fn spec_from(rng: &mut impl Choose, big: bool) -> String {
     let c0 = rng.r(1, if big { 16 } else { 5 });
     let (h, w) = (rng.r(1, 19), rng.r(1, 23));
     let mut ts = vec![T {
@@ -127,7 +148,7 @@ pub fn spec(seed: u64, big: bool) -> String {
                 } else {
                     [rng.r(1, 3), rng.r(1, 3)]
                 };
-                let (ptxt, p) = pad(&mut rng, kk, false);
+                let (ptxt, p) = pad(rng, kk, false);
                 let divs: Vec<usize> = (1..=x.c).filter(|g| x.c % g == 0).collect();
                 let groups = if rng.chance(0.6) {
                     1
@@ -166,7 +187,7 @@ pub fn spec(seed: u64, big: bool) -> String {
                     [rng.r(1, 2), rng.r(1, 2)]
                 };
                 let m = if rng.chance(0.6) { 1 } else { rng.r(2, 3) };
-                let (ptxt, p) = pad(&mut rng, kk, false);
+                let (ptxt, p) = pad(rng, kk, false);
                 let bias = if rng.chance(0.5) {
                     format!(", bias=random(seed={})", seedw + 1)
                 } else {
@@ -293,7 +314,7 @@ pub fn spec(seed: u64, big: bool) -> String {
                     let s = [rng.r(1, 3), rng.r(1, 3)];
                     (format!(", stride={}", size(s[0], s[1])), s)
                 };
-                let (ptxt, p) = pad(&mut rng, kk, true);
+                let (ptxt, p) = pad(rng, kk, true);
                 window_out(&x, kk, s, [1, 1], p).map(|(oh, ow)| {
                     (
                         format!(
@@ -337,5 +358,129 @@ pub fn spec(seed: u64, big: bool) -> String {
         outs.push(ts[rng.r(0, ts.len() - 1)].name.clone());
     }
     lines.push(format!("output {}", outs.join(", ")));
+    lines.join("\n") + "\n"
+}
+
+/// An activation with its own constants, drawn from `i` and the choices (`clamp` bounds and
+/// `leaky_relu` slopes differ from layer to layer: each is a distinct constant in a kernel).
+fn activation(rng: &mut impl Choose, x: &str, i: usize) -> String {
+    match rng.r(0, 5) {
+        0 => format!("relu({x})"),
+        1 => format!("tanh({x})"),
+        2 => format!("sigmoid({x})"),
+        3 => format!("relu6({x})"),
+        4 => format!(
+            "leaky_relu({x}, alpha=0.{:03})",
+            1 + (i * 37 + rng.r(0, 99)) % 999
+        ),
+        _ => {
+            let lo = -((1 + (i * 13 + rng.r(0, 97)) % 300) as f64) / 100.0;
+            let hi = (1 + (i * 17 + rng.r(0, 89)) % 300) as f64 / 100.0;
+            format!("clamp({x}, min={lo}, max={hi})")
+        }
+    }
+}
+
+/// A random spec stressing sizes the fixed capacities of a compiler depend on: a long
+/// activation chain with distinct constants (after a conv, a depthwise conv or on its own), a
+/// wide concat, a value with a big fan-out, or a deep graph of every op; or all four.
+pub fn stress_spec(rng: &mut impl Choose) -> String {
+    let c0 = rng.r(1, 6);
+    let (h, w) = (rng.r(1, 12), rng.r(1, 14));
+    let mut lines = vec![format!("input x: [{c0}, {h}, {w}]")];
+    let mut n = 0usize;
+    let name = |n: &mut usize| {
+        *n += 1;
+        format!("s{n}")
+    };
+    // `cur` has c0 channels and the input's size throughout.
+    let mut cur = "x".to_string();
+    let kind = rng.r(0, 4);
+    if kind == 0 || kind == 4 {
+        let head = name(&mut n);
+        lines.push(match rng.r(0, 2) {
+            0 => format!("{head} = conv({cur}, out={c0}, kernel=3, pad=same, weights=random(seed={}), bias=random(seed=9))", rng.r(1, 999)),
+            1 => format!("{head} = depthwise({cur}, kernel=3, pad=1, weights=random(seed={}))", rng.r(1, 999)),
+            _ => format!("{head} = batchnorm({cur}, mean=random(seed=1), var=random(seed=2), gamma=random(seed=3), beta=random(seed=4))"),
+        });
+        cur = head;
+        for i in 0..rng.r(10, 60) {
+            let v = name(&mut n);
+            lines.push(format!("{v} = {}", activation(rng, &cur, i)));
+            cur = v;
+        }
+    }
+    if kind == 1 || kind == 4 {
+        let k = rng.r(8, 64);
+        let mut ops: Vec<String> = Vec::new();
+        for i in 0..k {
+            let v = name(&mut n);
+            let src = if rng.chance(0.5) || ops.is_empty() {
+                cur.clone()
+            } else {
+                ops[rng.r(0, ops.len() - 1)].clone()
+            };
+            lines.push(format!("{v} = {}", activation(rng, &src, i)));
+            ops.push(v);
+        }
+        let cat = name(&mut n);
+        lines.push(format!("{cat} = concat({})", ops.join(", ")));
+        let back = name(&mut n);
+        lines.push(format!(
+            "{back} = pointwise({cat}, out={c0}, weights=random(seed={}))",
+            rng.r(1, 999)
+        ));
+        cur = back;
+    }
+    if kind == 2 || kind == 4 {
+        let fan = cur.clone();
+        let mut acc = name(&mut n);
+        lines.push(format!("{acc} = relu({fan})"));
+        for i in 0..rng.r(8, 48) {
+            let u = name(&mut n);
+            lines.push(match rng.r(0, 2) {
+                0 => format!(
+                    "{u} = conv({fan}, out={c0}, kernel={}, pad=same, weights=random(seed={}))",
+                    1 + 2 * rng.r(0, 1),
+                    i + 1
+                ),
+                1 => format!("{u} = maxpool({fan}, kernel=3, stride=1, pad=1)"),
+                _ => format!("{u} = {}", activation(rng, &fan, i)),
+            });
+            let s = name(&mut n);
+            lines.push(format!("{s} = add({acc}, {u})"));
+            acc = s;
+        }
+        cur = acc;
+    }
+    if kind == 3 || kind == 4 {
+        let mut prev = vec![cur.clone()];
+        for i in 0..rng.r(40, 160) {
+            let v = name(&mut n);
+            let p = prev[prev.len() - 1].clone();
+            // Every 4th layer a sigmoid: its values stay near 0.5 and it contracts rounding
+            // errors, where a long linear run can shrink the signal a thousandfold and grow
+            // it back (f32 against f64 accumulation then differs by more than the tolerance:
+            // the fuzzer's first find, 98 linear layers).
+            let pick = if i % 4 == 3 { 5 } else { rng.r(0, 5) };
+            lines.push(match pick {
+                5 if i % 4 == 3 => format!("{v} = sigmoid({p})"),
+                0 => format!("{v} = conv({p}, out={c0}, kernel={}, pad=same, weights=random(seed={}))", 1 + 2 * rng.r(0, 1), i + 1),
+                1 => format!("{v} = depthwise({p}, kernel=3, pad=same, weights=random(seed={}))", i + 1),
+                2 => format!("{v} = avgpool({p}, kernel=3, stride=1, pad=1)"),
+                3 => format!("{v} = add({p}, {})", prev[rng.r(0, prev.len() - 1)]),
+                4 => format!("{v} = batchnorm({p}, mean=random(seed={i}), var=random(seed={}), gamma=random(seed=1), beta=random(seed=2))", i + 1),
+                _ => format!("{v} = {}", activation(rng, &p, i)),
+            });
+            prev.push(v);
+        }
+        cur = prev[prev.len() - 1].clone();
+    }
+    if n == 0 {
+        let v = name(&mut n);
+        lines.push(format!("{v} = relu({cur})"));
+        cur = v;
+    }
+    lines.push(format!("output {cur}"));
     lines.join("\n") + "\n"
 }
