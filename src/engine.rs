@@ -38,6 +38,7 @@ impl<'g> Engine<'g> {
                     threads,
                     verify,
                     isa: isa_from_env()?,
+                    conv_algo: algo_from_env()?,
                     ..Default::default()
                 };
                 let net = convc_jit::compile(g, sizes, &opts).map_err(input_err)?;
@@ -83,7 +84,38 @@ pub fn force_isa(opt: &crate::IsaOpt) -> Result<(), Failure> {
         })?;
         let _ = FORCED_ISA.set(isa);
     }
+    if let Some(name) = &opt.conv_algo {
+        let algo = convc_jit::ConvAlgo::parse(name).ok_or_else(|| {
+            Failure::Usage(format!(
+                "error: --conv-algo {name} is not an algorithm: write direct, winograd, winograd-f2, winograd-f4 or auto"
+            ))
+        })?;
+        let _ = FORCED_ALGO.set(algo);
+    }
     Ok(())
+}
+
+/// The algorithm `--conv-algo` forces (set once, before a command runs).
+static FORCED_ALGO: std::sync::OnceLock<convc_jit::ConvAlgo> = std::sync::OnceLock::new();
+
+/// The algorithm of 3x3 stride-1 convolutions forced by `--conv-algo`, else by the
+/// environment (`CONVC_CONV_ALGO=direct|winograd|auto`), else `auto`. Another value is a usage
+/// error (exit 2).
+pub fn algo_from_env() -> Result<convc_jit::ConvAlgo, Failure> {
+    if let Some(&a) = FORCED_ALGO.get() {
+        return Ok(a);
+    }
+    let bad = |v: &str| {
+        Failure::Usage(format!(
+            "error: CONVC_CONV_ALGO={v} is not an algorithm: write direct, winograd, winograd-f2, winograd-f4 or auto"
+        ))
+    };
+    match std::env::var("CONVC_CONV_ALGO") {
+        Err(std::env::VarError::NotPresent) => Ok(convc_jit::ConvAlgo::Auto),
+        Ok(v) if v.is_empty() => Ok(convc_jit::ConvAlgo::Auto),
+        Ok(v) => convc_jit::ConvAlgo::parse(&v).ok_or_else(|| bad(&v)),
+        Err(std::env::VarError::NotUnicode(_)) => Err(bad("?")),
+    }
 }
 
 /// The vector path forced by `--isa`, else by the environment (`CONVC_ISA=sse|avx2|avx512`),

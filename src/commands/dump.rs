@@ -72,6 +72,7 @@ fn jit_dump(model: &driver::Model, plan: bool) -> Result<(), Failure> {
         verify: true,
         emit_asm: true,
         isa: crate::engine::isa_from_env()?,
+        conv_algo: crate::engine::algo_from_env()?,
         ..Default::default()
     };
     let net = convc_jit::compile(g, &sizes, &opts).map_err(driver::input_err)?;

@@ -94,6 +94,7 @@ pub(crate) fn build(
             let f: crate::rstep::RustStep = crate::rstep::lrn;
             e.call_rust(f, l.params(), [bufs, start, end]);
         }
+        KernelSpec::Wino(w) => e.call_rust(w.function(), w.params(), [bufs, start, end]),
     }
     e.b.ins().return_(&[]);
     e.b.seal_all_blocks();

@@ -19,8 +19,10 @@ mod rstep;
 mod runtime;
 mod spec;
 mod wide;
+mod wino;
 
 pub use wide::{Isa, Tuning, tune};
+pub use wino::f4_within_budget as winograd_f4_within_budget;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -64,6 +66,42 @@ pub struct JitOptions {
     /// variable `CONVC_JIT_GUARD_PAGES` says (`end` or `start`), so that any test or run can
     /// be repeated in this mode.
     pub guard_pages: GuardPages,
+    /// How 3x3 stride-1 convolutions run on the wide paths: direct, Winograd, or chosen per
+    /// layer by a cost model (the default).
+    pub conv_algo: ConvAlgo,
+}
+
+/// The algorithm of 3x3, stride-1, dilation-1, one-group convolutions on the wide paths
+/// (`--conv-algo`). Other convolutions, and every convolution on the SSE path, run direct.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ConvAlgo {
+    /// Per layer, whichever a cost model expects to be faster (Winograd variants within the
+    /// error budget only).
+    #[default]
+    Auto,
+    /// Direct convolution everywhere.
+    Direct,
+    /// Winograd wherever it applies: F(4x4,3x3), or F(2x2,3x3) where F(4x4) would exceed the
+    /// error budget.
+    Winograd,
+    /// F(2x2,3x3) wherever Winograd applies (for measurements).
+    WinogradF2,
+    /// F(4x4,3x3) wherever Winograd applies, whatever its error (for measurements).
+    WinogradF4,
+}
+
+impl ConvAlgo {
+    /// Parses `auto`, `direct`, `winograd`, `winograd-f2` or `winograd-f4`.
+    pub fn parse(s: &str) -> Option<ConvAlgo> {
+        match s {
+            "auto" => Some(ConvAlgo::Auto),
+            "direct" => Some(ConvAlgo::Direct),
+            "winograd" => Some(ConvAlgo::Winograd),
+            "winograd-f2" => Some(ConvAlgo::WinogradF2),
+            "winograd-f4" => Some(ConvAlgo::WinogradF4),
+            _ => None,
+        }
+    }
 }
 
 /// Where [`JitOptions::guard_pages`] puts the inaccessible page of each buffer.
@@ -108,6 +146,7 @@ impl Default for JitOptions {
             parallel_min_ns: 30_000.0,
             isa: None,
             guard_pages: GuardPages::from_env(),
+            conv_algo: ConvAlgo::Auto,
         }
     }
 }
@@ -283,7 +322,14 @@ pub fn compile(
     };
     // The microkernels are FMA code: without FMA (or with it turned off), Cranelift's.
     let vec_isa = if fma { vec_isa } else { Isa::Sse };
-    let mut plan = plan::build(g, &conc, fma, vec_isa, opts.guard_pages.at_end())?;
+    let mut plan = plan::build(
+        g,
+        &conc,
+        fma,
+        vec_isa,
+        opts.conv_algo,
+        opts.guard_pages.at_end(),
+    )?;
     for s in &plan.steps {
         let band_args = s.band.as_ref().map_or(&[][..], |b| &b.step.args[..]);
         let pre_args = s

@@ -469,6 +469,41 @@ enum BandRole {
 /// 4 rows 8.52 / 4.81.
 const BAND_BYTES: usize = 192 * 1024;
 
+/// Bytes of transformed input a Winograd work item keeps in the thread's scratch (`[n²][c]
+/// [tiles]`): within a core's L2, since every GEMM of the item reads its part of it.
+const WINO_INPUT_BYTES: usize = 256 * 1024;
+
+/// Tiles (columns of the GEMMs) a Winograd work item aims at: enough vectors for the
+/// microkernel's tiles to fill.
+const WINO_COLS: usize = 64;
+
+/// Bytes of products `M[ξ]` per channel group of a Winograd item (`[n²][group][tiles]`),
+/// written by the GEMMs and read back by the output transform.
+const WINO_PRODUCT_BYTES: usize = 128 * 1024;
+
+/// Tile rows per Winograd work item: rows of `txp` tiles up to [`WINO_COLS`] tiles, while the
+/// transformed input stays within [`WINO_INPUT_BYTES`].
+fn wino_rows(nn: usize, c: usize, txp: usize, tiles_y: usize) -> usize {
+    let by_cache = WINO_INPUT_BYTES / (nn * c * txp * 4).max(1);
+    WINO_COLS
+        .div_ceil(txp)
+        .min(by_cache)
+        .clamp(1, tiles_y.max(1))
+}
+
+/// Output channels per Winograd channel group: whole blocks of `ocb` whose products fit in
+/// [`WINO_PRODUCT_BYTES`], fewer while the items (`bands` x groups) are under 4, so that two
+/// threads share the work.
+fn wino_group(nn: usize, cols: usize, ocb: usize, oc: usize, bands: usize) -> usize {
+    let blocks = oc.div_ceil(ocb);
+    let fit = (WINO_PRODUCT_BYTES / (nn * cols * 4 * ocb).max(1)).clamp(1, blocks);
+    let mut g = fit;
+    while g > 1 && bands * blocks.div_ceil(g) < 4 {
+        g -= 1;
+    }
+    g * ocb
+}
+
 /// Columns per tile of a wide row (see `ConvSpec::xtiles`).
 const XTILE_COLS: usize = 32;
 
@@ -573,6 +608,8 @@ struct Builder<'g> {
     fma: bool,
     /// The vector ISA of dense convolutions' reductions.
     isa: Isa,
+    /// The algorithm of 3x3 stride-1 convolutions (see `crate::wino`).
+    algo: crate::ConvAlgo,
     steps: Vec<(usize, Step)>,
     params: Vec<AlignedBuf>,
 }
@@ -587,6 +624,7 @@ pub(crate) fn build(
     conc: &Concrete,
     fma: bool,
     isa: Isa,
+    algo: crate::ConvAlgo,
     guard: Option<bool>,
 ) -> Result<Plan, JitError> {
     let bound = g.node_bound();
@@ -637,6 +675,7 @@ pub(crate) fn build(
         conc,
         fma,
         isa,
+        algo,
         steps: Vec::new(),
         params: Vec::new(),
     };
@@ -668,7 +707,10 @@ pub(crate) fn build(
                     b.steps.push((pos[tail_b.index()], step));
                     continue;
                 }
-                let step = b.conv_step(n, c, &chain, BandRole::Alone)?;
+                let step = match b.wino_step(n, c, &chain)? {
+                    Some(step) => step,
+                    None => b.conv_step(n, c, &chain, BandRole::Alone)?,
+                };
                 b.steps.push((pos[tail.index()], step));
             }
             Op::BatchNorm(_) | Op::Unary(_) | Op::Add => {
@@ -867,6 +909,7 @@ pub(crate) fn build(
         .iter()
         .map(|s| match &s.spec {
             KernelSpec::Sep(sp) => sp.rowbuf_len().div_ceil(16) * 16 + 16,
+            KernelSpec::Wino(ws) => ws.scratch_len() + 16,
             _ if s.band.is_some() => s.band.as_ref().map_or(0, |b| b.scratch_len()),
             KernelSpec::Conv(cs) if cs.part_slot > 0 => match s.args.get(cs.part_slot) {
                 Some(Arg::ThreadScratchAt(off)) => off + cs.part_len() + 16,
@@ -1298,6 +1341,123 @@ impl Builder<'_> {
             s.push_str(&self.g.node(m).name);
         }
         s
+    }
+
+    /// The Winograd step of a 3x3, stride-1, dilation-1, one-group conv on a wide path, when
+    /// [`crate::wino::choose`] takes it (`None`: run it direct). The input is copied zero-padded
+    /// to whole tiles with its rows split into `m` phases (see `crate::wino`).
+    fn wino_step(
+        &mut self,
+        n: NodeIndex,
+        conv: &Conv,
+        members: &[NodeIndex],
+    ) -> Result<Option<Step>, JitError> {
+        use crate::wino::{WinoSpec, choose, epilogue_fits, pack_weights};
+        let x = operand(self.g, n, 0)?;
+        let [c, h, w] = self.conc.get(x);
+        let [oc, oh, ow] = self.conc.get(n);
+        let acts_fit = members.iter().all(|&m| match &self.g.node(m).op {
+            Op::Unary(u) => epilogue_fits(&[Ep::Act(Act::from_unary(*u))]),
+            _ => true,
+        });
+        if self.isa == Isa::Sse
+            || conv.kernel != [3, 3]
+            || conv.stride != [1, 1]
+            || conv.dilation != [1, 1]
+            || conv.groups != 1
+            || conv.out != oc
+            || conv.weight.data.shape() != [oc, c, 3, 3]
+            || !acts_fit
+            || oh == 0
+            || ow == 0
+        {
+            return Ok(None);
+        }
+        let [pt, pb, pl, pr] = conv
+            .pad
+            .resolve(h, w, conv.kernel, conv.stride, conv.dilation);
+        if h + pt + pb != oh + 2 || w + pl + pr != ow + 2 {
+            return Ok(None);
+        }
+        let isa = self.isa;
+        let lanes = isa.lanes();
+        let Some(variant) = choose(self.algo, c, oc, oh, ow, lanes) else {
+            return Ok(None);
+        };
+        let (m, nn) = (variant.m(), variant.n() * variant.n());
+        let (tiles_y, tiles_x) = (oh.div_ceil(m), ow.div_ceil(m));
+        let txp = tiles_x.div_ceil(lanes) * lanes;
+        let wq = txp + 1;
+        let hp = m * tiles_y + 2;
+        let pad = PadCopy {
+            src: x.index(),
+            c,
+            h,
+            w,
+            pt,
+            pl,
+            hp,
+            sw: m,
+            wq,
+            hcw: false,
+        };
+        if pad.len() > MAX_BUFFER_FLOATS {
+            return Ok(None);
+        }
+        let ocb = crate::spec::blocks_of_at_most(oc, crate::wide::block_ocb_max(isa));
+        let rows = wino_rows(nn, c, txp, tiles_y);
+        let cols = rows * txp;
+        let group = wino_group(nn, cols, ocb, oc, tiles_y.div_ceil(rows));
+        let packed = pack_weights(conv.weight.data.data(), oc, c, variant, ocb, cols);
+        let wslot = self.param(&packed)?;
+        let tail = members.last().copied().unwrap_or(n);
+        let mut args = vec![val(tail), Arg::Scratch, Arg::Param(wslot)];
+        let bias = conv.bias.as_ref().map(|b| {
+            b.data
+                .data()
+                .iter()
+                .map(|&v| f64::from(v))
+                .collect::<Vec<f64>>()
+        });
+        if bias.as_ref().is_some_and(|b| b.len() != oc) {
+            return Ok(None);
+        }
+        let ep = self.epilogue(n, members, bias, &mut args)?;
+        args.push(Arg::ThreadScratch);
+        let spec = WinoSpec {
+            variant,
+            isa,
+            c,
+            oc,
+            oh,
+            ow,
+            tiles_y,
+            tiles_x,
+            txp,
+            rows,
+            group,
+            ocb,
+            in_cs: pad.chan_stride(),
+            in_rs: pad.row_stride(),
+            wq,
+            ep,
+            scratch_slot: args.len() - 1,
+        };
+        let macs = (oc * oh * ow) as u64 * (9 * c) as u64;
+        let work = spec.gemm_macs() as f64 * 1.3;
+        Ok(Some(Step {
+            name: self.group_name(n, members),
+            spec: KernelSpec::Wino(spec),
+            kernel: 0,
+            args,
+            pad: Some(pad),
+            tile: None,
+            band: None,
+            zero: None,
+            work_ns: work / (6.0 * lanes as f64 / 4.0),
+            macs,
+            writes: tail.index(),
+        }))
     }
 
     fn conv_step(

@@ -173,6 +173,25 @@ fn schedule(t: &mut String, spec: &KernelSpec, indent: &str) {
                 l.size, l.c, l.hw
             );
         }
+        KernelSpec::Wino(w) => {
+            let _ = writeln!(
+                t,
+                "{indent}Winograd {} on the {} path: {} x {} tiles ({} a row with the vector padding), items (band of {} tile rows, group of {} channels): {} x {}; GEMMs {} channels x {} tiles x {} taps, blocks of {}",
+                w.variant.name(),
+                w.isa,
+                w.tiles_y,
+                w.tiles_x,
+                w.txp,
+                w.rows,
+                w.group,
+                w.tiles_y.div_ceil(w.rows),
+                w.groups(),
+                w.oc,
+                w.cols(),
+                w.c,
+                w.ocb
+            );
+        }
         KernelSpec::Shuffle { c, hw, groups } => {
             let _ = writeln!(
                 t,

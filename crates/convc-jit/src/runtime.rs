@@ -816,25 +816,25 @@ unsafe fn copy_row(src: *const f32, dst: *mut f32, pl: usize, w: usize, rs: usiz
 }
 
 /// Writes one padded row of `p.w` floats of `src` at `dst`, split into `p.sw` phases of `p.wq`
-/// (padded column `xp` at `(xp % sw) * wq + xp / sw`), zeros where the column is padding. Phase
-/// by phase, so no division per value (two divisions per value made a stride-2 depthwise
+/// (padded column `xp` at `(xp % sw) * wq + xp / sw`), zeros where the column is padding: the
+/// row zeroed, then phase by phase a strided copy, so no division or branch per value (two divisions per value made a stride-2 depthwise
 /// layer's padding slower than its arithmetic).
 ///
 /// # Safety
 /// `src` holds `p.w` floats and `dst` `p.sw * p.wq` floats.
 unsafe fn split_row(src: *const f32, dst: *mut f32, p: &PadCopy) {
+    // SAFETY: the row is `sw * wq` floats; below, `q * wq + i` with `i = (x + pl) / sw < wq`
+    // for every source column `x < w` (the layout covers the padded width).
+    unsafe { std::ptr::write_bytes(dst, 0, p.sw * p.wq) };
     for q in 0..p.sw {
-        // SAFETY: `i < wq` inside the phase; `xp - pl < w` in the source.
-        unsafe {
-            let d = dst.add(q * p.wq);
-            for i in 0..p.wq {
-                let xp = i * p.sw + q;
-                *d.add(i) = if xp >= p.pl && xp - p.pl < p.w {
-                    *src.add(xp - p.pl)
-                } else {
-                    0.0
-                };
-            }
+        // The first source column of phase q: (x + pl) % sw == q.
+        let mut x = (q + p.sw - p.pl % p.sw) % p.sw;
+        let mut i = (x + p.pl) / p.sw;
+        let d = unsafe { dst.add(q * p.wq) };
+        while x < p.w {
+            unsafe { *d.add(i) = *src.add(x) };
+            x += p.sw;
+            i += 1;
         }
     }
 }

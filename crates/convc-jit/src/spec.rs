@@ -422,6 +422,9 @@ pub(crate) enum KernelSpec {
         hw: usize,
         groups: usize,
     },
+    /// A Winograd convolution: a call into `wino::run_*`, items are (band of tile rows,
+    /// group of output channels).
+    Wino(crate::wino::WinoSpec),
 }
 
 /// An LRN step: sizes and the f32 constants as bits (so the spec is hashable).
@@ -461,6 +464,7 @@ impl KernelSpec {
             KernelSpec::Softmax { hw, .. } => *hw,
             KernelSpec::Lrn(l) => l.hw,
             KernelSpec::Shuffle { c, .. } => *c,
+            KernelSpec::Wino(w) => w.items(),
         }
     }
 
@@ -470,6 +474,15 @@ impl KernelSpec {
         let convs: Vec<&ConvSpec> = match self {
             KernelSpec::Conv(s) => vec![s],
             KernelSpec::Sep(s) => vec![&s.a, &s.b],
+            KernelSpec::Wino(w) => {
+                let f = w.function() as usize;
+                return vec![format!(
+                    "; calls the {} Winograd {} step at {f:#x} (convc_jit::wino), whose GEMMs run the row microkernel for {} channels",
+                    w.isa,
+                    w.variant.name(),
+                    w.ocb
+                )];
+            }
             _ => Vec::new(),
         };
         let mut notes = Vec::new();
@@ -589,6 +602,18 @@ impl KernelSpec {
             KernelSpec::Softmax { c, hw } => format!("softmax_{c}x{hw}"),
             KernelSpec::Lrn(l) => format!("lrn{}_{}x{}", l.size, l.c, l.hw),
             KernelSpec::Shuffle { c, hw, groups } => format!("shuffle{groups}_{c}x{hw}"),
+            KernelSpec::Wino(w) => format!(
+                "wino{}_{}x{}x{}_b{}_g{}_r{}_{}{}",
+                w.variant.m(),
+                w.oc,
+                w.oh,
+                w.ow,
+                w.ocb,
+                w.group,
+                w.rows,
+                w.isa,
+                ep(&w.ep)
+            ),
         }
     }
 }

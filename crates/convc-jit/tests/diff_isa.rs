@@ -4,12 +4,17 @@
 mod common;
 
 use common::*;
-use convc_jit::{Isa, JitOptions};
+use convc_jit::{ConvAlgo, Isa, JitOptions};
 use proptest::prelude::*;
 use std::path::Path;
 
 /// Runs `src` on `isa` against the interpreter; returns the kernels' names.
 fn check_on(src: &str, isa: Isa, threads: usize) -> Vec<String> {
+    check_with(src, isa, ConvAlgo::Auto, threads)
+}
+
+/// As [`check_on`], with the 3x3 convolutions' algorithm `algo`.
+fn check_with(src: &str, isa: Isa, algo: ConvAlgo, threads: usize) -> Vec<String> {
     let g = graph(src, Path::new("."));
     let sh = &g.node(g.inputs[0]).shape;
     let sizes = [(
@@ -18,6 +23,7 @@ fn check_on(src: &str, isa: Isa, threads: usize) -> Vec<String> {
     )];
     let o = JitOptions {
         isa: Some(isa),
+        conv_algo: algo,
         ..opts(threads)
     };
     let net = check_graph(
@@ -25,7 +31,7 @@ fn check_on(src: &str, isa: Isa, threads: usize) -> Vec<String> {
         &sizes,
         1,
         &o,
-        &format!("isa={isa} threads={threads}\n{src}"),
+        &format!("isa={isa} algo={algo:?} threads={threads}\n{src}"),
     );
     net.kernels().iter().map(|k| k.name.clone()).collect()
 }
@@ -37,7 +43,11 @@ proptest! {
     fn random_graphs_on_every_isa(seed in any::<u64>(), wide in any::<bool>(), threads in 1usize..=2) {
         let src = specgen::spec(seed, wide);
         for isa in Isa::available() {
-                check_on(&src, isa, threads);
+            check_on(&src, isa, threads);
+            // Every 3x3 stride-1 conv as Winograd, whatever the cost model says.
+            if isa != Isa::Sse {
+                check_with(&src, isa, ConvAlgo::Winograd, threads);
+            }
         }
     }
 }

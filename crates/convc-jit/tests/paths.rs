@@ -422,7 +422,12 @@ fn producers_write_into_padded_inputs() {
     for (src, size, writers) in cases {
         let g = graph(src, Path::new("."));
         for threads in [1, 2] {
-            let net = check_graph(&g, &[size], 2, &opts(threads), src);
+            // Direct convolution: a Winograd reader takes its input split into phases.
+            let direct = JitOptions {
+                conv_algo: convc_jit::ConvAlgo::Direct,
+                ..opts(threads)
+            };
+            let net = check_graph(&g, &[size], 2, &direct, src);
             let n = net
                 .kernels()
                 .iter()

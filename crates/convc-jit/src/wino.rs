@@ -1,0 +1,787 @@
+//! Winograd convolution of 3x3, stride-1, dilation-1, one-group layers (Lavin & Gray 2016):
+//! F(2x2,3x3) and F(4x4,3x3). An output tile of `m x m` values is computed from an input tile
+//! of `n x n` (`n = m + 2`) as `Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A`, so the `9 m²` multiplications of
+//! a tile and channel pair become `n²`: 2.25x fewer for F(2x2), 4x for F(4x4).
+//!
+//! The step is plain Rust called from a generated kernel (as `rstep.rs`), in three phases per
+//! work item (a band of tile rows and a group of output channels):
+//! 1. the input transform, vectorised across the tiles of a row: the input arrives zero-padded
+//!    with its rows split into `m` phases (`plan::PadCopy` with `sw = m`), so the value `l` of
+//!    every tile of a row is one contiguous load (phase `l % m`, `l / m` tiles on);
+//! 2. `n²` GEMMs `M[ξ] = U[ξ] V[ξ]` (output channels x input channels x tiles), each run by the
+//!    wide path's row microkernel (`crate::wide`) with the input channels as its taps;
+//! 3. the output transform into a staging band, then the wide path's copy kernel applies the
+//!    conv's epilogue (bias, batchnorm, activation, residual add) on its way to the output.
+//!
+//! The weights `U = G g Gᵀ` are transformed once, at compile time, in f64.
+
+use crate::spec::{Act, Ep, SLOT_IN, SLOT_OUT, SLOT_W};
+use crate::wide::{self, EpStep, Isa};
+
+/// A Winograd variant: the output tile's side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Variant {
+    /// F(2x2,3x3): 4x4 input tiles, 16 products for 36 multiplications.
+    F2,
+    /// F(4x4,3x3): 6x6 input tiles, 36 products for 144 multiplications.
+    F4,
+}
+
+impl Variant {
+    /// Output tile side `m`.
+    pub fn m(self) -> usize {
+        match self {
+            Variant::F2 => 2,
+            Variant::F4 => 4,
+        }
+    }
+    /// Input tile side `n = m + 2`.
+    pub fn n(self) -> usize {
+        self.m() + 2
+    }
+    /// The name used in plans and kernel names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::F2 => "F(2x2,3x3)",
+            Variant::F4 => "F(4x4,3x3)",
+        }
+    }
+}
+
+/// `G` of F(2x2,3x3) and F(4x4,3x3) (points 0, ±1, ±2 and ∞ for the latter).
+fn g_matrix(v: Variant) -> Vec<[f64; 3]> {
+    match v {
+        Variant::F2 => vec![
+            [1.0, 0.0, 0.0],
+            [0.5, 0.5, 0.5],
+            [0.5, -0.5, 0.5],
+            [0.0, 0.0, 1.0],
+        ],
+        Variant::F4 => vec![
+            [0.25, 0.0, 0.0],
+            [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+            [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+            [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+            [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+            [0.0, 0.0, 1.0],
+        ],
+    }
+}
+
+/// A Winograd step: sizes, the schedule (tile rows per item, output channels per group) and
+/// the epilogue.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct WinoSpec {
+    pub variant: Variant,
+    pub isa: Isa,
+    /// Input and output channels.
+    pub c: usize,
+    pub oc: usize,
+    /// Output plane.
+    pub oh: usize,
+    pub ow: usize,
+    /// Tiles down and across the plane; `txp`: tiles a row, rounded up to whole vectors.
+    pub tiles_y: usize,
+    pub tiles_x: usize,
+    pub txp: usize,
+    /// Tile rows per work item.
+    pub rows: usize,
+    /// Output channels per group (a multiple of `ocb`, but the last group), and per block of
+    /// the microkernel.
+    pub group: usize,
+    pub ocb: usize,
+    /// The padded, phase-split input: floats between channels, between rows, and per phase.
+    pub in_cs: usize,
+    pub in_rs: usize,
+    pub wq: usize,
+    pub ep: Vec<Ep>,
+    /// Buffer-table slot of the thread's scratch.
+    pub scratch_slot: usize,
+}
+
+impl WinoSpec {
+    /// Output channel groups.
+    pub fn groups(&self) -> usize {
+        self.oc.div_ceil(self.group)
+    }
+    /// Work items: (band of tile rows, channel group), groups fastest (consecutive items of a
+    /// band reuse its transformed input).
+    pub fn items(&self) -> usize {
+        self.tiles_y.div_ceil(self.rows) * self.groups()
+    }
+    /// Columns of the GEMMs: the tiles of a band, rows `txp` apart.
+    pub fn cols(&self) -> usize {
+        self.rows * self.txp
+    }
+    /// Floats of thread scratch: transformed input, products, staging band.
+    pub fn scratch_len(&self) -> usize {
+        let n2 = self.variant.n() * self.variant.n();
+        let v = n2 * self.c * self.cols();
+        let mm = n2 * self.group * self.cols();
+        v + mm + 64
+    }
+    /// Multiplications the GEMMs do per image (tiles padded to whole vectors included).
+    pub fn gemm_macs(&self) -> u64 {
+        let n2 = (self.variant.n() * self.variant.n()) as u64;
+        n2 * (self.c * self.oc) as u64 * (self.tiles_y * self.txp) as u64
+    }
+    /// The table [`run_avx2`] / [`run_avx512`] read.
+    pub fn params(&self) -> Vec<i64> {
+        let mut p = vec![
+            self.variant.m() as i64,
+            self.c as i64,
+            self.oc as i64,
+            self.oh as i64,
+            self.ow as i64,
+            self.tiles_y as i64,
+            self.tiles_x as i64,
+            self.txp as i64,
+            self.rows as i64,
+            self.group as i64,
+            self.ocb as i64,
+            self.in_cs as i64,
+            self.in_rs as i64,
+            self.wq as i64,
+            self.scratch_slot as i64,
+            self.ep.len() as i64,
+        ];
+        for e in &self.ep {
+            let (kind, slot, a, b) = ep_code(e);
+            p.extend_from_slice(&[kind as i64, slot as i64, i64::from(a), i64::from(b)]);
+        }
+        p
+    }
+    /// The Rust function of the step on its path.
+    pub fn function(&self) -> crate::rstep::RustStep {
+        match self.isa {
+            Isa::Avx512 => x86::run_avx512,
+            _ => x86::run_avx2,
+        }
+    }
+}
+
+/// An epilogue step as the copy kernel takes it: kind, buffer slot, and constants as bits.
+/// Sigmoid and tanh have no such form (the planner does not take Winograd for them).
+fn ep_code(e: &Ep) -> (u64, usize, u32, u32) {
+    match *e {
+        Ep::Affine { slot, scale } => (
+            if scale {
+                wide::EP_AFFINE
+            } else {
+                wide::EP_BIAS
+            },
+            slot,
+            0,
+            0,
+        ),
+        Ep::Add { slot } => (wide::EP_ADD, slot, 0, 0),
+        Ep::Act(Act::Relu) => (wide::EP_CLAMP, 0, 0f32.to_bits(), f32::INFINITY.to_bits()),
+        Ep::Act(Act::Relu6) => (wide::EP_CLAMP, 0, 0f32.to_bits(), 6f32.to_bits()),
+        Ep::Act(Act::Clamp(lo, hi)) => (wide::EP_CLAMP, 0, lo, hi),
+        Ep::Act(Act::Leaky(a)) => (wide::EP_LEAKY, 0, a, 0),
+        Ep::Act(Act::Sigmoid | Act::Tanh) => (wide::EP_END, 0, 0, 0),
+    }
+}
+
+/// Whether the copy kernel can apply every step of `ep`.
+pub(crate) fn epilogue_fits(ep: &[Ep]) -> bool {
+    !ep.iter()
+        .any(|e| matches!(e, Ep::Act(Act::Sigmoid | Act::Tanh)))
+}
+
+/// The packed transformed weights: per product `ξ` (of `n²`), per block of `ocb` output
+/// channels, per input channel the byte offset to the next channel's row of `V` (an `i64` in
+/// two floats; 0 after the last) and the block's `U[ξ][o][c]`: the row microkernel's stream.
+/// `w`: `[oc][c][3][3]`.
+pub(crate) fn pack_weights(
+    w: &[f32],
+    oc: usize,
+    c: usize,
+    v: Variant,
+    ocb: usize,
+    cols: usize,
+) -> Vec<f32> {
+    let n = v.n();
+    let g = g_matrix(v);
+    // U[ξ][o][c] = (G g Gᵀ)[i][j], ξ = i * n + j, in f64.
+    let mut u = vec![0f32; n * n * oc * c];
+    for o in 0..oc {
+        for ci in 0..c {
+            let k = &w[(o * c + ci) * 9..(o * c + ci) * 9 + 9];
+            for i in 0..n {
+                for j in 0..n {
+                    let mut s = 0f64;
+                    for a in 0..3 {
+                        for b in 0..3 {
+                            s += g[i][a] * f64::from(k[a * 3 + b]) * g[j][b];
+                        }
+                    }
+                    u[((i * n + j) * oc + o) * c + ci] = s as f32;
+                }
+            }
+        }
+    }
+    let step = (cols * 4) as i64;
+    let mut out = Vec::with_capacity(n * n * c * (2 * oc.div_ceil(ocb) + oc));
+    for xi in 0..n * n {
+        for o0 in (0..oc).step_by(ocb) {
+            let o1 = (o0 + ocb).min(oc);
+            for ci in 0..c {
+                let d = if ci + 1 < c { step } else { 0 };
+                let bits = d as u64;
+                out.push(f32::from_bits(bits as u32));
+                out.push(f32::from_bits((bits >> 32) as u32));
+                for o in o0..o1 {
+                    out.push(u[(xi * oc + o) * c + ci]);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Floats of one product's packed weights (all blocks), and of one full block's.
+fn packed_sizes(c: usize, oc: usize, ocb: usize) -> (usize, usize) {
+    (c * (2 * oc.div_ceil(ocb) + oc), c * (2 + ocb))
+}
+
+/// `L` tiles' worth of one value of their tiles: a vector the compiler keeps in a register.
+#[derive(Clone, Copy)]
+struct Lanes<const L: usize>([f32; L]);
+
+impl<const L: usize> Lanes<L> {
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    fn zip(self, o: Self, f: impl Fn(f32, f32) -> f32) -> Self {
+        let mut r = [0f32; L];
+        for i in 0..L {
+            r[i] = f(self.0[i], o.0[i]);
+        }
+        Lanes(r)
+    }
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        self.zip(o, |a, b| a + b)
+    }
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        self.zip(o, |a, b| a - b)
+    }
+    #[inline(always)]
+    fn scale(self, k: f32) -> Self {
+        let mut r = self.0;
+        for x in r.iter_mut() {
+            *x *= k;
+        }
+        Lanes(r)
+    }
+    /// # Safety
+    /// `p` points to `L` readable floats.
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        Lanes(unsafe { (p as *const [f32; L]).read_unaligned() })
+    }
+    /// # Safety
+    /// `p` points to `L` writable floats.
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        unsafe { (p as *mut [f32; L]).write_unaligned(self.0) }
+    }
+}
+
+/// `Bᵀ d` of F(2x2,3x3) along one line of 4 values.
+#[inline(always)]
+fn in2<const L: usize>(d: [Lanes<L>; 4]) -> [Lanes<L>; 4] {
+    [
+        d[0].sub(d[2]),
+        d[1].add(d[2]),
+        d[2].sub(d[1]),
+        d[1].sub(d[3]),
+    ]
+}
+
+/// `Bᵀ d` of F(4x4,3x3) along one line of 6 values.
+#[inline(always)]
+fn in4<const L: usize>(d: [Lanes<L>; 6]) -> [Lanes<L>; 6] {
+    let t0 = d[4].sub(d[2].scale(4.0));
+    let t1 = d[3].sub(d[1].scale(4.0));
+    let t2 = d[4].sub(d[2]);
+    let t3 = d[3].sub(d[1]).scale(2.0);
+    [
+        d[0].scale(4.0).sub(d[2].scale(5.0)).add(d[4]),
+        t0.add(t1),
+        t0.sub(t1),
+        t2.add(t3),
+        t2.sub(t3),
+        d[1].scale(4.0).sub(d[3].scale(5.0)).add(d[5]),
+    ]
+}
+
+/// `Aᵀ m` of F(2x2,3x3) along one line.
+#[inline(always)]
+fn out2<const L: usize>(m: [Lanes<L>; 4]) -> [Lanes<L>; 2] {
+    [m[0].add(m[1]).add(m[2]), m[1].sub(m[2]).sub(m[3])]
+}
+
+/// `Aᵀ m` of F(4x4,3x3) along one line.
+#[inline(always)]
+fn out4<const L: usize>(m: [Lanes<L>; 6]) -> [Lanes<L>; 4] {
+    let a = m[1].add(m[2]);
+    let b = m[1].sub(m[2]);
+    let c = m[3].add(m[4]);
+    let d = m[3].sub(m[4]);
+    [
+        m[0].add(a).add(c),
+        b.add(d.scale(2.0)),
+        a.add(c.scale(4.0)),
+        b.add(d.scale(8.0)).add(m[5]),
+    ]
+}
+
+/// The sizes of one call, read from the step's table.
+struct Sizes {
+    m: usize,
+    c: usize,
+    oc: usize,
+    oh: usize,
+    ow: usize,
+    tiles_y: usize,
+    txp: usize,
+    rows: usize,
+    group: usize,
+    ocb: usize,
+    in_cs: usize,
+    in_rs: usize,
+    wq: usize,
+    scratch_slot: usize,
+}
+
+impl Sizes {
+    /// # Safety
+    /// `p` is a table of [`WinoSpec::params`].
+    unsafe fn read(p: *const i64) -> (Sizes, *const i64) {
+        let v = |i: usize| unsafe { *p.add(i) as usize };
+        (
+            Sizes {
+                m: v(0),
+                c: v(1),
+                oc: v(2),
+                oh: v(3),
+                ow: v(4),
+                tiles_y: v(5),
+                txp: v(7),
+                rows: v(8),
+                group: v(9),
+                ocb: v(10),
+                in_cs: v(11),
+                in_rs: v(12),
+                wq: v(13),
+                scratch_slot: v(14),
+            },
+            unsafe { p.add(15) },
+        )
+    }
+    fn n(&self) -> usize {
+        self.m + 2
+    }
+    fn cols(&self) -> usize {
+        self.rows * self.txp
+    }
+}
+
+/// Builds the epilogue of output channels from `o0`, band rows from `y0`, for the copy kernel.
+///
+/// # Safety
+/// `ep` is the epilogue part of a [`WinoSpec::params`] table; `bufs` the step's buffers.
+unsafe fn epilogue(
+    ep: *const i64,
+    bufs: *const *mut f32,
+    o0: usize,
+    y0: usize,
+    s: &Sizes,
+) -> Vec<EpStep> {
+    let n = unsafe { *ep } as usize;
+    let mut v = Vec::with_capacity(n + 1);
+    for i in 0..n {
+        let q = |k: usize| unsafe { *ep.add(1 + 4 * i + k) };
+        let kind = q(0) as u64;
+        let slot = q(1) as usize;
+        let ptr = match kind {
+            wide::EP_AFFINE | wide::EP_BIAS => unsafe { (*bufs.add(slot)).add(8 * o0) },
+            wide::EP_ADD => unsafe { (*bufs.add(slot)).add(o0 * s.oh * s.ow + y0 * s.ow) },
+            _ => std::ptr::null_mut(),
+        };
+        v.push(EpStep {
+            kind,
+            ptr,
+            a: f32::from_bits(q(2) as u32),
+            b: f32::from_bits(q(3) as u32),
+        });
+    }
+    v.push(EpStep {
+        kind: wide::EP_END,
+        ptr: std::ptr::null(),
+        a: 0.0,
+        b: 0.0,
+    });
+    v
+}
+
+/// Applies the epilogue `eps` (ended by [`wide::EP_END`]) to `v`, the values of channel `j`
+/// of the item at float `off` of its output (residuals have the output's layout): exactly the
+/// copy kernel's (and `Unary::apply`'s) semantics, lane by lane.
+#[inline(always)]
+fn epilogue_lanes<const L: usize>(
+    mut v: Lanes<L>,
+    eps: &[EpStep],
+    j: usize,
+    off: usize,
+    n: usize,
+) -> Lanes<L> {
+    for st in eps {
+        match st.kind {
+            wide::EP_AFFINE => {
+                // SAFETY: the affine table holds 8 floats per channel of the item's group.
+                let (sc, sh) = unsafe { (*st.ptr.add(8 * j), *st.ptr.add(8 * j + 4)) };
+                for x in v.0.iter_mut() {
+                    *x = *x * sc + sh;
+                }
+            }
+            wide::EP_BIAS => {
+                let sh = unsafe { *st.ptr.add(8 * j + 4) };
+                for x in v.0.iter_mut() {
+                    *x += sh;
+                }
+            }
+            wide::EP_ADD => {
+                let r = if n == L {
+                    // SAFETY: the residual has the output's layout; `off + L` is inside it.
+                    unsafe { Lanes::<L>::load(st.ptr.add(off)) }
+                } else {
+                    let mut r = [0f32; L];
+                    for (t, x) in r.iter_mut().enumerate().take(n) {
+                        *x = unsafe { *st.ptr.add(off + t) };
+                    }
+                    Lanes(r)
+                };
+                v = v.add(r);
+            }
+            wide::EP_CLAMP => {
+                for x in v.0.iter_mut() {
+                    let y = if st.a > *x { st.a } else { *x };
+                    *x = if st.b < y { st.b } else { y };
+                }
+            }
+            wide::EP_LEAKY => {
+                for x in v.0.iter_mut() {
+                    *x = if *x < 0.0 { *x * st.a } else { *x };
+                }
+            }
+            _ => break,
+        }
+    }
+    v
+}
+
+/// The input and output transforms of one variant (`$n x $n` input tiles, `$m x $m` output
+/// tiles, lines transformed by `$tin` and `$tout`), written once for both variants with exact
+/// array sizes, so that every tile value stays in registers or a fixed stack slot.
+macro_rules! transforms {
+    ($input:ident, $output:ident, $m:literal, $n:literal, $tin:ident, $tout:ident) => {
+        /// The input transform of one band (tile rows `ty0..ty0 + rows`) into `v`
+        /// (`[n²][c][cols]`).
+        ///
+        /// # Safety
+        /// `inp` is the padded, phase-split input of [`WinoSpec`]; `v` holds `n² c cols`
+        /// floats.
+        #[inline(always)]
+        unsafe fn $input<const L: usize>(
+            s: &Sizes,
+            inp: *const f32,
+            v: *mut f32,
+            ty0: usize,
+            rows: usize,
+        ) {
+            let cols = s.cols();
+            let plane = s.c * cols;
+            for c in 0..s.c {
+                for r in 0..rows {
+                    let base = unsafe { inp.add(c * s.in_cs + (ty0 + r) * $m * s.in_rs) };
+                    for tx0 in (0..s.txp).step_by(L) {
+                        // SAFETY: rows `m ty + j < hp`, phase `l % m`, index
+                        // `tx0 + l / m + L <= wq`.
+                        let at = |j: usize, l: usize| unsafe {
+                            Lanes::<L>::load(base.add(j * s.in_rs + (l % $m) * s.wq + tx0 + l / $m))
+                        };
+                        let mut cl = [[Lanes([0f32; L]); $n]; $n];
+                        for (l, cl_l) in cl.iter_mut().enumerate() {
+                            let mut d = [Lanes([0f32; L]); $n];
+                            for (j, dj) in d.iter_mut().enumerate() {
+                                *dj = at(j, l);
+                            }
+                            *cl_l = $tin(d);
+                        }
+                        let dst = unsafe { v.add(c * cols + r * s.txp + tx0) };
+                        for i in 0..$n {
+                            let mut d = [Lanes([0f32; L]); $n];
+                            for (l, dl) in d.iter_mut().enumerate() {
+                                *dl = cl[l][i];
+                            }
+                            for (k, t) in $tin(d).into_iter().enumerate() {
+                                // SAFETY: product `i n + k` of channel `c`, inside the band.
+                                unsafe { t.store(dst.add((i * $n + k) * plane)) };
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        /// The output transform of the group's products `mm` (`[n²][group][cols]`, channels
+        /// `0..chans`) and its epilogue, into the output rows `y0..` of the item's channels
+        /// (`out` at the item's first channel and row; `oh * ow` floats between channels).
+        ///
+        /// # Safety
+        /// `mm` holds the sizes above; `out` the item's channels and rows of the output.
+        #[inline(always)]
+        unsafe fn $output<const L: usize>(
+            s: &Sizes,
+            mm: *const f32,
+            out: *mut f32,
+            eps: &[EpStep],
+            chans: usize,
+            rows: usize,
+            y0: usize,
+        ) {
+            let cols = s.cols();
+            let plane = s.group * cols;
+            for o in 0..chans {
+                for r in 0..rows {
+                    for tx0 in (0..s.txp).step_by(L) {
+                        let x0 = tx0 * $m;
+                        if x0 >= s.ow {
+                            break;
+                        }
+                        let src = unsafe { mm.add(o * cols + r * s.txp + tx0) };
+                        let mut t = [[Lanes([0f32; L]); $m]; $n];
+                        for (j, tj) in t.iter_mut().enumerate() {
+                            let mut d = [Lanes([0f32; L]); $n];
+                            for (i, di) in d.iter_mut().enumerate() {
+                                // SAFETY: product `i n + j < n²` of channel `o`, in the band.
+                                *di = unsafe { Lanes::<L>::load(src.add((i * $n + j) * plane)) };
+                            }
+                            *tj = $tout(d);
+                        }
+                        let width = ($m * L).min(s.ow - x0);
+                        for i in 0..$m {
+                            let yy = y0 + r * $m + i;
+                            if yy >= s.oh {
+                                break;
+                            }
+                            let mut d = [Lanes([0f32; L]); $n];
+                            for (j, dj) in d.iter_mut().enumerate() {
+                                *dj = t[j][i];
+                            }
+                            let yi = $tout(d);
+                            // The row's values of the L tiles, interleaved: column `t m + j`.
+                            let mut seg = [[0f32; $m]; L];
+                            for (tt, st) in seg.iter_mut().enumerate() {
+                                for (j, sj) in st.iter_mut().enumerate() {
+                                    *sj = yi[j].0[tt];
+                                }
+                            }
+                            let seg = seg.as_flattened();
+                            let off = o * s.oh * s.ow + (yy - y0) * s.ow + x0;
+                            for k in (0..width).step_by(L) {
+                                let cnt = L.min(width - k);
+                                let mut v = [0f32; L];
+                                v.copy_from_slice(&seg[k..k + L]);
+                                let v = epilogue_lanes(Lanes(v), eps, o, off + k, cnt);
+                                // SAFETY: columns `x0 + k .. + cnt <= ow` of row `yy` of
+                                // channel `o`.
+                                unsafe {
+                                    if cnt == L {
+                                        v.store(out.add(off + k));
+                                    } else {
+                                        for tt in 0..cnt {
+                                            *out.add(off + k + tt) = v.0[tt];
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+}
+
+transforms!(input_f2, output_f2, 2, 4, in2, out2);
+transforms!(input_f4, output_f4, 4, 6, in4, out4);
+
+/// The step's body on `L`-lane vectors: items `start..end`.
+///
+/// # Safety
+/// As [`crate::rstep::RustStep`], with a [`WinoSpec`] table and buffers the plan sized.
+#[inline(always)]
+unsafe fn run<const L: usize>(
+    isa: Isa,
+    bufs: *const *mut f32,
+    start: u64,
+    end: u64,
+    p: *const i64,
+) {
+    let (s, ep) = unsafe { Sizes::read(p) };
+    let n2 = s.n() * s.n();
+    let cols = s.cols();
+    let (inp, out, w) = unsafe {
+        (
+            *bufs.add(SLOT_IN) as *const f32,
+            *bufs.add(SLOT_OUT),
+            *bufs.add(SLOT_W) as *const f32,
+        )
+    };
+    let scratch = unsafe { (*bufs.add(s.scratch_slot)).add(16) };
+    let v = scratch;
+    let mm = unsafe { v.add(n2 * s.c * cols) };
+    let groups = s.oc.div_ceil(s.group);
+    let (per_xi, per_block) = packed_sizes(s.c, s.oc, s.ocb);
+    let mut band = usize::MAX;
+    for item in start as usize..end as usize {
+        let (b, gi) = (item / groups, item % groups);
+        let ty0 = b * s.rows;
+        let rows = s.rows.min(s.tiles_y - ty0);
+        if b != band {
+            unsafe {
+                if s.m == 2 {
+                    input_f2::<L>(&s, inp, v, ty0, rows)
+                } else {
+                    input_f4::<L>(&s, inp, v, ty0, rows)
+                }
+            };
+            band = b;
+        }
+        let o0 = gi * s.group;
+        let o1 = (o0 + s.group).min(s.oc);
+        let width = rows * s.txp;
+        for xi in 0..n2 {
+            for bo in (o0..o1).step_by(s.ocb) {
+                let ocb = s.ocb.min(o1 - bo);
+                let Some(f) = wide::row_kernel(isa, ocb) else {
+                    return;
+                };
+                // SAFETY: the block's stream (`c` taps of `V[ξ]`, rows `cols` apart), products
+                // of channels `bo - o0 ..` of the group, `width <= cols` columns.
+                unsafe {
+                    f(
+                        v.add(xi * s.c * cols),
+                        w.add(xi * per_xi + (bo / s.ocb) * per_block) as *const u8,
+                        mm.add((xi * s.group + bo - o0) * cols),
+                        cols,
+                        width,
+                        0,
+                        std::ptr::null(),
+                    )
+                };
+            }
+        }
+        let y0 = ty0 * s.m;
+        let eps = unsafe { epilogue(ep, bufs, o0, y0, &s) };
+        let dst = unsafe { out.add(o0 * s.oh * s.ow + y0 * s.ow) };
+        unsafe {
+            if s.m == 2 {
+                output_f2::<L>(&s, mm, dst, &eps, o1 - o0, rows, y0)
+            } else {
+                output_f4::<L>(&s, mm, dst, &eps, o1 - o0, rows, y0)
+            }
+        };
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Isa, run};
+
+    /// The Winograd step on the AVX2 path (8 tiles a vector).
+    ///
+    /// # Safety
+    /// As [`super::run`]; the host runs AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) unsafe extern "C" fn run_avx2(
+        bufs: *const *mut f32,
+        start: u64,
+        end: u64,
+        p: *const i64,
+    ) {
+        unsafe { run::<8>(Isa::Avx2, bufs, start, end, p) }
+    }
+
+    /// The Winograd step on the AVX-512 path (16 tiles a vector).
+    ///
+    /// # Safety
+    /// As [`super::run`]; the host runs AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe extern "C" fn run_avx512(
+        bufs: *const *mut f32,
+        start: u64,
+        end: u64,
+        p: *const i64,
+    ) {
+        unsafe { run::<16>(Isa::Avx512, bufs, start, end, p) }
+    }
+}
+
+/// Which algorithm runs the 3x3 convolutions Winograd applies to ([`crate::ConvAlgo`]).
+/// Multiply-add equivalents of the transforms per tile and channel (input transform per input
+/// channel, output transform with its staging and copy per output channel), measured on the
+/// AVX2 path (AMD EPYC Zen3): see [`choose`].
+const TRANSFORM_COST: [(Variant, f64, f64); 2] =
+    [(Variant::F2, 40.0, 120.0), (Variant::F4, 110.0, 330.0)];
+
+/// The variant a layer runs with, or `None` for direct convolution. `Auto` estimates both in
+/// multiply-add equivalents: direct, `9 c oc` per output (rows rounded up to whole vectors);
+/// Winograd, `n² c oc` per tile (tiles of a row rounded up to whole vectors) plus the
+/// transforms ([`TRANSFORM_COST`]); it takes Winograd only where it saves more than 10%.
+/// F(4x4,3x3) only where its error is within the budget ([`f4_within_budget`]).
+pub(crate) fn choose(
+    algo: crate::ConvAlgo,
+    c: usize,
+    oc: usize,
+    oh: usize,
+    ow: usize,
+    lanes: usize,
+) -> Option<Variant> {
+    let f4 = f4_within_budget(c);
+    match algo {
+        crate::ConvAlgo::Direct => None,
+        crate::ConvAlgo::Winograd => Some(if f4 { Variant::F4 } else { Variant::F2 }),
+        crate::ConvAlgo::WinogradF2 => Some(Variant::F2),
+        crate::ConvAlgo::WinogradF4 => Some(Variant::F4),
+        crate::ConvAlgo::Auto => {
+            let direct = 9.0 * (c * oc * oh * ow.div_ceil(lanes) * lanes) as f64;
+            let cost = |v: Variant, kin: f64, kout: f64| {
+                let m = v.m();
+                let n2 = (v.n() * v.n()) as f64;
+                let tiles = (oh.div_ceil(m) * ow.div_ceil(m).div_ceil(lanes) * lanes) as f64;
+                tiles * (n2 * (c * oc) as f64 + c as f64 * kin + oc as f64 * kout)
+            };
+            TRANSFORM_COST
+                .iter()
+                .filter(|(v, _, _)| *v != Variant::F4 || f4)
+                .map(|&(v, kin, kout)| (v, cost(v, kin, kout)))
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .filter(|&(_, w)| w < 0.9 * direct)
+                .map(|(v, _)| v)
+        }
+    }
+}
+
+/// Whether F(4x4,3x3) keeps its error within the budget (`2e-5 (1 + max|y|)`) for a reduction
+/// over `c` input channels. Its error grows about as `sqrt(c)`; measured (AVX2, inputs with a
+/// dynamic range of 10^6, worst of 3 seeds; `tests/wino.rs`): C = 16 3.7e-6, 64 5.6e-6, 512
+/// 2.0e-5, 2048 2.6e-5. The rule keeps a margin: C <= 256 (about 1.4e-5). F(2x2,3x3) stays
+/// under 2e-6 at C = 2048, below direct convolution's own error.
+pub fn f4_within_budget(c: usize) -> bool {
+    c <= 256
+}

@@ -1,0 +1,180 @@
+//! Winograd convolution (`ConvAlgo::Winograd`, kernel names `wino<m>_...`) against the
+//! interpreter on every wide path the host runs: every padding form, odd sizes and H != W,
+//! tiny planes, channel counts that are not a multiple of the block, epilogues with a residual
+//! add, 1 and 2 threads; and the error budget of each variant on wide-range data and long
+//! reductions.
+mod common;
+
+use common::*;
+use convc_jit::{ConvAlgo, Isa, JitOptions};
+use std::path::Path;
+
+/// Runs `src` with `algo` on `isa` against the interpreter; returns the kernels' names.
+fn check_on(src: &str, isa: Isa, algo: ConvAlgo, threads: usize) -> Vec<String> {
+    let g = graph(src, Path::new("."));
+    let sh = &g.node(g.inputs[0]).shape;
+    let sizes = [(
+        sh.h.known().unwrap_or(1) as usize,
+        sh.w.known().unwrap_or(1) as usize,
+    )];
+    let o = JitOptions {
+        isa: Some(isa),
+        conv_algo: algo,
+        ..opts(threads)
+    };
+    let what = format!("isa={isa} algo={algo:?} threads={threads}\n{src}");
+    let net = check_graph(&g, &sizes, 2, &o, &what);
+    net.kernels().iter().map(|k| k.name.clone()).collect()
+}
+
+fn wide_isas() -> Vec<Isa> {
+    Isa::available()
+        .into_iter()
+        .filter(|&i| i != Isa::Sse)
+        .collect()
+}
+
+#[test]
+fn winograd_matches_the_interpreter_on_every_shape() {
+    let pads = [
+        "pad=same",
+        "pad=valid",
+        "pad=1",
+        "pad=(0, 2, 1, 1)",
+        "pad=(2, 0, 0, 2)",
+    ];
+    // (C, out, H, W)
+    let shapes = [
+        (4, 5, 9, 13),
+        (16, 13, 14, 14),
+        (3, 7, 1, 1),
+        (5, 6, 2, 3),
+        (8, 25, 17, 6),
+        (32, 24, 31, 40),
+        (1, 1, 5, 5),
+    ];
+    let mut took = 0;
+    for isa in wide_isas() {
+        for pad in pads {
+            for (c, out, h, w) in shapes {
+                let src = format!(
+                    "input x: [{c}, {h}, {w}]\n\
+                     y = conv(x, out={out}, kernel=3x3, {pad}, weights=random(seed=1), bias=random(seed=2))\n\
+                     z = conv(x, out={out}, kernel=1x1, pad=0, weights=random(seed=3))\n\
+                     a = add(y, z)\n\
+                     r = relu6(a)\n\
+                     output r\n"
+                );
+                if convc_ir::compile(&src, Path::new(".")).is_err() {
+                    continue; // a padding the plane is too small for
+                }
+                for threads in [1, 2] {
+                    let names = check_on(&src, isa, ConvAlgo::Winograd, threads);
+                    took += usize::from(names.iter().any(|n| n.contains("_wino")));
+                }
+            }
+        }
+    }
+    assert!(took > 0 || wide_isas().is_empty());
+}
+
+/// Batchnorm and leaky relu in the epilogue, a second 3x3 layer reading the first, and
+/// `sigmoid` (which the copy kernel does not apply: that layer runs direct).
+#[test]
+fn winograd_epilogues_and_chains() {
+    for isa in wide_isas() {
+        let src = "input x: [12, 20, 18]\n\
+                   a = conv(x, out=20, kernel=3x3, pad=same, weights=random(seed=1))\n\
+                   b = batchnorm(a, mean=random(seed=2), var=random(seed=3), gamma=random(seed=4), beta=random(seed=5))\n\
+                   c = leaky_relu(b, alpha=0.2)\n\
+                   d = conv(c, out=9, kernel=3x3, pad=same, weights=random(seed=6), bias=random(seed=7))\n\
+                   e = sigmoid(d)\n\
+                   output e\n";
+        for threads in [1, 2] {
+            let names = check_on(src, isa, ConvAlgo::Winograd, threads);
+            assert_eq!(
+                names.iter().filter(|n| n.contains("_wino")).count(),
+                1,
+                "{names:?}"
+            );
+        }
+        let names = check_on(src, isa, ConvAlgo::Direct, 2);
+        assert!(!names.iter().any(|n| n.contains("_wino")), "{names:?}");
+    }
+}
+
+/// The worst `max|jit - interp| / (1 + max|interp|)` of one 3x3 layer of `c` input channels
+/// with `algo`, on inputs scaled by `scale` (mixed signs), over a few seeds.
+fn error_ratio(isa: Isa, algo: ConvAlgo, c: usize, scale: f32) -> f64 {
+    let src = format!(
+        "input x: [{c}, 20, 20]\n\
+         y = conv(x, out=16, kernel=3x3, pad=same, weights=random(seed=1), bias=random(seed=2))\n\
+         output y\n"
+    );
+    let g = graph(&src, Path::new("."));
+    let o = JitOptions {
+        isa: Some(isa),
+        conv_algo: algo,
+        ..opts(1)
+    };
+    let net = convc_jit::compile(&g, &[(20, 20)], &o).expect("compile");
+    assert!(
+        net.kernels().iter().any(|k| k.name.contains("_wino")) == (algo != ConvAlgo::Direct),
+        "{algo:?}"
+    );
+    let mut worst = 0f64;
+    for seed in 0..3 {
+        let mut x = inputs_for(&g, &[(20, 20)], 1, 100 + seed);
+        // `scale` 0: a wide dynamic range, each value times 10^(-3..3).
+        let data: Vec<f32> = x[0]
+            .data()
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                if scale > 0.0 {
+                    v * scale
+                } else {
+                    let u = ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f32
+                        / (1u64 << 24) as f32;
+                    v * 10f32.powf(6.0 * u - 3.0)
+                }
+            })
+            .collect();
+        x[0] = convc_tensor::Tensor::new(x[0].shape().to_vec(), data).expect("shape");
+        let want = convc_interp::run(&g, &x).expect("interp");
+        let got = net.run(&x).expect("run");
+        let maxw = want[0]
+            .data()
+            .iter()
+            .fold(0f64, |m, v| m.max(f64::from(v.abs())));
+        let err = got[0]
+            .data()
+            .iter()
+            .zip(want[0].data())
+            .fold(0f64, |m, (a, b)| m.max(f64::from((a - b).abs())));
+        worst = worst.max(err / (1.0 + maxw));
+    }
+    worst
+}
+
+/// The error budget: `auto` and `winograd` use only variants within `2e-5 (1 + max|y|)`; the
+/// measured figures (printed with `--nocapture`) are in ARCHITECTURE.md.
+#[test]
+fn winograd_error_budget() {
+    for isa in wide_isas() {
+        for c in [16, 64, 512, 2048] {
+            for scale in [1.0f32, 1e3, 0.0] {
+                let d = error_ratio(isa, ConvAlgo::Direct, c, scale);
+                let f2 = error_ratio(isa, ConvAlgo::WinogradF2, c, scale);
+                let f4 = error_ratio(isa, ConvAlgo::WinogradF4, c, scale);
+                println!(
+                    "{isa} C={c} inputs x {scale} (0: x 10^-3..10^3): direct {d:.2e}, F(2x2,3x3) {f2:.2e}, F(4x4,3x3) {f4:.2e}"
+                );
+                assert!(f2 <= 2e-5, "F(2x2,3x3) C={c} scale={scale}: {f2:e}");
+                if convc_jit::winograd_f4_within_budget(c) {
+                    assert!(f4 <= 2e-5, "F(4x4,3x3) C={c} scale={scale}: {f4:e}");
+                }
+            }
+        }
+    }
+}
