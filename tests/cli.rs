@@ -463,3 +463,70 @@ fn explain_one_layer_and_errors() {
         "{out}"
     );
 }
+
+/// `--conv-algo` (and `CONVC_CONV_ALGO`): the plan shows Winograd where it is forced on a wide
+/// path and direct convolution where direct is forced; the outputs agree with the interpreter;
+/// a bad value is a usage error.
+#[test]
+fn conv_algo_forces_winograd_or_direct() {
+    let wide = convc_jit::Isa::detect() != convc_jit::Isa::Sse;
+    let plan = |algo: &str| {
+        ok(&[
+            "dump",
+            "specs/bench/resnet_block.conv",
+            "--format",
+            "plan",
+            "--conv-algo",
+            algo,
+        ])
+    };
+    let w = plan("winograd");
+    assert_eq!(w.contains("Winograd F(4x4,3x3)"), wide, "{w}");
+    let d = plan("direct");
+    assert!(!d.contains("Winograd"), "{d}");
+    let f2 = plan("winograd-f2");
+    assert_eq!(f2.contains("Winograd F(2x2,3x3)"), wide, "{f2}");
+    // Each algorithm's output against the interpreter's.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let want = dir.path().join("interp.npy");
+    ok(&[
+        "run",
+        "specs/examples/classic_standard.conv",
+        "specs/images/scene128.png",
+        "--backend",
+        "interp",
+        "-o",
+        want.to_str().expect("path"),
+    ]);
+    let want = convc_tensor::npy::read(&std::fs::read(&want).expect("read")).expect("npy");
+    for algo in ["winograd", "winograd-f4", "direct", "auto"] {
+        let got = dir.path().join(format!("{algo}.npy"));
+        ok(&[
+            "run",
+            "specs/examples/classic_standard.conv",
+            "specs/images/scene128.png",
+            "--conv-algo",
+            algo,
+            "-o",
+            got.to_str().expect("path"),
+        ]);
+        let got = convc_tensor::npy::read(&std::fs::read(&got).expect("read")).expect("npy");
+        let maxw = want.data().iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (a, b) in got.data().iter().zip(want.data()) {
+            assert!((a - b).abs() <= 1e-4 * (1.0 + maxw), "{algo}: {a} vs {b}");
+        }
+    }
+    assert_eq!(
+        convc(&["bench", "specs/bench/sobel.conv", "--conv-algo", "fft"])
+            .status
+            .code(),
+        Some(2)
+    );
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_convc"))
+        .args(["bench", "specs/bench/sobel.conv", "--min-time", "0"])
+        .env("CONVC_CONV_ALGO", "fft")
+        .output()
+        .expect("run convc");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("CONVC_CONV_ALGO=fft"));
+}

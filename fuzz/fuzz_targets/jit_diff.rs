@@ -2,7 +2,8 @@
 //! (structure-aware: the bytes are the choices of the random-spec generator of the JIT's
 //! tests, `crates/convc-jit/tests/common/specgen.rs`): every op and attribute, or long
 //! activation chains, wide concats, big fan-out and deep graphs; with or without the default
-//! passes; 1 or 2 threads, batches of 1 or 2; arena and scratch against guard pages on
+//! passes; 1 or 2 threads, batches of 1 or 2; direct, Winograd or the cost model's choice for
+//! 3x3 convolutions; arena and scratch against guard pages on
 //! either side. Any JIT error, crash, fault or difference beyond `1e-4 * (1 + max|expected|)`
 //! is a failure.
 #![no_main]
@@ -41,6 +42,11 @@ fuzz_target!(|data: &[u8]| {
         1 => convc_jit::GuardPages::End,
         _ => convc_jit::GuardPages::Start,
     };
+    let algo = match b.r(0, 2) {
+        0 => convc_jit::ConvAlgo::Auto,
+        1 => convc_jit::ConvAlgo::Direct,
+        _ => convc_jit::ConvAlgo::Winograd,
+    };
     let seed = b.r(0, 1 << 20) as u64;
     let src = match kind {
         0 => specgen::spec_from(&mut b, false),
@@ -56,10 +62,11 @@ fuzz_target!(|data: &[u8]| {
     let sizes = common::input_sizes(&g, (1, 1));
     let opts = convc_jit::JitOptions {
         guard_pages: guard,
+        conv_algo: algo,
         ..common::opts(threads)
     };
     let what = format!(
-        "passes={passes} threads={threads} batch={batch} guard={guard:?} seed={seed}\n{src}"
+        "passes={passes} threads={threads} batch={batch} guard={guard:?} algo={algo:?} seed={seed}\n{src}"
     );
     let net = convc_jit::compile(&g, &sizes, &opts)
         .unwrap_or_else(|e| panic!("JIT compile failed: {e}\n{what}"));

@@ -484,6 +484,12 @@ const WINO_PRODUCT_BYTES: usize = 128 * 1024;
 /// Tile rows per Winograd work item: rows of `txp` tiles up to [`WINO_COLS`] tiles, while the
 /// transformed input stays within [`WINO_INPUT_BYTES`].
 fn wino_rows(nn: usize, c: usize, txp: usize, tiles_y: usize) -> usize {
+    if let Some(r) = std::env::var("CONVC_WINO_ROWS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        return r.clamp(1, tiles_y.max(1));
+    }
     let by_cache = WINO_INPUT_BYTES / (nn * c * txp * 4).max(1);
     WINO_COLS
         .div_ceil(txp)
@@ -497,11 +503,12 @@ fn wino_rows(nn: usize, c: usize, txp: usize, tiles_y: usize) -> usize {
 fn wino_group(nn: usize, cols: usize, ocb: usize, oc: usize, bands: usize) -> usize {
     let blocks = oc.div_ceil(ocb);
     let fit = (WINO_PRODUCT_BYTES / (nn * cols * 4 * ocb).max(1)).clamp(1, blocks);
-    let mut g = fit;
-    while g > 1 && bands * blocks.div_ceil(g) < 4 {
-        g -= 1;
+    // As few groups as fit, at least as many as make 4 items, then blocks spread evenly.
+    let mut groups = blocks.div_ceil(fit);
+    while groups < blocks && bands * groups < 4 {
+        groups += 1;
     }
-    g * ocb
+    blocks.div_ceil(groups) * ocb
 }
 
 /// Columns per tile of a wide row (see `ConvSpec::xtiles`).
