@@ -469,10 +469,6 @@ enum BandRole {
 /// 4 rows 8.52 / 4.81.
 const BAND_BYTES: usize = 192 * 1024;
 
-/// Bytes of transformed input a Winograd work item keeps in the thread's scratch (`[n²][c]
-/// [tiles]`): within a core's L2, since every GEMM of the item reads its part of it.
-const WINO_INPUT_BYTES: usize = 256 * 1024;
-
 /// Tiles (columns of the GEMMs) a Winograd work item aims at: enough vectors for the
 /// microkernel's tiles to fill.
 const WINO_COLS: usize = 64;
@@ -482,15 +478,10 @@ const WINO_COLS: usize = 64;
 const WINO_PRODUCT_BYTES: usize = 128 * 1024;
 
 /// Tile rows per Winograd work item: rows of `txp` tiles up to [`WINO_COLS`] tiles, while the
-/// transformed input stays within [`WINO_INPUT_BYTES`].
+/// transformed input stays within [`wino_input_bytes`] (the weights stream once per band, so
+/// longer bands read them less often).
 fn wino_rows(nn: usize, c: usize, txp: usize, tiles_y: usize) -> usize {
-    if let Some(r) = std::env::var("CONVC_WINO_ROWS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        return r.clamp(1, tiles_y.max(1));
-    }
-    let by_cache = WINO_INPUT_BYTES / (nn * c * txp * 4).max(1);
+    let by_cache = wino_input_bytes() / (nn * c * txp * 4).max(1);
     WINO_COLS
         .div_ceil(txp)
         .min(by_cache)
@@ -541,20 +532,41 @@ fn chunk_bytes() -> usize {
 
 /// The L1 data cache of CPU 0 in bytes, from Linux's sysfs.
 fn l1d_bytes() -> Option<usize> {
+    cache_bytes("1", "Data")
+}
+
+/// The size of CPU 0's cache of `level` and `kind` (`Data`, `Unified`), from Linux's sysfs.
+fn cache_bytes(level: &str, kind: &str) -> Option<usize> {
     let dir = std::path::Path::new("/sys/devices/system/cpu/cpu0/cache");
     (0..8).find_map(|i| {
         let idx = dir.join(format!("index{i}"));
         let read = |f: &str| std::fs::read_to_string(idx.join(f)).ok();
-        if read("level")?.trim() != "1" || read("type")?.trim() != "Data" {
+        if read("level")?.trim() != level || read("type")?.trim() != kind {
             return None;
         }
         let size = read("size")?;
         let size = size.trim();
-        let (num, mult) = match size.strip_suffix('K') {
-            Some(n) => (n, 1024),
-            None => (size, 1),
+        let (num, mult) = match (size.strip_suffix('K'), size.strip_suffix('M')) {
+            (Some(n), _) => (n, 1024),
+            (_, Some(n)) => (n, 1024 * 1024),
+            _ => (size, 1),
         };
         num.parse::<usize>().ok().map(|n| n * mult)
+    })
+}
+
+/// Bytes of transformed input a Winograd work item keeps (`[n²][c][tiles]`): the core's L2
+/// (512 KB when it cannot be read; `CONVC_L2_BYTES` overrides), since the GEMMs read it one
+/// product's slice at a time while the weights stream.
+fn wino_input_bytes() -> usize {
+    static BYTES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BYTES.get_or_init(|| {
+        let forced = std::env::var("CONVC_L2_BYTES")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        forced
+            .or_else(|| cache_bytes("2", "Unified"))
+            .map_or(512 << 10, |b| b.clamp(128 << 10, 4 << 20))
     })
 }
 

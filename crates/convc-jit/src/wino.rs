@@ -732,10 +732,11 @@ mod x86 {
     }
 }
 
-/// Which algorithm runs the 3x3 convolutions Winograd applies to ([`crate::ConvAlgo`]).
 /// Multiply-add equivalents of the transforms per tile and channel (input transform per input
-/// channel, output transform with its staging and copy per output channel), measured on the
-/// AVX2 path (AMD EPYC Zen3): see [`choose`].
+/// channel, output transform with its epilogue and stores per output channel): estimated from
+/// their instruction counts per vector of tiles against the microkernel's 16 multiply-adds a
+/// cycle (F4: about 36 loads and 90 vector operations per input tile and channel, 36 loads, 50
+/// operations and 16 stores per output tile and channel). See [`choose`].
 const TRANSFORM_COST: [(Variant, f64, f64); 2] =
     [(Variant::F2, 40.0, 120.0), (Variant::F4, 110.0, 330.0)];
 
