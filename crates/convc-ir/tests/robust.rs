@@ -184,3 +184,30 @@ fn deep_brackets_are_an_error() {
         .spawn(move || convc_ir::compile(&src, Path::new(".")).is_err());
     assert!(h.unwrap().join().unwrap());
 }
+
+/// Every op the language lists lowers to an IR op of its own name (`depthwise` and `pointwise`
+/// are convs): a name added to `OPS` without its lowering arm is refused, never lowered to
+/// another op.
+#[test]
+fn every_listed_op_lowers() {
+    for &op in convc_ir::lower::OPS {
+        let (args, want) = match op {
+            "conv" => ("x, out=4, kernel=3x3", "conv"),
+            "depthwise" => ("x", "conv"),
+            "pointwise" => ("x, out=4", "conv"),
+            "batchnorm" => (
+                "x, mean=random(seed=1), var=random(seed=2), gamma=random(seed=3), beta=random(seed=4)",
+                "batchnorm",
+            ),
+            "add" | "concat" => ("x, x", op),
+            "lrn" => ("x, size=3", op),
+            "shuffle" => ("x, groups=2", op),
+            _ => ("x", op),
+        };
+        let src = format!("input x: [4, 8, 8]\ny = {op}({args})\noutput y\n");
+        let g = convc_ir::compile(&src, std::path::Path::new("."))
+            .unwrap_or_else(|d| panic!("{op}: {}", d.message));
+        let y = g.outputs[0];
+        assert_eq!(g.node(y).op.name(), want, "{op}");
+    }
+}
