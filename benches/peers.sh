@@ -12,7 +12,8 @@
 #      (the 128-, 256- and, where the CPU has it, 512-bit FMA peaks, in the same sitting);
 #   4. records `convc bench --json` (MACs as written and as executed after the rewrites) and
 #      `convc bench --profile` (time per fused kernel group) of every network on 1 thread,
-#      and `convc bench --json` on every vector path the CPU runs (CONVC_ISA=sse|avx2|avx512);
+#      and `convc bench --json` on every vector path the CPU runs (CONVC_ISA=sse|avx2|avx512),
+#      and on the widest with direct convolution only (CONVC_CONV_ALGO=direct);
 #   5. runs ../shared/peers/peers.py for 1 and 2 threads over every network of
 #      ../shared/bench: ONNX Runtime (and OpenVINO), convc through
 #      `--convc '<repo>/target/release/convc bench {conv} --threads {t}'`, and tract through
@@ -104,7 +105,19 @@ for n in "${NET_LIST[@]}"; do
       > "$SCRATCH/$n.isa-$isa.json" 2>/dev/null
   done
 done
-echo "${ISAS[*]}" > "$SCRATCH/isas.txt"
+# The widest path once more with direct convolution only (its default, `auto`, may take
+# Winograd for 3x3 layers): what Winograd gains, and that `auto` never loses.
+WIDEST="${ISAS[${#ISAS[@]}-1]}"
+COLS=("${ISAS[@]}")
+if [ "$WIDEST" != sse ]; then
+  log "convc on $WIDEST with direct convolution only (1 thread)"
+  for n in "${NET_LIST[@]}"; do
+    CONVC_ISA=$WIDEST CONVC_CONV_ALGO=direct "$CONVC" bench "$BENCH/$n.conv" --threads 1 --json \
+      --min-time 0.5 > "$SCRATCH/$n.isa-$WIDEST+direct.json" 2>/dev/null
+  done
+  COLS+=("$WIDEST+direct")
+fi
+echo "${COLS[*]}" > "$SCRATCH/isas.txt"
 
 PEERS_ARGS=(--engines "$ENGINES" --threads "$THREADS" --seconds "$SECONDS_PER_ROW"
   --retries "$RETRIES" --wait-quiet "$WAIT_QUIET" --max-other "$MAX_OTHER"
@@ -234,7 +247,9 @@ L.append("")
 L.append("### convc on each vector path (1 thread, `CONVC_ISA=... convc bench --json`)")
 L.append("")
 L.append("ms per image (median) and GFLOP/s executed. `sse` is Cranelift's own f32x4 code; `avx2` and "
-         "`avx512` run the dense reductions in the rustc-compiled microkernels (`crates/convc-jit/src/wide.rs`).")
+         "`avx512` run the dense reductions in the rustc-compiled microkernels (`crates/convc-jit/src/wide.rs`), "
+         "with 3x3 stride-1 layers as Winograd where the cost model takes it (`--conv-algo auto`, the default); "
+         "`+direct` is the widest path with direct convolution only (`CONVC_CONV_ALGO=direct`).")
 L.append("")
 L.append("| network | " + " | ".join(f"{i} ms | {i} GFLOP/s" for i in isas) + " |")
 L.append("|---|" + "---:|" * (2 * len(isas)))
