@@ -8,7 +8,7 @@ use convc_ir::{Dim, Graph, Shape, shape};
 use convc_jit::{CompiledNet, Isa, JitOptions};
 use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
-use pyo3::types::{PyString, PyTuple};
+use pyo3::types::{PySlice, PyString, PyTuple};
 
 use crate::driver::{self, Failure, Model, input_err};
 use crate::{PassOpts, py_err, to_py};
@@ -383,8 +383,12 @@ impl Net {
     }
 }
 
+/// Bytes the outputs are aligned to: a cache line, so that the generated code's vector stores
+/// never straddle two (numpy's own allocations are 16-byte aligned).
+const OUTPUT_ALIGN: usize = 64;
+
 /// Fresh numpy arrays for the outputs of a run of `batch` images (`[C, H, W]` when not
-/// `batched`, which needs `batch == 1`).
+/// `batched`, which needs `batch == 1`): cache-line aligned views of buffers numpy owns.
 fn output_arrays<'py>(
     py: Python<'py>,
     net: &CompiledNet,
@@ -399,9 +403,27 @@ fn output_arrays<'py>(
             } else {
                 vec![c, h, w]
             };
-            // SAFETY: uninitialised float32 values; the run writes every one of them
-            // (`CompiledNet::run_into` fills its output slices whole) before Python sees them.
-            Ok(unsafe { PyArrayDyn::<f32>::new(py, dims, false) })
+            aligned_array(py, dims)
         })
         .collect()
+}
+
+/// An uninitialised C-contiguous float32 array of `dims` starting on an [`OUTPUT_ALIGN`]
+/// boundary: a view into a slightly longer buffer that numpy owns (its `base`).
+fn aligned_array<'py>(py: Python<'py>, dims: Vec<usize>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    const PAD: usize = OUTPUT_ALIGN / std::mem::size_of::<f32>();
+    let len = convc_tensor::checked_numel(&dims)
+        .and_then(|n| n.checked_add(PAD))
+        .ok_or_else(|| py_err("the output is too large"))?;
+    // SAFETY: uninitialised float32 values; the run writes every value of the view
+    // (`CompiledNet::run_into` fills its output slices whole) before Python sees them, and
+    // the padding around the view is never read.
+    let buf = unsafe { numpy::PyArray1::<f32>::new(py, [len], false) };
+    let misalign = (buf.data() as usize) % OUTPUT_ALIGN;
+    let start = (OUTPUT_ALIGN - misalign) % OUTPUT_ALIGN / std::mem::size_of::<f32>();
+    let view = buf.call_method1(
+        "__getitem__",
+        (PySlice::new(py, start as isize, (start + len - PAD) as isize, 1),),
+    )?;
+    Ok(view.call_method1("reshape", (dims,))?.cast_into::<PyArrayDyn<f32>>()?)
 }

@@ -49,7 +49,11 @@ def test_outputs_are_numpy_owned_and_fresh():
     net = convc.compile(CLASSIC, threads=1)
     x = rand(3, 128, 128)
     a, b = net(x), net(x)
-    assert a.flags.owndata and a.flags.writeable and a.flags.c_contiguous
+    assert a.flags.writeable and a.flags.c_contiguous and a.ctypes.data % 64 == 0
+    root = a
+    while root.base is not None:
+        root = root.base
+    assert isinstance(root, np.ndarray) and root.flags.owndata
     assert not np.shares_memory(a, b) and not np.shares_memory(a, x)
     a[:] = 0
     np.testing.assert_array_equal(b, net(x))
