@@ -87,14 +87,6 @@ impl Net {
         self.inputs.iter().map(|(_, s)| s.hw()).collect()
     }
 
-    /// The program for these input sizes, compiled on first use, checked against the memory
-    /// limit for a run of `batch` images.
-    fn run_for(&self, sizes: &[(usize, usize)], batch: usize) -> Result<Arc<CompiledNet>, Failure> {
-        let (shapes, net) = self.compiled_for(sizes)?;
-        driver::check_memory(&self.model.graph, &shapes, batch)?;
-        Ok(net)
-    }
-
     /// The program for these input sizes (and the shapes), compiled on first use.
     fn compiled_for(
         &self,
@@ -227,11 +219,17 @@ fn shape_tuple<'py>(py: Python<'py>, s: &Shape) -> PyResult<Bound<'py, PyTuple>>
             None => Ok(PyString::new(py, &d.to_string()).into_any()),
         }
     };
-    PyTuple::new(py, [s.c.into_pyobject(py)?.into_any(), dim(&s.h)?, dim(&s.w)?])
+    PyTuple::new(
+        py,
+        [s.c.into_pyobject(py)?.into_any(), dim(&s.h)?, dim(&s.w)?],
+    )
 }
 
 /// `[(name, shape), ...]` as a Python list.
-fn named_shapes<'py>(py: Python<'py>, v: &[(String, Shape)]) -> PyResult<Vec<(String, Bound<'py, PyTuple>)>> {
+fn named_shapes<'py>(
+    py: Python<'py>,
+    v: &[(String, Shape)],
+) -> PyResult<Vec<(String, Bound<'py, PyTuple>)>> {
     v.iter()
         .map(|(n, s)| Ok((n.clone(), shape_tuple(py, s)?)))
         .collect()
@@ -245,25 +243,17 @@ impl Net {
     /// are read in place; others are converted first. The GIL is released while it runs.
     #[pyo3(signature = (*args))]
     fn __call__<'py>(&self, py: Python<'py>, args: &Bound<'py, PyTuple>) -> PyResult<Py<PyAny>> {
-        if args.len() != self.inputs.len() {
-            let names: Vec<String> = self.inputs.iter().map(|i| format!("`{}`", i.0)).collect();
-            return Err(py_err(format!(
-                "the network has {} input(s) ({}), but {} array(s) were given",
-                self.inputs.len(),
-                names.join(", "),
-                args.len()
-            )));
-        }
-        let arrays: Vec<Bound<'py, PyArrayDyn<f32>>> =
-            args.iter().map(|a| as_f32(&a)).collect::<PyResult<_>>()?;
+        let arrays = self.input_arrays(args)?;
         let views = arrays
             .iter()
             .map(|a| a.try_readonly())
             .collect::<Result<Vec<_>, _>>()?;
         let (batch, sizes, batched) = self.check_inputs(&views)?;
-        let net = py
-            .detach(|| self.run_for(&sizes, batch))
-            .map_err(to_py)?;
+        let (shapes, net) = match self.lookup(&sizes) {
+            Some(found) => found,
+            None => py.detach(|| self.compiled_for(&sizes)).map_err(to_py)?,
+        };
+        driver::check_memory(&self.model.graph, &shapes, batch).map_err(to_py)?;
         let outs = output_arrays(py, &net, batch, batched)?;
         let ins: Vec<&[f32]> = views
             .iter()
@@ -358,6 +348,23 @@ impl Net {
 }
 
 impl Net {
+    /// The call's arguments as C-contiguous float32 arrays, one per input.
+    fn input_arrays<'py>(
+        &self,
+        args: &Bound<'py, PyTuple>,
+    ) -> PyResult<Vec<Bound<'py, PyArrayDyn<f32>>>> {
+        if args.len() != self.inputs.len() {
+            let names: Vec<String> = self.inputs.iter().map(|i| format!("`{}`", i.0)).collect();
+            return Err(py_err(format!(
+                "the network has {} input(s) ({}), but {} array(s) were given",
+                self.inputs.len(),
+                names.join(", "),
+                args.len()
+            )));
+        }
+        args.iter().map(|a| as_f32(&a)).collect()
+    }
+
     /// Checks every input array; returns the batch size, the per-image sizes, and whether any
     /// input was a batch (`[N, C, H, W]`, so outputs are too).
     fn check_inputs(
@@ -423,7 +430,14 @@ fn aligned_array<'py>(py: Python<'py>, dims: Vec<usize>) -> PyResult<Bound<'py, 
     let start = (OUTPUT_ALIGN - misalign) % OUTPUT_ALIGN / std::mem::size_of::<f32>();
     let view = buf.call_method1(
         "__getitem__",
-        (PySlice::new(py, start as isize, (start + len - PAD) as isize, 1),),
+        (PySlice::new(
+            py,
+            start as isize,
+            (start + len - PAD) as isize,
+            1,
+        ),),
     )?;
-    Ok(view.call_method1("reshape", (dims,))?.cast_into::<PyArrayDyn<f32>>()?)
+    Ok(view
+        .call_method1("reshape", (dims,))?
+        .cast_into::<PyArrayDyn<f32>>()?)
 }
