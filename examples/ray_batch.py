@@ -67,12 +67,15 @@ class Predictor:
         return {"path": np.array(done)}
 
 
-def run(model, folder, out_dir, workers=2, threads=1, batch_size=16):
+def run(model, folder, out_dir, workers=2, threads=1, batch_size=16, timing=None):
     """Runs `model` on every image of `folder` with `workers` Ray actors of `threads` threads
-    each; returns (images done, seconds)."""
+    each; returns (images done, seconds). `timing`, a dict, receives `steady`: images per
+    second after the first batch came back (without Ray's start-up and the compiles)."""
     files = image_files(folder)
     t0 = time.perf_counter()
-    ds = ray.data.from_items([{"path": p} for p in files])
+    # Blocks of about one batch each (by default a block per name, a task per block).
+    blocks = max(1, -(-len(files) // batch_size))
+    ds = ray.data.from_items([{"path": p} for p in files], override_num_blocks=blocks)
     ds = ds.map_batches(
         Predictor,
         fn_constructor_kwargs={
@@ -84,8 +87,14 @@ def run(model, folder, out_dir, workers=2, threads=1, batch_size=16):
         concurrency=workers,
         num_cpus=threads,
     )
-    done = sum(len(b["path"]) for b in ds.iter_batches(batch_size=None))
-    return done, time.perf_counter() - t0
+    done, first = 0, None
+    for b in ds.iter_batches(batch_size=None):
+        done += len(b["path"])
+        first = first or (done, time.perf_counter())
+    end = time.perf_counter()
+    if timing is not None and first and end > first[1]:
+        timing["steady"] = (done - first[0]) / (end - first[1])
+    return done, end - t0
 
 
 def main():
@@ -101,8 +110,10 @@ def main():
         ap.error(f"-o {a.output}: not an existing folder")
     ray.init(num_cpus=None if "RAY_ADDRESS" in os.environ else a.workers * a.threads,
              include_dashboard=False, log_to_driver=False)
-    n, secs = run(a.model, a.folder, a.output, a.workers, a.threads, a.batch_size)
-    print(f"{n} images in {secs:.2f} s: {n / secs:.1f} images/s with {a.workers} worker(s)")
+    timing = {}
+    n, secs = run(a.model, a.folder, a.output, a.workers, a.threads, a.batch_size, timing)
+    steady = f", {timing['steady']:.1f} images/s after the first batch" if timing else ""
+    print(f"{n} images in {secs:.2f} s: {n / secs:.1f} images/s with {a.workers} worker(s){steady}")
 
 
 if __name__ == "__main__":
