@@ -3,7 +3,9 @@
     python benches/py_call_overhead.py [MODEL] [--threads 1] [--convc target/release/convc]
 
 Needs the module installed (`pip install ./crates/convc-py`) and a release build of the CLI.
-Both sides: one warm-up run, then the median over at least a second of runs, single images.
+Both sides: one warm-up run, then the median over at least `--seconds` of runs of single
+images; `--rounds` alternations of the two (a shared machine's load changes from one second to
+the next), reported as the median of the per-round ratios and the ratio of the best times.
 """
 
 import argparse
@@ -17,9 +19,8 @@ import numpy as np
 import convc
 
 
-def python_ms(model, threads, seconds):
+def python_ms(net, seconds):
     """Median and best milliseconds of `net(x)` for one image."""
-    net = convc.compile(model, threads=threads)
     (_, shape), = net.inputs
     x = np.random.default_rng(0).random(shape, dtype=np.float32) - 0.5
     net(x)
@@ -47,14 +48,19 @@ def main():
     ap.add_argument("model", nargs="?", default="../shared/bench/seed_3to8.conv")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--convc", default="target/release/convc")
-    ap.add_argument("--seconds", type=float, default=1.0)
+    ap.add_argument("--seconds", type=float, default=0.5)
+    ap.add_argument("--rounds", type=int, default=5)
     a = ap.parse_args()
-    c_med, c_min = cli_ms(a.convc, a.model, a.threads, a.seconds)
-    p_med, p_min = python_ms(a.model, a.threads, a.seconds)
-    print(f"{a.model}, {a.threads} thread(s)")
-    print(f"  convc bench  {c_med:.4f} ms/image (best {c_min:.4f})")
-    print(f"  python call  {p_med:.4f} ms/image (best {p_min:.4f})")
-    print(f"  python / cli {p_med / c_med:.3f} (medians), {p_min / c_min:.3f} (best)")
+    net = convc.compile(a.model, threads=a.threads)
+    rows = []
+    for _ in range(a.rounds):
+        rows.append((cli_ms(a.convc, a.model, a.threads, a.seconds), python_ms(net, a.seconds)))
+    print(f"{a.model}, {a.threads} thread(s), {a.rounds} rounds")
+    for (c_med, c_min), (p_med, p_min) in rows:
+        print(f"  convc bench {c_med:.4f} ms (best {c_min:.4f})   python {p_med:.4f} ms (best {p_min:.4f})   ratio {p_med / c_med:.3f}")
+    ratio = statistics.median(p[0] / c[0] for c, p in rows)
+    best = min(p[1] for _, p in rows) / min(c[1] for c, _ in rows)
+    print(f"  python / cli: {ratio:.3f} (median of the rounds' median ratios), {best:.3f} (best times)")
 
 
 if __name__ == "__main__":
