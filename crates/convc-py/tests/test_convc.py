@@ -229,3 +229,15 @@ def test_readme_example_runs():
     code = readme_python_example()
     assert "convc.compile" in code
     exec(compile(code, "README.md", "exec"), {})
+
+
+def test_onnx_model_runs_like_its_conv_twin(cli, tmp_path):
+    onnx, conv = "../shared/bench/seed_3to8.onnx", "../shared/bench/seed_3to8.conv"
+    if not (REPO / onnx).exists():
+        pytest.skip("../shared/bench is not beside the repository")
+    x = rand(2, 3, 128, 128)
+    y = convc.compile(onnx, threads=1)(x)
+    np.testing.assert_array_equal(y, convc.compile(conv, threads=1)(x))
+    np.save(tmp_path / "x.npy", x)
+    cli("run", onnx, tmp_path / "x.npy", "-o", tmp_path / "y.npy")
+    np.testing.assert_array_equal(y, np.load(tmp_path / "y.npy"))
