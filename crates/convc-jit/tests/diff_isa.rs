@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use convc_jit::{ConvAlgo, Isa, JitOptions};
+use convc_jit::{ConvAlgo, Isa};
 use proptest::prelude::*;
 use std::path::Path;
 
@@ -15,25 +15,7 @@ fn check_on(src: &str, isa: Isa, threads: usize) -> Vec<String> {
 
 /// As [`check_on`], with the 3x3 convolutions' algorithm `algo`.
 fn check_with(src: &str, isa: Isa, algo: ConvAlgo, threads: usize) -> Vec<String> {
-    let g = graph(src, Path::new("."));
-    let sh = &g.node(g.inputs[0]).shape;
-    let sizes = [(
-        sh.h.known().unwrap_or(1) as usize,
-        sh.w.known().unwrap_or(1) as usize,
-    )];
-    let o = JitOptions {
-        isa: Some(isa),
-        conv_algo: algo,
-        ..opts(threads)
-    };
-    let net = check_graph(
-        &g,
-        &sizes,
-        1,
-        &o,
-        &format!("isa={isa} algo={algo:?} threads={threads}\n{src}"),
-    );
-    net.kernels().iter().map(|k| k.name.clone()).collect()
+    check_isa_algo(src, isa, algo, threads, 1)
 }
 
 proptest! {

@@ -9,22 +9,10 @@ use common::*;
 use convc_jit::{ConvAlgo, Isa, JitOptions};
 use std::path::Path;
 
-/// Runs `src` with `algo` on `isa` against the interpreter; returns the kernels' names.
+/// Runs `src` with `algo` on `isa` against the interpreter (batches of 2); returns the
+/// kernels' names.
 fn check_on(src: &str, isa: Isa, algo: ConvAlgo, threads: usize) -> Vec<String> {
-    let g = graph(src, Path::new("."));
-    let sh = &g.node(g.inputs[0]).shape;
-    let sizes = [(
-        sh.h.known().unwrap_or(1) as usize,
-        sh.w.known().unwrap_or(1) as usize,
-    )];
-    let o = JitOptions {
-        isa: Some(isa),
-        conv_algo: algo,
-        ..opts(threads)
-    };
-    let what = format!("isa={isa} algo={algo:?} threads={threads}\n{src}");
-    let net = check_graph(&g, &sizes, 2, &o, &what);
-    net.kernels().iter().map(|k| k.name.clone()).collect()
+    check_isa_algo(src, isa, algo, threads, 2)
 }
 
 fn wide_isas() -> Vec<Isa> {

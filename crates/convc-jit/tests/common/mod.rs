@@ -116,3 +116,28 @@ pub fn opts(threads: usize) -> JitOptions {
         ..JitOptions::default()
     }
 }
+
+/// Runs `src` (its input at the spec's sizes) on vector path `isa` with 3x3 algorithm `algo`
+/// against the interpreter on a batch of `batch`; returns the kernels' names.
+pub fn check_isa_algo(
+    src: &str,
+    isa: convc_jit::Isa,
+    algo: convc_jit::ConvAlgo,
+    threads: usize,
+    batch: usize,
+) -> Vec<String> {
+    let g = graph(src, Path::new("."));
+    let sh = &g.node(g.inputs[0]).shape;
+    let sizes = [(
+        sh.h.known().unwrap_or(1) as usize,
+        sh.w.known().unwrap_or(1) as usize,
+    )];
+    let o = JitOptions {
+        isa: Some(isa),
+        conv_algo: algo,
+        ..opts(threads)
+    };
+    let what = format!("isa={isa} algo={algo:?} threads={threads}\n{src}");
+    let net = check_graph(&g, &sizes, batch, &o, &what);
+    net.kernels().iter().map(|k| k.name.clone()).collect()
+}
