@@ -13,6 +13,7 @@
 
 mod buf;
 mod codegen;
+mod lanes;
 mod plan;
 mod plan_text;
 mod rstep;

@@ -823,6 +823,11 @@ unsafe fn copy_row(src: *const f32, dst: *mut f32, pl: usize, w: usize, rs: usiz
 /// # Safety
 /// `src` holds `p.w` floats and `dst` `p.sw * p.wq` floats.
 unsafe fn split_row(src: *const f32, dst: *mut f32, p: &PadCopy) {
+    if let Some(f) = crate::lanes::split_row_fn(p.sw) {
+        // SAFETY: as this function's contract: `w` source floats, `sw * wq` destination ones.
+        unsafe { f(src, p.w, p.pl, dst, p.wq, p.sw) };
+        return;
+    }
     // SAFETY: the row is `sw * wq` floats; below, `q * wq + i` with `i = (x + pl) / sw < wq`
     // for every source column `x < w` (the layout covers the padded width).
     unsafe { std::ptr::write_bytes(dst, 0, p.sw * p.wq) };

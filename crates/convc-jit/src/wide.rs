@@ -137,10 +137,12 @@ fn candidates(isa: Isa) -> &'static [usize] {
     }
 }
 
-/// Measures each candidate tile of `isa` once per process (a row of 8 tiles over 96 taps whose
-/// inputs and weights sit in L1, best of 9 interleaved rounds) and keeps the fastest (the
-/// first, unless another is more than 3% faster). On this AMD EPYC (AVX-512) the three
-/// AVX-512 tiles measured 258 / 253 / 249 GFLOP/s, AVX2's two 131 / 123.
+/// Measures each candidate tile of `isa` once per process (after a warm-up of the wide units,
+/// a row of 8 tiles over 96 taps whose inputs and weights sit in L1, best of 9 interleaved
+/// rounds of 16 calls) and keeps the fastest (the first, unless another is more than 3%
+/// faster). On an AMD EPYC Zen4 (AVX-512) the three AVX-512 tiles measured 258 / 253 / 249
+/// GFLOP/s, AVX2's two 131 / 123; without the warm-up, an Intel Xeon's AVX-512 tiles measured
+/// about 86 GFLOP/s each, a third of their steady rate, and the pick was noise.
 pub fn tune(isa: Isa) -> Tuning {
     static CACHE: std::sync::Mutex<Vec<(Isa, Tuning)>> = std::sync::Mutex::new(Vec::new());
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
@@ -161,42 +163,20 @@ fn measure(isa: Isa) -> Tuning {
         .collect();
     let mut best = vec![0f64; cands.len()];
     let taps = 96;
+    // The wide units of some cores start slow (Intel powers up the upper lanes and may lower
+    // the clock for the first tens to hundreds of microseconds of 512-bit code): run the first
+    // candidate for WARM_UP first, so the rounds measure the steady state.
+    let warm = std::time::Instant::now();
+    while warm.elapsed() < WARM_UP {
+        if let Some(&(b, nv)) = cands.first() {
+            time_tile(isa, b, nv, taps, 1);
+        } else {
+            break;
+        }
+    }
     for _round in 0..9 {
         for (ci, &(b, nv)) in cands.iter().enumerate() {
-            let width = 8 * nv * isa.lanes();
-            let inp = vec![0.5f32; width + taps];
-            // The weight stream: per tap the offset to the next tap's input (one float on),
-            // then `b` weights; 0 after the last tap.
-            let mut w = Vec::with_capacity(taps * (8 + 4 * b));
-            for t in 0..taps {
-                let d: i64 = if t + 1 < taps { 4 } else { 0 };
-                w.extend_from_slice(&d.to_le_bytes());
-                for _ in 0..b {
-                    w.extend_from_slice(&0.25f32.to_le_bytes());
-                }
-            }
-            let mut out = vec![0f32; b * width];
-            let Some(f) = row_kernel(isa, b) else {
-                continue;
-            };
-            let t = std::time::Instant::now();
-            // SAFETY: every tap reads `inp[t + x]` for x < width, inside `inp`; the output is
-            // `b` rows of `width` floats; the host runs `isa` (checked above).
-            unsafe {
-                f(
-                    inp.as_ptr(),
-                    w.as_ptr(),
-                    out.as_mut_ptr(),
-                    width,
-                    width,
-                    0,
-                    std::ptr::null(),
-                )
-            };
-            let secs = t.elapsed().as_secs_f64().max(1e-9);
-            std::hint::black_box(&out);
-            let gflops = 2.0 * (b * width * taps) as f64 / secs / 1e9;
-            best[ci] = best[ci].max(gflops);
+            best[ci] = best[ci].max(time_tile(isa, b, nv, taps, REPS));
         }
     }
     // The first candidate (the largest block: the fewest input loads per FMA) unless another
@@ -217,6 +197,51 @@ fn measure(isa: Isa) -> Tuning {
             .collect(),
         time: t0.elapsed(),
     }
+}
+
+/// How long [`measure`] runs the wide units before it times them.
+const WARM_UP: std::time::Duration = std::time::Duration::from_millis(2);
+/// Calls per timing in [`measure`]: one call is about a microsecond, too short to time alone.
+const REPS: usize = 16;
+
+/// GFLOP/s of `reps` calls of the row kernel of block `b` (`nv` vectors a tile) over a row of
+/// 8 tiles and `taps` taps whose inputs and weights sit in L1.
+fn time_tile(isa: Isa, b: usize, nv: usize, taps: usize, reps: usize) -> f64 {
+    let Some(f) = row_kernel(isa, b) else {
+        return 0.0;
+    };
+    let width = 8 * nv * isa.lanes();
+    let inp = vec![0.5f32; width + taps];
+    // The weight stream: per tap the offset to the next tap's input (one float on), then `b`
+    // weights; 0 after the last tap.
+    let mut w = Vec::with_capacity(taps * (8 + 4 * b));
+    for t in 0..taps {
+        let d: i64 = if t + 1 < taps { 4 } else { 0 };
+        w.extend_from_slice(&d.to_le_bytes());
+        for _ in 0..b {
+            w.extend_from_slice(&0.25f32.to_le_bytes());
+        }
+    }
+    let mut out = vec![0f32; b * width];
+    let t = std::time::Instant::now();
+    for _ in 0..reps {
+        // SAFETY: every tap reads `inp[t + x]` for x < width, inside `inp`; the output is `b`
+        // rows of `width` floats; the caller checked that the host runs `isa`.
+        unsafe {
+            f(
+                inp.as_ptr(),
+                w.as_ptr(),
+                out.as_mut_ptr(),
+                width,
+                width,
+                0,
+                std::ptr::null(),
+            )
+        };
+        std::hint::black_box(&mut out);
+    }
+    let secs = t.elapsed().as_secs_f64().max(1e-9);
+    2.0 * (reps * b * width * taps) as f64 / secs / 1e9
 }
 
 /// Vectors of columns per tile for a block of `ocb` channels: as many as the registers hold

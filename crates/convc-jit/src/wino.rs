@@ -10,11 +10,15 @@
 //!    every tile of a row is one contiguous load (phase `l % m`, `l / m` tiles on);
 //! 2. `n²` GEMMs `M[ξ] = U[ξ] V[ξ]` (output channels x input channels x tiles), each run by the
 //!    wide path's row microkernel (`crate::wide`) with the input channels as its taps;
-//! 3. the output transform into a staging band, then the wide path's copy kernel applies the
-//!    conv's epilogue (bias, batchnorm, activation, residual add) on its way to the output.
+//! 3. the output transform, whose rows are put back in column order by shuffles
+//!    (`F32Vec::interleave4`), with the conv's epilogue (bias, batchnorm, activation, residual
+//!    add) applied on the way to the output.
+//!
+//! The transforms are written once, generic over the path's vector (`crate::lanes`).
 //!
 //! The weights `U = G g Gᵀ` are transformed once, at compile time, in f64.
 
+use crate::lanes::F32Vec;
 use crate::spec::{Act, Ep, SLOT_IN, SLOT_OUT, SLOT_W};
 use crate::wide::{self, EpStep, Isa};
 
@@ -245,53 +249,9 @@ fn packed_sizes(c: usize, oc: usize, ocb: usize) -> (usize, usize) {
     (c * (2 * oc.div_ceil(ocb) + oc), c * (2 + ocb))
 }
 
-/// `L` tiles' worth of one value of their tiles: a vector the compiler keeps in a register.
-#[derive(Clone, Copy)]
-struct Lanes<const L: usize>([f32; L]);
-
-impl<const L: usize> Lanes<L> {
-    #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
-    fn zip(self, o: Self, f: impl Fn(f32, f32) -> f32) -> Self {
-        let mut r = [0f32; L];
-        for i in 0..L {
-            r[i] = f(self.0[i], o.0[i]);
-        }
-        Lanes(r)
-    }
-    #[inline(always)]
-    fn add(self, o: Self) -> Self {
-        self.zip(o, |a, b| a + b)
-    }
-    #[inline(always)]
-    fn sub(self, o: Self) -> Self {
-        self.zip(o, |a, b| a - b)
-    }
-    #[inline(always)]
-    fn scale(self, k: f32) -> Self {
-        let mut r = self.0;
-        for x in r.iter_mut() {
-            *x *= k;
-        }
-        Lanes(r)
-    }
-    /// # Safety
-    /// `p` points to `L` readable floats.
-    #[inline(always)]
-    unsafe fn load(p: *const f32) -> Self {
-        Lanes(unsafe { (p as *const [f32; L]).read_unaligned() })
-    }
-    /// # Safety
-    /// `p` points to `L` writable floats.
-    #[inline(always)]
-    unsafe fn store(self, p: *mut f32) {
-        unsafe { (p as *mut [f32; L]).write_unaligned(self.0) }
-    }
-}
-
-/// `Bᵀ d` of F(2x2,3x3) along one line of 4 values.
+/// `Bᵀ d` of F(2x2,3x3) along one line of 4 values (each value a vector of tiles).
 #[inline(always)]
-fn in2<const L: usize>(d: [Lanes<L>; 4]) -> [Lanes<L>; 4] {
+fn in2<V: F32Vec>(d: [V; 4]) -> [V; 4] {
     [
         d[0].sub(d[2]),
         d[1].add(d[2]),
@@ -302,7 +262,7 @@ fn in2<const L: usize>(d: [Lanes<L>; 4]) -> [Lanes<L>; 4] {
 
 /// `Bᵀ d` of F(4x4,3x3) along one line of 6 values.
 #[inline(always)]
-fn in4<const L: usize>(d: [Lanes<L>; 6]) -> [Lanes<L>; 6] {
+fn in4<V: F32Vec>(d: [V; 6]) -> [V; 6] {
     let t0 = d[4].sub(d[2].scale(4.0));
     let t1 = d[3].sub(d[1].scale(4.0));
     let t2 = d[4].sub(d[2]);
@@ -319,13 +279,13 @@ fn in4<const L: usize>(d: [Lanes<L>; 6]) -> [Lanes<L>; 6] {
 
 /// `Aᵀ m` of F(2x2,3x3) along one line.
 #[inline(always)]
-fn out2<const L: usize>(m: [Lanes<L>; 4]) -> [Lanes<L>; 2] {
+fn out2<V: F32Vec>(m: [V; 4]) -> [V; 2] {
     [m[0].add(m[1]).add(m[2]), m[1].sub(m[2]).sub(m[3])]
 }
 
 /// `Aᵀ m` of F(4x4,3x3) along one line.
 #[inline(always)]
-fn out4<const L: usize>(m: [Lanes<L>; 6]) -> [Lanes<L>; 4] {
+fn out4<V: F32Vec>(m: [V; 6]) -> [V; 4] {
     let a = m[1].add(m[2]);
     let b = m[1].sub(m[2]);
     let c = m[3].add(m[4]);
@@ -428,66 +388,135 @@ unsafe fn epilogue(
 }
 
 /// Applies the epilogue `eps` (ended by [`wide::EP_END`]) to `v`, the values of channel `j`
-/// of the item at float `off` of its output (residuals have the output's layout): exactly the
-/// copy kernel's (and `Unary::apply`'s) semantics, lane by lane.
+/// of the item at float `off` of its output (residuals have the output's layout), of which
+/// the first `n` lanes are real: exactly the copy kernel's (and `Unary::apply`'s) semantics.
 #[inline(always)]
-fn epilogue_lanes<const L: usize>(
-    mut v: Lanes<L>,
-    eps: &[EpStep],
-    j: usize,
-    off: usize,
-    n: usize,
-) -> Lanes<L> {
+fn epilogue_vec<V: F32Vec>(mut v: V, eps: &[EpStep], j: usize, off: usize, n: usize) -> V {
     for st in eps {
         match st.kind {
             wide::EP_AFFINE => {
                 // SAFETY: the affine table holds 8 floats per channel of the item's group.
                 let (sc, sh) = unsafe { (*st.ptr.add(8 * j), *st.ptr.add(8 * j + 4)) };
-                for x in v.0.iter_mut() {
-                    *x = *x * sc + sh;
-                }
+                v = v.mul(V::splat(sc)).add(V::splat(sh));
             }
             wide::EP_BIAS => {
                 let sh = unsafe { *st.ptr.add(8 * j + 4) };
-                for x in v.0.iter_mut() {
-                    *x += sh;
-                }
+                v = v.add(V::splat(sh));
             }
             wide::EP_ADD => {
-                let r = if n == L {
-                    // SAFETY: the residual has the output's layout; `off + L` is inside it.
-                    unsafe { Lanes::<L>::load(st.ptr.add(off)) }
-                } else {
-                    let mut r = [0f32; L];
-                    for (t, x) in r.iter_mut().enumerate().take(n) {
-                        *x = unsafe { *st.ptr.add(off + t) };
+                // SAFETY: the residual has the output's layout; its `n` floats from `off` are
+                // the ones this vector stores.
+                let r = unsafe {
+                    if n == V::LANES {
+                        V::load(st.ptr.add(off))
+                    } else {
+                        V::load_first(st.ptr.add(off), n)
                     }
-                    Lanes(r)
                 };
                 v = v.add(r);
             }
-            wide::EP_CLAMP => {
-                for x in v.0.iter_mut() {
-                    let y = if st.a > *x { st.a } else { *x };
-                    *x = if st.b < y { st.b } else { y };
-                }
-            }
-            wide::EP_LEAKY => {
-                for x in v.0.iter_mut() {
-                    *x = if *x < 0.0 { *x * st.a } else { *x };
-                }
-            }
+            wide::EP_CLAMP => v = v.max_from(V::splat(st.a)).min_from(V::splat(st.b)),
+            wide::EP_LEAKY => v = v.leaky(st.a),
             _ => break,
         }
     }
     v
 }
 
+/// One output channel's epilogue in the common shape `[affine | bias] [add] [clamp]`, its
+/// constants splat once per channel instead of read step by step for every vector; any other
+/// shape (leaky, or steps in another order) goes through [`epilogue_vec`].
+#[derive(Clone, Copy)]
+struct ChannelEp<V> {
+    /// 0: none, 1: bias, 2: affine.
+    affine: u8,
+    scale: V,
+    shift: V,
+    /// The residual at the item's output float 0, or null.
+    add: *const f32,
+    clamp: bool,
+    lo: V,
+    hi: V,
+    general: bool,
+}
+
+impl<V: F32Vec> ChannelEp<V> {
+    /// The epilogue `eps` of the item's channel `j`.
+    #[inline(always)]
+    fn new(eps: &[EpStep], j: usize) -> Self {
+        let mut r = ChannelEp {
+            affine: 0,
+            scale: V::splat(1.0),
+            shift: V::splat(0.0),
+            add: std::ptr::null(),
+            clamp: false,
+            lo: V::splat(0.0),
+            hi: V::splat(0.0),
+            general: false,
+        };
+        // The stages seen so far, in order: 1 affine, 2 add, 3 clamp.
+        let mut stage = 0;
+        for st in eps {
+            match st.kind {
+                wide::EP_END => break,
+                wide::EP_AFFINE | wide::EP_BIAS if stage < 1 => {
+                    // SAFETY: the affine table holds 8 floats per channel of the item's group.
+                    let (sc, sh) = unsafe { (*st.ptr.add(8 * j), *st.ptr.add(8 * j + 4)) };
+                    r.affine = if st.kind == wide::EP_AFFINE { 2 } else { 1 };
+                    (r.scale, r.shift) = (V::splat(sc), V::splat(sh));
+                    stage = 1;
+                }
+                wide::EP_ADD if stage < 2 => (r.add, stage) = (st.ptr, 2),
+                wide::EP_CLAMP if stage < 3 => {
+                    (r.clamp, r.lo, r.hi) = (true, V::splat(st.a), V::splat(st.b));
+                    stage = 3;
+                }
+                _ => {
+                    r.general = true;
+                    break;
+                }
+            }
+        }
+        r
+    }
+
+    /// Applies it to `v`, the values at float `off` of the item's output, the first `n` lanes
+    /// real; the same operations, in the same order, as [`epilogue_vec`].
+    #[inline(always)]
+    fn apply(&self, v: V, eps: &[EpStep], j: usize, off: usize, n: usize) -> V {
+        if self.general {
+            return epilogue_vec(v, eps, j, off, n);
+        }
+        let mut v = match self.affine {
+            2 => v.mul(self.scale).add(self.shift),
+            1 => v.add(self.shift),
+            _ => v,
+        };
+        if !self.add.is_null() {
+            // SAFETY: as in `epilogue_vec`.
+            let r = unsafe {
+                if n == V::LANES {
+                    V::load(self.add.add(off))
+                } else {
+                    V::load_first(self.add.add(off), n)
+                }
+            };
+            v = v.add(r);
+        }
+        if self.clamp {
+            v = v.max_from(self.lo).min_from(self.hi);
+        }
+        v
+    }
+}
+
 /// The input and output transforms of one variant (`$n x $n` input tiles, `$m x $m` output
-/// tiles, lines transformed by `$tin` and `$tout`), written once for both variants with exact
-/// array sizes, so that every tile value stays in registers or a fixed stack slot.
+/// tiles, lines transformed by `$tin` and `$tout`, rows of outputs put in order by
+/// `$interleave`), written once for both variants with exact array sizes, so that every tile
+/// value stays in a register or a fixed stack slot.
 macro_rules! transforms {
-    ($input:ident, $output:ident, $m:literal, $n:literal, $tin:ident, $tout:ident) => {
+    ($input:ident, $output:ident, $m:literal, $n:literal, $tin:ident, $tout:ident,
+     $interleave:ident) => {
         /// The input transform of one band (tile rows `ty0..ty0 + rows`) into `v`
         /// (`[n²][c][cols]`).
         ///
@@ -495,7 +524,7 @@ macro_rules! transforms {
         /// `inp` is the padded, phase-split input of [`WinoSpec`]; `v` holds `n² c cols`
         /// floats.
         #[inline(always)]
-        unsafe fn $input<const L: usize>(
+        unsafe fn $input<V: F32Vec>(
             s: &Sizes,
             inp: *const f32,
             v: *mut f32,
@@ -507,15 +536,15 @@ macro_rules! transforms {
             for c in 0..s.c {
                 for r in 0..rows {
                     let base = unsafe { inp.add(c * s.in_cs + (ty0 + r) * $m * s.in_rs) };
-                    for tx0 in (0..s.txp).step_by(L) {
+                    for tx0 in (0..s.txp).step_by(V::LANES) {
                         // SAFETY: rows `m ty + j < hp`, phase `l % m`, index
-                        // `tx0 + l / m + L <= wq`.
+                        // `tx0 + l / m + LANES <= wq`.
                         let at = |j: usize, l: usize| unsafe {
-                            Lanes::<L>::load(base.add(j * s.in_rs + (l % $m) * s.wq + tx0 + l / $m))
+                            V::load(base.add(j * s.in_rs + (l % $m) * s.wq + tx0 + l / $m))
                         };
-                        let mut cl = [[Lanes([0f32; L]); $n]; $n];
+                        let mut cl = [[V::splat(0.0); $n]; $n];
                         for (l, cl_l) in cl.iter_mut().enumerate() {
-                            let mut d = [Lanes([0f32; L]); $n];
+                            let mut d = [V::splat(0.0); $n];
                             for (j, dj) in d.iter_mut().enumerate() {
                                 *dj = at(j, l);
                             }
@@ -523,7 +552,7 @@ macro_rules! transforms {
                         }
                         let dst = unsafe { v.add(c * cols + r * s.txp + tx0) };
                         for i in 0..$n {
-                            let mut d = [Lanes([0f32; L]); $n];
+                            let mut d = [V::splat(0.0); $n];
                             for (l, dl) in d.iter_mut().enumerate() {
                                 *dl = cl[l][i];
                             }
@@ -544,7 +573,7 @@ macro_rules! transforms {
         /// # Safety
         /// `mm` holds the sizes above; `out` the item's channels and rows of the output.
         #[inline(always)]
-        unsafe fn $output<const L: usize>(
+        unsafe fn $output<V: F32Vec>(
             s: &Sizes,
             mm: *const f32,
             out: *mut f32,
@@ -555,57 +584,52 @@ macro_rules! transforms {
         ) {
             let cols = s.cols();
             let plane = s.group * cols;
+            let l = V::LANES;
             for o in 0..chans {
+                let ce = ChannelEp::<V>::new(eps, o);
                 for r in 0..rows {
-                    for tx0 in (0..s.txp).step_by(L) {
+                    for tx0 in (0..s.txp).step_by(l) {
                         let x0 = tx0 * $m;
                         if x0 >= s.ow {
                             break;
                         }
                         let src = unsafe { mm.add(o * cols + r * s.txp + tx0) };
-                        let mut t = [[Lanes([0f32; L]); $m]; $n];
+                        let mut t = [[V::splat(0.0); $m]; $n];
                         for (j, tj) in t.iter_mut().enumerate() {
-                            let mut d = [Lanes([0f32; L]); $n];
+                            let mut d = [V::splat(0.0); $n];
                             for (i, di) in d.iter_mut().enumerate() {
                                 // SAFETY: product `i n + j < n²` of channel `o`, in the band.
-                                *di = unsafe { Lanes::<L>::load(src.add((i * $n + j) * plane)) };
+                                *di = unsafe { V::load(src.add((i * $n + j) * plane)) };
                             }
                             *tj = $tout(d);
                         }
-                        let width = ($m * L).min(s.ow - x0);
+                        let width = ($m * l).min(s.ow - x0);
                         for i in 0..$m {
                             let yy = y0 + r * $m + i;
                             if yy >= s.oh {
                                 break;
                             }
-                            let mut d = [Lanes([0f32; L]); $n];
+                            let mut d = [V::splat(0.0); $n];
                             for (j, dj) in d.iter_mut().enumerate() {
                                 *dj = t[j][i];
                             }
-                            let yi = $tout(d);
-                            // The row's values of the L tiles, interleaved: column `t m + j`.
-                            let mut seg = [[0f32; $m]; L];
-                            for (tt, st) in seg.iter_mut().enumerate() {
-                                for (j, sj) in st.iter_mut().enumerate() {
-                                    *sj = yi[j].0[tt];
-                                }
-                            }
-                            let seg = seg.as_flattened();
+                            // The row's values of the vector's tiles, in column order.
+                            let row = V::$interleave($tout(d));
                             let off = o * s.oh * s.ow + (yy - y0) * s.ow + x0;
-                            for k in (0..width).step_by(L) {
-                                let cnt = L.min(width - k);
-                                let mut v = [0f32; L];
-                                v.copy_from_slice(&seg[k..k + L]);
-                                let v = epilogue_lanes(Lanes(v), eps, o, off + k, cnt);
-                                // SAFETY: columns `x0 + k .. + cnt <= ow` of row `yy` of
+                            for (k, v) in row.into_iter().enumerate() {
+                                if k * l >= width {
+                                    break;
+                                }
+                                let cnt = l.min(width - k * l);
+                                let at = off + k * l;
+                                let v = ce.apply(v, eps, o, at, cnt);
+                                // SAFETY: columns `x0 + k l .. + cnt <= ow` of row `yy` of
                                 // channel `o`.
                                 unsafe {
-                                    if cnt == L {
-                                        v.store(out.add(off + k));
+                                    if cnt == l {
+                                        v.store(out.add(at));
                                     } else {
-                                        for tt in 0..cnt {
-                                            *out.add(off + k + tt) = v.0[tt];
-                                        }
+                                        v.store_first(out.add(at), cnt);
                                     }
                                 }
                             }
@@ -617,21 +641,15 @@ macro_rules! transforms {
     };
 }
 
-transforms!(input_f2, output_f2, 2, 4, in2, out2);
-transforms!(input_f4, output_f4, 4, 6, in4, out4);
+transforms!(input_f2, output_f2, 2, 4, in2, out2, interleave2);
+transforms!(input_f4, output_f4, 4, 6, in4, out4, interleave4);
 
-/// The step's body on `L`-lane vectors: items `start..end`.
+/// The step's body on the path's vectors `V`: items `start..end`.
 ///
 /// # Safety
 /// As [`crate::rstep::RustStep`], with a [`WinoSpec`] table and buffers the plan sized.
 #[inline(always)]
-unsafe fn run<const L: usize>(
-    isa: Isa,
-    bufs: *const *mut f32,
-    start: u64,
-    end: u64,
-    p: *const i64,
-) {
+unsafe fn run<V: F32Vec>(isa: Isa, bufs: *const *mut f32, start: u64, end: u64, p: *const i64) {
     let (s, ep) = unsafe { Sizes::read(p) };
     let n2 = s.n() * s.n();
     let cols = s.cols();
@@ -655,9 +673,9 @@ unsafe fn run<const L: usize>(
         if b != band {
             unsafe {
                 if s.m == 2 {
-                    input_f2::<L>(&s, inp, v, ty0, rows)
+                    input_f2::<V>(&s, inp, v, ty0, rows)
                 } else {
-                    input_f4::<L>(&s, inp, v, ty0, rows)
+                    input_f4::<V>(&s, inp, v, ty0, rows)
                 }
             };
             band = b;
@@ -691,9 +709,9 @@ unsafe fn run<const L: usize>(
         let dst = unsafe { out.add(o0 * s.oh * s.ow + y0 * s.ow) };
         unsafe {
             if s.m == 2 {
-                output_f2::<L>(&s, mm, dst, &eps, o1 - o0, rows, y0)
+                output_f2::<V>(&s, mm, dst, &eps, o1 - o0, rows, y0)
             } else {
-                output_f4::<L>(&s, mm, dst, &eps, o1 - o0, rows, y0)
+                output_f4::<V>(&s, mm, dst, &eps, o1 - o0, rows, y0)
             }
         };
     }
@@ -702,6 +720,7 @@ unsafe fn run<const L: usize>(
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{Isa, run};
+    use crate::lanes::{V8, V16};
 
     /// The Winograd step on the AVX2 path (8 tiles a vector).
     ///
@@ -714,7 +733,7 @@ mod x86 {
         end: u64,
         p: *const i64,
     ) {
-        unsafe { run::<8>(Isa::Avx2, bufs, start, end, p) }
+        unsafe { run::<V8>(Isa::Avx2, bufs, start, end, p) }
     }
 
     /// The Winograd step on the AVX-512 path (16 tiles a vector).
@@ -728,7 +747,7 @@ mod x86 {
         end: u64,
         p: *const i64,
     ) {
-        unsafe { run::<16>(Isa::Avx512, bufs, start, end, p) }
+        unsafe { run::<V16>(Isa::Avx512, bufs, start, end, p) }
     }
 }
 
