@@ -699,7 +699,9 @@ pub(crate) fn build(
         params: Vec::new(),
     };
     let mut absorbed = vec![false; bound];
-    let heads = group_heads(g);
+    let groups = fusion_groups(g);
+    let heads = group_heads(g, &groups);
+    let gh = (groups.as_slice(), heads.as_slice());
     for &n in &order {
         if !needed[n.index()] || absorbed[n.index()] {
             continue;
@@ -708,11 +710,11 @@ pub(crate) fn build(
         match &node.op {
             Op::Input { .. } => {}
             Op::Conv(c) => {
-                let chain = chain(g, &heads, n, &needed, &mut absorbed);
+                let chain = chain(g, gh, n, &needed, &mut absorbed);
                 let tail = chain.last().copied().unwrap_or(n);
                 if let Some(bn) = sep_partner(g, conc, n, c, &chain, &needed, &absorbed, fma) {
                     absorbed[bn.index()] = true;
-                    let chain_b = self::chain(g, &heads, bn, &needed, &mut absorbed);
+                    let chain_b = self::chain(g, gh, bn, &needed, &mut absorbed);
                     let tail_b = chain_b.last().copied().unwrap_or(bn);
                     let step = b.sep_step(n, c, &chain, bn, &chain_b)?;
                     b.steps.push((pos[tail_b.index()], step));
@@ -720,7 +722,7 @@ pub(crate) fn build(
                 }
                 if let Some(bn) = band_partner(g, conc, n, c, &chain, &needed, &absorbed) {
                     absorbed[bn.index()] = true;
-                    let chain_b = self::chain(g, &heads, bn, &needed, &mut absorbed);
+                    let chain_b = self::chain(g, gh, bn, &needed, &mut absorbed);
                     let tail_b = chain_b.last().copied().unwrap_or(bn);
                     let step = b.band_step(n, c, &chain, bn, &chain_b)?;
                     b.steps.push((pos[tail_b.index()], step));
@@ -733,7 +735,7 @@ pub(crate) fn build(
                 b.steps.push((pos[tail.index()], step));
             }
             Op::BatchNorm(_) | Op::Unary(_) | Op::Add => {
-                let chain = chain(g, &heads, n, &needed, &mut absorbed);
+                let chain = chain(g, gh, n, &needed, &mut absorbed);
                 let tail = chain.last().copied().unwrap_or(n);
                 let step = b.elt_step(n, &chain)?;
                 b.steps.push((pos[tail.index()], step));
@@ -990,11 +992,21 @@ fn operand(g: &Graph, n: NodeIndex, i: usize) -> Result<NodeIndex, JitError> {
     })
 }
 
-/// Per node index, the `fuse` pass's group it heads (an index into `g.fusion`): a long
-/// chain is thousands of groups, and a search per node would be quadratic.
-fn group_heads(g: &Graph) -> Vec<Option<usize>> {
+/// The fusion groups the JIT follows: the `fuse` pass's (an empty list means no fusion at
+/// all), or, when the passes did not run it, the same rule applied now. Either way the groups
+/// come from `convc_ir::fusion`, the one place the rule is written.
+fn fusion_groups(g: &Graph) -> Vec<convc_ir::fusion::FusionGroup> {
+    match &g.fusion {
+        Some(groups) => groups.clone(),
+        None => convc_ir::fusion::plan(g),
+    }
+}
+
+/// Per node index, the group it heads (an index into `groups`): a long chain is thousands of
+/// groups, and a search per node would be quadratic.
+fn group_heads(g: &Graph, groups: &[convc_ir::fusion::FusionGroup]) -> Vec<Option<usize>> {
     let mut heads = vec![None; g.node_bound()];
-    for (i, grp) in g.fusion.iter().flatten().enumerate() {
+    for (i, grp) in groups.iter().enumerate() {
         if let Some(h) = grp.nodes.first().and_then(|h| heads.get_mut(h.index())) {
             h.get_or_insert(i);
         }
@@ -1002,65 +1014,36 @@ fn group_heads(g: &Graph) -> Vec<Option<usize>> {
     heads
 }
 
-/// The members absorbed after `start` (marked in `absorbed`), in order: the `fuse` pass's
-/// group headed by `start` when the graph has groups, else the same rule applied here
-/// (`convc_ir::fusion` describes it).
+/// The members absorbed after `start` (marked in `absorbed`), in order: those of the group
+/// headed by `start` ([`fusion_groups`]), or none when it heads no group, when a rewrite
+/// since broke the group, or when a member was taken or is not needed.
 fn chain(
     g: &Graph,
-    heads: &[Option<usize>],
+    (groups, heads): (&[convc_ir::fusion::FusionGroup], &[Option<usize>]),
     start: NodeIndex,
     needed: &[bool],
     absorbed: &mut [bool],
 ) -> Vec<NodeIndex> {
-    // The `fuse` pass chose the groups: follow them (an empty list means no fusion at all).
-    if let Some(groups) = &g.fusion {
-        let Some(grp) = heads
-            .get(start.index())
-            .copied()
-            .flatten()
-            .and_then(|i| groups.get(i))
-        else {
-            return Vec::new();
-        };
-        if !convc_ir::fusion::still_valid(g, grp) {
-            return Vec::new();
-        }
-        let members: Vec<NodeIndex> = grp.nodes[1..].to_vec();
-        if members
-            .iter()
-            .any(|m| absorbed[m.index()] || !needed[m.index()])
-        {
-            return Vec::new();
-        }
-        for m in &members {
-            absorbed[m.index()] = true;
-        }
-        return members;
+    let Some(grp) = heads
+        .get(start.index())
+        .copied()
+        .flatten()
+        .and_then(|i| groups.get(i))
+    else {
+        return Vec::new();
+    };
+    if !convc_ir::fusion::still_valid(g, grp) {
+        return Vec::new();
     }
-    let mut members = Vec::new();
-    let mut t = start;
-    while members.len() < convc_ir::fusion::MAX_MEMBERS {
-        if g.is_output(t) {
-            break;
-        }
-        let mut edges = g.g.neighbors_directed(t, Direction::Outgoing);
-        let (Some(u), None) = (edges.next(), edges.next()) else {
-            break;
-        };
-        if absorbed[u.index()] || !needed[u.index()] {
-            break;
-        }
-        let ok = match g.node(u).op {
-            Op::BatchNorm(_) | Op::Unary(_) => true,
-            Op::Add => g.operands(u).len() == 2,
-            _ => false,
-        };
-        if !ok {
-            break;
-        }
-        absorbed[u.index()] = true;
-        members.push(u);
-        t = u;
+    let members: Vec<NodeIndex> = grp.nodes[1..].to_vec();
+    if members
+        .iter()
+        .any(|m| absorbed[m.index()] || !needed[m.index()])
+    {
+        return Vec::new();
+    }
+    for m in &members {
+        absorbed[m.index()] = true;
     }
     members
 }

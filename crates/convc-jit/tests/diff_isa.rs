@@ -22,13 +22,20 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn random_graphs_on_every_isa(seed in any::<u64>(), wide in any::<bool>(), threads in 1usize..=2) {
+    fn random_graphs_on_every_isa(
+        seed in any::<u64>(),
+        wide in any::<bool>(),
+        threads in 1usize..=2,
+        passes in any::<bool>(),
+    ) {
         let src = specgen::spec(seed, wide);
         for isa in Isa::available() {
-            check_on(&src, isa, threads);
+            // Half the cases through the default passes (the `fuse` pass's groups), half as
+            // written (the JIT applies the same fusion rule itself).
+            check_isa_algo_opt(&src, isa, ConvAlgo::Auto, threads, 1, passes);
             // Every 3x3 stride-1 conv as Winograd, whatever the cost model says.
             if isa != Isa::Sse {
-                check_with(&src, isa, ConvAlgo::Winograd, threads);
+                check_isa_algo_opt(&src, isa, ConvAlgo::Winograd, threads, 1, passes);
             }
         }
     }

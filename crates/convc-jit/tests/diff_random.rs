@@ -3,23 +3,13 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use std::path::Path;
 
-fn check_spec(src: &str, batch: usize, threads: usize) {
-    let g = graph(src, Path::new("."));
-    let n = g.inputs[0];
-    let sh = &g.node(n).shape;
-    let sizes = [(
-        sh.h.known().unwrap_or(1) as usize,
-        sh.w.known().unwrap_or(1) as usize,
-    )];
-    check_graph(
-        &g,
-        &sizes,
-        batch,
-        &opts(threads),
-        &format!("threads={threads} batch={batch}\n{src}"),
-    );
+/// Runs `src` on the host's widest path against the interpreter; even seeds after the default
+/// passes (the JIT follows the `fuse` pass's groups), odd ones as written.
+fn check_spec(src: &str, seed: u64, batch: usize, threads: usize) {
+    let isa = convc_jit::Isa::detect();
+    let passes = seed % 2 == 0;
+    check_isa_algo_opt(src, isa, convc_jit::ConvAlgo::Auto, threads, batch, passes);
 }
 
 proptest! {
@@ -27,7 +17,7 @@ proptest! {
 
     #[test]
     fn random_graphs(seed in any::<u64>(), batch in 1usize..=2, threads in 1usize..=2) {
-        check_spec(&specgen::spec(seed, false), batch, threads);
+        check_spec(&specgen::spec(seed, false), seed, batch, threads);
     }
 
 }
@@ -37,7 +27,7 @@ proptest! {
 
     #[test]
     fn random_graphs_wide(seed in any::<u64>(), threads in 1usize..=2) {
-        check_spec(&specgen::spec(seed, true), 1, threads);
+        check_spec(&specgen::spec(seed, true), seed, 1, threads);
     }
 }
 
@@ -47,7 +37,7 @@ proptest! {
     /// Long activation chains with distinct constants, wide concats, big fan-out, deep graphs.
     #[test]
     fn random_stress_graphs(seed in any::<u64>(), threads in 1usize..=2) {
-        check_spec(&specgen::stress_spec(&mut specgen::Rng(seed)), 1, threads);
+        check_spec(&specgen::stress_spec(&mut specgen::Rng(seed)), seed, 1, threads);
     }
 }
 
@@ -61,6 +51,11 @@ fn sweep_seeds() {
     for seed in from..from + 2000 {
         let src = specgen::spec(seed, seed % 3 == 0);
         eprintln!("seed {seed}\n{src}");
-        check_spec(&src, 1 + (seed % 2) as usize, 1 + (seed / 2 % 2) as usize);
+        check_spec(
+            &src,
+            seed,
+            1 + (seed % 2) as usize,
+            1 + (seed / 2 % 2) as usize,
+        );
     }
 }

@@ -126,7 +126,29 @@ pub fn check_isa_algo(
     threads: usize,
     batch: usize,
 ) -> Vec<String> {
-    let g = graph(src, Path::new("."));
+    check_isa_algo_opt(src, isa, algo, threads, batch, false)
+}
+
+/// [`check_isa_algo`], after the default pass pipeline with exact rewrites only when `passes`
+/// (so the JIT follows the `fuse` pass's groups in `g.fusion`, as users' runs do; without it,
+/// the JIT applies the same rule of `convc_ir::fusion` itself). The interpreter runs the graph
+/// as written: the passes are under test too.
+pub fn check_isa_algo_opt(
+    src: &str,
+    isa: convc_jit::Isa,
+    algo: convc_jit::ConvAlgo,
+    threads: usize,
+    batch: usize,
+    passes: bool,
+) -> Vec<String> {
+    let written = graph(src, Path::new("."));
+    let mut g = written.clone();
+    if passes {
+        convc_passes::PassManager::default_pipeline()
+            .run(&mut g, &convc_passes::PassContext::with_tolerance(0.0))
+            .expect("passes");
+        assert!(g.fusion.is_some(), "the pipeline stores fusion groups");
+    }
     let sh = &g.node(g.inputs[0]).shape;
     let sizes = [(
         sh.h.known().unwrap_or(1) as usize,
@@ -137,7 +159,16 @@ pub fn check_isa_algo(
         conv_algo: algo,
         ..opts(threads)
     };
-    let what = format!("isa={isa} algo={algo:?} threads={threads}\n{src}");
-    let net = check_graph(&g, &sizes, batch, &o, &what);
+    let what = format!("isa={isa} algo={algo:?} threads={threads} passes={passes}\n{src}");
+    let net = match convc_jit::compile(&g, &sizes, &o) {
+        Ok(n) => n,
+        Err(e) => panic!("{what}: JIT compile failed: {e}"),
+    };
+    let inputs = inputs_for(&written, &sizes, batch, 7);
+    let want = convc_interp::run(&written, &inputs).expect("interpreter");
+    let got = net
+        .run(&inputs)
+        .unwrap_or_else(|e| panic!("{what}: JIT run failed: {e}"));
+    assert_close(&got, &want, &what);
     net.kernels().iter().map(|k| k.name.clone()).collect()
 }
