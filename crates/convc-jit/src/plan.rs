@@ -229,6 +229,40 @@ pub(crate) struct Pre {
     pub span: usize,
 }
 
+/// Floats a region of thread scratch takes for `len` floats: rounded up to whole 64-byte lines,
+/// plus one line, so the next region starts on its own line and a vector read past a region's
+/// end stays inside the scratch.
+pub(crate) fn scratch_span(len: usize) -> usize {
+    len.div_ceil(16) * 16 + 16
+}
+
+/// The planner's estimates of a step's single-thread time (`Step::work_ns`), which decide
+/// whether a step is split across threads (`JitOptions::parallel_min_ns`): rough rates of this
+/// JIT's kernels on one core, not measured per host; only their order of magnitude matters.
+mod work {
+    /// Multiply-adds per nanosecond of a dense kernel per 4 f32 lanes of its path (so 6 on
+    /// SSE, 12 on AVX2, 24 on AVX-512).
+    pub const MACS_PER_NS_PER_4_LANES: f64 = 6.0;
+    /// Multiply-adds per nanosecond of a separable pair's fused kernel (Cranelift's f32x4
+    /// code, a row buffer between its two convs).
+    pub const MACS_PER_NS_SEPARABLE: f64 = 4.0;
+    /// Values per nanosecond an elementwise step or a copy moves.
+    pub const VALUES_PER_NS_ELEMENTWISE: f64 = 2.0;
+    /// Nanoseconds per value of a global pool (a reduction).
+    pub const NS_PER_VALUE_REDUCE: f64 = 1.0;
+    /// Nanoseconds per value of a softmax or LRN (exp, division).
+    pub const NS_PER_VALUE_SOFTMAX: f64 = 20.0;
+    /// Extra loop cost of a pooling output, in window loads.
+    pub const POOL_OVERHEAD_LOADS: usize = 4;
+    /// Winograd's transforms, as a factor on its GEMMs' multiply-adds.
+    pub const WINO_TRANSFORM_FACTOR: f64 = 1.3;
+
+    /// The time of `macs` multiply-adds on a dense kernel of `lanes` f32 lanes.
+    pub fn dense_ns(macs: f64, lanes: usize) -> f64 {
+        macs / (MACS_PER_NS_PER_4_LANES * lanes as f64 / 4.0)
+    }
+}
+
 impl Band {
     /// Work items: bands.
     pub fn bands(&self) -> usize {
@@ -236,7 +270,7 @@ impl Band {
     }
     /// Floats of thread scratch: `a`'s tile (or the producer's), then the band buffer.
     pub fn scratch_len(&self) -> usize {
-        self.buf_off + (self.chans * self.rows * self.width).div_ceil(16) * 16 + 16
+        self.buf_off + scratch_span(self.chans * self.rows * self.width)
     }
 }
 
@@ -332,7 +366,7 @@ fn band_pre(g: &Graph, steps: Vec<Step>) -> Vec<Step> {
         }
         band.step.tile = None;
         band.step.args[1] = Arg::Null;
-        band.buf_off = (pad.c * tile_rows * rs).div_ceil(16) * 16 + 16;
+        band.buf_off = scratch_span(pad.c * tile_rows * rs);
         band.pre = Some(Box::new(Pre {
             step: pstep,
             pad,
@@ -757,7 +791,7 @@ pub(crate) fn build(
                     tile: None,
                     band: None,
                     zero: None,
-                    work_ns: (c * h * w) as f64,
+                    work_ns: (c * h * w) as f64 * work::NS_PER_VALUE_REDUCE,
                     macs: 0,
                     writes: n.index(),
                 };
@@ -791,7 +825,7 @@ pub(crate) fn build(
                     tile: None,
                     band: None,
                     zero: None,
-                    work_ns: (20 * c * h * w) as f64,
+                    work_ns: (c * h * w) as f64 * work::NS_PER_VALUE_SOFTMAX,
                     macs: 0,
                     writes: n.index(),
                 };
@@ -828,7 +862,7 @@ pub(crate) fn build(
                         tile: None,
                         band: None,
                         zero: None,
-                        work_ns: (cx * h * w) as f64 / 2.0,
+                        work_ns: (cx * h * w) as f64 / work::VALUES_PER_NS_ELEMENTWISE,
                         macs: 0,
                         writes: n.index(),
                     };
@@ -871,7 +905,7 @@ pub(crate) fn build(
                 tile: None,
                 band: None,
                 zero: None,
-                work_ns: (c * h * w) as f64 / 2.0,
+                work_ns: (c * h * w) as f64 / work::VALUES_PER_NS_ELEMENTWISE,
                 macs: 0,
                 writes: usize::MAX,
             });
@@ -929,17 +963,14 @@ pub(crate) fn build(
     let thread_scratch = steps
         .iter()
         .map(|s| match &s.spec {
-            KernelSpec::Sep(sp) => sp.rowbuf_len().div_ceil(16) * 16 + 16,
+            KernelSpec::Sep(sp) => scratch_span(sp.rowbuf_len()),
             KernelSpec::Wino(ws) => ws.scratch_len() + 16,
             _ if s.band.is_some() => s.band.as_ref().map_or(0, |b| b.scratch_len()),
             KernelSpec::Conv(cs) if cs.part_slot > 0 => match s.args.get(cs.part_slot) {
                 Some(Arg::ThreadScratchAt(off)) => off + cs.part_len() + 16,
                 _ => 0,
             },
-            _ => s
-                .tile
-                .as_ref()
-                .map_or(0, |t| t.len().div_ceil(16) * 16 + 16),
+            _ => s.tile.as_ref().map_or(0, |t| scratch_span(t.len())),
         })
         .max()
         .unwrap_or(0);
@@ -1446,7 +1477,7 @@ impl Builder<'_> {
             scratch_slot: args.len() - 1,
         };
         let macs = (oc * oh * ow) as u64 * (9 * c) as u64;
-        let work = spec.gemm_macs() as f64 * 1.3;
+        let work = spec.gemm_macs() as f64 * work::WINO_TRANSFORM_FACTOR;
         Ok(Some(Step {
             name: self.group_name(n, members),
             spec: KernelSpec::Wino(spec),
@@ -1456,7 +1487,7 @@ impl Builder<'_> {
             tile: None,
             band: None,
             zero: None,
-            work_ns: work / (6.0 * lanes as f64 / 4.0),
+            work_ns: work::dense_ns(work, lanes),
             macs,
             writes: tail.index(),
         }))
@@ -1790,7 +1821,7 @@ impl Builder<'_> {
         // A chunked kernel with rows packed keeps its partial sums in the thread's scratch,
         // after the padding tile if any: 16 bytes per vector position and channel.
         let part_slot = if rows > 1 && (chunk_taps < taps || flat_pad > 0) {
-            let off = tile.as_ref().map_or(0, |t| t.len().div_ceil(16) * 16 + 16);
+            let off = tile.as_ref().map_or(0, |t| scratch_span(t.len()));
             args.push(Arg::ThreadScratchAt(off));
             args.len() - 1
         } else {
@@ -1869,7 +1900,7 @@ impl Builder<'_> {
             band: None,
             zero: None,
             // About 6 MACs per ns with f32x4 code, in proportion with wider vectors.
-            work_ns: macs as f64 / (6.0 * wide.map_or(4, |i| i.lanes()) as f64 / 4.0),
+            work_ns: work::dense_ns(macs as f64, wide.map_or(4, |i| i.lanes())),
             macs,
             writes: tail.index(),
         })
@@ -1901,10 +1932,7 @@ impl Builder<'_> {
         if step_a.pad.is_some() || step_b.pad.is_some() || step_b.tile.is_some() {
             return Err(err("internal error: a band pair with a padded copy"));
         }
-        let buf_off = step_a
-            .tile
-            .as_ref()
-            .map_or(0, |t| t.len().div_ceil(16) * 16 + 16);
+        let buf_off = step_a.tile.as_ref().map_or(0, |t| scratch_span(t.len()));
         Ok(Step {
             name: format!("{}+{}", step_a.name, step_b.name),
             spec: step_b.spec,
@@ -2093,7 +2121,7 @@ impl Builder<'_> {
             tile: None,
             band: None,
             zero: None,
-            work_ns: macs as f64 / 4.0,
+            work_ns: macs as f64 / work::MACS_PER_NS_SEPARABLE,
             macs,
             writes: tail_b.index(),
         })
@@ -2117,7 +2145,7 @@ impl Builder<'_> {
             tile: None,
             band: None,
             zero: None,
-            work_ns: (c * h * w * all.len()) as f64 / 2.0,
+            work_ns: (c * h * w * all.len()) as f64 / work::VALUES_PER_NS_ELEMENTWISE,
             macs: 0,
             writes: tail.index(),
         })
@@ -2167,7 +2195,7 @@ impl Builder<'_> {
             tile: None,
             band: None,
             zero: None,
-            work_ns: (c * oh * ow * (kh * kw + 4)) as f64,
+            work_ns: (c * oh * ow * (kh * kw + work::POOL_OVERHEAD_LOADS)) as f64,
             macs: 0,
             writes: n.index(),
         })

@@ -12,6 +12,13 @@ use crate::buf::{GuardedBuf, Mem, PAGE};
 use crate::plan::{Arg, Loc, PadCopy, Plan, Step};
 use crate::spec::KernelSpec;
 
+/// Claims of work items per thread in a step: more claims balance uneven threads better,
+/// fewer cost fewer atomic claims.
+const CLAIMS_PER_THREAD: usize = 8;
+/// The same for a band step with a producer inside: it keeps the producer's rows between
+/// consecutive bands of one claim, so bigger claims recompute fewer rows.
+const CLAIMS_PER_THREAD_BAND: usize = 2;
+
 /// The compiled kernels' ABI.
 pub(crate) type KernelFn = unsafe extern "C" fn(*const *mut f32, u64, u64);
 
@@ -364,9 +371,9 @@ impl Exec<'_> {
                         // A band step with a producer keeps rows between consecutive bands of
                         // a claim: bigger claims recompute fewer rows.
                         let per = if step.band.as_ref().is_some_and(|b| b.pre.is_some()) {
-                            2
+                            CLAIMS_PER_THREAD_BAND
                         } else {
-                            8
+                            CLAIMS_PER_THREAD
                         };
                         let chunk = (items / (self.threads * per)).max(1);
                         if !self.job(ctx, img, si, 1, items, chunk) {
