@@ -1467,13 +1467,21 @@ impl Em<'_> {
                         // of a kernel of one-vector blocks) shares a load: a register copy per
                         // FMA instead of a second packed copy of every block's weights.
                         let copy = k % s.wdup();
-                        let wv = e.wload(ty, wp, wofs + (8 + (j * s.wdup() + copy) * 4) as i32);
+                        let wv = e.wload(
+                            ty,
+                            wp,
+                            wofs + crate::packed::weight_byte(j, copy, s.wdup()) as i32,
+                        );
                         e.b.ins().fma(wv, x, a)
                     } else if shared_fma {
                         let wv = match shared {
                             Some(w) => w,
                             None => {
-                                let w = e.wload(ty, wp, wofs + (8 + j * s.wdup() * 4) as i32);
+                                let w = e.wload(
+                                    ty,
+                                    wp,
+                                    wofs + crate::packed::weight_byte(j, 0, s.wdup()) as i32,
+                                );
                                 shared = Some(w);
                                 w
                             }
@@ -1483,7 +1491,11 @@ impl Em<'_> {
                         let wv = match shared {
                             Some(w) => w,
                             None => {
-                                let w = e.wload(ty, wp, wofs + (8 + j * s.wdup() * 4) as i32);
+                                let w = e.wload(
+                                    ty,
+                                    wp,
+                                    wofs + crate::packed::weight_byte(j, 0, s.wdup()) as i32,
+                                );
                                 shared = Some(w);
                                 w
                             }

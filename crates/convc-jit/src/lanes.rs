@@ -25,6 +25,21 @@ pub(crate) unsafe trait F32Vec: Copy {
     /// # Safety
     /// `p` points to `n` readable floats.
     unsafe fn load_first(p: *const f32, n: usize) -> Self;
+    /// The first `n <= LANES` lanes from `p`, the others 0: one plain load when `n` is all.
+    ///
+    /// # Safety
+    /// `p` points to `n` readable floats.
+    #[inline(always)]
+    unsafe fn load_n(p: *const f32, n: usize) -> Self {
+        // SAFETY: the caller's `n` floats.
+        unsafe {
+            if n == Self::LANES {
+                Self::load(p)
+            } else {
+                Self::load_first(p, n)
+            }
+        }
+    }
     /// # Safety
     /// `p` points to `LANES` writable floats.
     unsafe fn store(self, p: *mut f32);

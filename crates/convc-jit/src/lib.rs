@@ -14,6 +14,7 @@
 mod buf;
 mod codegen;
 mod lanes;
+mod packed;
 mod plan;
 mod plan_text;
 mod rstep;

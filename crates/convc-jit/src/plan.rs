@@ -1208,50 +1208,6 @@ fn band_partner(
     (pad == [0, 0, 0, 0]).then_some(b)
 }
 
-/// Packs convolution weights `[groups * og][taps]` in the order the kernel reads them (see
-/// `conv_step`): per block, per tap, the offset to the next tap's input then `dup` copies of
-/// each channel's weight. `offs`: every tap's input offset in bytes.
-fn pack_weights(
-    wdata: &[f32],
-    groups: usize,
-    og: usize,
-    ocb: usize,
-    dup: usize,
-    offs: &[i64],
-    chunk: usize,
-) -> Vec<f32> {
-    let taps = offs.len();
-    let nb = og.div_ceil(ocb);
-    let full = taps * (2 + ocb * dup);
-    let mut packed = vec![0f32; groups * nb * full];
-    for gi in 0..groups {
-        for bi in 0..nb {
-            let ocb_b = ocb.min(og - bi * ocb);
-            let stride = 2 + ocb_b * dup;
-            let base = (gi * nb + bi) * full;
-            for t in 0..taps {
-                let at = base + t * stride;
-                // 0 ends the reduction's loop: after the last tap of each chunk.
-                let d = if t + 1 < taps && (t + 1) % chunk != 0 {
-                    offs[t + 1] - offs[t]
-                } else {
-                    0
-                };
-                let d = d as u64;
-                packed[at] = f32::from_bits(d as u32);
-                packed[at + 1] = f32::from_bits((d >> 32) as u32);
-                for q in 0..ocb_b {
-                    let o = gi * og + bi * ocb + q;
-                    let v = wdata[o * taps + t];
-                    let at = at + 2 + q * dup;
-                    packed[at..at + dup].fill(v);
-                }
-            }
-        }
-    }
-    packed
-}
-
 /// Per-channel `scale`, `shift` of a batchnorm (in f64, rounded once).
 fn bn_affine(bn: &BatchNorm, c: usize) -> Result<(Vec<f64>, Vec<f64>), JitError> {
     let (m, v, ga, be) = (
@@ -1777,7 +1733,7 @@ impl Builder<'_> {
             } else {
                 taps
             };
-        let packed = pack_weights(
+        let packed = crate::packed::pack_conv(
             conv.weight.data.data(),
             groups,
             og,
@@ -1996,7 +1952,8 @@ impl Builder<'_> {
         let fma = self.fma;
         let dup_a = crate::spec::weight_dup(1, 1, fma);
         let offs_a = crate::spec::tap_offsets(1, kh, 1, ca.dilation[0], 1, 1, w, w, h * w);
-        let packed_a = pack_weights(ca.weight.data.data(), c, og_a, 1, dup_a, &offs_a, kh);
+        let packed_a =
+            crate::packed::pack_conv(ca.weight.data.data(), c, og_a, 1, dup_a, &offs_a, kh);
         let rb = pl + ow_a + pr;
         let wide = (self.isa != Isa::Sse).then_some(self.isa);
         let ocb = match wide {
@@ -2009,7 +1966,7 @@ impl Builder<'_> {
             None => crate::spec::weight_dup(ocb, smallest, fma),
         };
         let offs_b = crate::spec::tap_offsets(cg_b, 1, kw, 1, cb.dilation[1], 1, rb, rb, rb);
-        let packed_b = pack_weights(
+        let packed_b = crate::packed::pack_conv(
             cb.weight.data.data(),
             groups_b,
             og_b,

@@ -143,7 +143,7 @@ impl ConvSpec {
     /// Bytes of packed weights per tap of a block of `ocb` channels: the offset to the next
     /// tap's input (8 bytes), then `wdup` copies of each channel's weight.
     pub fn tap_bytes(&self, ocb: usize) -> usize {
-        8 + ocb * self.wdup * 4
+        crate::packed::tap_bytes(ocb, self.wdup)
     }
     /// Register blocks per group.
     pub fn nb(&self) -> usize {

@@ -214,13 +214,10 @@ fn time_tile(isa: Isa, b: usize, nv: usize, taps: usize, reps: usize) -> f64 {
     let inp = vec![0.5f32; width + taps];
     // The weight stream: per tap the offset to the next tap's input (one float on), then `b`
     // weights; 0 after the last tap.
-    let mut w = Vec::with_capacity(taps * (8 + 4 * b));
+    let mut w = Vec::with_capacity(crate::packed::block_floats(taps, b, 1));
     for t in 0..taps {
         let d: i64 = if t + 1 < taps { 4 } else { 0 };
-        w.extend_from_slice(&d.to_le_bytes());
-        for _ in 0..b {
-            w.extend_from_slice(&0.25f32.to_le_bytes());
-        }
+        crate::packed::push_tap(&mut w, d, std::iter::repeat_n(0.25, b), 1);
     }
     let mut out = vec![0f32; b * width];
     let t = std::time::Instant::now();
@@ -230,7 +227,7 @@ fn time_tile(isa: Isa, b: usize, nv: usize, taps: usize, reps: usize) -> f64 {
         unsafe {
             f(
                 inp.as_ptr(),
-                w.as_ptr(),
+                w.as_ptr().cast::<u8>(),
                 out.as_mut_ptr(),
                 width,
                 width,
@@ -547,7 +544,7 @@ mod x86 {
             while left > 0 {
                 left -= 1;
                 let d = next_offset(wp);
-                let wf = wp.add(8) as *const f32;
+                let wf = wp.add(crate::packed::OFFSET_BYTES) as *const f32;
                 let mut x = [_mm512_setzero_ps(); NV];
                 for (k, v) in x.iter_mut().enumerate() {
                     *v = if MASKED && k + 1 == NV {
@@ -566,7 +563,7 @@ mod x86 {
                     break;
                 }
                 p = p.byte_offset(d);
-                wp = wp.add(8 + 4 * OCB);
+                wp = wp.add(crate::packed::tap_bytes(OCB, 1));
             }
             for (j, a) in acc.iter().enumerate() {
                 for (k, v) in a.iter().enumerate() {
@@ -661,7 +658,7 @@ mod x86 {
             while left > 0 {
                 left -= 1;
                 let d = next_offset(wp);
-                let wf = wp.add(8) as *const f32;
+                let wf = wp.add(crate::packed::OFFSET_BYTES) as *const f32;
                 let mut x = [_mm256_setzero_ps(); NV];
                 for (k, v) in x.iter_mut().enumerate() {
                     *v = if MASKED && k + 1 == NV {
@@ -680,7 +677,7 @@ mod x86 {
                     break;
                 }
                 p = p.byte_offset(d);
-                wp = wp.add(8 + 4 * OCB);
+                wp = wp.add(crate::packed::tap_bytes(OCB, 1));
             }
             for (j, a) in acc.iter().enumerate() {
                 for (k, v) in a.iter().enumerate() {

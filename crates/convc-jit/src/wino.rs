@@ -232,12 +232,8 @@ pub(crate) fn pack_weights(
             let o1 = (o0 + ocb).min(oc);
             for ci in 0..c {
                 let d = if ci + 1 < c { step } else { 0 };
-                let bits = d as u64;
-                out.push(f32::from_bits(bits as u32));
-                out.push(f32::from_bits((bits >> 32) as u32));
-                for o in o0..o1 {
-                    out.push(u[(xi * oc + o) * c + ci]);
-                }
+                let w = (o0..o1).map(|o| u[(xi * oc + o) * c + ci]);
+                crate::packed::push_tap(&mut out, d, w, 1);
             }
         }
     }
@@ -406,14 +402,7 @@ fn epilogue_vec<V: F32Vec>(mut v: V, eps: &[EpStep], j: usize, off: usize, n: us
             wide::EP_ADD => {
                 // SAFETY: the residual has the output's layout; its `n` floats from `off` are
                 // the ones this vector stores.
-                let r = unsafe {
-                    if n == V::LANES {
-                        V::load(st.ptr.add(off))
-                    } else {
-                        V::load_first(st.ptr.add(off), n)
-                    }
-                };
-                v = v.add(r);
+                v = v.add(unsafe { V::load_n(st.ptr.add(off), n) });
             }
             wide::EP_CLAMP => v = v.max_from(V::splat(st.a)).min_from(V::splat(st.b)),
             wide::EP_LEAKY => v = v.leaky(st.a),
@@ -494,14 +483,7 @@ impl<V: F32Vec> ChannelEp<V> {
         };
         if !self.add.is_null() {
             // SAFETY: as in `epilogue_vec`.
-            let r = unsafe {
-                if n == V::LANES {
-                    V::load(self.add.add(off))
-                } else {
-                    V::load_first(self.add.add(off), n)
-                }
-            };
-            v = v.add(r);
+            v = v.add(unsafe { V::load_n(self.add.add(off), n) });
         }
         if self.clamp {
             v = v.max_from(self.lo).min_from(self.hi);
