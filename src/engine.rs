@@ -146,3 +146,14 @@ pub fn tune_first() -> Result<Option<convc_jit::Tuning>, Failure> {
     let isa = isa_from_env()?.unwrap_or_else(convc_jit::Isa::detect);
     Ok((isa != convc_jit::Isa::Sse && isa.supported()).then(|| convc_jit::tune(isa)))
 }
+
+/// Measures the Winograd transforms' costs on the selected path before compiling (as
+/// [`tune_first`]), so that the first compile does not count it; `None` on the SSE path.
+pub fn winograd_costs_first() -> Result<WinogradCosts, Failure> {
+    let isa = isa_from_env()?.unwrap_or_else(convc_jit::Isa::detect);
+    Ok((isa != convc_jit::Isa::Sse && isa.supported()).then(|| convc_jit::winograd_costs(isa)))
+}
+
+/// Per Winograd variant, its transforms' costs (input, output) in multiply-add equivalents per
+/// tile and channel, and the measurement's time.
+pub type WinogradCosts = Option<(Vec<(&'static str, f64, f64)>, std::time::Duration)>;

@@ -85,9 +85,12 @@ pub fn run(a: BenchArgs<'_>) -> Result<(), Failure> {
         .map(|(&n, &(h, w))| bench_input(a.batch, g.node(n).shape.c, h, w))
         .collect::<Result<_, _>>()?;
 
-    let tuning = match a.backend {
-        crate::Backend::Jit => crate::engine::tune_first()?,
-        crate::Backend::Interp => None,
+    let (tuning, wino) = match a.backend {
+        crate::Backend::Jit => (
+            crate::engine::tune_first()?,
+            crate::engine::winograd_costs_first()?,
+        ),
+        crate::Backend::Interp => (None, None),
     };
     let engine = crate::engine::Engine::new(g, &sizes, a.backend, threads, false)?;
     let compile_time = engine.compile_time();
@@ -181,6 +184,18 @@ pub fn run(a: BenchArgs<'_>) -> Result<(), Failure> {
             t.block,
             t.time.as_secs_f64() * 1e3,
             cands.join(", ")
+        );
+    }
+    if let Some((costs, time)) = &wino {
+        let per: Vec<String> = costs
+            .iter()
+            .map(|(v, i, o)| format!("{v} {i:.0} in / {o:.0} out"))
+            .collect();
+        let _ = writeln!(
+            text,
+            "  winograd    transforms measured at first use in {:.2} ms, not counted above: {} multiply-add equivalents per tile and channel",
+            time.as_secs_f64() * 1e3,
+            per.join(", ")
         );
     }
     let _ = writeln!(

@@ -26,6 +26,19 @@ mod wino;
 pub use wide::{Isa, Tuning, tune};
 pub use wino::f4_within_budget as winograd_f4_within_budget;
 
+/// The Winograd transforms' costs that `--conv-algo auto` weighs on path `isa`, measured on
+/// this host at first use (then cached for the process): per variant (`F(2x2,3x3)`,
+/// `F(4x4,3x3)`), the input and the output transform in multiply-add equivalents per tile and
+/// channel, and how long the measurement took (0 when cached).
+pub fn winograd_costs(isa: Isa) -> (Vec<(&'static str, f64, f64)>, std::time::Duration) {
+    let t = std::time::Instant::now();
+    let costs = wino::transform_costs(isa)
+        .iter()
+        .map(|&(v, kin, kout)| (v.name(), kin, kout))
+        .collect();
+    (costs, t.elapsed())
+}
+
 use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant};

@@ -1370,7 +1370,7 @@ impl Builder<'_> {
         }
         let isa = self.isa;
         let lanes = isa.lanes();
-        let Some(variant) = choose(self.algo, c, oc, oh, ow, lanes) else {
+        let Some(variant) = choose(self.algo, c, oc, oh, ow, isa) else {
             return Ok(None);
         };
         let (m, nn) = (variant.m(), variant.n() * variant.n());

@@ -72,6 +72,16 @@ fn g_matrix(v: Variant) -> Vec<[f64; 3]> {
     }
 }
 
+/// Floats between two of the `n²` planes of the transformed input `V` or of the products `M`
+/// that hold `floats` each: one cache line more, so that the planes do not start at multiples
+/// of 4 KiB from each other. A transform touches all `n²` planes at the same offset; at such
+/// strides every access falls in the same L1 set (and 4K-aliases with the loads), and 36
+/// streams thrash a 12-way set: the transforms ran several times slower (F(4x4) on 64
+/// channels of 64 tiles is a 16 KiB plane).
+fn skewed(floats: usize) -> usize {
+    floats + 16
+}
+
 /// A Winograd step: sizes, the schedule (tile rows per item, output channels per group) and
 /// the epilogue.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -120,8 +130,8 @@ impl WinoSpec {
     /// Floats of thread scratch: transformed input, products, staging band.
     pub fn scratch_len(&self) -> usize {
         let n2 = self.variant.n() * self.variant.n();
-        let v = n2 * self.c * self.cols();
-        let mm = n2 * self.group * self.cols();
+        let v = n2 * skewed(self.c * self.cols());
+        let mm = n2 * skewed(self.group * self.cols());
         v + mm + 64
     }
     /// Multiplications the GEMMs do per image (tiles padded to whole vectors included).
@@ -514,7 +524,7 @@ macro_rules! transforms {
             rows: usize,
         ) {
             let cols = s.cols();
-            let plane = s.c * cols;
+            let plane = skewed(s.c * cols);
             for c in 0..s.c {
                 for r in 0..rows {
                     let base = unsafe { inp.add(c * s.in_cs + (ty0 + r) * $m * s.in_rs) };
@@ -565,7 +575,7 @@ macro_rules! transforms {
             y0: usize,
         ) {
             let cols = s.cols();
-            let plane = s.group * cols;
+            let plane = skewed(s.group * cols);
             let l = V::LANES;
             for o in 0..chans {
                 let ce = ChannelEp::<V>::new(eps, o);
@@ -644,7 +654,7 @@ unsafe fn run<V: F32Vec>(isa: Isa, bufs: *const *mut f32, start: u64, end: u64, 
     };
     let scratch = unsafe { (*bufs.add(s.scratch_slot)).add(16) };
     let v = scratch;
-    let mm = unsafe { v.add(n2 * s.c * cols) };
+    let mm = unsafe { v.add(n2 * skewed(s.c * cols)) };
     let groups = s.oc.div_ceil(s.group);
     let (per_xi, per_block) = packed_sizes(s.c, s.oc, s.ocb);
     let mut band = usize::MAX;
@@ -675,9 +685,9 @@ unsafe fn run<V: F32Vec>(isa: Isa, bufs: *const *mut f32, start: u64, end: u64, 
                 // of channels `bo - o0 ..` of the group, `width <= cols` columns.
                 unsafe {
                     f(
-                        v.add(xi * s.c * cols),
+                        v.add(xi * skewed(s.c * cols)),
                         w.add(xi * per_xi + (bo / s.ocb) * per_block) as *const u8,
-                        mm.add((xi * s.group + bo - o0) * cols),
+                        mm.add(xi * skewed(s.group * cols) + (bo - o0) * cols),
                         cols,
                         width,
                         0,
@@ -718,6 +728,34 @@ mod x86 {
         unsafe { run::<V8>(Isa::Avx2, bufs, start, end, p) }
     }
 
+    /// [`super::time_transforms`] of both variants on the AVX2 path.
+    ///
+    /// # Safety
+    /// The host runs AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) unsafe fn transform_ns_avx2() -> [(f64, f64); 2] {
+        unsafe {
+            [
+                super::time_transforms::<V8>(2),
+                super::time_transforms::<V8>(4),
+            ]
+        }
+    }
+
+    /// [`super::time_transforms`] of both variants on the AVX-512 path.
+    ///
+    /// # Safety
+    /// The host runs AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn transform_ns_avx512() -> [(f64, f64); 2] {
+        unsafe {
+            [
+                super::time_transforms::<V16>(2),
+                super::time_transforms::<V16>(4),
+            ]
+        }
+    }
+
     /// The Winograd step on the AVX-512 path (16 tiles a vector).
     ///
     /// # Safety
@@ -734,25 +772,141 @@ mod x86 {
 }
 
 /// Multiply-add equivalents of the transforms per tile and channel (input transform per input
-/// channel, output transform with its epilogue and stores per output channel): estimated from
-/// their instruction counts per vector of tiles against the microkernel's 16 multiply-adds a
-/// cycle (F4: about 36 loads and 90 vector operations per input tile and channel, 36 loads, 50
-/// operations and 16 stores per output tile and channel). See [`choose`].
+/// channel, output transform with its epilogue and stores per output channel), estimated from
+/// instruction counts: used only where the host's own measurement ([`transform_costs`]) is not
+/// available.
 const TRANSFORM_COST: [(Variant, f64, f64); 2] =
     [(Variant::F2, 40.0, 120.0), (Variant::F4, 110.0, 330.0)];
 
-/// The variant a layer runs with, or `None` for direct convolution. `Auto` estimates both in
-/// multiply-add equivalents: direct, `9 c oc` per output (rows rounded up to whole vectors);
-/// Winograd, `n² c oc` per tile (tiles of a row rounded up to whole vectors) plus the
-/// transforms ([`TRANSFORM_COST`]); it takes Winograd only where it saves more than 10%.
-/// F(4x4,3x3) only where its error is within the budget ([`f4_within_budget`]).
+/// Times the input and the output transform (with a bias and relu epilogue) of variant `m` on
+/// `V`, on a band of 16 channels, 2 tile rows and 2 vectors of tiles a row whose data sit in
+/// L1: nanoseconds per tile and channel, best of 7 rounds of 8 calls after a warm-up round.
+///
+/// # Safety
+/// The host runs `V`'s path.
+#[inline(always)]
+unsafe fn time_transforms<V: F32Vec>(m: usize) -> (f64, f64) {
+    let l = V::LANES;
+    let (c, rows, txp) = (16, 2, 2 * l);
+    let (n, wq) = (m + 2, txp + 1);
+    let s = Sizes {
+        m,
+        c,
+        oc: c,
+        oh: m * rows,
+        ow: m * txp,
+        tiles_y: rows,
+        txp,
+        rows,
+        group: c,
+        ocb: c,
+        in_cs: (m * rows + 2) * m * wq,
+        in_rs: m * wq,
+        wq,
+        scratch_slot: 0,
+    };
+    let inp = vec![0.5f32; c * s.in_cs];
+    let mut v = vec![0f32; n * n * skewed(c * s.cols())];
+    let mut out = vec![0f32; c * s.oh * s.ow];
+    let affine = vec![0.25f32; 8 * c];
+    let step = |kind, ptr, b| EpStep {
+        kind,
+        ptr,
+        a: 0.0,
+        b,
+    };
+    let eps = [
+        step(wide::EP_BIAS, affine.as_ptr(), 0.0),
+        step(wide::EP_CLAMP, std::ptr::null(), f32::INFINITY),
+        step(wide::EP_END, std::ptr::null(), 0.0),
+    ];
+    // Plain loops, no closures: a closure is a function of its own, compiled without the
+    // caller's target features, and would time calls instead of the transforms.
+    let (mut t_in, mut t_out) = (f64::INFINITY, f64::INFINITY);
+    for round in 0..8 {
+        let t = std::time::Instant::now();
+        for _ in 0..8 {
+            // SAFETY: the buffers have the sizes `s` describes (as the plan sizes them); the
+            // host runs `V`'s path (the caller's contract).
+            unsafe {
+                if m == 2 {
+                    input_f2::<V>(&s, inp.as_ptr(), v.as_mut_ptr(), 0, rows)
+                } else {
+                    input_f4::<V>(&s, inp.as_ptr(), v.as_mut_ptr(), 0, rows)
+                }
+            }
+        }
+        let t1 = t.elapsed().as_secs_f64() / 8.0;
+        let t = std::time::Instant::now();
+        for _ in 0..8 {
+            // SAFETY: as above.
+            unsafe {
+                if m == 2 {
+                    output_f2::<V>(&s, v.as_ptr(), out.as_mut_ptr(), &eps, c, rows, 0)
+                } else {
+                    output_f4::<V>(&s, v.as_ptr(), out.as_mut_ptr(), &eps, c, rows, 0)
+                }
+            }
+        }
+        let t2 = t.elapsed().as_secs_f64() / 8.0;
+        // Round 0 warms up (caches, the wide units).
+        if round > 0 {
+            (t_in, t_out) = (t_in.min(t1), t_out.min(t2));
+        }
+    }
+    std::hint::black_box((&v, &out));
+    let per = (c * rows * txp) as f64;
+    (t_in * 1e9 / per, t_out * 1e9 / per)
+}
+
+/// The transforms' costs on this host's path `isa`, in multiply-add equivalents per tile and
+/// channel (input, output): their measured time ([`time_transforms`]) times the rate the path's
+/// microkernel measured ([`wide::tune`]). Measured once per process and path (well under a
+/// millisecond); the estimates [`TRANSFORM_COST`] where the path is not available.
+pub(crate) fn transform_costs(isa: Isa) -> [(Variant, f64, f64); 2] {
+    static CACHE: std::sync::Mutex<Vec<(Isa, [(Variant, f64, f64); 2])>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, c)) = cache.iter().find(|(i, _)| *i == isa) {
+        return *c;
+    }
+    let ns = match isa {
+        // SAFETY: the path is checked on the host first.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if isa.supported() => Some(unsafe { x86::transform_ns_avx512() }),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if isa.supported() => Some(unsafe { x86::transform_ns_avx2() }),
+        _ => None,
+    };
+    let macs_per_ns = wide::tune(isa)
+        .candidates
+        .iter()
+        .map(|c| c.2 / 2.0)
+        .fold(0.0, f64::max);
+    let costs = match ns {
+        Some([f2, f4]) if macs_per_ns > 0.0 => [
+            (Variant::F2, f2.0 * macs_per_ns, f2.1 * macs_per_ns),
+            (Variant::F4, f4.0 * macs_per_ns, f4.1 * macs_per_ns),
+        ],
+        _ => TRANSFORM_COST,
+    };
+    cache.push((isa, costs));
+    costs
+}
+
+/// The variant a layer runs with on path `isa`, or `None` for direct convolution. `Auto`
+/// estimates both in multiply-add equivalents: direct, `9 c oc` per output (rows rounded up to
+/// whole vectors); Winograd, `n² c oc` per tile (tiles of a row rounded up to whole vectors)
+/// plus the transforms, as measured on this host ([`transform_costs`]); it takes Winograd only
+/// where it saves more than 10%. F(4x4,3x3) only where its error is within the budget
+/// ([`f4_within_budget`]).
 pub(crate) fn choose(
     algo: crate::ConvAlgo,
     c: usize,
     oc: usize,
     oh: usize,
     ow: usize,
-    lanes: usize,
+    isa: Isa,
 ) -> Option<Variant> {
     let f4 = f4_within_budget(c);
     match algo {
@@ -761,6 +915,7 @@ pub(crate) fn choose(
         crate::ConvAlgo::WinogradF2 => Some(Variant::F2),
         crate::ConvAlgo::WinogradF4 => Some(Variant::F4),
         crate::ConvAlgo::Auto => {
+            let lanes = isa.lanes();
             let direct = 9.0 * (c * oc * oh * ow.div_ceil(lanes) * lanes) as f64;
             let cost = |v: Variant, kin: f64, kout: f64| {
                 let m = v.m();
@@ -768,7 +923,7 @@ pub(crate) fn choose(
                 let tiles = (oh.div_ceil(m) * ow.div_ceil(m).div_ceil(lanes) * lanes) as f64;
                 tiles * (n2 * (c * oc) as f64 + c as f64 * kin + oc as f64 * kout)
             };
-            TRANSFORM_COST
+            transform_costs(isa)
                 .iter()
                 .filter(|(v, _, _)| *v != Variant::F4 || f4)
                 .map(|&(v, kin, kout)| (v, cost(v, kin, kout)))
