@@ -390,28 +390,25 @@ unsafe fn split_row<V: F32Vec>(
     wq: usize,
     m: usize,
 ) {
+    // No closures here: a closure is a function of its own, compiled without the caller's
+    // target features, so the intrinsics in it would be calls.
     let l = V::LANES;
-    // Lanes of the source window at padded column `xp`: the ones inside `0..w`.
-    let window = |xp: usize| {
-        let s = xp as isize - pl as isize;
-        let lo = (-s).clamp(0, l as isize) as usize;
-        let hi = (w as isize - s).clamp(0, l as isize) as usize;
-        // SAFETY: only lanes `lo..hi`, source columns inside `0..w`, are read.
-        unsafe {
-            if lo == 0 && hi == l {
-                V::load(src.offset(s))
-            } else if lo >= hi {
-                V::splat(0.0)
-            } else {
-                V::load_lanes(src.wrapping_offset(s), lo, hi)
-            }
-        }
-    };
     let mut i0 = 0;
     while i0 < wq {
         let xp0 = i0 * m;
         let cnt = l.min(wq - i0);
-        let put = |q: usize, v: V| {
+        let mut x = [V::splat(0.0); 4];
+        for (k, xk) in x.iter_mut().enumerate().take(m) {
+            // SAFETY: `window` reads source columns inside `0..w` only.
+            *xk = unsafe { window::<V>(src, w, xp0 + k * l, pl) };
+        }
+        let ph = if m == 2 {
+            let [a, b] = V::deinterleave2([x[0], x[1]]);
+            [a, b, a, b]
+        } else {
+            V::deinterleave4(x)
+        };
+        for (q, v) in ph.into_iter().enumerate().take(m) {
             // SAFETY: phase `q`'s floats `i0 .. i0 + cnt <= wq`.
             unsafe {
                 let d = dst.add(q * wq + i0);
@@ -421,23 +418,31 @@ unsafe fn split_row<V: F32Vec>(
                     v.store_first(d, cnt)
                 }
             }
-        };
-        if m == 2 {
-            let ph = V::deinterleave2([window(xp0), window(xp0 + l)]);
-            ph.into_iter().enumerate().for_each(|(q, v)| put(q, v));
-        } else {
-            let x = [
-                window(xp0),
-                window(xp0 + l),
-                window(xp0 + 2 * l),
-                window(xp0 + 3 * l),
-            ];
-            V::deinterleave4(x)
-                .into_iter()
-                .enumerate()
-                .for_each(|(q, v)| put(q, v));
         }
         i0 += l;
+    }
+}
+
+/// The `LANES` source values of padded columns `xp..`: source column `xp + lane - pl`, zero
+/// outside `0..w`.
+///
+/// # Safety
+/// `src` holds `w` floats; the host runs `V`'s path.
+#[inline(always)]
+unsafe fn window<V: F32Vec>(src: *const f32, w: usize, xp: usize, pl: usize) -> V {
+    let l = V::LANES as isize;
+    let s = xp as isize - pl as isize;
+    let lo = (-s).clamp(0, l) as usize;
+    let hi = (w as isize - s).clamp(0, l) as usize;
+    // SAFETY: only lanes `lo..hi`, source columns inside `0..w`, are read.
+    unsafe {
+        if lo == 0 && hi == V::LANES {
+            V::load(src.offset(s))
+        } else if lo >= hi {
+            V::splat(0.0)
+        } else {
+            V::load_lanes(src.wrapping_offset(s), lo, hi)
+        }
     }
 }
 
