@@ -56,6 +56,15 @@ struct Shared {
     wake: Condvar,
 }
 
+/// Which part of a step a job runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// The padding copy of the step's input (items are channels).
+    Pad,
+    /// The step's kernel (items are its work items).
+    Kernel,
+}
+
 /// What a job runs.
 #[derive(Clone, Copy, Debug)]
 struct Job {
@@ -65,8 +74,7 @@ struct Job {
     exec: usize,
     img: usize,
     step: usize,
-    /// 0: the padding copy (items are channels); 1: the kernel.
-    phase: usize,
+    phase: Phase,
     items: usize,
     chunk: usize,
     /// Workers that take part (worker `i` does if `i < workers`).
@@ -114,7 +122,7 @@ impl Pool {
                     exec: 0,
                     img: 0,
                     step: 0,
-                    phase: 0,
+                    phase: Phase::Kernel,
                     items: 0,
                     chunk: 1,
                     workers: 0,
@@ -363,7 +371,7 @@ impl Exec<'_> {
                 match ctx.as_deref_mut() {
                     Some(ctx) if self.parallel(step) => {
                         if let Some(pad) = &step.pad
-                            && !self.job(ctx, img, si, 0, pad.c, 1)
+                            && !self.job(ctx, img, si, Phase::Pad, pad.c, 1)
                         {
                             return;
                         }
@@ -376,7 +384,7 @@ impl Exec<'_> {
                             CLAIMS_PER_THREAD
                         };
                         let chunk = (items / (self.threads * per)).max(1);
-                        if !self.job(ctx, img, si, 1, items, chunk) {
+                        if !self.job(ctx, img, si, Phase::Kernel, items, chunk) {
                             return;
                         }
                     }
@@ -403,7 +411,7 @@ impl Exec<'_> {
         ctx: &mut RunCtx<'_>,
         img: usize,
         step: usize,
-        phase: usize,
+        phase: Phase,
         items: usize,
         chunk: usize,
     ) -> bool {
@@ -481,7 +489,7 @@ impl Exec<'_> {
             {
                 continue;
             }
-            if phase == 0 {
+            if phase == Phase::Pad {
                 if let Some(pad) = &step.pad {
                     // SAFETY: as in `main`; channels a..b are this thread's alone.
                     unsafe { pad_copy(self.src_ptr(img, pad), bufs[1], pad, a, b) };
