@@ -8,8 +8,9 @@
 //!    ([`PatchStats`]), its error on data `||Y - Y_r||_F / ||Y||_F`.
 //! 2. **Greedy** ([`greedy_path`]), in the style of Jaderberg et al. 2014 and Lebedev et al.
 //!    2015: from the network as written, repeatedly move the one layer whose next cheaper
-//!    option saves the most MACs per unit of added squared error (the data error where
-//!    measured, else the weight error), until no layer has a cheaper option. The predicted
+//!    option on its [`frontier`] (the Pareto front of MACs and error) saves the most MACs per
+//!    unit of added squared error (the data error where measured, else the weight error),
+//!    until no layer has a cheaper option. The predicted
 //!    network error after a step is `sqrt(sum over layers of e_l^2)`.
 //! 3. **Verify** ([`plan_budget`]): the longest prefix of that path whose predicted error is
 //!    within `E` is built and its output error measured on the samples (by the caller's
@@ -196,54 +197,36 @@ pub struct Step {
     pub predicted: f64,
 }
 
-/// The candidates of one layer that lie on the lower convex hull of its (MACs, squared error)
-/// points, from the standard form (most MACs) down to the fewest MACs: along it, every step
-/// saves MACs and costs more added error per MAC saved than the one before, so taking the
-/// best step of any layer first is the classic greedy for a separable convex knapsack.
-pub fn hull(opts: &LayerOptions) -> Vec<usize> {
+/// The candidates of one layer worth stopping at, from the standard form (most MACs) down to
+/// the fewest MACs: the standard form, then every candidate with fewer MACs than it that no
+/// other candidate beats on both MACs and error (the Pareto front), by MACs descending.
+pub fn frontier(opts: &LayerOptions) -> Vec<usize> {
     let c = &opts.candidates;
-    let mut idx: Vec<usize> = (0..c.len())
-        .filter(|&j| j == 0 || c[j].macs < c[0].macs)
-        .collect();
-    // By MACs descending; among equal MACs the smallest error first.
+    let mut idx: Vec<usize> = (1..c.len()).filter(|&j| c[j].macs < c[0].macs).collect();
+    // By MACs ascending; among equal MACs the smallest error first.
     idx.sort_by(|&a, &b| {
-        c[b].macs
-            .cmp(&c[a].macs)
+        c[a].macs
+            .cmp(&c[b].macs)
             .then(c[a].error().total_cmp(&c[b].error()))
     });
-    idx.dedup_by(|b, a| c[*a].macs == c[*b].macs);
-    let pt = |j: usize| (c[j].macs as f64, c[j].error().powi(2));
-    let mut h: Vec<usize> = Vec::new();
+    let mut front = Vec::new();
+    let mut best = f64::INFINITY;
     for j in idx {
-        if let Some(&last) = h.last()
-            && pt(j).1 < pt(last).1
-        {
-            // Fewer MACs and less error: the points before it are not worth stopping at.
-            while h.len() > 1 && pt(*h.last().unwrap_or(&0)).1 >= pt(j).1 {
-                h.pop();
-            }
+        if c[j].error() < best {
+            best = c[j].error();
+            front.push(j);
         }
-        while h.len() >= 2 {
-            let (a, b) = (pt(h[h.len() - 2]), pt(h[h.len() - 1]));
-            let p = pt(j);
-            // Going left (fewer MACs): keep b only if the slope a->b is gentler than b->p.
-            let cross = (b.0 - a.0) * (p.1 - a.1) - (b.1 - a.1) * (p.0 - a.0);
-            if cross >= 0.0 {
-                h.pop();
-            } else {
-                break;
-            }
-        }
-        h.push(j);
     }
-    h
+    front.push(0);
+    front.reverse();
+    front
 }
 
 /// The greedy path from the network as written (`macs` MACs) to the cheapest options (see the
-/// module docs): each layer moves along its [`hull`]. The choice after `k` steps is
+/// module docs): each layer moves one point at a time along its [`frontier`]. The choice after `k` steps is
 /// [`choice_after`]`(k)`.
 pub fn greedy_path(layers: &[LayerOptions], macs: u64) -> Vec<Step> {
-    let hulls: Vec<Vec<usize>> = layers.iter().map(hull).collect();
+    let fronts: Vec<Vec<usize>> = layers.iter().map(frontier).collect();
     let mut pos = vec![0usize; layers.len()];
     let e2 = |l: usize, j: usize| layers[l].candidates[j].error().powi(2);
     let mut total = macs;
@@ -253,7 +236,7 @@ pub fn greedy_path(layers: &[LayerOptions], macs: u64) -> Vec<Step> {
         // (score, MACs saved, layer): most saved per added squared error; a move that adds
         // no error comes first, the larger saving winning.
         let mut best: Option<(f64, u64, usize)> = None;
-        for (l, h) in hulls.iter().enumerate() {
+        for (l, h) in fronts.iter().enumerate() {
             let (Some(&now), Some(&next)) = (h.get(pos[l]), h.get(pos[l] + 1)) else {
                 continue;
             };
@@ -270,7 +253,7 @@ pub fn greedy_path(layers: &[LayerOptions], macs: u64) -> Vec<Step> {
             }
         }
         let Some((_, saved, l)) = best else { break };
-        let (now, next) = (hulls[l][pos[l]], hulls[l][pos[l] + 1]);
+        let (now, next) = (fronts[l][pos[l]], fronts[l][pos[l] + 1]);
         sum_e2 += e2(l, next) - e2(l, now);
         pos[l] += 1;
         total = total.saturating_sub(saved);
@@ -613,8 +596,8 @@ mod tests {
     }
 
     #[test]
-    fn hull_skips_points_not_worth_stopping_at() {
-        // 80 MACs at 0.3 error is above the line from 100 (0) to 50 (0.1): never a stop.
+    fn frontier_keeps_only_points_worth_stopping_at() {
+        // 80 MACs at 0.3 error is beaten by 50 MACs at 0.1: never a stop.
         let a = opts(vec![
             cand(100, 0.0),
             cand(80, 0.3),
@@ -622,9 +605,12 @@ mod tests {
             cand(10, 0.5),
             cand(120, 0.0),
         ]);
-        assert_eq!(hull(&a), vec![0, 2, 3]);
+        assert_eq!(frontier(&a), vec![0, 2, 3]);
         // A cheaper option with less error replaces the dearer one.
         let b = opts(vec![cand(100, 0.0), cand(90, 0.2), cand(60, 0.0)]);
-        assert_eq!(hull(&b), vec![0, 2]);
+        assert_eq!(frontier(&b), vec![0, 2]);
+        // Not convex: every point is still a stop (a budget may fall between them).
+        let c = opts(vec![cand(100, 0.0), cand(70, 0.6), cand(10, 0.95)]);
+        assert_eq!(frontier(&c), vec![0, 1, 2]);
     }
 }
