@@ -33,6 +33,19 @@ const FORM_COLOURS: [RGBColor; 3] = [
     RGBColor(44, 160, 44),
 ];
 
+/// The bottom of a log axis for `values`: a power of ten below the smallest positive one
+/// (at least [`FLOOR`]); zeros are drawn there.
+fn y_floor(values: impl Iterator<Item = f64>) -> f64 {
+    let min = values
+        .filter(|v| *v > 0.0 && v.is_finite())
+        .fold(f64::INFINITY, f64::min);
+    if min.is_finite() {
+        10f64.powf((min / 2.0).log10().floor()).max(FLOOR)
+    } else {
+        FLOOR
+    }
+}
+
 fn colour(form: Form) -> RGBColor {
     match form {
         Form::Asymmetric => FORM_COLOURS[0],
@@ -174,6 +187,11 @@ fn draw_tradeoff<DB: DrawingBackend>(
     let cands = &opts.candidates;
     let max_macs = cands.iter().map(|c| c.macs).max().unwrap_or(1).max(1) as f64;
     let scale = 1e6;
+    let floor = y_floor(
+        cands
+            .iter()
+            .flat_map(|c| [c.weight_error, c.data_error.unwrap_or(0.0)]),
+    );
     let mut chart = ChartBuilder::on(root)
         .caption(
             format!("`{}`: relative error against MACs", opts.layer),
@@ -182,7 +200,7 @@ fn draw_tradeoff<DB: DrawingBackend>(
         .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0f64..max_macs / scale * 1.05, (FLOOR..2f64).log_scale())
+        .build_cartesian_2d(0f64..max_macs / scale * 1.05, (floor..2f64).log_scale())
         .map_err(plot_err)?;
     chart
         .configure_mesh()
@@ -191,7 +209,7 @@ fn draw_tradeoff<DB: DrawingBackend>(
         .y_label_formatter(&|v| format!("{v:.0e}"))
         .draw()
         .map_err(plot_err)?;
-    let at = |c: &budget::Candidate, e: f64| (c.macs as f64 / scale, e.max(FLOOR));
+    let at = |c: &budget::Candidate, e: f64| (c.macs as f64 / scale, e.max(floor));
     for form in Form::ALL {
         let pts: Vec<&budget::Candidate> = cands.iter().filter(|c| c.form == Some(form)).collect();
         if pts.is_empty() {
@@ -239,7 +257,7 @@ fn draw_tradeoff<DB: DrawingBackend>(
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::LowerLeft)
         .draw()
         .map_err(plot_err)?;
     Ok(())
@@ -251,6 +269,13 @@ fn draw_network<DB: DrawingBackend>(
     p: &BudgetPlan,
 ) -> Result<(), Failure> {
     let scale = 1e6;
+    let floor = y_floor(
+        p.path
+            .iter()
+            .map(|s| s.predicted)
+            .chain(p.probes.iter().map(|q| q.measured))
+            .chain([p.budget]),
+    );
     let top = p.macs_before.max(1) as f64 / scale * 1.05;
     let mut chart = ChartBuilder::on(root)
         .caption(
@@ -263,7 +288,7 @@ fn draw_network<DB: DrawingBackend>(
         .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0f64..top, (FLOOR..2f64).log_scale())
+        .build_cartesian_2d(0f64..top, (floor..2f64).log_scale())
         .map_err(plot_err)?;
     chart
         .configure_mesh()
@@ -272,11 +297,11 @@ fn draw_network<DB: DrawingBackend>(
         .y_label_formatter(&|v| format!("{v:.0e}"))
         .draw()
         .map_err(plot_err)?;
-    let mut path = vec![(p.macs_before as f64 / scale, FLOOR)];
+    let mut path = vec![(p.macs_before as f64 / scale, floor)];
     path.extend(
         p.path
             .iter()
-            .map(|s| (s.macs as f64 / scale, s.predicted.max(FLOOR))),
+            .map(|s| (s.macs as f64 / scale, s.predicted.max(floor))),
     );
     let blue = FORM_COLOURS[0];
     chart
@@ -287,7 +312,7 @@ fn draw_network<DB: DrawingBackend>(
     chart
         .draw_series(p.probes.iter().map(|q| {
             Circle::new(
-                (q.macs as f64 / scale, q.measured.max(FLOOR)),
+                (q.macs as f64 / scale, q.measured.max(floor)),
                 5,
                 BLACK.filled(),
             )
@@ -295,7 +320,7 @@ fn draw_network<DB: DrawingBackend>(
         .map_err(plot_err)?
         .label("measured")
         .legend(|(x, y)| Circle::new((x + 8, y), 4, BLACK.filled()));
-    let b = p.budget.max(FLOOR);
+    let b = p.budget.max(floor);
     chart
         .draw_series(LineSeries::new([(0.0, b), (top, b)], RED.stroke_width(1)))
         .map_err(plot_err)?
@@ -303,7 +328,7 @@ fn draw_network<DB: DrawingBackend>(
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED.stroke_width(1)));
     chart
         .draw_series([Cross::new(
-            (p.macs_after as f64 / scale, p.measured_error.max(FLOOR)),
+            (p.macs_after as f64 / scale, p.measured_error.max(floor)),
             9,
             RED.stroke_width(3),
         )])

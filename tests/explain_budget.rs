@@ -73,7 +73,7 @@ fn budget_on_every_example_stays_within_it() {
                 "64x64",
             ]);
             let budget: f64 = e.parse().unwrap();
-            let measured = number_after(&out, "measured ");
+            let measured = number_after(&out, ", measured ");
             assert!(
                 measured <= budget,
                 "{name} at {e}: measured {measured}\n{out}"
@@ -115,7 +115,7 @@ fn budget_on_bench_networks() {
             "--samples",
             "1",
         ]);
-        assert!(number_after(&out, "measured ") <= 0.01, "{name}:\n{out}");
+        assert!(number_after(&out, ", measured ") <= 0.01, "{name}:\n{out}");
         let line = out
             .lines()
             .find(|l| l.starts_with("network: MACs"))
@@ -246,7 +246,7 @@ fn run_with_a_budget_runs_the_chosen_network() {
         err.contains("budget: network output error <= 0.05"),
         "{err}"
     );
-    assert!(number_after(&err, "measured ") <= 0.05, "{err}");
+    assert!(number_after(&err, ", measured ") <= 0.05, "{err}");
     assert!(text(&o.stdout).contains("y:"), "{}", text(&o.stdout));
 }
 
