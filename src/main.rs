@@ -1,9 +1,11 @@
 //! `convc`: the command line of the convolution-network compiler.
 
+mod budget;
 mod commands;
 mod data;
 mod driver;
 mod engine;
+mod plot;
 mod progress;
 
 use std::path::PathBuf;
@@ -76,6 +78,8 @@ pub enum Format {
     /// The JIT's plan: where each value lives, each step's kernel, schedule, input layout and
     /// threads (needs known sizes).
     Plan,
+    /// The graph drawn by Graphviz (`dot -Tsvg`; needs Graphviz installed).
+    Svg,
 }
 
 /// File format of the outputs of a folder run.
@@ -114,6 +118,41 @@ fn parse_batch(s: &str) -> Result<usize, String> {
             "`{s}` is not a batch size: give a whole number from 1 to 65536"
         )),
     }
+}
+
+/// Parses an error budget: a finite relative error at least 0.
+fn parse_budget(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!(
+            "`{s}` is not an error budget: give a relative error at least 0, e.g. 0.01"
+        )),
+    }
+}
+
+fn parse_samples(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=64).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "`{s}` is not a sample count: give a whole number from 1 to 64"
+        )),
+    }
+}
+
+/// Options that measure errors on data and choose a network within an error budget.
+#[derive(Args, Debug, Clone, Default)]
+pub struct BudgetOpts {
+    /// Choose each conv's form and rank for the fewest MACs whose network output error on the
+    /// samples stays within E (relative).
+    #[arg(long, value_name = "E", value_parser = parse_budget, allow_negative_numbers = true)]
+    pub budget: Option<f64>,
+    /// Sample inputs (.png or .npy, as `run` reads them) for measuring errors; default: random
+    /// images (seeded).
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub data: Vec<PathBuf>,
+    /// Random sample inputs to measure on, when --data is not given.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = parse_samples)]
+    pub samples: usize,
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
@@ -160,6 +199,19 @@ enum Command {
         layer: Option<String>,
         #[command(flatten)]
         size: SizeOpt,
+        #[command(flatten)]
+        budget: BudgetOpts,
+        /// Measure each truncation's error on data (the layer's input activations on the
+        /// samples) beside the error of the weights.
+        #[arg(long)]
+        measure: bool,
+        /// Write plots (SVG and PNG) into this folder: singular-value spectra, error-vs-MACs
+        /// curves, the point the budget chose.
+        #[arg(long, value_name = "DIR")]
+        plot: Option<PathBuf>,
+        /// With --budget: do not time the networks with the JIT (for reproducible output).
+        #[arg(long)]
+        no_time: bool,
     },
     /// Time the network: compile time, median time per image, GFLOP/s.
     Bench {
@@ -225,6 +277,10 @@ enum Command {
         size: SizeOpt,
         #[command(flatten)]
         isa: IsaOpt,
+        /// Run the cheapest network whose output error on seeded random samples of the
+        /// inputs' size stays within E (as `explain --budget E` chooses it).
+        #[arg(long, value_name = "E", value_parser = parse_budget, allow_negative_numbers = true)]
+        budget: Option<f64>,
     },
 }
 
@@ -275,9 +331,23 @@ fn main() -> ExitCode {
             })
         }),
         Command::Import { model, output } => commands::import::run(&model, &output),
-        Command::Explain { model, layer, size } => {
-            commands::explain::run(&model, layer.as_deref(), size.size)
-        }
+        Command::Explain {
+            model,
+            layer,
+            size,
+            budget,
+            measure,
+            plot,
+            no_time,
+        } => commands::explain::run(commands::explain::ExplainArgs {
+            model: &model,
+            layer: layer.as_deref(),
+            size: size.size,
+            budget: &budget,
+            measure,
+            plot: plot.as_deref(),
+            time: !no_time,
+        }),
         Command::Run {
             model,
             inputs,
@@ -288,6 +358,7 @@ fn main() -> ExitCode {
             threads,
             size,
             isa,
+            budget,
         } => engine::force_isa(&isa).and_then(|()| {
             commands::run::run(commands::run::RunArgs {
                 model: &model,
@@ -298,6 +369,7 @@ fn main() -> ExitCode {
                 passes: &passes,
                 threads,
                 size: size.size,
+                budget,
             })
         }),
     };

@@ -17,6 +17,11 @@ pub fn run(
     size: Option<(usize, usize)>,
 ) -> Result<(), Failure> {
     driver::selected_passes(passes)?;
+    if format == Format::Svg && print_after_all {
+        return Err(Failure::Usage(
+            "error: --format svg draws one graph: leave out --print-after-all (or use --format dot)".into(),
+        ));
+    }
     let mut model = driver::load_model(path)?;
     driver::bind_size(&mut model, size)?;
     if matches!(format, Format::Asm | Format::Plan) {
@@ -25,7 +30,7 @@ pub fn run(
     }
     let render = |g: &convc_ir::Graph| match format {
         Format::Text | Format::Asm | Format::Plan => print::text(g),
-        Format::Dot => print::dot(g),
+        Format::Dot | Format::Svg => print::dot(g),
         Format::Json => format!("{:#}\n", print::json(g)),
     };
     if print_after_all && format == Format::Json {
@@ -48,7 +53,53 @@ pub fn run(
         return failed.map_or(Ok(()), Err);
     }
     driver::run_passes(&mut model, passes, |_, _| {})?;
+    if format == Format::Svg {
+        return driver::out(&graphviz_svg(&render(&model.graph))?);
+    }
     driver::out(&render(&model.graph))
+}
+
+/// Renders Graphviz `dot` text as SVG with the `dot` program found on `PATH`; an error saying
+/// so when Graphviz is not installed.
+fn graphviz_svg(dot_text: &str) -> Result<String, Failure> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let child = Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(driver::input_err(
+                "--format svg draws the graph with Graphviz's `dot` program, which is not installed (not found on PATH): install Graphviz (e.g. `apt-get install graphviz`), or write `--format dot` and render it elsewhere",
+            ));
+        }
+        Err(e) => {
+            return Err(driver::input_err(format!(
+                "cannot start Graphviz's `dot`: {}",
+                convc_ir::lower::io_reason(&e)
+            )));
+        }
+    };
+    let fed = child
+        .stdin
+        .take()
+        .map(|mut stdin| stdin.write_all(dot_text.as_bytes()));
+    let out = child
+        .wait_with_output()
+        .map_err(|e| driver::input_err(format!("Graphviz's `dot` failed: {e}")))?;
+    if !out.status.success() || !matches!(fed, Some(Ok(()))) {
+        return Err(driver::input_err(format!(
+            "Graphviz's `dot` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    String::from_utf8(out.stdout)
+        .map_err(|_| driver::input_err("Graphviz's `dot` wrote something that is not text"))
 }
 
 /// Compiles the graph and prints its plan, or every kernel's machine code with the steps that

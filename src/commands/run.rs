@@ -30,11 +30,18 @@ pub struct RunArgs<'a> {
     pub threads: Option<usize>,
     /// `--size HxW`: binds symbolic sizes before the data does (the data must then agree).
     pub size: Option<(usize, usize)>,
+    /// `--budget E`: run the cheapest network within this output error (see `crate::budget`).
+    pub budget: Option<f64>,
 }
 
 /// Runs `convc run`.
 pub fn run(a: RunArgs<'_>) -> Result<(), Failure> {
     if let Some(many) = a.inputs.iter().find(|w| batch::is_many(w)) {
+        if a.budget.is_some() {
+            return Err(Failure::Usage(
+                "error: --budget runs one set of inputs, not a folder, glob or @LIST: run `convc explain MODEL --budget E` to see the network it chooses".into(),
+            ));
+        }
         if a.inputs.len() > 1 {
             return Err(Failure::Usage(format!(
                 "error: `{many}` names many files: give it as the only input (one folder, glob pattern or @LIST)"
@@ -76,8 +83,11 @@ pub fn run(a: RunArgs<'_>) -> Result<(), Failure> {
         .iter()
         .map(|&n| model.graph.node(n).name.clone())
         .collect();
-    driver::run_passes(&mut model, a.passes, |_, _| {})?;
     let files = assign_inputs(&model, a.inputs)?;
+    match a.budget {
+        Some(e) => apply_budget(&mut model, &files, e, a.passes)?,
+        None => driver::run_passes(&mut model, a.passes, |_, _| {})?,
+    }
     protect_inputs(a.model, &files, a.outputs)?;
 
     let g = &model.graph;
@@ -171,6 +181,43 @@ pub fn run(a: RunArgs<'_>) -> Result<(), Failure> {
         };
         eprintln!("wrote {} {}", path.display(), shown);
     }
+    Ok(())
+}
+
+/// Replaces the model's graph by the cheapest network within output error `e` on seeded
+/// random samples of the inputs' size (the sizes read from the first file of each input),
+/// reporting the choice on stderr.
+fn apply_budget(
+    model: &mut driver::Model,
+    files: &[Vec<PathBuf>],
+    e: f64,
+    passes: &PassOpts,
+) -> Result<(), Failure> {
+    if passes.no_opt || passes.passes.is_some() || passes.tolerance.is_some() {
+        return Err(Failure::Usage(
+            "error: --budget chooses the passes' rewrites itself: leave out --no-opt, --passes and --tolerance".into(),
+        ));
+    }
+    if let Some(first) = files.first().and_then(|f| f.first())
+        && model
+            .graph
+            .inputs
+            .iter()
+            .any(|&n| model.graph.node(n).shape.hw().is_none())
+    {
+        let (probe, _) = probe_or_read(first)?;
+        driver::bind_size(model, Some((probe.shape[2], probe.shape[3])))?;
+    }
+    let args = crate::budget::SampleArgs {
+        data: Vec::new(),
+        samples: 2,
+    };
+    let samples = crate::budget::samples(model, &args)?;
+    crate::budget::check_shapes(model, &samples)?;
+    let mut acts = crate::budget::Activations::of(&model.graph, &samples)?;
+    let plan = crate::budget::plan(model, &samples, &mut acts, e)?;
+    driver::note(&convc_passes::budget::render_budget(&plan, &samples.desc));
+    model.graph = plan.graph;
     Ok(())
 }
 

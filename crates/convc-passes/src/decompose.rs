@@ -216,7 +216,7 @@ fn new_conv(spec: &LayerSpec, data: Vec<f32>, source: Source, bias: Option<Param
 
 /// Replaces conv node `n` by the two layers of `plan`; `None` (graph untouched) if the new
 /// layers would not reproduce the node's shape.
-fn apply(
+pub(crate) fn apply(
     g: &mut Graph,
     n: NodeIndex,
     conv: &Conv,

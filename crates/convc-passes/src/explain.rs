@@ -16,6 +16,7 @@ use convc_tensor::Tensor;
 
 use crate::decompose::{self, INTERMEDIATE_COST};
 use crate::factor::{Factorization, Form, Geom, LayerSpec, layers};
+use crate::measure::PatchStats;
 use crate::{EXACT_TOLERANCE, PassContext};
 
 /// A MAC count: a total when sizes are known, per output pixel otherwise.
@@ -63,6 +64,9 @@ pub struct Truncation {
     pub rank: usize,
     /// Its relative error (from the singular values, in f64).
     pub rel_error: f64,
+    /// Its relative error measured on the layer's input activations
+    /// (`||Y - Y_r||_F / ||Y||_F`, see [`crate::measure`]), when data was given.
+    pub data_error: Option<f64>,
     /// Parameters of the two layers (bias included).
     pub params: u64,
     /// MACs of the two layers.
@@ -257,7 +261,7 @@ fn form_lines(form: Form, conv: &Conv, in_ch: usize, exact: usize) -> Vec<LayerL
 }
 
 /// Output pixels of each layer of a form, when the sizes are known.
-fn layer_pixels(form: Form, conv: &Conv, input: &Shape) -> Option<[u64; 2]> {
+pub(crate) fn layer_pixels(form: Form, conv: &Conv, input: &Shape) -> Option<[u64; 2]> {
     let specs = layers(form, 1, conv, input.c);
     let dummy = |s: &LayerSpec| {
         Op::Conv(Conv {
@@ -333,7 +337,12 @@ fn sample_ranks(last: usize) -> Vec<usize> {
     v
 }
 
-fn explain_one(g: &Graph, n: NodeIndex, conv: &Conv) -> ConvExplanation {
+fn explain_one(
+    g: &Graph,
+    n: NodeIndex,
+    conv: &Conv,
+    stats: Option<&PatchStats>,
+) -> ConvExplanation {
     let node = g.node(n);
     let x = g.operands(n).first().copied();
     let input = x.map_or_else(|| node.shape.clone(), |x| g.node(x).shape.clone());
@@ -438,6 +447,8 @@ fn explain_one(g: &Graph, n: NodeIndex, conv: &Conv) -> ConvExplanation {
             bias: conv.bias.as_ref().map_or(0, |b| b.data.numel() as u64),
         };
         let exact = fact.exact_rank();
+        let energy = stats
+            .map(|st| st.output_energy(&geom, weights, conv.bias.as_ref().map(|b| b.data.data())));
         let last_cheaper = (1..=exact)
             .take_while(|&r| costs.macs(r).value() < macs.value())
             .last();
@@ -447,6 +458,9 @@ fn explain_one(g: &Graph, n: NodeIndex, conv: &Conv) -> ConvExplanation {
                 .map(|r| Truncation {
                     rank: r,
                     rel_error: fact.error(r),
+                    data_error: stats
+                        .zip(energy)
+                        .and_then(|(st, e)| crate::budget::data_error(&fact, r, st, e, weights)),
                     params: costs.params(r),
                     macs: costs.macs(r),
                 })
@@ -503,6 +517,16 @@ fn round(x: f64) -> String {
 /// Explains every conv with a kernel larger than 1x1 (or just `layer`, whatever its kernel),
 /// in topological order.
 pub fn explain(g: &Graph, layer: Option<&str>) -> Result<Vec<ConvExplanation>, ExplainError> {
+    explain_with(g, layer, |_, _| None)
+}
+
+/// Like [`explain()`], with the error of each truncation measured on data too: `stats(g, n)`
+/// gives the statistics of the input patches of conv `n` (`None`: not measured).
+pub fn explain_with(
+    g: &Graph,
+    layer: Option<&str>,
+    mut stats: impl FnMut(&Graph, NodeIndex) -> Option<PatchStats>,
+) -> Result<Vec<ConvExplanation>, ExplainError> {
     let convs: Vec<NodeIndex> = g
         .topo_order()
         .into_iter()
@@ -517,7 +541,7 @@ pub fn explain(g: &Graph, layer: Option<&str>) -> Result<Vec<ConvExplanation>, E
                 });
             };
             match &g.node(n).op {
-                Op::Conv(c) => Ok(vec![explain_one(g, n, c)]),
+                Op::Conv(c) => Ok(vec![explain_one(g, n, c, stats(g, n).as_ref())]),
                 _ => Err(ExplainError::NotAConv {
                     name: name.to_string(),
                     op: convc_ir::print::op_label(g, n).to_string(),
@@ -527,7 +551,9 @@ pub fn explain(g: &Graph, layer: Option<&str>) -> Result<Vec<ConvExplanation>, E
         None => Ok(convs
             .into_iter()
             .filter_map(|n| match &g.node(n).op {
-                Op::Conv(c) if c.kernel != [1, 1] => Some(explain_one(g, n, c)),
+                Op::Conv(c) if c.kernel != [1, 1] => {
+                    Some(explain_one(g, n, c, stats(g, n).as_ref()))
+                }
                 _ => None,
             })
             .collect()),
@@ -729,28 +755,40 @@ pub fn render_explanation(e: &ConvExplanation) -> String {
                 "  no truncation of any form has fewer MACs than the standard conv"
             );
         } else {
+            let measured = with_rows
+                .iter()
+                .any(|f| f.truncations.iter().any(|t| t.data_error.is_some()));
             let _ = writeln!(
                 s,
-                "  truncations with fewer MACs (relative error ||W - W_r||_F / ||W||_F):"
+                "{}",
+                if measured {
+                    "  truncations with fewer MACs (relative error of the weights ||W - W_r||_F / ||W||_F,\n  \
+                     and of the layer's output on the data ||Y - Y_r||_F / ||Y||_F):"
+                } else {
+                    "  truncations with fewer MACs (relative error ||W - W_r||_F / ||W||_F):"
+                }
             );
             let blocks: Vec<Vec<String>> = with_rows
                 .iter()
                 .map(|f| {
-                    let mut rows = vec![vec![
-                        cell(f.form.rank_letter()),
-                        cell("error"),
-                        cell("MACs"),
-                    ]];
+                    let mut head = vec![cell(f.form.rank_letter()), cell("error")];
+                    if measured {
+                        head[1] = cell("weights");
+                        head.push(cell("on data"));
+                    }
+                    head.push(cell("MACs"));
+                    let mut rows = vec![head];
                     for t in &f.truncations {
-                        rows.push(vec![
-                            cell(t.rank.to_string()),
-                            cell(error_text(t.rel_error)),
-                            cell(format!(
-                                "{} ({})",
-                                t.macs,
-                                times(t.macs.value(), e.macs.value())
-                            )),
-                        ]);
+                        let mut row = vec![cell(t.rank.to_string()), cell(error_text(t.rel_error))];
+                        if measured {
+                            row.push(cell(t.data_error.map_or("-".into(), error_text)));
+                        }
+                        row.push(cell(format!(
+                            "{} ({})",
+                            t.macs,
+                            times(t.macs.value(), e.macs.value())
+                        )));
+                        rows.push(row);
                     }
                     let mut lines = vec![f.form.name().to_string()];
                     lines.extend(grid(&rows, "").lines().map(str::to_string));

@@ -13,12 +13,14 @@
 
 #![warn(missing_docs)]
 
+pub mod budget;
 pub mod dce;
 pub mod decompose;
 pub mod explain;
 pub mod factor;
 pub mod fold;
 pub mod fuse;
+pub mod measure;
 
 use std::fmt;
 
@@ -28,7 +30,7 @@ use convc_lang::Diagnostic;
 pub use dce::Dce;
 pub use decompose::{Decompose, INTERMEDIATE_COST, Rewrite};
 pub use explain::{
-    ConvExplanation, ExplainError, explain, render_explanation, render_explanations,
+    ConvExplanation, ExplainError, explain, explain_with, render_explanation, render_explanations,
 };
 pub use factor::Form;
 pub use fold::{Fold, FoldBatchnorm};
