@@ -16,6 +16,7 @@ pub mod import;
 mod ops;
 pub mod proto;
 pub mod read;
+mod resize;
 
 use std::fmt;
 
