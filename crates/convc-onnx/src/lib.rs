@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod emit;
+pub mod export;
 pub mod import;
 mod ops;
 pub mod proto;
