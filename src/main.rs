@@ -251,6 +251,19 @@ enum Command {
         #[arg(short = 'o', long = "output", value_name = "OUT.conv")]
         output: PathBuf,
     },
+    /// Write the optimised graph (batchnorms folded, convolutions decomposed by the passes) as
+    /// a standard ONNX model (opset 17), its parameters as initializers.
+    Export {
+        /// The .conv or .onnx file.
+        model: PathBuf,
+        /// The .onnx file to write.
+        #[arg(short = 'o', long = "output", value_name = "OUT.onnx")]
+        output: PathBuf,
+        #[command(flatten)]
+        passes: PassOpts,
+        #[command(flatten)]
+        size: SizeOpt,
+    },
     /// Run the network on images (.png) or arrays (.npy) and write or summarise its outputs.
     Run {
         /// The .conv or .onnx file.
@@ -331,6 +344,12 @@ fn main() -> ExitCode {
             })
         }),
         Command::Import { model, output } => commands::import::run(&model, &output),
+        Command::Export {
+            model,
+            output,
+            passes,
+            size,
+        } => commands::export::run(&model, &output, &passes, size.size),
         Command::Explain {
             model,
             layer,

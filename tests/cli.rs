@@ -109,6 +109,29 @@ fn check_reports_bench_macs_and_params() {
 }
 
 #[test]
+fn check_names_random_weights_of_the_added_ops() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("m.conv");
+    std::fs::write(
+        &spec,
+        "input x: [4, H, W]\n\
+         t = conv_transpose(x, out=2, stride=2, bias=random(seed=4))\n\
+         p = prelu(t, slope=random(seed=5))\n\
+         q = prelu(p)\n\
+         output q\n",
+    )
+    .unwrap();
+    let out = ok(&["check", spec.to_str().unwrap()]);
+    assert!(
+        out.contains(
+            "random weights: t weights (omitted, random seed=12638201494206808739), t bias (random seed=4), p slope (random seed=5)"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("[2,(H-1)*2+3,(W-1)*2+3]"), "{out}");
+}
+
+#[test]
 fn symbolic_sizes_and_size_binding() {
     let out = ok(&["check", "specs/examples/gaussian_blur.conv"]);
     assert!(out.contains("[3,H,W]") && out.contains("147/px"), "{out}");

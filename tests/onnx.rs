@@ -189,7 +189,19 @@ fn every_unsupported_op_is_listed_at_once() {
         error_of(&["check", "tests/fixtures/onnx/bad/unsupported_ops.onnx"]),
         "tests/fixtures/onnx/bad/unsupported_ops.onnx: error: the model uses 2 operator type(s) convc does not support (opset 17):\n  \
          Softplus: 2 node(s): node `/sp/Softplus`, node `/sp2/Softplus`\n  \
-         HardSwish: 1 node(s): node `/hs/HardSwish`\n"
+         Softsign: 1 node(s): node `/ss/Softsign`\n"
+    );
+}
+
+#[test]
+fn refused_settings_of_supported_ops_name_the_node() {
+    assert_eq!(
+        error_of(&["check", "tests/fixtures/onnx/bad/resize_cubic.onnx"]),
+        "tests/fixtures/onnx/bad/resize_cubic.onnx: error: node `/up/Resize` (Resize, opset 17): mode `cubic` is not supported (nearest, linear)\n"
+    );
+    assert_eq!(
+        error_of(&["run", "tests/fixtures/onnx/bad/pad_negative.onnx", "x.npy"]),
+        "tests/fixtures/onnx/bad/pad_negative.onnx: error: node `/crop/Pad` (Pad, opset 17): pad -1 is not from 0 to 65536 (negative pads, which crop, are not supported)\n"
     );
 }
 
@@ -266,6 +278,16 @@ fn import_round_trips_to_the_same_numbers() {
         "softmax_classifier_head_opset11",
         "lrn_sizes_5_and_3",
         "channel_shuffle_groups_2",
+        "hardsigmoid_hardswish",
+        "prelu_per_channel_and_scalar",
+        "mul_squeeze_excitation",
+        "global_maxpool_flatten_gemm",
+        "pad_constant_reflect_edge",
+        "pad_attributes_opset10",
+        "resize_nearest_bilinear_opset17",
+        "resize_half_pixel_nearest_upsample_opset9",
+        "conv_transpose_stride_pads_groups",
+        "conv_transpose_output_shape_same",
     ]
     .iter()
     .map(|s| {

@@ -52,6 +52,13 @@ pub fn report(model: &driver::Model) -> String {
                     srcs.push(("bias", &b.source));
                 }
             }
+            Op::ConvTranspose(t) => {
+                srcs.push(("weights", &t.weight.source));
+                if let Some(b) = &t.bias {
+                    srcs.push(("bias", &b.source));
+                }
+            }
+            Op::PRelu { slope } => srcs.push(("slope", &slope.source)),
             Op::BatchNorm(b) => {
                 srcs.extend([
                     ("mean", &b.mean.source),

@@ -5,5 +5,6 @@ pub mod bench;
 pub mod check;
 pub mod dump;
 pub mod explain;
+pub mod export;
 pub mod import;
 pub mod run;

@@ -302,6 +302,40 @@ fn eval(
             }
             Ok((ops::add(a, b)?, sa))
         }
+        Op::Mul => {
+            let ((a, sa), (b, sb)) = (arg(0)?, arg(1)?);
+            let (la, lb) = (image_len(a, batch, sa)?, image_len(b, batch, sb)?);
+            let mut out = Vec::new();
+            let mut shape = sa;
+            for i in 0..batch {
+                let (v, s) = ops::mul(&a[i * la..(i + 1) * la], sa, &b[i * lb..(i + 1) * lb], sb)?;
+                out.extend(v);
+                shape = s;
+            }
+            Ok((out, shape))
+        }
+        Op::PRelu { slope } => {
+            let (x, s) = arg(0)?;
+            per_image(x, batch, s, |img| {
+                Ok((ops::prelu(img, s, slope.data.data())?, s))
+            })
+        }
+        Op::ConvTranspose(t) => {
+            let (x, s) = arg(0)?;
+            per_image(x, batch, s, |img| ops::conv_transpose(img, s, t))
+        }
+        Op::Pad(p) => {
+            let (x, s) = arg(0)?;
+            per_image(x, batch, s, |img| ops::pad(img, s, p))
+        }
+        Op::Upsample(u) => {
+            let (x, s) = arg(0)?;
+            per_image(x, batch, s, |img| ops::upsample(img, s, u))
+        }
+        Op::GlobalMaxPool => {
+            let (x, s) = arg(0)?;
+            per_image(x, batch, s, |img| ops::global_maxpool(img, s))
+        }
         Op::Concat => {
             let (_, [_, h, w]) = arg(0)?;
             let mut c = 0;

@@ -321,6 +321,173 @@ pub fn add(a: &[f32], b: &[f32]) -> Result<Vec<f32>, RunError> {
     Ok(a.iter().zip(b).map(|(&p, &q)| p + q).collect())
 }
 
+/// The elementwise product of one image `a` `[C, H, W]` and `b`, which is either `[C, H, W]`
+/// too or `[C, 1, 1]` (one factor per channel, broadcast over the plane); the operands may
+/// come in either order (`a_shape` and `b_shape` say which is which). Returns the product in
+/// the larger shape.
+pub fn mul(
+    a: &[f32],
+    a_shape: [usize; 3],
+    b: &[f32],
+    b_shape: [usize; 3],
+) -> Result<(Vec<f32>, [usize; 3]), RunError> {
+    check_len(a, a_shape, "mul")?;
+    check_len(b, b_shape, "mul")?;
+    if a_shape == b_shape {
+        return Ok((a.iter().zip(b).map(|(&p, &q)| p * q).collect(), a_shape));
+    }
+    // Broadcast: `small` is [C, 1, 1].
+    let (big, big_shape, small, small_shape) = if b_shape[1] == 1 && b_shape[2] == 1 {
+        (a, a_shape, b, b_shape)
+    } else {
+        (b, b_shape, a, a_shape)
+    };
+    if small_shape != [big_shape[0], 1, 1] {
+        return Err(RunError::new(format!(
+            "mul of shapes {a_shape:?} and {b_shape:?}"
+        )));
+    }
+    let plane = big_shape[1] * big_shape[2];
+    let out = if plane == 0 {
+        Vec::new()
+    } else {
+        big.chunks(plane)
+            .zip(small)
+            .flat_map(|(ch, &k)| ch.iter().map(move |&v| v * k))
+            .collect()
+    };
+    Ok((out, big_shape))
+}
+
+/// Parametric ReLU of one image: `x` where `x >= 0` (and NaN), else `slope[c] * x`; `slope`
+/// has one value per channel or one for all.
+pub fn prelu(x: &[f32], shape: [usize; 3], slope: &[f32]) -> Result<Vec<f32>, RunError> {
+    check_len(x, shape, "prelu")?;
+    let [c, h, w] = shape;
+    if slope.len() != c && slope.len() != 1 {
+        return Err(RunError::new(format!(
+            "prelu: {} slopes for {c} channels",
+            slope.len()
+        )));
+    }
+    let plane = h * w;
+    let mut out = Vec::with_capacity(x.len());
+    for k in 0..c {
+        let a = slope[if slope.len() == 1 { 0 } else { k }];
+        out.extend(
+            x[k * plane..(k + 1) * plane]
+                .iter()
+                .map(|&v| if v < 0.0 { a * v } else { v }),
+        );
+    }
+    Ok(out)
+}
+
+/// The maximum of each channel over H and W (NaN wins, as in max pooling): `[C, 1, 1]`.
+pub fn global_maxpool(x: &[f32], shape: [usize; 3]) -> Result<(Vec<f32>, [usize; 3]), RunError> {
+    check_len(x, shape, "global_maxpool")?;
+    let plane = shape[1] * shape[2];
+    if plane == 0 {
+        return Err(RunError::new(
+            "global_maxpool: an empty image has no maximum",
+        ));
+    }
+    let out = x
+        .chunks(plane)
+        .map(|ch| {
+            ch.iter().fold(
+                f32::NEG_INFINITY,
+                |m, &v| if v.is_nan() || v > m { v } else { m },
+            )
+        })
+        .collect();
+    Ok((out, [shape[0], 1, 1]))
+}
+
+/// Padding of every plane of one image ([`convc_ir::PadOp::plane`]).
+pub fn pad(
+    x: &[f32],
+    shape: [usize; 3],
+    p: &convc_ir::PadOp,
+) -> Result<(Vec<f32>, [usize; 3]), RunError> {
+    check_len(x, shape, "pad")?;
+    let [c, h, w] = shape;
+    let [t, b, l, r] = p.pads;
+    if p.mode == convc_ir::PadMode::Reflect && (t.max(b) >= h || l.max(r) >= w) {
+        return Err(RunError::new(format!(
+            "pad: reflect padding ({t}, {b}, {l}, {r}) needs each side below the input size {h}x{w}"
+        )));
+    }
+    if p.mode != convc_ir::PadMode::Constant && h * w == 0 {
+        return Err(RunError::new("pad: an empty plane has no edge"));
+    }
+    let (oh, ow) = (h + t + b, w + l + r);
+    let mut out = vec![0f32; c * oh * ow];
+    if h * w > 0 || p.mode == convc_ir::PadMode::Constant {
+        for k in 0..c {
+            p.plane(
+                &x[k * h * w..(k + 1) * h * w],
+                h,
+                w,
+                &mut out[k * oh * ow..(k + 1) * oh * ow],
+            );
+        }
+    }
+    Ok((out, [c, oh, ow]))
+}
+
+/// Upsampling of every plane of one image ([`convc_ir::Upsample::plane`], in f64).
+pub fn upsample(
+    x: &[f32],
+    shape: [usize; 3],
+    u: &convc_ir::Upsample,
+) -> Result<(Vec<f32>, [usize; 3]), RunError> {
+    check_len(x, shape, "upsample")?;
+    let [c, h, w] = shape;
+    let (oh, ow) = (h * u.scale[0], w * u.scale[1]);
+    let mut out = vec![0f32; c * oh * ow];
+    if h * w > 0 {
+        for k in 0..c {
+            u.plane(
+                &x[k * h * w..(k + 1) * h * w],
+                h,
+                w,
+                &mut out[k * oh * ow..(k + 1) * oh * ow],
+            );
+        }
+    }
+    Ok((out, [c, oh, ow]))
+}
+
+/// A transposed convolution of one image ([`convc_ir::TransposeGeom::channel`] per output
+/// channel, summed in f64).
+pub fn conv_transpose(
+    x: &[f32],
+    shape: [usize; 3],
+    t: &convc_ir::ConvTranspose,
+) -> Result<(Vec<f32>, [usize; 3]), RunError> {
+    check_len(x, shape, "conv_transpose")?;
+    let g = &t.geom;
+    let [c, h, w] = shape;
+    let (Some(oh), Some(ow)) = (g.out_size(h, 0), g.out_size(w, 1)) else {
+        return Err(RunError::new(format!(
+            "conv_transpose: no output for an input of {h}x{w}"
+        )));
+    };
+    let want = [c, g.out / g.groups.max(1), g.kernel[0], g.kernel[1]];
+    if t.weight.data.shape() != want || g.groups == 0 || c % g.groups != 0 {
+        return Err(RunError::new(
+            "conv_transpose: weights do not fit the input",
+        ));
+    }
+    let mut out = vec![0f32; g.out * oh * ow];
+    for (oc, plane) in out.chunks_mut(oh * ow).enumerate() {
+        let b = t.bias.as_ref().map_or(0.0, |b| b.data.data()[oc]);
+        g.channel(x, shape, t.weight.data.data(), b, oc, plane, [oh, ow]);
+    }
+    Ok((out, [g.out, oh, ow]))
+}
+
 /// Concatenation of images `[C_i, H, W]` along channels. Returns `[sum C_i, H, W]`.
 pub fn concat(parts: &[(&[f32], [usize; 3])]) -> Result<(Vec<f32>, [usize; 3]), RunError> {
     let Some(&(_, [_, h, w])) = parts.first() else {

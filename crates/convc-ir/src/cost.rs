@@ -49,6 +49,16 @@ pub fn node_cost(g: &Graph, n: NodeIndex) -> Cost {
             (w + b, w)
         }
         Op::BatchNorm(_) => (4 * node.shape.c as u64, 0),
+        Op::PRelu { slope } => (slope.data.numel() as u64, 0),
+        // Every input value meets every tap of its group's output channels: MACs per output
+        // pixel are those per input pixel scaled by the stride's spread, so count them per
+        // input pixel over the output pixels (exact for stride 1, average otherwise).
+        Op::ConvTranspose(t) => {
+            let w = t.weight.data.numel() as u64;
+            let b = t.bias.as_ref().map_or(0, |b| b.data.numel() as u64);
+            let spread = (t.geom.stride[0] * t.geom.stride[1]) as u64;
+            (w + b, w / spread.max(1))
+        }
         _ => (0, 0),
     };
     let bytes = (|| {

@@ -23,6 +23,8 @@ pub enum Dim {
     FloorDiv(Box<Dim>, i64),
     /// `ceil(e / k)`, k > 1.
     CeilDiv(Box<Dim>, i64),
+    /// `e * k`, k > 1.
+    Mul(Box<Dim>, i64),
 }
 
 impl Dim {
@@ -51,6 +53,14 @@ impl Dim {
             _ => Dim::CeilDiv(Box::new(self.clone()), k),
         }
     }
+    /// `self * k` for k >= 1, simplified.
+    pub fn mul(&self, k: i64) -> Dim {
+        match self {
+            _ if k <= 1 => self.clone(),
+            Dim::Lit(v) => Dim::Lit(v.saturating_mul(k)),
+            _ => Dim::Mul(Box::new(self.clone()), k),
+        }
+    }
     /// The value when known without bindings.
     pub fn known(&self) -> Option<i64> {
         match self {
@@ -66,6 +76,7 @@ impl Dim {
             Dim::Add(e, k) => e.eval(b)?.checked_add(*k)?,
             Dim::FloorDiv(e, k) => e.eval(b)?.div_euclid(*k),
             Dim::CeilDiv(e, k) => -((-e.eval(b)?).div_euclid(*k)),
+            Dim::Mul(e, k) => e.eval(b)?.checked_mul(*k)?,
         })
     }
     /// Replaces bound symbols by their values and simplifies.
@@ -79,13 +90,16 @@ impl Dim {
             Dim::Add(e, k) => e.substitute(b).add(*k),
             Dim::FloorDiv(e, k) => e.substitute(b).floor_div(*k),
             Dim::CeilDiv(e, k) => e.substitute(b).ceil_div(*k),
+            Dim::Mul(e, k) => e.substitute(b).mul(*k),
         }
     }
     /// The nesting depth of the expression: 0 for a number or a symbol.
     pub fn depth(&self) -> usize {
         match self {
             Dim::Lit(_) | Dim::Sym(_) => 0,
-            Dim::Add(e, _) | Dim::FloorDiv(e, _) | Dim::CeilDiv(e, _) => e.depth() + 1,
+            Dim::Add(e, _) | Dim::FloorDiv(e, _) | Dim::CeilDiv(e, _) | Dim::Mul(e, _) => {
+                e.depth() + 1
+            }
         }
     }
     /// The symbol this size depends on, if any.
@@ -93,7 +107,9 @@ impl Dim {
         match self {
             Dim::Lit(_) => None,
             Dim::Sym(s) => Some(s),
-            Dim::Add(e, _) | Dim::FloorDiv(e, _) | Dim::CeilDiv(e, _) => e.symbol(),
+            Dim::Add(e, _) | Dim::FloorDiv(e, _) | Dim::CeilDiv(e, _) | Dim::Mul(e, _) => {
+                e.symbol()
+            }
         }
     }
 }
@@ -110,6 +126,10 @@ impl fmt::Display for Dim {
                 _ => write!(f, "{e}/{k}"),
             },
             Dim::CeilDiv(e, k) => write!(f, "ceil({e}/{k})"),
+            Dim::Mul(e, k) => match **e {
+                Dim::Add(..) => write!(f, "({e})*{k}"),
+                _ => write!(f, "{e}*{k}"),
+            },
         }
     }
 }

@@ -38,7 +38,17 @@ pub const OPS: &[&str] = &[
     "softmax",
     "lrn",
     "shuffle",
+    "hardsigmoid",
+    "hardswish",
+    "prelu",
+    "mul",
+    "global_maxpool",
+    "pad",
+    "upsample",
+    "conv_transpose",
 ];
+
+mod more;
 
 type R<T> = Result<T, Diagnostic>;
 
@@ -286,6 +296,7 @@ enum ParamKind {
     BnVar,
     BnGamma,
     BnBeta,
+    Slope,
 }
 
 impl ParamKind {
@@ -297,6 +308,7 @@ impl ParamKind {
             ParamKind::BnVar => "var",
             ParamKind::BnGamma => "gamma",
             ParamKind::BnBeta => "beta",
+            ParamKind::Slope => "slope",
         }
     }
 }
@@ -484,7 +496,7 @@ impl<'a> Lowerer<'a> {
         }
         let xs = self.positional(l)?;
         let arity = match op {
-            "add" => Some(2),
+            "add" | "mul" => Some(2),
             "concat" => None,
             _ => Some(1),
         };
@@ -721,6 +733,8 @@ impl<'a> Lowerer<'a> {
                 self.kwargs(l, &[])?;
                 Op::GlobalAvgPool
             }
+            "hardsigmoid" | "hardswish" | "prelu" | "mul" | "global_maxpool" | "pad"
+            | "upsample" | "conv_transpose" => self.more_op(l, &x_shape)?,
             // Every name of `OPS` has its arm above (the test `every_listed_op_lowers` checks
             // it): a name added there without one is refused, not lowered to another op.
             other => {
@@ -900,6 +914,7 @@ impl<'a> Lowerer<'a> {
                 ParamKind::BnVar => random::bn_var(seed, n),
                 ParamKind::BnGamma => random::bn_gamma(seed, n),
                 ParamKind::BnBeta => random::bn_beta(seed, n),
+                ParamKind::Slope => random::prelu_slope(seed, n),
             }
         };
         let Some(e) = src else {

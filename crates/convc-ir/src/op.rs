@@ -171,6 +171,20 @@ pub enum Unary {
         /// Upper bound (may be `inf`).
         max: f32,
     },
+    /// `clamp(alpha * x + beta, 0, 1)` (ONNX `HardSigmoid`).
+    HardSigmoid {
+        /// Slope.
+        alpha: f32,
+        /// Offset.
+        beta: f32,
+    },
+    /// `x * clamp(x / 6 + 0.5, 0, 1)` (ONNX `HardSwish`).
+    HardSwish,
+}
+
+/// `clamp(v, 0, 1)` with NaN passed through (as [`Unary::Clamp`]).
+fn unit_clamp(v: f32) -> f32 {
+    Unary::Clamp { min: 0.0, max: 1.0 }.apply(v)
 }
 
 impl Unary {
@@ -203,6 +217,8 @@ impl Unary {
                     x
                 }
             }
+            Unary::HardSigmoid { alpha, beta } => unit_clamp(alpha * x + beta),
+            Unary::HardSwish => x * unit_clamp(x * (1.0 / 6.0) + 0.5),
         }
     }
     /// The op name as written in `.conv`.
@@ -214,6 +230,8 @@ impl Unary {
             Unary::Tanh => "tanh",
             Unary::LeakyRelu { .. } => "leaky_relu",
             Unary::Clamp { .. } => "clamp",
+            Unary::HardSigmoid { .. } => "hardsigmoid",
+            Unary::HardSwish => "hardswish",
         }
     }
 }
@@ -256,12 +274,29 @@ pub enum Op {
     Unary(Unary),
     /// Elementwise sum of two tensors.
     Add,
+    /// Elementwise product of two tensors of equal shapes, or of a `[C, H, W]` tensor and a
+    /// `[C, 1, 1]` one (broadcast over the plane: squeeze-excitation), in either order.
+    Mul,
+    /// Parametric ReLU: `x` if `x >= 0` else `slope[c] * x`; the slope is `[C]` (per
+    /// channel) or `[1]` (one for every channel).
+    PRelu {
+        /// The slopes, `[C]` or `[1]`.
+        slope: Param,
+    },
     /// Concatenation along channels.
     Concat,
     /// Max or average pooling.
     Pool(Pool),
     /// Mean over H and W: `[C, 1, 1]`.
     GlobalAvgPool,
+    /// Maximum over H and W: `[C, 1, 1]` (NaN propagates).
+    GlobalMaxPool,
+    /// Padding of the plane (constant, reflected or edge values).
+    Pad(PadOp),
+    /// Upsampling by whole factors (nearest or bilinear).
+    Upsample(Upsample),
+    /// Transposed convolution (the gradient of a conv; ONNX `ConvTranspose`).
+    ConvTranspose(ConvTranspose),
     /// Softmax over the channels of each pixel: `exp(x_c - max) / sum exp(x_k - max)`.
     Softmax,
     /// Local response normalisation across channels.
@@ -303,9 +338,270 @@ impl Op {
                 PoolKind::Avg => "avgpool",
             },
             Op::GlobalAvgPool => "global_avgpool",
+            Op::GlobalMaxPool => "global_maxpool",
+            Op::Pad(_) => "pad",
+            Op::Upsample(_) => "upsample",
+            Op::ConvTranspose(_) => "conv_transpose",
+            Op::Mul => "mul",
+            Op::PRelu { .. } => "prelu",
             Op::Softmax => "softmax",
             Op::Lrn(_) => "lrn",
             Op::Shuffle { .. } => "shuffle",
         }
     }
+}
+
+/// How `pad` fills the border.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PadMode {
+    /// A constant value.
+    Constant,
+    /// The values mirrored at the edge, the edge itself not repeated (NumPy's and ONNX's
+    /// `reflect`): each side's padding must be smaller than the size on its axis.
+    Reflect,
+    /// The edge value repeated.
+    Edge,
+}
+
+impl PadMode {
+    /// The name in `.conv` (and ONNX's `mode`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PadMode::Constant => "constant",
+            PadMode::Reflect => "reflect",
+            PadMode::Edge => "edge",
+        }
+    }
+
+    /// The input index that padded position `i` (relative to the input's first element; it
+    /// may be negative or past the end) reads on an axis of `n` elements; `None` for the
+    /// constant. Reflection past a whole mirror image is clamped (the lowering refuses it).
+    pub fn source(self, i: i64, n: usize) -> Option<usize> {
+        let last = n as i64 - 1;
+        if (0..=last).contains(&i) {
+            return Some(i as usize);
+        }
+        match self {
+            PadMode::Constant => None,
+            PadMode::Edge => Some(i.clamp(0, last.max(0)) as usize),
+            PadMode::Reflect => {
+                let r = if i < 0 { -i } else { 2 * last - i };
+                Some(r.clamp(0, last.max(0)) as usize)
+            }
+        }
+    }
+}
+
+/// Padding of the plane by `pad`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PadOp {
+    /// `[top, bottom, left, right]`.
+    pub pads: [usize; 4],
+    /// How the border is filled.
+    pub mode: PadMode,
+    /// The constant of [`PadMode::Constant`] (finite).
+    pub value: f32,
+}
+
+/// Interpolation of `upsample`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpMode {
+    /// Output `i` reads input `floor(i / scale)`.
+    Nearest,
+    /// Linear on each axis between the two nearest inputs, at the coordinate the
+    /// [`Coords`] give, clamped to the input.
+    Bilinear,
+}
+
+/// Where an output coordinate falls in the input for bilinear upsampling (ONNX
+/// `coordinate_transformation_mode`), output `i` of `m = scale * n`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Coords {
+    /// `(i + 0.5) / scale - 0.5` (PyTorch's `align_corners=False`).
+    HalfPixel,
+    /// `i / scale`.
+    Asymmetric,
+    /// `i * (n - 1) / (m - 1)` (0 when `m = 1`; PyTorch's `align_corners=True`).
+    AlignCorners,
+}
+
+impl Coords {
+    /// The name in `.conv` (and ONNX's).
+    pub fn name(self) -> &'static str {
+        match self {
+            Coords::HalfPixel => "half_pixel",
+            Coords::Asymmetric => "asymmetric",
+            Coords::AlignCorners => "align_corners",
+        }
+    }
+}
+
+/// Upsampling by whole factors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Upsample {
+    /// `[SH, SW]`, each at least 1.
+    pub scale: [usize; 2],
+    /// Nearest or bilinear.
+    pub mode: UpMode,
+    /// The coordinate transformation of bilinear upsampling.
+    pub coords: Coords,
+}
+
+impl Upsample {
+    /// Per output index on an axis of `n` inputs upsampled by `scale`: the two inputs it
+    /// interpolates and the weight of the second, `(i0, i1, w1)`; the value is
+    /// `x[i0] * (1 - w1) + x[i1] * w1` (nearest: `w1 = 0`).
+    pub fn taps(&self, n: usize, scale: usize) -> Vec<(usize, usize, f64)> {
+        let m = n * scale;
+        let last = n.saturating_sub(1) as f64;
+        (0..m)
+            .map(|i| match self.mode {
+                UpMode::Nearest => (i / scale, i / scale, 0.0),
+                UpMode::Bilinear => {
+                    let s = scale as f64;
+                    let x = match self.coords {
+                        Coords::HalfPixel => (i as f64 + 0.5) / s - 0.5,
+                        Coords::Asymmetric => i as f64 / s,
+                        Coords::AlignCorners if m > 1 => i as f64 * last / (m - 1) as f64,
+                        Coords::AlignCorners => 0.0,
+                    };
+                    let x = x.clamp(0.0, last);
+                    let i0 = x.floor() as usize;
+                    let i1 = (i0 + 1).min(n.saturating_sub(1));
+                    (i0, i1, x - i0 as f64)
+                }
+            })
+            .collect()
+    }
+
+    /// Upsamples one `[h, w]` plane into `out` (`[h * sh, w * sw]`), in f64.
+    pub fn plane(&self, x: &[f32], h: usize, w: usize, out: &mut [f32]) {
+        let [sh, sw] = self.scale;
+        let (ty, tx) = (self.taps(h, sh), self.taps(w, sw));
+        let ow = w * sw;
+        // `t == 0` reads one input only, so an infinity stays one (not `inf * 0`).
+        let lerp = |a: f64, b: f64, t: f64| if t == 0.0 { a } else { a * (1.0 - t) + b * t };
+        for (oy, &(y0, y1, fy)) in ty.iter().enumerate() {
+            let (r0, r1) = (&x[y0 * w..(y0 + 1) * w], &x[y1 * w..(y1 + 1) * w]);
+            for (ox, &(x0, x1, fx)) in tx.iter().enumerate() {
+                let top = lerp(f64::from(r0[x0]), f64::from(r0[x1]), fx);
+                let v = if fy == 0.0 {
+                    top
+                } else {
+                    lerp(top, lerp(f64::from(r1[x0]), f64::from(r1[x1]), fx), fy)
+                };
+                out[oy * ow + ox] = v as f32;
+            }
+        }
+    }
+}
+
+impl PadOp {
+    /// Pads one `[h, w]` plane into `out` (`[h + top + bottom, w + left + right]`).
+    pub fn plane(&self, x: &[f32], h: usize, w: usize, out: &mut [f32]) {
+        let [t, b, l, r] = self.pads;
+        let ow = w + l + r;
+        for oy in 0..h + t + b {
+            let sy = self.mode.source(oy as i64 - t as i64, h);
+            for ox in 0..ow {
+                let sx = self.mode.source(ox as i64 - l as i64, w);
+                out[oy * ow + ox] = match (sy, sx) {
+                    (Some(y), Some(xx)) => x[y * w + xx],
+                    _ => self.value,
+                };
+            }
+        }
+    }
+}
+
+/// The geometry of a transposed convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransposeGeom {
+    /// Output channels.
+    pub out: usize,
+    /// `[KH, KW]`.
+    pub kernel: [usize; 2],
+    /// `[SH, SW]`: the input is spread this far apart.
+    pub stride: [usize; 2],
+    /// `[DH, DW]`.
+    pub dilation: [usize; 2],
+    /// `[top, bottom, left, right]` removed from the full output.
+    pub pads: [usize; 4],
+    /// Extra rows and columns added at the bottom and right (each below its stride or
+    /// dilation).
+    pub output_padding: [usize; 2],
+    /// Groups: input and output channels split into this many independent parts.
+    pub groups: usize,
+}
+
+impl TransposeGeom {
+    /// The output size on an axis (0: height, 1: width) of `n` inputs, when positive:
+    /// `(n - 1) * s - before - after + d * (k - 1) + output_padding + 1`.
+    pub fn out_size(&self, n: usize, axis: usize) -> Option<usize> {
+        let (s, d, k) = (self.stride[axis], self.dilation[axis], self.kernel[axis]);
+        let (b, a) = (self.pads[2 * axis], self.pads[2 * axis + 1]);
+        let full = (n.checked_sub(1)?)
+            .checked_mul(s)?
+            .checked_add(d.checked_mul(k.checked_sub(1)?)?)?
+            .checked_add(self.output_padding[axis] + 1)?;
+        full.checked_sub(b + a).filter(|&v| v > 0)
+    }
+
+    /// Output channel `oc` of one image `x` (`[c, h, w]`) into `out` (`[oh, ow]`), with
+    /// weights `w` (`[c, out/groups, KH, KW]`) and the channel's bias: each input value
+    /// scattered over its window, summed in f64 in a fixed order (input channel, tap, row,
+    /// column), rounded once.
+    pub fn channel(
+        &self,
+        x: &[f32],
+        [c, h, wd]: [usize; 3],
+        w: &[f32],
+        bias: f32,
+        oc: usize,
+        out: &mut [f32],
+        [oh, ow]: [usize; 2],
+    ) {
+        let og = self.out / self.groups.max(1);
+        let cg = c / self.groups.max(1);
+        let (g, o) = (oc / og.max(1), oc % og.max(1));
+        let [kh, kw] = self.kernel;
+        let mut acc = vec![f64::from(bias); oh * ow];
+        for ic in g * cg..(g + 1) * cg {
+            let plane = &x[ic * h * wd..(ic + 1) * h * wd];
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let k = f64::from(w[((ic * og + o) * kh + ky) * kw + kx]);
+                    let dy = (ky * self.dilation[0]) as i64 - self.pads[0] as i64;
+                    let dx = (kx * self.dilation[1]) as i64 - self.pads[2] as i64;
+                    for y in 0..h {
+                        let oy = (y * self.stride[0]) as i64 + dy;
+                        if oy < 0 || oy >= oh as i64 {
+                            continue;
+                        }
+                        let row = &mut acc[oy as usize * ow..(oy as usize + 1) * ow];
+                        for xx in 0..wd {
+                            let ox = (xx * self.stride[1]) as i64 + dx;
+                            if ox >= 0 && ox < ow as i64 {
+                                row[ox as usize] += f64::from(plane[y * wd + xx]) * k;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (o, a) in out.iter_mut().zip(acc) {
+            *o = a as f32;
+        }
+    }
+}
+
+/// A transposed convolution with its parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvTranspose {
+    /// Sizes, strides, padding, groups.
+    pub geom: TransposeGeom,
+    /// Weights `[C, out/groups, KH, KW]` (ONNX's and PyTorch's layout).
+    pub weight: Param,
+    /// Bias `[out]`.
+    pub bias: Option<Param>,
 }

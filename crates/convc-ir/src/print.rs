@@ -97,6 +97,38 @@ pub fn attrs_text(g: &Graph, n: NodeIndex) -> String {
         Op::BatchNorm(b) => format!("eps={} mean={}", b.eps, b.mean.source),
         Op::Unary(Unary::LeakyRelu { alpha }) => format!("alpha={alpha}"),
         Op::Unary(Unary::Clamp { min, max }) => format!("min={min} max={max}"),
+        Op::Unary(Unary::HardSigmoid { alpha, beta }) => format!("alpha={alpha} beta={beta}"),
+        Op::PRelu { slope } => format!("slope={}", slope.source),
+        Op::Pad(p) => {
+            let [t, b, l, r] = p.pads;
+            match p.mode {
+                crate::op::PadMode::Constant => {
+                    format!("pads=({t},{b},{l},{r}) value={}", p.value)
+                }
+                m => format!("pads=({t},{b},{l},{r}) mode={}", m.name()),
+            }
+        }
+        Op::ConvTranspose(t) => {
+            let g = &t.geom;
+            let [pt, pb, pl, pr] = g.pads;
+            format!(
+                "out={} k={}x{} s={} d={} p=({pt},{pb},{pl},{pr}) op={} g={} w={}",
+                g.out,
+                g.kernel[0],
+                g.kernel[1],
+                pair(g.stride),
+                pair(g.dilation),
+                pair(g.output_padding),
+                g.groups,
+                t.weight.source
+            )
+        }
+        Op::Upsample(u) => match u.mode {
+            crate::op::UpMode::Nearest => format!("scale={} nearest", pair(u.scale)),
+            crate::op::UpMode::Bilinear => {
+                format!("scale={} bilinear {}", pair(u.scale), u.coords.name())
+            }
+        },
         Op::Pool(p) => format!(
             "k={}x{} s={} p={}",
             p.kernel[0],
@@ -284,6 +316,42 @@ pub fn json(g: &Graph) -> Value {
             }
             Op::Unary(Unary::LeakyRelu { alpha }) => {
                 attrs.insert("alpha".into(), json!(alpha));
+            }
+            Op::Unary(Unary::HardSigmoid { alpha, beta }) => {
+                attrs.insert("alpha".into(), json!(alpha));
+                attrs.insert("beta".into(), json!(beta));
+            }
+            Op::ConvTranspose(t) => {
+                let g = &t.geom;
+                attrs.insert("out".into(), json!(g.out));
+                attrs.insert("kernel".into(), json!(g.kernel));
+                attrs.insert("stride".into(), json!(g.stride));
+                attrs.insert("dilation".into(), json!(g.dilation));
+                attrs.insert("pad".into(), json!(g.pads));
+                attrs.insert("output_padding".into(), json!(g.output_padding));
+                attrs.insert("groups".into(), json!(g.groups));
+                attrs.insert("weights".into(), json!(t.weight.source.to_string()));
+                attrs.insert("weight_shape".into(), json!(t.weight.data.shape()));
+            }
+            Op::Pad(p) => {
+                attrs.insert("pads".into(), json!(p.pads));
+                attrs.insert("mode".into(), json!(p.mode.name()));
+                attrs.insert("value".into(), json!(p.value));
+            }
+            Op::Upsample(u) => {
+                attrs.insert("scale".into(), json!(u.scale));
+                attrs.insert(
+                    "mode".into(),
+                    json!(match u.mode {
+                        crate::op::UpMode::Nearest => "nearest",
+                        crate::op::UpMode::Bilinear => "bilinear",
+                    }),
+                );
+                attrs.insert("coords".into(), json!(u.coords.name()));
+            }
+            Op::PRelu { slope } => {
+                attrs.insert("slope".into(), json!(slope.source.to_string()));
+                attrs.insert("slope_shape".into(), json!(slope.data.shape()));
             }
             Op::Unary(Unary::Clamp { min, max }) => {
                 let f = |v: f32| {

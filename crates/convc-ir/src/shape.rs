@@ -121,6 +121,62 @@ pub fn infer(op: &Op, ins: &[&Shape]) -> Result<Shape, String> {
             }
             a.clone()
         }
+        Op::Mul => {
+            let (a, b) = (one(0)?, one(1)?);
+            let per_channel = |s: &Shape| s.h.known() == Some(1) && s.w.known() == Some(1);
+            if a == b || (a.c == b.c && per_channel(b)) {
+                a.clone()
+            } else if a.c == b.c && per_channel(a) {
+                b.clone()
+            } else {
+                return Err(format!(
+                    "operands of mul have shapes {a} and {b}: they must be equal, or one [C, 1, 1] with the other's C"
+                ));
+            }
+        }
+        Op::PRelu { slope } => {
+            let x = one(0)?;
+            let n = slope.data.shape();
+            if n != [x.c] && n != [1] {
+                return Err(format!(
+                    "slope has shape {}, expected [{}] or [1]",
+                    convc_tensor::fmt_shape(n),
+                    x.c
+                ));
+            }
+            x.clone()
+        }
+        Op::GlobalMaxPool => Shape::known(one(0)?.c, 1, 1),
+        Op::Pad(p) => {
+            let x = one(0)?;
+            let [t, b, l, r] = p.pads;
+            if p.mode == crate::op::PadMode::Reflect {
+                for (d, lo, hi, axis) in [(&x.h, t, b, "height"), (&x.w, l, r, "width")] {
+                    if let Some(n) = d.known()
+                        && (lo.max(hi) as i64) >= n
+                    {
+                        return Err(format!(
+                            "reflect padding of {} needs an input {axis} above it, found {n}",
+                            lo.max(hi)
+                        ));
+                    }
+                }
+            }
+            Shape {
+                c: x.c,
+                h: x.h.add((t + b) as i64),
+                w: x.w.add((l + r) as i64),
+            }
+        }
+        Op::ConvTranspose(t) => transpose_shape(t, one(0)?)?,
+        Op::Upsample(u) => {
+            let x = one(0)?;
+            Shape {
+                c: x.c,
+                h: x.h.mul(u.scale[0] as i64),
+                w: x.w.mul(u.scale[1] as i64),
+            }
+        }
         Op::Concat => {
             let first = one(0)?;
             let mut c = 0usize;
@@ -276,6 +332,19 @@ pub fn concretize(g: &Graph, b: &Bindings) -> Result<Concrete, Diagnostic> {
             }
         };
         shapes[n.index()] = Some([s.c, dim(&s.h, "height")?, dim(&s.w, "width")?]);
+        if let Op::Pad(p) = &node.op
+            && p.mode == crate::op::PadMode::Reflect
+            && let Some(&x) = g.operands(n).first()
+            && let Some([_, h, w]) = shapes[x.index()]
+        {
+            let [t, bo, l, r] = p.pads;
+            if t.max(bo) >= h || l.max(r) >= w {
+                return Err(err(format!(
+                    "layer `{}`: reflect padding ({t}, {bo}, {l}, {r}) needs each side below the input size {h}x{w}",
+                    node.name
+                )));
+            }
+        }
     }
     Ok(Concrete { shapes })
 }
@@ -313,4 +382,53 @@ pub fn bind_inputs(g: &Graph, sizes: &[(usize, usize)]) -> Result<Bindings, Stri
         }
     }
     Ok(b)
+}
+
+/// The output shape of a transposed convolution on `x`.
+fn transpose_shape(t: &crate::op::ConvTranspose, x: &Shape) -> Result<Shape, String> {
+    let g = &t.geom;
+    if g.groups == 0 || x.c % g.groups != 0 || g.out % g.groups != 0 {
+        return Err(format!(
+            "input channels {} and out={} must be divisible by groups={}",
+            x.c, g.out, g.groups
+        ));
+    }
+    let want = [x.c, g.out / g.groups, g.kernel[0], g.kernel[1]];
+    if t.weight.data.shape() != want {
+        return Err(format!(
+            "weights have shape {}, expected {}",
+            convc_tensor::fmt_shape(t.weight.data.shape()),
+            convc_tensor::fmt_shape(&want)
+        ));
+    }
+    if let Some(b) = &t.bias
+        && b.data.shape() != [g.out]
+    {
+        return Err(format!(
+            "bias has shape {}, expected [{}]",
+            convc_tensor::fmt_shape(b.data.shape()),
+            g.out
+        ));
+    }
+    for a in 0..2 {
+        if g.output_padding[a] >= g.stride[a].max(g.dilation[a]) {
+            return Err(format!(
+                "output_padding {} must be smaller than the stride or the dilation",
+                g.output_padding[a]
+            ));
+        }
+    }
+    let axis = |n: &Dim, a: usize| -> Dim {
+        let (s, d, k) = (g.stride[a], g.dilation[a], g.kernel[a]);
+        let extra = (d * (k - 1) + g.output_padding[a] + 1) as i64
+            - (g.pads[2 * a] + g.pads[2 * a + 1]) as i64;
+        n.add(-1).mul(s as i64).add(extra)
+    };
+    let s = Shape {
+        c: g.out,
+        h: axis(&x.h, 0),
+        w: axis(&x.w, 1),
+    };
+    check_positive(&s, "the transposed convolution")?;
+    Ok(s)
 }

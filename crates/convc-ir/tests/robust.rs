@@ -199,9 +199,11 @@ fn every_listed_op_lowers() {
                 "x, mean=random(seed=1), var=random(seed=2), gamma=random(seed=3), beta=random(seed=4)",
                 "batchnorm",
             ),
-            "add" | "concat" => ("x, x", op),
+            "add" | "concat" | "mul" => ("x, x", op),
             "lrn" => ("x, size=3", op),
             "shuffle" => ("x, groups=2", op),
+            "pad" => ("x, pads=1", op),
+            "conv_transpose" => ("x, out=4, stride=2", op),
             _ => ("x", op),
         };
         let src = format!("input x: [4, 8, 8]\ny = {op}({args})\noutput y\n");

@@ -95,6 +95,7 @@ pub(crate) fn build(
             e.call_rust(f, l.params(), [bufs, start, end]);
         }
         KernelSpec::Wino(w) => e.call_rust(w.function(), w.params(), [bufs, start, end]),
+        KernelSpec::Rust(r) => e.call_rust(r.kind.function(), r.params.clone(), [bufs, start, end]),
     }
     e.b.ins().return_(&[]);
     e.b.seal_all_blocks();
@@ -286,7 +287,23 @@ impl Em<'_> {
                 self.b.ins().fdiv(one, d)
             }
             Act::Tanh => self.tanh(ty, v),
+            Act::HardSigmoid(alpha, beta) => {
+                self.hard_sigmoid(ty, v, f32::from_bits(alpha), f32::from_bits(beta))
+            }
+            Act::HardSwish => {
+                let h = self.hard_sigmoid(ty, v, 1.0 / 6.0, 0.5);
+                self.b.ins().fmul(v, h)
+            }
         }
+    }
+
+    /// `clamp(alpha * v + beta, 0, 1)` (two roundings, as [`convc_ir::Unary::apply`]).
+    fn hard_sigmoid(&mut self, ty: Type, v: Value, alpha: f32, beta: f32) -> Value {
+        let a = self.splat(ty, alpha);
+        let t = self.b.ins().fmul(v, a);
+        let b = self.splat(ty, beta);
+        let t = self.b.ins().fadd(t, b);
+        self.clamp(ty, t, 0.0, 1.0)
     }
 
     /// `exp(x)` in `ty` (F32 or F32X4), Cephes' `expf` with a degree-6 polynomial: relative
@@ -1063,7 +1080,7 @@ impl Em<'_> {
                     (EP_CLAMP, None, f32::from_bits(lo), f32::from_bits(hi))
                 }
                 Ep::Act(Act::Leaky(a)) => (EP_LEAKY, None, f32::from_bits(a), 0.0),
-                Ep::Act(Act::Sigmoid | Act::Tanh) => return None,
+                Ep::Act(_) => return None,
             });
         }
         let bytes = (steps.len() + 1) * EP_STEP_BYTES;

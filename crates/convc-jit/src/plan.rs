@@ -831,6 +831,15 @@ pub(crate) fn build(
                 };
                 b.steps.push((pos[n.index()], step));
             }
+            Op::Mul
+            | Op::PRelu { .. }
+            | Op::GlobalMaxPool
+            | Op::Pad(_)
+            | Op::Upsample(_)
+            | Op::ConvTranspose(_) => {
+                let step = b.rust_step(n)?;
+                b.steps.push((pos[n.index()], step));
+            }
             Op::Concat => {
                 let [_, h, w] = conc.get(n);
                 let mut coff = 0;
@@ -2105,6 +2114,141 @@ impl Builder<'_> {
             work_ns: (c * h * w * all.len()) as f64 / work::VALUES_PER_NS_ELEMENTWISE,
             macs: 0,
             writes: tail.index(),
+        })
+    }
+
+    /// A plain-Rust step (`rstep.rs`) for `mul`, `prelu`, `global_maxpool`, `pad` and
+    /// `upsample`: the operand
+    /// in `SLOT_IN`, a second operand or the parameters in `SLOT_W`; items are channels.
+    fn rust_step(&mut self, n: NodeIndex) -> Result<Step, JitError> {
+        use crate::spec::{RustKind, RustSpec};
+        let node = self.g.node(n);
+        let mut x = operand(self.g, n, 0)?;
+        let [c, h, w] = self.conc.get(n);
+        let hw = h * w;
+        let (kind, params, extra) = match &node.op {
+            Op::Mul => {
+                let mut y = operand(self.g, n, 1)?;
+                // The full-size operand first; a [C, 1, 1] one is read as per-channel factors.
+                if self.conc.get(x) != [c, h, w] {
+                    std::mem::swap(&mut x, &mut y);
+                }
+                let per_channel = i64::from(self.conc.get(y) != [c, h, w]);
+                (
+                    RustKind::Mul,
+                    vec![c as i64, hw as i64, per_channel],
+                    val(y),
+                )
+            }
+            Op::PRelu { slope } => {
+                let p = self.param(slope.data.data())?;
+                let k = slope.data.numel() as i64;
+                (RustKind::PRelu, vec![c as i64, hw as i64, k], Arg::Param(p))
+            }
+            Op::Pad(p) => {
+                let [_, ih, iw] = self.conc.get(x);
+                let [t, b, l, r] = p.pads;
+                if p.mode == convc_ir::PadMode::Reflect && (t.max(b) >= ih || l.max(r) >= iw) {
+                    return Err(err(format!(
+                        "layer `{}`: reflect padding needs each side below the input size {ih}x{iw}",
+                        node.name
+                    )));
+                }
+                if p.mode != convc_ir::PadMode::Constant && ih * iw == 0 {
+                    return Err(err(format!(
+                        "layer `{}`: an empty plane has no edge",
+                        node.name
+                    )));
+                }
+                let mode = match p.mode {
+                    convc_ir::PadMode::Constant => 0,
+                    convc_ir::PadMode::Reflect => 1,
+                    convc_ir::PadMode::Edge => 2,
+                };
+                let mut v: Vec<i64> = [c, ih, iw, t, b, l, r].iter().map(|&u| u as i64).collect();
+                v.extend([mode, i64::from(p.value.to_bits())]);
+                (RustKind::Pad, v, Arg::Null)
+            }
+            Op::Upsample(u) => {
+                let [_, ih, iw] = self.conc.get(x);
+                let mode = i64::from(u.mode == convc_ir::UpMode::Bilinear);
+                let coords = match u.coords {
+                    convc_ir::Coords::HalfPixel => 0,
+                    convc_ir::Coords::Asymmetric => 1,
+                    convc_ir::Coords::AlignCorners => 2,
+                };
+                let mut v: Vec<i64> = [c, ih, iw, u.scale[0], u.scale[1]]
+                    .iter()
+                    .map(|&u| u as i64)
+                    .collect();
+                v.extend([mode, coords]);
+                (RustKind::Upsample, v, Arg::Null)
+            }
+            Op::ConvTranspose(t) => {
+                let [cx, ih, iw] = self.conc.get(x);
+                let gm = &t.geom;
+                let mut wb = t.weight.data.data().to_vec();
+                match &t.bias {
+                    Some(b) => wb.extend_from_slice(b.data.data()),
+                    None => wb.extend(std::iter::repeat_n(0.0, gm.out)),
+                }
+                let p = self.param(&wb)?;
+                let v = [
+                    cx,
+                    ih,
+                    iw,
+                    gm.out,
+                    gm.kernel[0],
+                    gm.kernel[1],
+                    gm.stride[0],
+                    gm.stride[1],
+                    gm.dilation[0],
+                    gm.dilation[1],
+                    gm.pads[0],
+                    gm.pads[1],
+                    gm.pads[2],
+                    gm.pads[3],
+                    gm.groups,
+                    h,
+                    w,
+                ];
+                (
+                    RustKind::ConvTranspose,
+                    v.iter().map(|&u| u as i64).collect(),
+                    Arg::Param(p),
+                )
+            }
+            _ => {
+                let [_, ih, iw] = self.conc.get(x);
+                (
+                    RustKind::GlobalMax,
+                    vec![c as i64, (ih * iw) as i64],
+                    Arg::Null,
+                )
+            }
+        };
+        let [cx, hx, wx] = self.conc.get(x);
+        // A transposed convolution's multiply-adds: every weight meets every input pixel.
+        let macs = match &node.op {
+            Op::ConvTranspose(t) => t.weight.data.numel() * hx * wx,
+            _ => 0,
+        };
+        Ok(Step {
+            name: node.name.clone(),
+            spec: KernelSpec::Rust(RustSpec {
+                kind,
+                params,
+                items: c,
+            }),
+            kernel: 0,
+            args: vec![val(n), val(x), extra],
+            pad: None,
+            tile: None,
+            band: None,
+            zero: None,
+            work_ns: (cx * hx * wx + c * h * w + macs) as f64,
+            macs: macs as u64,
+            writes: n.index(),
         })
     }
 

@@ -192,6 +192,15 @@ fn schedule(t: &mut String, spec: &KernelSpec, indent: &str) {
                 w.ocb
             );
         }
+        KernelSpec::Rust(r) => {
+            let _ = writeln!(
+                t,
+                "{indent}{} (constants {:?}): {} items (plain Rust)",
+                r.kind.name(),
+                r.params,
+                r.items
+            );
+        }
         KernelSpec::Shuffle { c, hw, groups } => {
             let _ = writeln!(
                 t,

@@ -24,6 +24,8 @@ pub(crate) enum Act {
     Tanh,
     Leaky(u32),
     Clamp(u32, u32),
+    HardSigmoid(u32, u32),
+    HardSwish,
 }
 
 impl Act {
@@ -35,6 +37,8 @@ impl Act {
             Unary::Tanh => Act::Tanh,
             Unary::LeakyRelu { alpha } => Act::Leaky(alpha.to_bits()),
             Unary::Clamp { min, max } => Act::Clamp(min.to_bits(), max.to_bits()),
+            Unary::HardSigmoid { alpha, beta } => Act::HardSigmoid(alpha.to_bits(), beta.to_bits()),
+            Unary::HardSwish => Act::HardSwish,
         }
     }
 
@@ -46,7 +50,18 @@ impl Act {
             Act::Tanh => "tanh",
             Act::Leaky(_) => "leaky",
             Act::Clamp(..) => "clamp",
+            Act::HardSigmoid(..) => "hardsigmoid",
+            Act::HardSwish => "hardswish",
         }
+    }
+
+    /// True for the activations the microkernels' and Winograd's epilogues cannot apply
+    /// (those keep Cranelift's pass over the rows, or a direct convolution).
+    pub(crate) fn cranelift_only(&self) -> bool {
+        matches!(
+            self,
+            Act::Sigmoid | Act::Tanh | Act::HardSigmoid(..) | Act::HardSwish
+        )
     }
 }
 
@@ -425,6 +440,62 @@ pub(crate) enum KernelSpec {
     /// A Winograd convolution: a call into `wino::run_*`, items are (band of tile rows,
     /// group of output channels).
     Wino(crate::wino::WinoSpec),
+    /// Another plain-Rust step (`rstep.rs`): `mul`, `prelu`, `global_maxpool`, `pad`,
+    /// `upsample`, `conv_transpose`.
+    Rust(RustSpec),
+}
+
+/// Which plain-Rust step a [`RustSpec`] calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum RustKind {
+    /// `rstep::mul`: params `[c, hw, per_channel]`, items channels.
+    Mul,
+    /// `rstep::prelu`: params `[c, hw, slopes]`, items channels.
+    PRelu,
+    /// `rstep::global_max`: params `[c, hw]`, items channels.
+    GlobalMax,
+    /// `rstep::pad`: params `[c, h, w, top, bottom, left, right, mode, value bits]`, items
+    /// channels.
+    Pad,
+    /// `rstep::upsample`: params `[c, h, w, sh, sw, mode, coords]`, items channels.
+    Upsample,
+    /// `rstep::conv_transpose`: params in `rstep::conv_transpose`'s order, items output
+    /// channels; weights then biases in one parameter buffer.
+    ConvTranspose,
+}
+
+impl RustKind {
+    /// The function the kernel calls.
+    pub(crate) fn function(self) -> crate::rstep::RustStep {
+        match self {
+            RustKind::Mul => crate::rstep::mul,
+            RustKind::PRelu => crate::rstep::prelu,
+            RustKind::GlobalMax => crate::rstep::global_max,
+            RustKind::Pad => crate::rstep::pad,
+            RustKind::Upsample => crate::rstep::upsample,
+            RustKind::ConvTranspose => crate::rstep::conv_transpose,
+        }
+    }
+
+    /// The name in kernel names and the plan.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            RustKind::Mul => "mul",
+            RustKind::PRelu => "prelu",
+            RustKind::GlobalMax => "global_max",
+            RustKind::Pad => "pad",
+            RustKind::Upsample => "upsample",
+            RustKind::ConvTranspose => "conv_transpose",
+        }
+    }
+}
+
+/// A plain-Rust step: the function, the constants table it reads and its work items.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct RustSpec {
+    pub kind: RustKind,
+    pub params: Vec<i64>,
+    pub items: usize,
 }
 
 /// An LRN step: sizes and the f32 constants as bits (so the spec is hashable).
@@ -465,6 +536,7 @@ impl KernelSpec {
             KernelSpec::Lrn(l) => l.hw,
             KernelSpec::Shuffle { c, .. } => *c,
             KernelSpec::Wino(w) => w.items(),
+            KernelSpec::Rust(r) => r.items,
         }
     }
 
@@ -602,6 +674,10 @@ impl KernelSpec {
             KernelSpec::Softmax { c, hw } => format!("softmax_{c}x{hw}"),
             KernelSpec::Lrn(l) => format!("lrn{}_{}x{}", l.size, l.c, l.hw),
             KernelSpec::Shuffle { c, hw, groups } => format!("shuffle{groups}_{c}x{hw}"),
+            KernelSpec::Rust(r) => {
+                let p: Vec<String> = r.params.iter().map(|v| v.to_string()).collect();
+                format!("{}_{}", r.kind.name(), p.join("x"))
+            }
             KernelSpec::Wino(w) => format!(
                 "wino{}_{}x{}x{}_b{}_g{}_r{}_{}{}",
                 w.variant.m(),

@@ -193,14 +193,14 @@ fn ep_code(e: &Ep) -> (u64, usize, u32, u32) {
         Ep::Act(Act::Relu6) => (wide::EP_CLAMP, 0, 0f32.to_bits(), 6f32.to_bits()),
         Ep::Act(Act::Clamp(lo, hi)) => (wide::EP_CLAMP, 0, lo, hi),
         Ep::Act(Act::Leaky(a)) => (wide::EP_LEAKY, 0, a, 0),
-        Ep::Act(Act::Sigmoid | Act::Tanh) => (wide::EP_END, 0, 0, 0),
+        Ep::Act(_) => (wide::EP_END, 0, 0, 0),
     }
 }
 
 /// Whether the copy kernel can apply every step of `ep`.
 pub(crate) fn epilogue_fits(ep: &[Ep]) -> bool {
     !ep.iter()
-        .any(|e| matches!(e, Ep::Act(Act::Sigmoid | Act::Tanh)))
+        .any(|e| matches!(e, Ep::Act(a) if a.cranelift_only()))
 }
 
 /// The packed transformed weights: per product `ξ` (of `n²`), per block of `ocb` output

@@ -74,6 +74,58 @@ pub fn emit(g: &Graph, weights_file: &str, header: &str) -> Result<Emitted, Onnx
             ),
             Op::Unary(u) => format!("{name} = {}", unary(u, &x)),
             Op::Add => format!("{name} = add({x})"),
+            Op::Mul => format!("{name} = mul({x})"),
+            Op::PRelu { slope } => {
+                format!("{name} = prelu({x}, slope={})", src(name, "slope", slope))
+            }
+            Op::GlobalMaxPool => format!("{name} = global_maxpool({x})"),
+            Op::ConvTranspose(t) => {
+                let g = &t.geom;
+                let [pt, pb, pl, pr] = g.pads;
+                let bias = match &t.bias {
+                    Some(b) => src(name, "bias", b),
+                    None => "none".into(),
+                };
+                format!(
+                    "{name} = conv_transpose({x}, out={}, kernel={}x{}, stride={}x{}, pad=({pt}, {pb}, {pl}, {pr}), output_padding=({}, {}), dilation={}x{}, groups={}, weights={}, bias={bias})",
+                    g.out,
+                    g.kernel[0],
+                    g.kernel[1],
+                    g.stride[0],
+                    g.stride[1],
+                    g.output_padding[0],
+                    g.output_padding[1],
+                    g.dilation[0],
+                    g.dilation[1],
+                    g.groups,
+                    src(name, "weight", &t.weight)
+                )
+            }
+            Op::Pad(p) => {
+                let [t, b, l, r] = p.pads;
+                match p.mode {
+                    convc_ir::PadMode::Constant => format!(
+                        "{name} = pad({x}, pads=({t}, {b}, {l}, {r}), value={:?})",
+                        p.value
+                    ),
+                    m => format!(
+                        "{name} = pad({x}, pads=({t}, {b}, {l}, {r}), mode={})",
+                        m.name()
+                    ),
+                }
+            }
+            Op::Upsample(u) => match u.mode {
+                convc_ir::UpMode::Nearest => format!(
+                    "{name} = upsample({x}, scale={}x{}, mode=nearest)",
+                    u.scale[0], u.scale[1]
+                ),
+                convc_ir::UpMode::Bilinear => format!(
+                    "{name} = upsample({x}, scale={}x{}, mode=bilinear, coords={})",
+                    u.scale[0],
+                    u.scale[1],
+                    u.coords.name()
+                ),
+            },
             Op::Concat => format!("{name} = concat({x})"),
             Op::Pool(p) => format!(
                 "{name} = {}({x}, kernel={}x{}, stride={}x{}, pad={})",
@@ -123,6 +175,9 @@ fn pad(p: &Pad) -> String {
 fn unary(u: &Unary, x: &str) -> String {
     match *u {
         Unary::LeakyRelu { alpha } => format!("leaky_relu({x}, alpha={alpha:?})"),
+        Unary::HardSigmoid { alpha, beta } => {
+            format!("hardsigmoid({x}, alpha={alpha:?}, beta={beta:?})")
+        }
         Unary::Clamp { min, max } => {
             let mut a = String::new();
             if min.is_finite() {

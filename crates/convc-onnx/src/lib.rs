@@ -12,10 +12,12 @@
 #![forbid(unsafe_code)]
 
 pub mod emit;
+pub mod export;
 pub mod import;
 mod ops;
 pub mod proto;
 pub mod read;
+mod resize;
 
 use std::fmt;
 

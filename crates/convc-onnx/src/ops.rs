@@ -66,18 +66,29 @@ impl Importer<'_> {
             "Identity" | "Dropout" => self.identity(node, at),
             "Conv" => self.conv(node, &a, at),
             "BatchNormalization" => self.batchnorm(node, &a, at),
-            "Relu" | "Sigmoid" | "Tanh" | "LeakyRelu" | "Clip" => self.unary(node, &a, at),
+            "Relu" | "Sigmoid" | "Tanh" | "LeakyRelu" | "Clip" | "HardSigmoid" | "HardSwish" => {
+                self.unary(node, &a, at)
+            }
+            "PRelu" => self.prelu(node, at),
             "Add" | "Sub" | "Mul" | "Div" => self.binary(node, at),
             "Sum" => self.sum(node, at),
             "Concat" => self.concat(node, &a, at),
             "MaxPool" | "AveragePool" => self.pool(node, &a, at),
-            "GlobalAveragePool" => {
+            "GlobalAveragePool" | "GlobalMaxPool" => {
                 let x = self.plain_input(node, 0, at)?;
-                let n = self.add(Self::out_name(node), Op::GlobalAvgPool, &[x], at)?;
+                let op = if node.op_type() == "GlobalMaxPool" {
+                    Op::GlobalMaxPool
+                } else {
+                    Op::GlobalAvgPool
+                };
+                let n = self.add(Self::out_name(node), op, &[x], at)?;
                 self.set(node, Val::Node { n, flat: false }, at)
             }
             "Softmax" => self.softmax(node, &a, at),
             "LRN" => self.lrn(node, &a, at),
+            "Pad" => self.pad(node, &a, at),
+            "Resize" | "Upsample" => self.resize(node, &a, at),
+            "ConvTranspose" => self.conv_transpose(node, &a, at),
             "Transpose" => self.transpose(node, &a, at),
             "Flatten" => self.flatten(node, &a, at),
             "Reshape" => self.reshape(node, at),
@@ -357,6 +368,15 @@ impl Importer<'_> {
                 }
                 Unary::LeakyRelu { alpha }
             }
+            "HardSigmoid" => {
+                let alpha = a.float("alpha")?.unwrap_or(0.2);
+                let beta = a.float("beta")?.unwrap_or(0.5);
+                if !(alpha.is_finite() && beta.is_finite()) {
+                    return fail(at, format!("alpha {alpha} and beta {beta} must be finite"));
+                }
+                Unary::HardSigmoid { alpha, beta }
+            }
+            "HardSwish" => Unary::HardSwish,
             _ => {
                 let (min, max) = if self.opset < 11 {
                     (
@@ -386,6 +406,21 @@ impl Importer<'_> {
             self.val(&name(1), at)?.clone(),
         );
         match (va, vb) {
+            (Val::Node { n: a, flat: fa }, Val::Node { n: b, flat: fb })
+                if node.op_type() == "Mul" =>
+            {
+                // A flattened operand is fine where its plane is 1x1 (both layouts agree).
+                let one = |x: NodeIndex| self.g.node(x).shape.hw() == Some((1, 1));
+                if ((fa && !one(a)) || (fb && !one(b))) && fa != fb {
+                    return fail(
+                        at,
+                        "Mul of a flattened and an unflattened tensor is not supported",
+                    );
+                }
+                let flat = if one(a) { fb } else { fa };
+                let n = self.add(Self::out_name(node), Op::Mul, &[a, b], at)?;
+                self.set(node, Val::Node { n, flat }, at)
+            }
             (Val::Node { n: a, flat: fa }, Val::Node { n: b, flat: fb }) => {
                 if node.op_type() != "Add" {
                     return fail(
@@ -461,6 +496,23 @@ impl Importer<'_> {
             eps: 0.0,
         });
         let n = self.add(Self::out_name(node), op, &[x], at)?;
+        self.set(node, Val::Node { n, flat }, at)
+    }
+
+    /// `PRelu(X, slope)`: a constant slope that is a scalar or per channel (`[C, 1, 1]`,
+    /// `[1, C, 1, 1]`; `[C]` or `[1, C]` on a flattened value), as ONNX broadcasts it.
+    fn prelu(&mut self, node: &NodeProto, at: &str) -> R<()> {
+        let (x, flat) = self.node_input(node, 0, at)?;
+        let s = self.const_input(node, 1, at)?;
+        let ch = self.g.node(x).shape.c;
+        let v = channel_vector(s, ch, flat).ok_or_else(|| {
+            OnnxError::new(format!(
+                "{at}: a slope of shape {} does not broadcast per channel over {ch} channels (convc supports one slope, or one per channel as [C, 1, 1])",
+                convc_tensor::fmt_shape(&s.dims)
+            ))
+        })?;
+        let slope = param_values(v, vec![ch], "slope", at)?;
+        let n = self.add(Self::out_name(node), Op::PRelu { slope }, &[x], at)?;
         self.set(node, Val::Node { n, flat }, at)
     }
 

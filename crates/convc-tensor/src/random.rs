@@ -125,6 +125,11 @@ pub fn bn_beta(seed: u64, n: usize) -> Vec<f32> {
     uniform(seed, n, -0.1, 0.1)
 }
 
+/// PReLU slopes: U(0, 0.5).
+pub fn prelu_slope(seed: u64, n: usize) -> Vec<f32> {
+    uniform(seed, n, 0.0, 0.5)
+}
+
 /// FNV-1a 64 of the UTF-8 bytes of `name`: the seed of a layer whose `weights` are omitted.
 pub fn seed_from_name(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {

@@ -1,0 +1,280 @@
+//! `convc export`: the exported model runs (in convc and, where a Python with onnxruntime is
+//! found, in ONNX Runtime) to the numbers of the model it came from; a low-rank conv is
+//! exported decomposed and the file is smaller.
+//!
+//! ONNX Runtime is looked for in `$CONVC_PYTHON`, then the CI venv (`target/ci-venv`), then
+//! `python3`; without it, those checks are skipped with a note (`.ci/run` runs this test again
+//! with its venv).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use convc_tensor::{Tensor, npy};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn convc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_convc"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("convc runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = convc(args);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "convc {args:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn read_npy(p: &Path) -> Tensor {
+    npy::read(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).expect("npy")
+}
+
+fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.shape(), b.shape());
+    let scale = 1.0 + b.data().iter().fold(0f64, |m, v| m.max(v.abs() as f64));
+    let worst = a
+        .data()
+        .iter()
+        .zip(b.data())
+        .fold(0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()));
+    worst / scale
+}
+
+/// `[1, C, H, W]` deterministic values in [-1, 1).
+fn input(dir: &Path, c: usize, h: usize, w: usize) -> PathBuf {
+    let x: Vec<f32> = (0..c * h * w)
+        .map(|i| ((i * 7919 + 13) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    let p = dir.join("x.npy");
+    std::fs::write(&p, npy::write(&Tensor::new(vec![1, c, h, w], x).unwrap())).unwrap();
+    p
+}
+
+/// Runs `model` on `x` with convc, returning outputs `n` outputs.
+fn run(model: &Path, x: &Path, n: usize, dir: &Path, tag: &str) -> Vec<Tensor> {
+    let outs: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("{tag}{i}.npy"))).collect();
+    let mut args = vec![
+        "run".to_string(),
+        model.display().to_string(),
+        x.display().to_string(),
+        "--backend".into(),
+        "interp".into(),
+    ];
+    for o in &outs {
+        args.extend(["-o".to_string(), o.display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(&args);
+    outs.iter().map(|o| read_npy(o)).collect()
+}
+
+/// A Python that imports onnxruntime and numpy, if there is one.
+fn python() -> Option<String> {
+    let mut cands: Vec<String> = std::env::var("CONVC_PYTHON").into_iter().collect();
+    cands.push(
+        root()
+            .join("target/ci-venv/bin/python")
+            .display()
+            .to_string(),
+    );
+    cands.push("python3".into());
+    cands.into_iter().find(|p| {
+        Command::new(p)
+            .args(["-c", "import onnxruntime, numpy"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+const ORT: &str = "import sys, numpy as np, onnxruntime as ort
+so = ort.SessionOptions(); so.intra_op_num_threads = 1
+s = ort.InferenceSession(sys.argv[1], so, providers=['CPUExecutionProvider'])
+ys = s.run(None, {s.get_inputs()[0].name: np.load(sys.argv[2])})
+for i, y in enumerate(ys): np.save(sys.argv[3] + str(i) + '.npy', y.astype(np.float32))
+";
+
+/// ONNX Runtime's outputs of `model` on `x`, when a Python with it is found.
+fn ort(model: &Path, x: &Path, n: usize, dir: &Path) -> Option<Vec<Tensor>> {
+    let Some(py) = python() else {
+        eprintln!(
+            "note: no Python with onnxruntime (set CONVC_PYTHON): ONNX Runtime check skipped"
+        );
+        return None;
+    };
+    let prefix = dir.join("ort");
+    let o = Command::new(py)
+        .args(["-c", ORT])
+        .arg(model)
+        .arg(x)
+        .arg(&prefix)
+        .output()
+        .expect("python runs");
+    assert!(
+        o.status.success(),
+        "onnxruntime failed on {}:\n{}",
+        model.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Some(
+        (0..n)
+            .map(|i| read_npy(&dir.join(format!("ort{i}.npy"))))
+            .collect(),
+    )
+}
+
+/// Every op of the language (and the added ones) in one spec.
+const EVERY_OP: &str = "input x: [4, 10, 12]
+c1 = conv(x, out=8, kernel=3x3, pad=same, weights=random(seed=1), bias=random(seed=2))
+b1 = batchnorm(c1, mean=random(seed=3), var=random(seed=4), gamma=random(seed=5), beta=random(seed=6))
+r1 = relu6(b1)
+s1 = shuffle(r1, groups=2)
+l1 = lrn(s1, size=3, alpha=0.5)
+a1 = avgpool(l1, kernel=2)
+m1 = maxpool(a1, kernel=3, stride=1, pad=1)
+u1 = upsample(m1, scale=2, mode=nearest)
+u2 = upsample(m1, scale=2, mode=bilinear, coords=align_corners)
+u3 = upsample(m1, scale=(2, 2), mode=bilinear)
+u4 = upsample(m1, scale=2, mode=bilinear, coords=asymmetric)
+s2 = add(u1, u2)
+s3 = add(u3, u4)
+d1 = depthwise(s3, kernel=3x3, stride=1, pad=(1, 1, 0, 2), weights=random(seed=9))
+q1 = leaky_relu(d1, alpha=0.2)
+s4 = concat(s2, q1)
+h1 = hardswish(s4)
+h2 = hardsigmoid(h1, alpha=0.3, beta=0.4)
+pr = prelu(h2, slope=random(seed=7))
+g1 = global_avgpool(pr)
+g2 = global_maxpool(pr)
+gm = mul(g1, pr)
+pd = pad(gm, pads=(1, 2, 0, 1), mode=reflect)
+pe = pad(pd, pads=1, value=0.5)
+ed = pad(pe, pads=(0, 1), mode=edge)
+t1 = tanh(ed)
+sg = sigmoid(t1)
+cl = clamp(sg, min=0.1, max=0.9)
+r2 = relu(cl)
+sm = softmax(r2)
+output sm, g2, x
+";
+
+#[test]
+fn every_op_exports_and_runs_to_the_same_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("every.conv");
+    std::fs::write(&spec, EVERY_OP).unwrap();
+    let out = dir.path().join("every.onnx");
+    ok(&[
+        "export",
+        spec.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let x = input(dir.path(), 4, 10, 12);
+    let want = run(&spec, &x, 3, dir.path(), "want");
+    let got = run(&out, &x, 3, dir.path(), "got");
+    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+        let e = rel_err(a, b);
+        assert!(
+            e <= 1e-5,
+            "output {i}: convc on the export: relative error {e:.2e}"
+        );
+    }
+    if let Some(ys) = ort(&out, &x, 3, dir.path()) {
+        for (i, (a, b)) in ys.iter().zip(&want).enumerate() {
+            // ONNX Runtime gives [N, C, 1, 1] for the pooled output as convc does.
+            let e = rel_err(a, b);
+            assert!(e <= 1e-4, "output {i}: onnxruntime: relative error {e:.2e}");
+        }
+    }
+}
+
+#[test]
+fn a_low_rank_conv_is_exported_decomposed_and_smaller() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = "specs/bench/lowrank_conv.conv";
+    let (opt, plain) = (dir.path().join("opt.onnx"), dir.path().join("plain.onnx"));
+    let note = ok(&["export", spec, "-o", opt.to_str().unwrap()]);
+    assert!(note.contains("decompose"), "{note}");
+    ok(&["export", spec, "-o", plain.to_str().unwrap(), "--no-opt"]);
+    let (a, b) = (
+        std::fs::metadata(&opt).unwrap().len(),
+        std::fs::metadata(&plain).unwrap().len(),
+    );
+    eprintln!("lowrank_conv: exported {a} bytes decomposed, {b} bytes as written");
+    assert!(a * 3 < b, "decomposed {a} bytes, as written {b} bytes");
+    let m = convc_onnx::read::decode(&std::fs::read(&opt).unwrap()).unwrap();
+    let convs = m
+        .graph
+        .unwrap()
+        .node
+        .iter()
+        .filter(|n| n.op_type() == "Conv")
+        .count();
+    assert_eq!(convs, 2, "depthwise then pointwise");
+    let x = input(dir.path(), 64, 56, 56);
+    let want = run(Path::new(spec), &x, 1, dir.path(), "want");
+    let got = run(&opt, &x, 1, dir.path(), "got");
+    assert!(rel_err(&got[0], &want[0]) <= 1e-5);
+    if let Some(ys) = ort(&opt, &x, 1, dir.path()) {
+        let e = rel_err(&ys[0], &want[0]);
+        assert!(e <= 1e-4, "onnxruntime: relative error {e:.2e}");
+    }
+}
+
+#[test]
+fn an_onnx_model_exports_too_and_usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.onnx");
+    let model = "tests/fixtures/onnx/ops/mul_squeeze_excitation.onnx";
+    ok(&["export", model, "-o", out.to_str().unwrap()]);
+    let x = Path::new(model)
+        .with_extension("")
+        .with_extension("input.npy");
+    let x = root().join(x);
+    let want = run(&root().join(model), &x, 1, dir.path(), "want");
+    let got = run(&out, &x, 1, dir.path(), "got");
+    assert!(rel_err(&got[0], &want[0]) <= 1e-6);
+    let o = convc(&["export", model, "-o", "x.conv"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = convc(&[
+        "export",
+        model,
+        "-o",
+        out.to_str().unwrap(),
+        "--passes",
+        "nope",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    // A shuffle on symbolic sizes needs them bound.
+    let spec = dir.path().join("s.conv");
+    std::fs::write(
+        &spec,
+        "input x: [4, H, W]\ny = shuffle(x, groups=2)\noutput y\n",
+    )
+    .unwrap();
+    let o = convc(&[
+        "export",
+        spec.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--size"));
+    ok(&[
+        "export",
+        spec.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--size",
+        "3x5",
+    ]);
+}
