@@ -150,5 +150,10 @@ fn masking_hides_times_only() {
         masked(&l("network: MACs 3.54M -> 2.51M")),
         l("network: MACs 3.54M -> 2.51M")
     );
-    assert!(masked(&l("  tiles       blocks of 7 (measured at first use in 2 ms)")).is_empty());
+    assert!(
+        masked(&l(
+            "  tiles       blocks of 7 (measured at first use in 2 ms)"
+        ))
+        .is_empty()
+    );
 }
