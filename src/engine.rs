@@ -156,4 +156,4 @@ pub fn winograd_costs_first() -> Result<WinogradCosts, Failure> {
 
 /// Per Winograd variant, its transforms' costs (input, output) in multiply-add equivalents per
 /// tile and channel, and the measurement's time.
-pub type WinogradCosts = Option<(Vec<(&'static str, f64, f64)>, std::time::Duration)>;
+pub type WinogradCosts = Option<(Vec<(String, f64, f64)>, std::time::Duration)>;

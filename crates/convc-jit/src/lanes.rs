@@ -375,6 +375,133 @@ unsafe impl F32Vec for V16 {
     }
 }
 
+/// A 128-bit vector (4 lanes), for plain-Rust steps on the wide paths whose data come in
+/// fours: Winograd's transforms of a plane only 4 tiles wide (a 14x14 plane in F(4x4,3x3))
+/// would leave 3/4 of a 16-lane vector idle. Its masked loads and stores are AVX's, so it is
+/// only used inside the AVX2 and AVX-512 paths' functions.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub(crate) struct V4(__m128);
+
+/// The 128-bit mask of lanes `lo..hi` (sign bits set).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn lanes_mask4(lo: usize, hi: usize) -> __m128i {
+    // SAFETY: SSE2, part of x86-64.
+    unsafe {
+        let idx = _mm_setr_epi32(0, 1, 2, 3);
+        let below = _mm_cmpgt_epi32(_mm_set1_epi32(hi as i32), idx);
+        let above = _mm_cmpgt_epi32(idx, _mm_set1_epi32(lo as i32 - 1));
+        _mm_and_si128(below, above)
+    }
+}
+
+/// The 4x4 transpose: output `k` holds lane `k` of each input, in order.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn transpose4(r: [V4; 4]) -> [V4; 4] {
+    // SAFETY: SSE, part of x86-64.
+    unsafe {
+        let a = _mm_unpacklo_ps(r[0].0, r[1].0);
+        let b = _mm_unpackhi_ps(r[0].0, r[1].0);
+        let c = _mm_unpacklo_ps(r[2].0, r[3].0);
+        let d = _mm_unpackhi_ps(r[2].0, r[3].0);
+        [
+            V4(_mm_movelh_ps(a, c)),
+            V4(_mm_movehl_ps(c, a)),
+            V4(_mm_movelh_ps(b, d)),
+            V4(_mm_movehl_ps(d, b)),
+        ]
+    }
+}
+
+// SAFETY: SSE4.1 and AVX instructions (AVX's masked moves); the trait's contract leaves the
+// host check to the caller, and both wide paths have them.
+#[cfg(target_arch = "x86_64")]
+unsafe impl F32Vec for V4 {
+    const LANES: usize = 4;
+    #[inline(always)]
+    fn splat(k: f32) -> Self {
+        V4(unsafe { _mm_set1_ps(k) })
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        V4(unsafe { _mm_loadu_ps(p) })
+    }
+    #[inline(always)]
+    unsafe fn load_first(p: *const f32, n: usize) -> Self {
+        V4(unsafe { _mm_maskload_ps(p, lanes_mask4(0, n)) })
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        unsafe { _mm_storeu_ps(p, self.0) }
+    }
+    #[inline(always)]
+    unsafe fn store_first(self, p: *mut f32, n: usize) {
+        unsafe { _mm_maskstore_ps(p, lanes_mask4(0, n), self.0) }
+    }
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        V4(unsafe { _mm_add_ps(self.0, o.0) })
+    }
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        V4(unsafe { _mm_sub_ps(self.0, o.0) })
+    }
+    #[inline(always)]
+    fn mul(self, o: Self) -> Self {
+        V4(unsafe { _mm_mul_ps(self.0, o.0) })
+    }
+    #[inline(always)]
+    fn max_from(self, a: Self) -> Self {
+        V4(unsafe { _mm_max_ps(a.0, self.0) })
+    }
+    #[inline(always)]
+    fn min_from(self, b: Self) -> Self {
+        V4(unsafe { _mm_min_ps(b.0, self.0) })
+    }
+    #[inline(always)]
+    fn leaky(self, a: f32) -> Self {
+        unsafe {
+            let neg = _mm_cmplt_ps(self.0, _mm_setzero_ps());
+            let av = _mm_mul_ps(self.0, _mm_set1_ps(a));
+            V4(_mm_blendv_ps(self.0, av, neg))
+        }
+    }
+    #[inline(always)]
+    unsafe fn load_lanes(p: *const f32, lo: usize, hi: usize) -> Self {
+        V4(unsafe { _mm_maskload_ps(p, lanes_mask4(lo, hi)) })
+    }
+    #[inline(always)]
+    fn deinterleave2(x: [Self; 2]) -> [Self; 2] {
+        unsafe {
+            [
+                V4(_mm_shuffle_ps::<0x88>(x[0].0, x[1].0)),
+                V4(_mm_shuffle_ps::<0xDD>(x[0].0, x[1].0)),
+            ]
+        }
+    }
+    #[inline(always)]
+    fn deinterleave4(x: [Self; 4]) -> [Self; 4] {
+        // Vector `t` holds columns `4t .. 4t + 4`; output `j` lane `t` is column `4t + j`.
+        unsafe { transpose4(x) }
+    }
+    #[inline(always)]
+    fn interleave2(y: [Self; 2]) -> [Self; 2] {
+        unsafe {
+            [
+                V4(_mm_unpacklo_ps(y[0].0, y[1].0)),
+                V4(_mm_unpackhi_ps(y[0].0, y[1].0)),
+            ]
+        }
+    }
+    #[inline(always)]
+    fn interleave4(y: [Self; 4]) -> [Self; 4] {
+        // Lane `t` of `y[j]` is column `4t + j`: output `t` is columns `4t .. 4t + 4`.
+        unsafe { transpose4(y) }
+    }
+}
+
 /// Splits one row into `m` (2 or 4) phases, vectorised: padded column `xp` (source column
 /// `xp - pl`, zero outside `0..w`) goes to `dst[(xp % m) * wq + xp / m]`, for every
 /// `xp < m * wq`; the zeros of the padding are written too.
@@ -608,6 +735,11 @@ mod tests {
         check_first::<V8>();
         check_deinterleave::<V8>();
         check_split::<V8>();
+        // The 128-bit vector runs inside both wide paths (it needs AVX's masked moves).
+        check_interleave::<V4>();
+        check_first::<V4>();
+        check_deinterleave::<V4>();
+        check_split::<V4>();
     }
 
     #[target_feature(enable = "avx512f")]

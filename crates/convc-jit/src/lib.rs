@@ -28,13 +28,13 @@ pub use wino::f4_within_budget as winograd_f4_within_budget;
 
 /// The Winograd transforms' costs that `--conv-algo auto` weighs on path `isa`, measured on
 /// this host at first use (then cached for the process): per variant (`F(2x2,3x3)`,
-/// `F(4x4,3x3)`), the input and the output transform in multiply-add equivalents per tile and
+/// `F(4x4,3x3)`) and vector width of the transforms, the input and the output transform in multiply-add equivalents per tile and
 /// channel, and how long the measurement took (0 when cached).
-pub fn winograd_costs(isa: Isa) -> (Vec<(&'static str, f64, f64)>, std::time::Duration) {
+pub fn winograd_costs(isa: Isa) -> (Vec<(String, f64, f64)>, std::time::Duration) {
     let t = std::time::Instant::now();
     let costs = wino::transform_costs(isa)
         .iter()
-        .map(|&(v, kin, kout)| (v.name(), kin, kout))
+        .map(|&(v, tl, kin, kout)| (format!("{} on {tl}-float vectors", v.name()), kin, kout))
         .collect();
     (costs, t.elapsed())
 }
@@ -84,6 +84,10 @@ pub struct JitOptions {
     /// How 3x3 stride-1 convolutions run on the wide paths: direct, Winograd, or chosen per
     /// layer by a cost model (the default).
     pub conv_algo: ConvAlgo,
+    /// Test hook: the vector width of Winograd's transforms (4, 8, or the path's lanes)
+    /// instead of the cheapest by the cost model, so that tests cover every width; a width
+    /// the path does not have is ignored.
+    pub winograd_lanes: Option<usize>,
 }
 
 /// The algorithm of 3x3, stride-1, dilation-1, one-group convolutions on the wide paths
@@ -162,6 +166,7 @@ impl Default for JitOptions {
             isa: None,
             guard_pages: GuardPages::from_env(),
             conv_algo: ConvAlgo::Auto,
+            winograd_lanes: None,
         }
     }
 }
@@ -343,6 +348,7 @@ pub fn compile(
         fma,
         vec_isa,
         opts.conv_algo,
+        opts.winograd_lanes,
         opts.guard_pages.at_end(),
     )?;
     for s in &plan.steps {

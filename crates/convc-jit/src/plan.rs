@@ -663,6 +663,8 @@ struct Builder<'g> {
     isa: Isa,
     /// The algorithm of 3x3 stride-1 convolutions (see `crate::wino`).
     algo: crate::ConvAlgo,
+    /// Winograd's transform width, forced (tests).
+    wino_lanes: Option<usize>,
     steps: Vec<(usize, Step)>,
     params: Vec<AlignedBuf>,
 }
@@ -678,6 +680,7 @@ pub(crate) fn build(
     fma: bool,
     isa: Isa,
     algo: crate::ConvAlgo,
+    wino_lanes: Option<usize>,
     guard: Option<bool>,
 ) -> Result<Plan, JitError> {
     let bound = g.node_bound();
@@ -729,6 +732,7 @@ pub(crate) fn build(
         fma,
         isa,
         algo,
+        wino_lanes,
         steps: Vec::new(),
         params: Vec::new(),
     };
@@ -1379,12 +1383,17 @@ impl Builder<'_> {
         }
         let isa = self.isa;
         let lanes = isa.lanes();
-        let Some(variant) = choose(self.algo, c, oc, oh, ow, isa) else {
+        let Some((variant, chosen)) = choose(self.algo, c, oc, oh, ow, isa) else {
             return Ok(None);
+        };
+        let tl = match self.wino_lanes {
+            Some(l @ (4 | 8)) if l <= lanes => l,
+            Some(l) if l == lanes => l,
+            _ => chosen,
         };
         let (m, nn) = (variant.m(), variant.n() * variant.n());
         let (tiles_y, tiles_x) = (oh.div_ceil(m), ow.div_ceil(m));
-        let txp = tiles_x.div_ceil(lanes) * lanes;
+        let txp = tiles_x.div_ceil(tl) * tl;
         let wq = txp + 1;
         let hp = m * tiles_y + 2;
         let pad = PadCopy {
@@ -1432,6 +1441,7 @@ impl Builder<'_> {
             tiles_y,
             tiles_x,
             txp,
+            tl,
             rows,
             group,
             ocb,

@@ -176,12 +176,13 @@ fn schedule(t: &mut String, spec: &KernelSpec, indent: &str) {
         KernelSpec::Wino(w) => {
             let _ = writeln!(
                 t,
-                "{indent}Winograd {} on the {} path: {} x {} tiles ({} a row with the vector padding), items (band of {} tile rows, group of {} channels): {} x {}; GEMMs {} channels x {} tiles x {} taps, blocks of {}",
+                "{indent}Winograd {} on the {} path: {} x {} tiles ({} a row with the vector padding of the transforms, {}-float vectors), items (band of {} tile rows, group of {} channels): {} x {}; GEMMs {} channels x {} tiles x {} taps, blocks of {}",
                 w.variant.name(),
                 w.isa,
                 w.tiles_y,
                 w.tiles_x,
                 w.txp,
+                w.tl,
                 w.rows,
                 w.group,
                 w.tiles_y.div_ceil(w.rows),

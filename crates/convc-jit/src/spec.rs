@@ -679,7 +679,7 @@ impl KernelSpec {
                 format!("{}_{}", r.kind.name(), p.join("x"))
             }
             KernelSpec::Wino(w) => format!(
-                "wino{}_{}x{}x{}_b{}_g{}_r{}_{}{}",
+                "wino{}_{}x{}x{}_b{}_g{}_r{}_t{}_{}{}",
                 w.variant.m(),
                 w.oc,
                 w.oh,
@@ -687,6 +687,7 @@ impl KernelSpec {
                 w.ocb,
                 w.group,
                 w.rows,
+                w.tl,
                 w.isa,
                 ep(&w.ep)
             ),

@@ -19,6 +19,8 @@
 //! The weights `U = G g Gᵀ` are transformed once, at compile time, in f64.
 
 use crate::lanes::F32Vec;
+#[cfg(target_arch = "x86_64")]
+use crate::lanes::{V4, V8};
 use crate::spec::{Act, Ep, SLOT_IN, SLOT_OUT, SLOT_W};
 use crate::wide::{self, EpStep, Isa};
 
@@ -94,10 +96,17 @@ pub(crate) struct WinoSpec {
     /// Output plane.
     pub oh: usize,
     pub ow: usize,
-    /// Tiles down and across the plane; `txp`: tiles a row, rounded up to whole vectors.
+    /// Tiles down and across the plane; `txp`: tiles a row, rounded up to whole vectors of
+    /// the transforms (`tl` floats).
     pub tiles_y: usize,
     pub tiles_x: usize,
     pub txp: usize,
+    /// Floats a vector of the transforms: the path's, or fewer (8, 4) on planes only a few
+    /// tiles wide, whose rows would otherwise be mostly padding (a 14x14 plane is 4 tiles a
+    /// row in F(4x4,3x3): 16-float vectors would make the GEMMs 4x longer). The GEMMs run on
+    /// the path's microkernels either way: their columns are the band's tiles, rows `txp`
+    /// apart.
+    pub tl: usize,
     /// Tile rows per work item.
     pub rows: usize,
     /// Output channels per group (a multiple of `ocb`, but the last group), and per block of
@@ -157,6 +166,7 @@ impl WinoSpec {
             self.in_rs as i64,
             self.wq as i64,
             self.scratch_slot as i64,
+            self.tl as i64,
             self.ep.len() as i64,
         ];
         for e in &self.ep {
@@ -320,6 +330,7 @@ struct Sizes {
     in_rs: usize,
     wq: usize,
     scratch_slot: usize,
+    tl: usize,
 }
 
 impl Sizes {
@@ -343,8 +354,9 @@ impl Sizes {
                 in_rs: v(12),
                 wq: v(13),
                 scratch_slot: v(14),
+                tl: v(15),
             },
-            unsafe { p.add(15) },
+            unsafe { p.add(16) },
         )
     }
     fn n(&self) -> usize {
@@ -663,13 +675,7 @@ unsafe fn run<V: F32Vec>(isa: Isa, bufs: *const *mut f32, start: u64, end: u64, 
         let ty0 = b * s.rows;
         let rows = s.rows.min(s.tiles_y - ty0);
         if b != band {
-            unsafe {
-                if s.m == 2 {
-                    input_f2::<V>(&s, inp, v, ty0, rows)
-                } else {
-                    input_f4::<V>(&s, inp, v, ty0, rows)
-                }
-            };
+            unsafe { input_any::<V>(&s, inp, v, ty0, rows) };
             band = b;
         }
         let o0 = gi * s.group;
@@ -699,20 +705,67 @@ unsafe fn run<V: F32Vec>(isa: Isa, bufs: *const *mut f32, start: u64, end: u64, 
         let y0 = ty0 * s.m;
         let eps = unsafe { epilogue(ep, bufs, o0, y0, &s) };
         let dst = unsafe { out.add(o0 * s.oh * s.ow + y0 * s.ow) };
-        unsafe {
-            if s.m == 2 {
-                output_f2::<V>(&s, mm, dst, &eps, o1 - o0, rows, y0)
-            } else {
-                output_f4::<V>(&s, mm, dst, &eps, o1 - o0, rows, y0)
-            }
-        };
+        unsafe { output_any::<V>(&s, mm, dst, &eps, o1 - o0, rows, y0) };
+    }
+}
+
+/// The input transform of a band on vectors of `s.tl` floats: `V` (the path's), or the
+/// narrower `V8` / `V4` (both run inside either wide path).
+///
+/// # Safety
+/// As the transforms; the host runs `V`'s path.
+#[inline(always)]
+unsafe fn input_any<V: F32Vec>(s: &Sizes, inp: *const f32, v: *mut f32, ty0: usize, rows: usize) {
+    unsafe {
+        match (s.tl, s.m) {
+            #[cfg(target_arch = "x86_64")]
+            (4, 2) => input_f2::<V4>(s, inp, v, ty0, rows),
+            #[cfg(target_arch = "x86_64")]
+            (4, _) => input_f4::<V4>(s, inp, v, ty0, rows),
+            #[cfg(target_arch = "x86_64")]
+            (8, 2) if V::LANES > 8 => input_f2::<V8>(s, inp, v, ty0, rows),
+            #[cfg(target_arch = "x86_64")]
+            (8, _) if V::LANES > 8 => input_f4::<V8>(s, inp, v, ty0, rows),
+            (_, 2) => input_f2::<V>(s, inp, v, ty0, rows),
+            _ => input_f4::<V>(s, inp, v, ty0, rows),
+        }
+    }
+}
+
+/// The output transform and epilogue on vectors of `s.tl` floats (see [`input_any`]).
+///
+/// # Safety
+/// As the transforms; the host runs `V`'s path.
+#[inline(always)]
+unsafe fn output_any<V: F32Vec>(
+    s: &Sizes,
+    mm: *const f32,
+    out: *mut f32,
+    eps: &[EpStep],
+    chans: usize,
+    rows: usize,
+    y0: usize,
+) {
+    unsafe {
+        match (s.tl, s.m) {
+            #[cfg(target_arch = "x86_64")]
+            (4, 2) => output_f2::<V4>(s, mm, out, eps, chans, rows, y0),
+            #[cfg(target_arch = "x86_64")]
+            (4, _) => output_f4::<V4>(s, mm, out, eps, chans, rows, y0),
+            #[cfg(target_arch = "x86_64")]
+            (8, 2) if V::LANES > 8 => output_f2::<V8>(s, mm, out, eps, chans, rows, y0),
+            #[cfg(target_arch = "x86_64")]
+            (8, _) if V::LANES > 8 => output_f4::<V8>(s, mm, out, eps, chans, rows, y0),
+            (_, 2) => output_f2::<V>(s, mm, out, eps, chans, rows, y0),
+            _ => output_f4::<V>(s, mm, out, eps, chans, rows, y0),
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{Isa, run};
-    use crate::lanes::{V8, V16};
+    use crate::lanes::{V4, V8, V16};
 
     /// The Winograd step on the AVX2 path (8 tiles a vector).
     ///
@@ -728,30 +781,63 @@ mod x86 {
         unsafe { run::<V8>(Isa::Avx2, bufs, start, end, p) }
     }
 
-    /// [`super::time_transforms`] of both variants on the AVX2 path.
+    /// [`super::time_transforms`] of both variants on the AVX2 path, per vector width of the
+    /// transforms (4 and 8 floats): `(width, [F2, F4])`.
     ///
     /// # Safety
     /// The host runs AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub(crate) unsafe fn transform_ns_avx2() -> [(f64, f64); 2] {
+    pub(crate) unsafe fn transform_ns_avx2() -> Vec<(usize, [(f64, f64); 2])> {
         unsafe {
-            [
-                super::time_transforms::<V8>(2),
-                super::time_transforms::<V8>(4),
+            vec![
+                (
+                    4,
+                    [
+                        super::time_transforms::<V4>(2),
+                        super::time_transforms::<V4>(4),
+                    ],
+                ),
+                (
+                    8,
+                    [
+                        super::time_transforms::<V8>(2),
+                        super::time_transforms::<V8>(4),
+                    ],
+                ),
             ]
         }
     }
 
-    /// [`super::time_transforms`] of both variants on the AVX-512 path.
+    /// [`super::time_transforms`] of both variants on the AVX-512 path, per vector width of
+    /// the transforms (4, 8 and 16 floats).
     ///
     /// # Safety
     /// The host runs AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub(crate) unsafe fn transform_ns_avx512() -> [(f64, f64); 2] {
+    pub(crate) unsafe fn transform_ns_avx512() -> Vec<(usize, [(f64, f64); 2])> {
         unsafe {
-            [
-                super::time_transforms::<V16>(2),
-                super::time_transforms::<V16>(4),
+            vec![
+                (
+                    4,
+                    [
+                        super::time_transforms::<V4>(2),
+                        super::time_transforms::<V4>(4),
+                    ],
+                ),
+                (
+                    8,
+                    [
+                        super::time_transforms::<V8>(2),
+                        super::time_transforms::<V8>(4),
+                    ],
+                ),
+                (
+                    16,
+                    [
+                        super::time_transforms::<V16>(2),
+                        super::time_transforms::<V16>(4),
+                    ],
+                ),
             ]
         }
     }
@@ -804,6 +890,7 @@ unsafe fn time_transforms<V: F32Vec>(m: usize) -> (f64, f64) {
         in_rs: m * wq,
         wq,
         scratch_slot: 0,
+        tl: l,
     };
     let inp = vec![0.5f32; c * s.in_cs];
     let mut v = vec![0f32; n * n * skewed(c * s.cols())];
@@ -859,16 +946,21 @@ unsafe fn time_transforms<V: F32Vec>(m: usize) -> (f64, f64) {
     (t_in * 1e9 / per, t_out * 1e9 / per)
 }
 
-/// The transforms' costs on this host's path `isa`, in multiply-add equivalents per tile and
-/// channel (input, output): their measured time ([`time_transforms`]) times the rate the path's
-/// microkernel measured ([`wide::tune`]). Measured once per process and path (well under a
-/// millisecond); the estimates [`TRANSFORM_COST`] where the path is not available.
-pub(crate) fn transform_costs(isa: Isa) -> [(Variant, f64, f64); 2] {
-    static CACHE: std::sync::Mutex<Vec<(Isa, [(Variant, f64, f64); 2])>> =
+/// The cost of one variant's transforms on vectors of `tl` floats: `(variant, tl, input,
+/// output)`, in multiply-add equivalents per tile and channel.
+pub(crate) type TransformCost = (Variant, usize, f64, f64);
+
+/// The transforms' costs on this host's path `isa`, per variant and vector width of the
+/// transforms, in multiply-add equivalents per tile and channel (input, output): their measured
+/// time ([`time_transforms`]) times the rate the path's microkernel measured ([`wide::tune`]).
+/// Measured once per process and path (about a millisecond); the estimates [`TRANSFORM_COST`]
+/// (path-wide vectors only) where the path is not available.
+pub(crate) fn transform_costs(isa: Isa) -> Vec<TransformCost> {
+    static CACHE: std::sync::Mutex<Vec<(Isa, Vec<TransformCost>)>> =
         std::sync::Mutex::new(Vec::new());
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, c)) = cache.iter().find(|(i, _)| *i == isa) {
-        return *c;
+        return c.clone();
     }
     let ns = match isa {
         // SAFETY: the path is checked on the host first.
@@ -883,23 +975,45 @@ pub(crate) fn transform_costs(isa: Isa) -> [(Variant, f64, f64); 2] {
         .iter()
         .map(|c| c.2 / 2.0)
         .fold(0.0, f64::max);
-    let costs = match ns {
-        Some([f2, f4]) if macs_per_ns > 0.0 => [
-            (Variant::F2, f2.0 * macs_per_ns, f2.1 * macs_per_ns),
-            (Variant::F4, f4.0 * macs_per_ns, f4.1 * macs_per_ns),
-        ],
-        _ => TRANSFORM_COST,
+    let costs: Vec<TransformCost> = match ns {
+        Some(widths) if macs_per_ns > 0.0 => widths
+            .iter()
+            .flat_map(|&(tl, [f2, f4])| {
+                [
+                    (Variant::F2, tl, f2.0 * macs_per_ns, f2.1 * macs_per_ns),
+                    (Variant::F4, tl, f4.0 * macs_per_ns, f4.1 * macs_per_ns),
+                ]
+            })
+            .collect(),
+        _ => TRANSFORM_COST
+            .iter()
+            .map(|&(v, i, o)| (v, isa.lanes(), i, o))
+            .collect(),
     };
-    cache.push((isa, costs));
+    let costs = monotone(costs);
+    cache.push((isa, costs.clone()));
     costs
 }
 
-/// The variant a layer runs with on path `isa`, or `None` for direct convolution. `Auto`
-/// estimates both in multiply-add equivalents: direct, `9 c oc` per output (rows rounded up to
-/// whole vectors); Winograd, `n² c oc` per tile (tiles of a row rounded up to whole vectors)
-/// plus the transforms, as measured on this host ([`transform_costs`]); it takes Winograd only
-/// where it saves more than 10%. F(4x4,3x3) only where its error is within the budget
-/// ([`f4_within_budget`]).
+/// Each variant's costs made no cheaper on narrower vectors than on wider ones (a narrow
+/// vector does the same work per tile with more instructions; a measurement that says
+/// otherwise is noise), so that where two widths pad a row alike the wider one is taken.
+fn monotone(mut costs: Vec<TransformCost>) -> Vec<TransformCost> {
+    let wider: Vec<TransformCost> = costs.clone();
+    for c in &mut costs {
+        for w in wider.iter().filter(|w| w.0 == c.0 && w.1 > c.1) {
+            c.2 = c.2.max(w.2);
+            c.3 = c.3.max(w.3);
+        }
+    }
+    costs
+}
+
+/// The variant a layer runs with on path `isa` and the vector width of its transforms, or
+/// `None` for direct convolution. `Auto` estimates both in multiply-add equivalents: direct,
+/// `9 c oc` per output (rows rounded up to whole vectors); Winograd ([`winograd_cost`]); it
+/// takes Winograd only where it saves more than 10%. F(4x4,3x3) only where its error is within
+/// the budget ([`f4_within_budget`]). A forced variant takes its cheapest transform width.
 pub(crate) fn choose(
     algo: crate::ConvAlgo,
     c: usize,
@@ -907,31 +1021,41 @@ pub(crate) fn choose(
     oh: usize,
     ow: usize,
     isa: Isa,
-) -> Option<Variant> {
+) -> Option<(Variant, usize)> {
     let f4 = f4_within_budget(c);
+    let cheapest = |keep: &dyn Fn(Variant) -> bool| {
+        transform_costs(isa)
+            .into_iter()
+            .filter(|&(v, ..)| keep(v))
+            .map(|t| ((t.0, t.1), winograd_cost(t, c, oc, oh, ow, isa.lanes())))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+    };
+    let forced = |v: Variant| cheapest(&|w| w == v).map(|(vt, _)| vt);
     match algo {
         crate::ConvAlgo::Direct => None,
-        crate::ConvAlgo::Winograd => Some(if f4 { Variant::F4 } else { Variant::F2 }),
-        crate::ConvAlgo::WinogradF2 => Some(Variant::F2),
-        crate::ConvAlgo::WinogradF4 => Some(Variant::F4),
+        crate::ConvAlgo::Winograd => forced(if f4 { Variant::F4 } else { Variant::F2 }),
+        crate::ConvAlgo::WinogradF2 => forced(Variant::F2),
+        crate::ConvAlgo::WinogradF4 => forced(Variant::F4),
         crate::ConvAlgo::Auto => {
             let lanes = isa.lanes();
             let direct = 9.0 * (c * oc * oh * ow.div_ceil(lanes) * lanes) as f64;
-            let cost = |v: Variant, kin: f64, kout: f64| {
-                let m = v.m();
-                let n2 = (v.n() * v.n()) as f64;
-                let tiles = (oh.div_ceil(m) * ow.div_ceil(m).div_ceil(lanes) * lanes) as f64;
-                tiles * (n2 * (c * oc) as f64 + c as f64 * kin + oc as f64 * kout)
-            };
-            transform_costs(isa)
-                .iter()
-                .filter(|(v, _, _)| *v != Variant::F4 || f4)
-                .map(|&(v, kin, kout)| (v, cost(v, kin, kout)))
-                .min_by(|a, b| a.1.total_cmp(&b.1))
+            cheapest(&|v| v != Variant::F4 || f4)
                 .filter(|&(_, w)| w < 0.9 * direct)
-                .map(|(v, _)| v)
+                .map(|(vt, _)| vt)
         }
     }
+}
+
+/// Winograd's estimated work on an `oh x ow` plane, in multiply-add equivalents: `n² c oc`
+/// per GEMM column (the tiles, each row rounded up to whole transform vectors, the whole
+/// rounded up to the microkernel's `lanes`), plus the transforms per tile and channel.
+fn winograd_cost(t: TransformCost, c: usize, oc: usize, oh: usize, ow: usize, lanes: usize) -> f64 {
+    let (v, tl, kin, kout) = t;
+    let m = v.m();
+    let n2 = (v.n() * v.n()) as f64;
+    let tiles = oh.div_ceil(m) * ow.div_ceil(m).div_ceil(tl) * tl;
+    let gemm_cols = tiles.div_ceil(lanes) * lanes;
+    n2 * (c * oc) as f64 * gemm_cols as f64 + tiles as f64 * (c as f64 * kin + oc as f64 * kout)
 }
 
 /// Whether F(4x4,3x3) keeps its error within the budget (`2e-5 (1 + max|y|)`) for a reduction

@@ -66,6 +66,52 @@ fn winograd_matches_the_interpreter_on_every_shape() {
     assert!(took > 0 || wide_isas().is_empty());
 }
 
+/// Every vector width of the transforms (4 and 8 floats, and the path's own) on planes whose
+/// rows are a few tiles wide and on wide ones, with a residual add in the epilogue: the
+/// narrower widths pack the tiles of a band densely (a 14x14 plane, 4 tiles a row in F(4x4),
+/// is 4 GEMM columns a row instead of 16).
+#[test]
+fn winograd_every_transform_width() {
+    let shapes = [
+        (16, 13, 14, 14),
+        (8, 20, 7, 7),
+        (5, 12, 28, 27),
+        (6, 9, 3, 40),
+    ];
+    for isa in wide_isas() {
+        for lanes in [4, 8, isa.lanes()] {
+            for algo in [ConvAlgo::WinogradF2, ConvAlgo::WinogradF4] {
+                for (c, out, h, w) in shapes {
+                    let src = format!(
+                        "input x: [{c}, {h}, {w}]\n\
+                         y = conv(x, out={out}, kernel=3x3, pad=same, weights=random(seed=1), bias=random(seed=2))\n\
+                         z = conv(x, out={out}, kernel=1x1, pad=0, weights=random(seed=3))\n\
+                         a = add(y, z)\n\
+                         r = relu(a)\n\
+                         output r\n"
+                    );
+                    let g = graph(&src, Path::new("."));
+                    let o = JitOptions {
+                        isa: Some(isa),
+                        conv_algo: algo,
+                        winograd_lanes: Some(lanes),
+                        ..opts(2)
+                    };
+                    let what = format!("isa={isa} lanes={lanes} algo={algo:?}\n{src}");
+                    let names = check_compiled(&g, &g, &[(h, w)], &o, 2, &what);
+                    let width = format!("_t{lanes}_");
+                    assert!(
+                        names
+                            .iter()
+                            .any(|n| n.contains("_wino") && n.contains(&width)),
+                        "{what}: {names:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Batchnorm and leaky relu in the epilogue, a second 3x3 layer reading the first, and
 /// `sigmoid` (which the copy kernel does not apply: that layer runs direct).
 #[test]

@@ -160,15 +160,28 @@ pub fn check_isa_algo_opt(
         ..opts(threads)
     };
     let what = format!("isa={isa} algo={algo:?} threads={threads} passes={passes}\n{src}");
-    let net = match convc_jit::compile(&g, &sizes, &o) {
+    check_compiled(&written, &g, &sizes, &o, batch, &what)
+}
+
+/// Compiles `g` (the graph `written` after any passes) with `o` and runs it against the
+/// interpreter on `written` (batches of `batch`); returns the kernels' names.
+pub fn check_compiled(
+    written: &convc_ir::Graph,
+    g: &convc_ir::Graph,
+    sizes: &[(usize, usize)],
+    o: &JitOptions,
+    batch: usize,
+    what: &str,
+) -> Vec<String> {
+    let net = match convc_jit::compile(g, sizes, o) {
         Ok(n) => n,
         Err(e) => panic!("{what}: JIT compile failed: {e}"),
     };
-    let inputs = inputs_for(&written, &sizes, batch, 7);
-    let want = convc_interp::run(&written, &inputs).expect("interpreter");
+    let inputs = inputs_for(written, sizes, batch, 7);
+    let want = convc_interp::run(written, &inputs).expect("interpreter");
     let got = net
         .run(&inputs)
         .unwrap_or_else(|e| panic!("{what}: JIT run failed: {e}"));
-    assert_close(&got, &want, &what);
+    assert_close(&got, &want, what);
     net.kernels().iter().map(|k| k.name.clone()).collect()
 }
