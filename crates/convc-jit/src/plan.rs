@@ -1411,9 +1411,9 @@ impl Builder<'_> {
         if pad.len() > MAX_BUFFER_FLOATS {
             return Ok(None);
         }
-        let ocb = crate::spec::blocks_of_at_most(oc, crate::wide::block_ocb_max(isa));
         let rows = wino_rows(nn, c, txp, tiles_y);
         let cols = rows * txp;
+        let ocb = crate::spec::blocks_of_at_most(oc, crate::wide::block_ocb_for_width(isa, cols));
         let group = wino_group(nn, cols, ocb, oc, tiles_y.div_ceil(rows));
         let packed = pack_weights(conv.weight.data.data(), oc, c, variant, ocb, cols);
         let wslot = self.param(&packed)?;

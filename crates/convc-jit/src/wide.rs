@@ -115,6 +115,19 @@ pub(crate) fn block_ocb_max(isa: Isa) -> usize {
     tune(isa).block
 }
 
+/// The block for a reduction whose rows are only `width` columns (Winograd's GEMMs on a small
+/// plane: 16 tiles): where the measured block's tile is wider than the row, its tile runs one
+/// vector of the row and the block's few channels leave the loads of each tap to few
+/// multiply-adds (5 x 1 on the AVX-512 path), so the path's largest block is taken instead.
+pub(crate) fn block_ocb_for_width(isa: Isa, width: usize) -> usize {
+    let tuned = block_ocb_max(isa);
+    let tile_cols = isa.lanes() * tile_vectors(isa, tuned);
+    match candidates(isa).first() {
+        Some(&widest) if width < tile_cols => widest.max(tuned),
+        _ => tuned,
+    }
+}
+
 /// The outcome of the first-use measurement of one path's tiles.
 #[derive(Clone, Debug)]
 pub struct Tuning {
