@@ -519,142 +519,6 @@ mod x86 {
         }
     }
 
-    /// [`ep512`] on a whole tile's sums at once: each step of `ep` is decoded once and applied
-    /// to every accumulator, which stays in a register (a step per vector, through the
-    /// dispatch, cost a quarter of a 1x1 conv over 64 channels). `x`: the tile's column; the
-    /// last vector of each channel under `mask` when `MASKED`.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn ep512_tile<const OCB: usize, const NV: usize, const MASKED: bool>(
-        acc: &mut [[__m512; NV]; OCB],
-        ep: *const EpStep,
-        out_cs: usize,
-        x: usize,
-        mask: __mmask16,
-    ) {
-        unsafe {
-            let mut e = ep;
-            loop {
-                let st = *e;
-                match st.kind {
-                    EP_END => break,
-                    EP_AFFINE => {
-                        for (j, a) in acc.iter_mut().enumerate() {
-                            let sc = _mm512_set1_ps(*st.ptr.add(8 * j));
-                            let sh = _mm512_set1_ps(*st.ptr.add(8 * j + 4));
-                            for v in a.iter_mut() {
-                                *v = _mm512_add_ps(_mm512_mul_ps(*v, sc), sh);
-                            }
-                        }
-                    }
-                    EP_BIAS => {
-                        for (j, a) in acc.iter_mut().enumerate() {
-                            let sh = _mm512_set1_ps(*st.ptr.add(8 * j + 4));
-                            for v in a.iter_mut() {
-                                *v = _mm512_add_ps(*v, sh);
-                            }
-                        }
-                    }
-                    EP_ADD => {
-                        for (j, a) in acc.iter_mut().enumerate() {
-                            for (k, v) in a.iter_mut().enumerate() {
-                                let p = st.ptr.add(j * out_cs + x + 16 * k);
-                                let r = if MASKED && k + 1 == NV {
-                                    _mm512_maskz_loadu_ps(mask, p)
-                                } else {
-                                    _mm512_loadu_ps(p)
-                                };
-                                *v = _mm512_add_ps(*v, r);
-                            }
-                        }
-                    }
-                    EP_CLAMP => {
-                        let (lo, hi) = (_mm512_set1_ps(st.a), _mm512_set1_ps(st.b));
-                        for v in acc.iter_mut().flatten() {
-                            *v = _mm512_min_ps(hi, _mm512_max_ps(lo, *v));
-                        }
-                    }
-                    EP_LEAKY => {
-                        let a = _mm512_set1_ps(st.a);
-                        for v in acc.iter_mut().flatten() {
-                            let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(*v, _mm512_setzero_ps());
-                            *v = _mm512_mask_mul_ps(*v, neg, *v, a);
-                        }
-                    }
-                    _ => {}
-                }
-                e = e.add(1);
-            }
-        }
-    }
-
-    /// [`ep512_tile`] for 8-lane vectors; `mask`: lanes with the sign bit set.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn ep256_tile<const OCB: usize, const NV: usize, const MASKED: bool>(
-        acc: &mut [[__m256; NV]; OCB],
-        ep: *const EpStep,
-        out_cs: usize,
-        x: usize,
-        mask: __m256i,
-    ) {
-        unsafe {
-            let mut e = ep;
-            loop {
-                let st = *e;
-                match st.kind {
-                    EP_END => break,
-                    EP_AFFINE => {
-                        for (j, a) in acc.iter_mut().enumerate() {
-                            let sc = _mm256_set1_ps(*st.ptr.add(8 * j));
-                            let sh = _mm256_set1_ps(*st.ptr.add(8 * j + 4));
-                            for v in a.iter_mut() {
-                                *v = _mm256_add_ps(_mm256_mul_ps(*v, sc), sh);
-                            }
-                        }
-                    }
-                    EP_BIAS => {
-                        for (j, a) in acc.iter_mut().enumerate() {
-                            let sh = _mm256_set1_ps(*st.ptr.add(8 * j + 4));
-                            for v in a.iter_mut() {
-                                *v = _mm256_add_ps(*v, sh);
-                            }
-                        }
-                    }
-                    EP_ADD => {
-                        for (j, a) in acc.iter_mut().enumerate() {
-                            for (k, v) in a.iter_mut().enumerate() {
-                                let p = st.ptr.add(j * out_cs + x + 8 * k);
-                                let r = if MASKED && k + 1 == NV {
-                                    _mm256_maskload_ps(p, mask)
-                                } else {
-                                    _mm256_loadu_ps(p)
-                                };
-                                *v = _mm256_add_ps(*v, r);
-                            }
-                        }
-                    }
-                    EP_CLAMP => {
-                        let (lo, hi) = (_mm256_set1_ps(st.a), _mm256_set1_ps(st.b));
-                        for v in acc.iter_mut().flatten() {
-                            *v = _mm256_min_ps(hi, _mm256_max_ps(lo, *v));
-                        }
-                    }
-                    EP_LEAKY => {
-                        let a = _mm256_set1_ps(st.a);
-                        for v in acc.iter_mut().flatten() {
-                            let neg = _mm256_cmp_ps::<_CMP_LT_OQ>(*v, _mm256_setzero_ps());
-                            let av = _mm256_mul_ps(*v, a);
-                            *v = _mm256_blendv_ps(*v, av, neg);
-                        }
-                    }
-                    _ => {}
-                }
-                e = e.add(1);
-            }
-        }
-    }
-
     /// One tile: `OCB` channels x `NV` vectors of 16 columns; the last vector under `mask`
     /// when `MASKED`. `ep` (or null) is applied before the stores; `x`: the tile's column.
     #[target_feature(enable = "avx512f")]
@@ -714,14 +578,15 @@ mod x86 {
                 p = p.byte_offset(d);
                 wp = wp.add(crate::packed::tap_bytes(OCB, 1));
             }
-            if !ep.is_null() {
-                ep512_tile::<OCB, NV, MASKED>(&mut acc, ep, out_cs, x, mask);
-            }
             for (j, a) in acc.iter().enumerate() {
                 for (k, v) in a.iter().enumerate() {
                     let p = out.add(j * out_cs + 16 * k);
                     let last = MASKED && k + 1 == NV;
-                    let v = *v;
+                    let v = if ep.is_null() {
+                        *v
+                    } else {
+                        ep512(*v, ep, j, j * out_cs + x + 16 * k, mask, last)
+                    };
                     if last {
                         _mm512_mask_storeu_ps(p, mask, v);
                     } else {
@@ -827,14 +692,15 @@ mod x86 {
                 p = p.byte_offset(d);
                 wp = wp.add(crate::packed::tap_bytes(OCB, 1));
             }
-            if !ep.is_null() {
-                ep256_tile::<OCB, NV, MASKED>(&mut acc, ep, out_cs, x, mask);
-            }
             for (j, a) in acc.iter().enumerate() {
                 for (k, v) in a.iter().enumerate() {
                     let p = out.add(j * out_cs + 8 * k);
                     let last = MASKED && k + 1 == NV;
-                    let v = *v;
+                    let v = if ep.is_null() {
+                        *v
+                    } else {
+                        ep256(*v, ep, j, j * out_cs + x + 8 * k, mask, last)
+                    };
                     if last {
                         _mm256_maskstore_ps(p, mask, v);
                     } else {
