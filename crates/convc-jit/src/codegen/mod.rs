@@ -20,6 +20,10 @@ use crate::wide::Isa;
 
 mod pool;
 
+mod elementwise;
+
+mod sep;
+
 const PTR: Type = types::I64;
 const F32: Type = types::F32;
 const F64: Type = types::F64;
@@ -609,129 +613,6 @@ impl Em<'_> {
                 e.b.switch_to_block(join);
             } else {
                 e.conv_rows(s, &row, rem, nb, bb, s.rows, s.ow);
-            }
-        });
-    }
-
-    /// A fused vertical + horizontal conv ([`SepSpec`]): one item per (group of `b`, output
-    /// row of `b`).
-    fn sep(&mut self, s: &SepSpec, bufs: Value, start: Value, end: Value) {
-        let (a, bs) = (&s.a, &s.b);
-        let rb = bs.chan_stride;
-        // The buffer's borders are `b`'s zero padding: `a`'s rows never write them.
-        let rowbuf = self.b.ins().load(PTR, rd(), bufs, (SLOT_ROWBUF * 8) as i32);
-        let zero = self.b.ins().f32const(0.0);
-        for ci in 0..bs.cg {
-            for x in (0..s.pl).chain(s.pl + a.ow..rb) {
-                self.b
-                    .ins()
-                    .store(rw(), zero, rowbuf, ((ci * rb + x) * 4) as i32);
-            }
-        }
-        // Per output row of `b`: where `a`'s window starts in the input (bytes from the
-        // channel), where its weights start (the first valid tap) and how many taps are valid.
-        let abytes = a.tap_bytes(1);
-        let mut t = Vec::with_capacity(3 * bs.oh);
-        for oy in 0..bs.oh {
-            let r = oy * bs.sh;
-            let (i0, n) = s.valid_taps(r);
-            let y0 = (r * a.sh + i0 * a.dh) as i64 - s.pt as i64;
-            t.extend_from_slice(&[
-                y0 * (a.row_stride * 4) as i64,
-                (i0 * abytes) as i64,
-                n as i64,
-            ]);
-        }
-        let t: Box<[i64]> = t.into_boxed_slice();
-        let taddr = t.as_ptr() as i64;
-        self.tables.push(t);
-        let nb = bs.nb();
-        let plane_b = bs.oh * bs.ow;
-        self.for_dyn(start, end, &mut |e, it| {
-            let (gb, oy) = e.divrem(it, bs.oh);
-            let ld = |e: &mut Self, slot: usize| e.b.ins().load(PTR, rd(), bufs, (slot * 8) as i32);
-            let out = ld(e, SLOT_OUT);
-            let inp = ld(e, SLOT_IN);
-            let wb = ld(e, SLOT_W);
-            let rowbuf = ld(e, SLOT_ROWBUF);
-            let wa = ld(e, SLOT_WA);
-            let tab = e.b.ins().iconst(PTR, taddr);
-            let trow = e.offset(tab, oy, 24);
-            let in_off = e.b.ins().load(PTR, konst(), trow, 0);
-            let w_off = e.b.ins().load(PTR, konst(), trow, 8);
-            let cnt = e.b.ins().load(PTR, konst(), trow, 16);
-            // `a`'s rows of the channels this group of `b` reads, into the row buffer.
-            for ci in 0..bs.cg {
-                let c = e.b.ins().imul_imm_s(gb, bs.cg as i64);
-                let c = e.b.ins().iadd_imm_s(c, ci as i64);
-                let (ga, _) = e.divrem(c, a.og);
-                let in_c = e.offset(inp, ga, a.chan_stride * 4);
-                let in_base = e.b.ins().iadd(in_c, in_off);
-                let w_c = e.offset(wa, c, a.kh * abytes);
-                let w_blk = e.b.ins().iadd(w_c, w_off);
-                let out_row = e.b.ins().iadd_imm_s(rowbuf, ((ci * rb + s.pl) * 4) as i64);
-                let mut ptrs = EpPtrs { ptr: Vec::new() };
-                for st in &a.ep {
-                    ptrs.ptr.push(match *st {
-                        Ep::Affine { slot, .. } => {
-                            let p = ld(e, slot);
-                            Some(e.offset(p, c, 32))
-                        }
-                        _ => None,
-                    });
-                }
-                let row = Row {
-                    in_base,
-                    out_row,
-                    w_blk,
-                    ptrs,
-                    res_row: vec![None; a.ep.len()],
-                    count: Some(cnt),
-                    part: None,
-                };
-                e.conv_row(a, &row, 1, 1, a.ow);
-            }
-            // `b`'s blocks from the row buffer.
-            for bb in 0..nb {
-                let ocb = bs.ocb.min(bs.og - bb * bs.ocb);
-                let o0 = e.b.ins().imul_imm_s(gb, bs.og as i64);
-                let o0 = e.b.ins().iadd_imm_s(o0, (bb * bs.ocb) as i64);
-                let out_c = e.offset(out, o0, plane_b * 4);
-                let out_row = e.offset(out_c, oy, bs.ow * 4);
-                let blk = e.b.ins().imul_imm_s(gb, nb as i64);
-                let blk = e.b.ins().iadd_imm_s(blk, bb as i64);
-                let w_blk = e.offset(wb, blk, bs.taps() * bs.tap_bytes(bs.ocb));
-                let mut ptrs = EpPtrs { ptr: Vec::new() };
-                let mut res_row = Vec::new();
-                for st in &bs.ep {
-                    match *st {
-                        Ep::Affine { slot, .. } => {
-                            let p = ld(e, slot);
-                            ptrs.ptr.push(Some(e.offset(p, o0, 32)));
-                            res_row.push(None);
-                        }
-                        Ep::Add { slot } => {
-                            let p = ld(e, slot);
-                            let rc = e.offset(p, o0, plane_b * 4);
-                            ptrs.ptr.push(None);
-                            res_row.push(Some(e.offset(rc, oy, bs.ow * 4)));
-                        }
-                        Ep::Act(_) => {
-                            ptrs.ptr.push(None);
-                            res_row.push(None);
-                        }
-                    }
-                }
-                let row = Row {
-                    in_base: rowbuf,
-                    out_row,
-                    w_blk,
-                    ptrs,
-                    res_row,
-                    count: None,
-                    part: None,
-                };
-                e.conv_row(bs, &row, ocb, 1, bs.ow);
             }
         });
     }
@@ -1585,90 +1466,6 @@ impl Em<'_> {
             w
         } else {
             self.b.ins().splat(ty, w)
-        }
-    }
-
-    fn elt(&mut self, s: &EltSpec, bufs: Value, start: Value, end: Value) {
-        use crate::spec::ELT_CHUNK;
-        let out = self.slot(bufs, SLOT_OUT);
-        let inp = self.slot(bufs, SLOT_IN);
-        let ep_base = self.ep_slots(&s.ep, bufs);
-        let nch = s.chunks();
-        let last_len = s.hw - (nch - 1) * ELT_CHUNK;
-        self.for_dyn(start, end, &mut |e, it| {
-            let (c, k) = e.divrem(it, nch);
-            let off_c = e.b.ins().imul_imm_s(c, (s.hw * 4) as i64);
-            let off_k = e.b.ins().imul_imm_s(k, (ELT_CHUNK * 4) as i64);
-            let off = e.b.ins().iadd(off_c, off_k);
-            let src = e.b.ins().iadd(inp, off);
-            let dst = e.b.ins().iadd(out, off);
-            let mut ptrs = EpPtrs { ptr: Vec::new() };
-            let mut res = Vec::new();
-            for (i, step) in s.ep.iter().enumerate() {
-                match step {
-                    Ep::Affine { .. } => {
-                        ptrs.ptr.push(ep_base[i].map(|p| e.offset(p, c, 32)));
-                        res.push(None);
-                    }
-                    Ep::Add { .. } => {
-                        ptrs.ptr.push(None);
-                        res.push(ep_base[i].map(|p| e.b.ins().iadd(p, off)));
-                    }
-                    Ep::Act(_) => {
-                        ptrs.ptr.push(None);
-                        res.push(None);
-                    }
-                }
-            }
-            if nch == 1 {
-                e.elt_chunk(s, src, dst, &ptrs, &res, s.hw);
-            } else {
-                let part = e.b.create_block();
-                let full = e.b.create_block();
-                let join = e.b.create_block();
-                let is_last = e.b.ins().icmp_imm_s(IntCC::Equal, k, (nch - 1) as i64);
-                e.b.ins().brif(is_last, part, &[], full, &[]);
-                e.b.switch_to_block(full);
-                e.elt_chunk(s, src, dst, &ptrs, &res, ELT_CHUNK);
-                e.b.ins().jump(join, &[]);
-                e.b.switch_to_block(part);
-                e.elt_chunk(s, src, dst, &ptrs, &res, last_len);
-                e.b.ins().jump(join, &[]);
-                e.b.switch_to_block(join);
-            }
-        });
-    }
-
-    fn elt_chunk(
-        &mut self,
-        s: &EltSpec,
-        src: Value,
-        dst: Value,
-        ptrs: &EpPtrs,
-        res: &[Option<Value>],
-        len: usize,
-    ) {
-        let nvec = len / 4;
-        // Relative offset, so every pointer (source, destination, residuals) shares one counter.
-        if nvec > 0 {
-            let zero = self.iconst(0);
-            self.for_count(zero, nvec, 16, &mut |e, o| {
-                let sp = e.b.ins().iadd(src, o);
-                let dp = e.b.ins().iadd(dst, o);
-                let rp: Vec<Option<Value>> = res
-                    .iter()
-                    .map(|r| r.map(|r| e.b.ins().iadd(r, o)))
-                    .collect();
-                let v = e.b.ins().load(F32X4, rd(), sp, 0);
-                let v = e.epilogue(&s.ep, ptrs, F32X4, v, 0, &rp, 0);
-                e.b.ins().store(rw(), v, dp, 0);
-            });
-        }
-        for i in nvec * 4..len {
-            let o = (i * 4) as i32;
-            let v = self.b.ins().load(F32, rd(), src, o);
-            let v = self.epilogue(&s.ep, ptrs, F32, v, 0, res, o);
-            self.b.ins().store(rw(), v, dst, o);
         }
     }
 }

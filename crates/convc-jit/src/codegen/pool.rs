@@ -364,7 +364,7 @@ impl Em<'_> {
     }
 
     /// Global average pool, one item per channel: the sum of its `hw` values in f64, divided
-    /// once (the interpreter's order of rounding).
+    /// once and rounded to f32.
     pub(super) fn gap(&mut self, hw: usize, bufs: Value, start: Value, end: Value) {
         let out = self.slot(bufs, SLOT_OUT);
         let inp = self.slot(bufs, SLOT_IN);
