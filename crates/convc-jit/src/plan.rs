@@ -1241,6 +1241,449 @@ fn bn_affine(bn: &BatchNorm, c: usize) -> Result<(Vec<f64>, Vec<f64>), JitError>
     Ok((s, t))
 }
 
+/// A conv's sizes, checked against each other ([`Builder::conv_geom`]). After a plane is
+/// flattened into longer rows ([`flat_rows`]), a copy with the kernel's `oh`, `ow` and `sh`
+/// stands for the plane as the kernel sees it.
+#[derive(Clone, Copy, Debug)]
+struct ConvGeom {
+    /// The input value.
+    x: NodeIndex,
+    /// Input channels, rows and columns.
+    c: usize,
+    h: usize,
+    w: usize,
+    /// Output channels, rows and columns.
+    oc: usize,
+    oh: usize,
+    ow: usize,
+    /// Kernel, stride and dilation (rows, columns).
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    dh: usize,
+    dw: usize,
+    /// Groups, and input and output channels per group.
+    groups: usize,
+    cg: usize,
+    og: usize,
+    /// Padding (top, bottom, left, right), and the padded input's rows and columns.
+    pt: usize,
+    pb: usize,
+    pl: usize,
+    pr: usize,
+    hp: usize,
+    wp: usize,
+}
+
+impl ConvGeom {
+    /// Taps of one output's reduction.
+    fn taps(&self) -> usize {
+        self.cg * self.kh * self.kw
+    }
+}
+
+/// A conv kernel's register block ([`Builder::blocking`]).
+#[derive(Clone, Copy, Debug)]
+struct Blocking {
+    /// The microkernels' path, or `None` for Cranelift's own code.
+    wide: Option<Isa>,
+    /// Output channels per block, and blocks per group.
+    ocb: usize,
+    nb: usize,
+    /// Copies of each packed weight (see `ConvSpec::wdup`).
+    dup: usize,
+    /// Columns of one register tile.
+    vw: usize,
+    /// Vectors per row segment of Cranelift's tile.
+    v: usize,
+}
+
+impl Blocking {
+    /// Bytes of one packed tap of a block ([`crate::packed`]).
+    fn tap_bytes(&self) -> usize {
+        crate::packed::tap_bytes(self.ocb, self.dup)
+    }
+}
+
+/// Where a conv's input is read from and how the kernel walks its rows ([`conv_layout`]).
+#[derive(Debug)]
+struct ConvLayout {
+    /// The plane as the kernel sees it (see [`ConvGeom`]).
+    kg: ConvGeom,
+    /// See `ConvSpec::flat_pad` and `ConvSpec::dw_rows`.
+    flat_pad: usize,
+    dw_rows: usize,
+    /// Output rows per work item.
+    rows: usize,
+    /// The whole padded copy, or the per-band padding, if the input is padded.
+    pad: Option<PadCopy>,
+    tile: Option<Tile>,
+    /// The input's strides as the kernel reads it (floats), and its padded row length.
+    row_stride: usize,
+    chan_stride: usize,
+    wq: usize,
+}
+
+/// Values a row reaches when a conv's plane runs as longer rows ([`flat_rows`]): shorter rows
+/// flatten, at least this long ones are long enough already.
+const FLAT_ROW: usize = 256;
+
+/// Positions a work item of a flat padded row holds (`ConvSpec::flat_pad`): the whole of a
+/// 7x7 or 14x14 plane.
+const FLAT_PAD_POSITIONS: usize = 512;
+
+/// Input channels per group up to which a padded conv pads per band of rows into the
+/// thread's scratch ([`Tile`]) instead of copying its whole input (depthwise convs, an
+/// image's 3 channels); a band pair's depthwise conv must pad this way ([`band_partner`]).
+const TILE_MAX_CG: usize = 4;
+
+/// Output rows one band of a padding tile aims at (in whole row groups of an item's rows).
+const TILE_BAND_ROWS: usize = 16;
+
+/// The most register blocks of vectors one item of packed short rows may hold (Cranelift's
+/// code; see [`item_rows`]).
+const MAX_PACKED_BLOCKS: usize = 16;
+
+/// The most vectors of several rows one item of a long reduction packs on a small plane.
+const MAX_PACKED_VECTORS: usize = 16;
+
+/// The most reductions of code a kernel of packed rows of a long reduction may hold
+/// (positions x full/last block x full/short last item): this bounds compile time (a 17-wide
+/// layer packed 3 rows a kernel of 60: 27 ms to compile).
+const MAX_PACKED_REDUCTIONS: usize = 48;
+
+/// The zero-bordered copy a conv reads when it pads or strides along the row (rows split into
+/// `sw` phases of `wq`), channels outermost until [`pad_layout`] decides.
+fn whole_pad(g: &ConvGeom) -> Option<PadCopy> {
+    (g.pt + g.pb + g.pl + g.pr > 0 || g.sw > 1).then(|| PadCopy {
+        src: g.x.index(),
+        c: g.c,
+        h: g.h,
+        w: g.w,
+        pt: g.pt,
+        pl: g.pl,
+        hp: g.hp,
+        sw: g.sw,
+        wq: g.wp.div_ceil(g.sw),
+        hcw: false,
+    })
+}
+
+/// Input rows per kernel row when a plane runs as longer rows, or `None`. A plane whose output
+/// and input rows are both contiguous (a KHx1 conv, stride 1, no horizontal padding: `in_rs`,
+/// the input's row stride, equals `ow`) runs as fewer, longer vector segments than short rows
+/// (17 columns are 4 vectors and a partial one; the 289 of a 17x17 plane are 72). Only rows
+/// that leave a partial register block: whole-block rows are as fast as they are, and keep a
+/// short row's inputs in L1. The rows reach [`FLAT_ROW`] values: `k` rows, `k` the smallest
+/// divisor of `oh` that makes them (several rows per plane keep work items for threads, each
+/// reading a part of the input: 56x56 = 8 rows of 392).
+fn flat_rows(g: &ConvGeom, role: BandRole, in_rs: usize, blk: &Blocking) -> Option<usize> {
+    let flat = role == BandRole::Alone
+        && g.kw == 1
+        && g.sw == 1
+        && g.sh == 1
+        && in_rs == g.ow
+        && g.oh > 1
+        && g.ow < FLAT_ROW
+        && g.ow % blk.vw != 0
+        && blk.wide.is_none_or(|isa| wastes_lanes(g.ow, isa.lanes()));
+    // A row of the kernel is `k` rows of the input: its stride between rows is `k`.
+    flat.then(|| {
+        (1..=g.oh)
+            .find(|k| g.oh % k == 0 && k * g.ow >= FLAT_ROW)
+            .unwrap_or(g.oh)
+    })
+}
+
+/// The padded row length a microkernel on a narrow padded plane (7 of 16 lanes filled on a
+/// 7x7 plane) runs its rows as one flat row of, padding columns included (their results are
+/// dropped: the item's sums go to the thread's scratch, then the epilogue copies the valid
+/// columns out, `ConvSpec::flat_pad`); 0 for one row per item (the last tile masked).
+fn flat_pad_width(pad: Option<&PadCopy>, kg: &ConvGeom, blk: &Blocking, role: BandRole) -> usize {
+    match (pad, blk.wide) {
+        (Some(p), Some(isa))
+            if kg.sh == 1
+                && kg.sw == 1
+                && kg.cg > TILE_MAX_CG
+                && kg.oh > 1
+                && role == BandRole::Alone
+                && p.wq > kg.ow
+                && flat_fills_more(kg.ow, p.wq, isa.lanes()) =>
+        {
+            p.wq
+        }
+        _ => 0,
+    }
+}
+
+/// Rows a call of a depthwise 3x3 kernel on a wide path computes, sharing their input rows
+/// (`ConvSpec::dw_rows`): 4, or in a band pair as many as divide the band; 0 for other convs.
+fn dw_rows(kg: &ConvGeom, blk: &Blocking, flat: bool, flat_pad: usize, role: BandRole) -> usize {
+    let dw3 = blk.wide.is_some()
+        && kg.cg == 1
+        && kg.og == 1
+        && kg.kh == 3
+        && kg.kw == 3
+        && kg.dh == 1
+        && (kg.sh == 1 || kg.sh == 2)
+        && !flat
+        && flat_pad == 0
+        && kg.oh >= 2;
+    if !dw3 {
+        return 0;
+    }
+    match role {
+        BandRole::Writes(r) | BandRole::Reads(r) => {
+            [4, 2].into_iter().find(|k| r % k == 0).unwrap_or(0)
+        }
+        BandRole::Alone => 4,
+    }
+}
+
+/// Output rows per work item: a flat padded row's share of [`FLAT_PAD_POSITIONS`]; one on a
+/// wide path; in Cranelift's code, packed short rows ([`packed_short_rows`]) or packed rows of
+/// a long reduction ([`packed_long_rows`]); a depthwise kernel's `dw_rows`. In a band pair an
+/// item's rows must not straddle two bands.
+fn item_rows(
+    kg: &ConvGeom,
+    blk: &Blocking,
+    flat_pad: usize,
+    dw_rows: usize,
+    role: BandRole,
+) -> usize {
+    let (v, oh) = (blk.v, kg.oh);
+    let vpr = if kg.ow >= 4 { kg.ow.div_ceil(4) } else { 0 };
+    // A long reduction (see `CHUNK_BYTES`).
+    let long = kg.taps() * blk.tap_bytes() > chunk_bytes();
+    let mut rows = if flat_pad > 0 {
+        (FLAT_PAD_POSITIONS / flat_pad).clamp(1, oh)
+    } else if blk.wide.is_some() {
+        1
+    } else if vpr > 0 && vpr % v != 0 && vpr <= 4 * v && oh > 1 {
+        packed_short_rows(vpr, v, oh)
+    } else if long
+        && v == 1
+        && vpr > 0
+        && (kg.ow % 4 >= 2 || vpr <= 2)
+        && oh > 1
+        && role == BandRole::Alone
+    {
+        // Only where a row alone wastes much (7 columns: a vector and 3 scalar columns).
+        packed_long_rows(vpr, oh, kg.og % blk.ocb != 0)
+    } else {
+        1
+    };
+    if dw_rows > 0 {
+        rows = dw_rows;
+    }
+    if let BandRole::Writes(r) | BandRole::Reads(r) = role
+        && r % rows != 0
+    {
+        rows = 1;
+    }
+    rows
+}
+
+/// Short rows whose `vpr` vectors do not fill whole register blocks of `v` (17 columns = 5
+/// vectors, the last overlapping: 3 blocks of 2 vectors, one half empty): the vectors of as
+/// many rows as make whole blocks (2 rows = 5 full blocks), at most [`MAX_PACKED_BLOCKS`].
+fn packed_short_rows(vpr: usize, v: usize, oh: usize) -> usize {
+    let r = (1..=v).find(|r| (r * vpr) % v == 0).unwrap_or(v).min(oh);
+    if r * vpr / v <= MAX_PACKED_BLOCKS {
+        r
+    } else {
+        1
+    }
+}
+
+/// A long reduction on a small plane packs up to [`MAX_PACKED_VECTORS`] vectors of several
+/// rows into one item, so that each chunk of weights serves all of them (partial sums in the
+/// thread's scratch: `ConvSpec::part_slot`): a 7x7 plane is 2 vectors a row, and each weight
+/// would otherwise serve 2. At most [`MAX_PACKED_REDUCTIONS`] reductions of code (`short_block`:
+/// the last block is shorter; an `oh` the rows do not divide has a short last item).
+fn packed_long_rows(vpr: usize, oh: usize, short_block: bool) -> usize {
+    let nb_rem = if short_block { 2 } else { 1 };
+    let mut r = (MAX_PACKED_VECTORS / vpr).clamp(1, oh);
+    while r > 1 && r * vpr * nb_rem * if oh % r != 0 { 2 } else { 1 } > MAX_PACKED_REDUCTIONS {
+        r -= 1;
+    }
+    r
+}
+
+/// Where a padded input lives. Few input channels per group ([`TILE_MAX_CG`]: depthwise, or an
+/// image's 3) pad per band of rows into the thread's scratch instead of copying the whole
+/// input first (block-major items, so that consecutive items read the same rows; the kernel
+/// then sees channels `tile_rows` rows apart). A whole copy for many channels that is not read
+/// as long rows (`flat`, `flat_pad`) has rows outermost.
+fn pad_layout(
+    pad: Option<PadCopy>,
+    kg: &ConvGeom,
+    nb: usize,
+    rows: usize,
+    (flat, flat_pad): (bool, usize),
+) -> (Option<PadCopy>, Option<Tile>) {
+    match pad {
+        Some(p) if kg.cg <= TILE_MAX_CG && kg.oh > 1 && !flat => {
+            let tile = Tile {
+                per_group: nb * kg.oh.div_ceil(rows),
+                row_groups: kg.oh.div_ceil(rows),
+                rows,
+                sh: kg.sh,
+                span: kg.dh * (kg.kh - 1) + 1,
+                band: (TILE_BAND_ROWS / rows).max(1),
+                oh: kg.oh,
+                cg: kg.cg,
+                pad: p,
+            };
+            (None, Some(tile))
+        }
+        Some(mut p) => {
+            p.hcw = !flat && flat_pad == 0;
+            (Some(p), None)
+        }
+        None => (None, None),
+    }
+}
+
+/// Taps per chunk of a reduction: whole, unless a block's packed weights outgrow
+/// [`chunk_bytes`] (see `ConvSpec::chunk_taps`; not with rows packed into blocks in a band
+/// pair), then at most [`MAX_CHUNKS`] chunks. Packed rows loop over their chunks at run time:
+/// equal chunks (a count that divides the taps, up to twice as many) need no separate last
+/// chunk.
+fn chunk_taps(taps: usize, tap_bytes: usize, rows: usize, role: BandRole) -> usize {
+    if (rows == 1 || role == BandRole::Alone) && taps * tap_bytes > chunk_bytes() {
+        let n = (taps * tap_bytes).div_ceil(chunk_bytes()).min(MAX_CHUNKS);
+        let even = (rows > 1)
+            .then(|| (n..=2 * n).find(|k| taps.is_multiple_of(*k)))
+            .flatten();
+        taps.div_ceil(even.unwrap_or(n))
+    } else {
+        taps
+    }
+}
+
+/// The first slots of a conv step's buffer table (`SLOT_EXTRA` of them: output, input,
+/// weights). Null where the runtime sets the pointer per band: a band pair's band buffer, a
+/// padding tile; a whole padded copy is the step's scratch.
+fn conv_args(
+    role: BandRole,
+    (tail, x): (NodeIndex, NodeIndex),
+    (padded, tiled): (bool, bool),
+    wslot: usize,
+) -> Vec<Arg> {
+    let args = vec![
+        if matches!(role, BandRole::Writes(_)) {
+            Arg::Null
+        } else {
+            val(tail)
+        },
+        if padded {
+            Arg::Scratch
+        } else if tiled || matches!(role, BandRole::Reads(_)) {
+            Arg::Null
+        } else {
+            val(x)
+        },
+        Arg::Param(wslot),
+    ];
+    debug_assert_eq!(args.len(), SLOT_EXTRA);
+    args
+}
+
+/// A conv's bias in f64 (the epilogue merges it into a following batchnorm's shift).
+fn conv_bias(conv: &Conv) -> Option<Vec<f64>> {
+    conv.bias
+        .as_ref()
+        .map(|b| b.data.data().iter().map(|&v| f64::from(v)).collect())
+}
+
+/// The order of a conv's work items: the memory traffic of the two (bytes) decides,
+/// block-major streaming the input once per block, row-major streaming the `w_floats` of
+/// weights once per output row. A band's items must be consecutive: row-major when reading
+/// bands; a tile's block-major.
+fn row_major(g: &ConvGeom, role: BandRole, tiled: bool, w_floats: usize, nb: usize) -> bool {
+    let in_bytes = (g.c * g.hp * g.wp * 4) as f64;
+    let w_bytes = (w_floats * 4) as f64;
+    matches!(role, BandRole::Reads(_))
+        || (!tiled
+            && !matches!(role, BandRole::Writes(_))
+            && in_bytes + g.oh as f64 * w_bytes < w_bytes + nb as f64 * in_bytes)
+}
+
+/// Column tiles of a wide row of a chunked reduction in row-major order (see
+/// `ConvSpec::xtiles`): `(tiles, columns per tile)`, the columns [`XTILE_COLS`] rounded up to
+/// whole register tiles of `vw`.
+fn xtiles(
+    kg: &ConvGeom,
+    role: BandRole,
+    row_major: bool,
+    chunked: bool,
+    rows: usize,
+    vw: usize,
+) -> (usize, usize) {
+    let cols = XTILE_COLS.div_ceil(vw) * vw;
+    let tiles = if row_major && role == BandRole::Alone && rows == 1 && chunked && kg.ow >= 2 * cols
+    {
+        kg.ow.div_ceil(cols)
+    } else {
+        1
+    };
+    (tiles, cols)
+}
+
+/// How a conv's kernel walks its input: long rows ([`flat_rows`], [`flat_pad_width`]),
+/// rows per item ([`dw_rows`], [`item_rows`]), where the padded input lives
+/// ([`pad_layout`]) and the strides the kernel reads it with. `Err`: an internal
+/// inconsistency, described.
+fn conv_layout(g: &ConvGeom, blk: &Blocking, role: BandRole) -> Result<ConvLayout, &'static str> {
+    let pad = whole_pad(g);
+    if pad.as_ref().is_some_and(|p| p.len() > MAX_BUFFER_FLOATS) {
+        return Err("the padded input is too large for the JIT");
+    }
+    let in_rs = pad.as_ref().map_or(g.w, |p| p.row_stride());
+    let k = flat_rows(g, role, in_rs, blk);
+    let kg = match k {
+        Some(k) => ConvGeom {
+            oh: g.oh / k,
+            ow: k * g.ow,
+            sh: k,
+            ..*g
+        },
+        None => *g,
+    };
+    let flat = k.is_some();
+    let flat_pad = flat_pad_width(pad.as_ref(), &kg, blk, role);
+    let dw_rows = dw_rows(&kg, blk, flat, flat_pad, role);
+    let rows = item_rows(&kg, blk, flat_pad, dw_rows, role);
+    let (pad, tile) = pad_layout(pad, &kg, blk.nb, rows, (flat, flat_pad));
+    let (row_stride, full_chan_stride, wq) = match (&pad, &tile) {
+        (Some(p), _) => (p.row_stride(), p.chan_stride(), p.wq),
+        (None, Some(t)) => (t.pad.row_stride(), t.pad.chan_stride(), t.pad.wq),
+        (None, None) => (g.w, g.h * g.w, g.w),
+    };
+    let chan_stride = match (&tile, role) {
+        (Some(t), _) => t.rows_per_channel() * row_stride,
+        // The band buffer of a depthwise conv (`[c][r][w]`, unpadded: see `band_partner`).
+        (None, BandRole::Reads(r)) if pad.is_none() => r * row_stride,
+        (None, BandRole::Reads(_)) => {
+            return Err("internal error: a padded conv reading a band");
+        }
+        (None, _) => full_chan_stride,
+    };
+    Ok(ConvLayout {
+        kg,
+        flat_pad,
+        dw_rows,
+        rows,
+        pad,
+        tile,
+        row_stride,
+        chan_stride,
+        wq,
+    })
+}
+
 impl Builder<'_> {
     fn param(&mut self, data: &[f32]) -> Result<usize, JitError> {
         let b = AlignedBuf::from_slice(data)
@@ -1410,13 +1853,7 @@ impl Builder<'_> {
         let wslot = self.param(&packed)?;
         let tail = members.last().copied().unwrap_or(n);
         let mut args = vec![val(tail), Arg::Scratch, Arg::Param(wslot)];
-        let bias = conv.bias.as_ref().map(|b| {
-            b.data
-                .data()
-                .iter()
-                .map(|&v| f64::from(v))
-                .collect::<Vec<f64>>()
-        });
+        let bias = conv_bias(conv);
         if bias.as_ref().is_some_and(|b| b.len() != oc) {
             return Ok(None);
         }
@@ -1458,14 +1895,11 @@ impl Builder<'_> {
         }))
     }
 
-    fn conv_step(
-        &mut self,
-        n: NodeIndex,
-        conv: &Conv,
-        members: &[NodeIndex],
-        role: BandRole,
-    ) -> Result<Step, JitError> {
-        let name = self.g.node(n).name.clone();
+    /// A conv's sizes, checked: positive kernel, stride, dilation and groups, channels that
+    /// fit the groups, weights of the right shape, a padded input within
+    /// [`MAX_BUFFER_FLOATS`], and an output size that follows from the input.
+    fn conv_geom(&self, n: NodeIndex, conv: &Conv) -> Result<ConvGeom, JitError> {
+        let name = &self.g.node(n).name;
         let bad = |m: String| err(format!("layer `{name}`: {m}"));
         let x = operand(self.g, n, 0)?;
         let [c, h, w] = self.conc.get(x);
@@ -1517,317 +1951,12 @@ impl Builder<'_> {
                 "output size {oh}x{ow} does not follow from the input {h}x{w}"
             )));
         }
-        let pad = if pt + pb + pl + pr > 0 || sw > 1 {
-            let wq = wp.div_ceil(sw);
-            Some(PadCopy {
-                src: x.index(),
-                c,
-                h,
-                w,
-                pt,
-                pl,
-                hp,
-                sw,
-                wq,
-                hcw: false,
-            })
-        } else {
-            None
-        };
-        let (row_stride, full_chan_stride, wq) = match &pad {
-            Some(p) => (p.row_stride(), p.chan_stride(), p.wq),
-            None => (w, h * w, w),
-        };
-        if let Some(p) = &pad
-            && p.len() > MAX_BUFFER_FLOATS
-        {
-            return Err(bad("the padded input is too large for the JIT".into()));
-        }
-        // A microkernel of the widest vectors (depthwise too: one channel per block, `NV`
-        // vectors of the row per tap).
-        let wide = (self.isa != Isa::Sse).then_some(self.isa);
-        let ocb = match wide {
-            Some(isa) => crate::spec::blocks_of_at_most(og, crate::wide::block_ocb_max(isa)),
-            None => crate::spec::block_ocb(og, self.fma),
-        };
-        let nb = og.div_ceil(ocb);
-        let taps = cg * kh * kw;
-        let smallest = if og % ocb == 0 { ocb } else { og % ocb };
-        let dup = match wide {
-            Some(_) => 1,
-            None => crate::spec::weight_dup(ocb, smallest, self.fma),
-        };
-        // Columns of one register tile.
-        let vw = match wide {
-            Some(isa) => isa.lanes() * crate::wide::tile_vectors(isa, ocb),
-            None => 4 * crate::spec::vectors_for(ocb, self.fma),
-        };
-        // A plane whose output and input rows are both contiguous (a KHx1 conv, stride 1, no
-        // horizontal padding) runs as longer rows: fewer, longer vector segments than short
-        // rows (17 columns are 4 vectors and a partial one; the 289 of a 17x17 plane are 72).
-        // Rows of at least 256 values: `k` rows, `k` the smallest divisor of `oh` that makes
-        // them (several rows per plane keep work items for threads, each reading a part of the
-        // input: 56x56 = 8 rows of 392).
-        let (oh0, ow0) = (oh, ow);
-        // Only rows that leave a partial register block: whole-block rows are as fast as
-        // they are, and keep a short row's inputs in L1.
-        let flat = role == BandRole::Alone
-            && kw == 1
-            && sw == 1
-            && sh == 1
-            && row_stride == ow
-            && oh > 1
-            && ow < 256
-            && ow % vw != 0
-            && wide.is_none_or(|isa| wastes_lanes(ow, isa.lanes()));
-        let (oh, ow, sh) = if flat {
-            // A row of the kernel is `k` rows of the input: its stride between rows is `k`.
-            let k = (1..=oh)
-                .find(|k| oh % k == 0 && k * ow >= 256)
-                .unwrap_or(oh);
-            (oh / k, k * ow, k)
-        } else {
-            (oh, ow, sh)
-        };
-        // Short rows whose vectors do not fill whole register blocks (17 columns = 5 vectors,
-        // the last overlapping: 3 blocks of 2 vectors, one half empty): pack the vectors of as
-        // many rows as make whole blocks (2 rows = 5 full blocks), at most 16 blocks.
-        let v = crate::spec::vectors_for(ocb, self.fma);
-        let vpr = if ow >= 4 { ow.div_ceil(4) } else { 0 };
-        // A long reduction (see `CHUNK_BYTES`) on a small plane packs up to 16 vectors of
-        // several rows into one item, so that each chunk of weights serves all of them
-        // (partial sums in the thread's scratch: `ConvSpec::part_slot`): a 7x7 plane is 2
-        // vectors a row, and each weight would otherwise serve 2.
-        let long = taps * (8 + ocb * dup * 4) > chunk_bytes();
-        // A microkernel on a narrow padded plane (7 of 16 lanes filled on a 7x7 plane) runs
-        // `rows` rows as one flat row of the padded input, padding columns included (their
-        // results are dropped): the item's sums go to the thread's scratch, then the epilogue
-        // copies the valid columns out (`ConvSpec::flat_pad`). Else one row per item (the
-        // last tile is masked).
-        let flat_pad = match (&pad, wide) {
-            (Some(p), Some(isa))
-                if sh == 1
-                    && sw == 1
-                    && cg > 4
-                    && oh > 1
-                    && role == BandRole::Alone
-                    && p.wq > ow
-                    && flat_fills_more(ow, p.wq, isa.lanes()) =>
-            {
-                p.wq
-            }
-            _ => 0,
-        };
-        let mut rows = if flat_pad > 0 {
-            // About 512 positions an item (the whole of a 7x7 or 14x14 plane).
-            (512 / flat_pad).clamp(1, oh)
-        } else if wide.is_some() {
-            1
-        } else if vpr > 0 && vpr % v != 0 && vpr <= 4 * v && oh > 1 {
-            let r = (1..=v).find(|r| (r * vpr) % v == 0).unwrap_or(v).min(oh);
-            if r * vpr / v <= 16 { r } else { 1 }
-        } else if long
-            && v == 1
-            && vpr > 0
-            && (ow % 4 >= 2 || vpr <= 2)
-            && oh > 1
-            && role == BandRole::Alone
-        {
-            // Only where a row alone wastes much (7 columns: a vector and 3 scalar columns);
-            // at most 48 reductions of code per kernel (positions x full/last block x
-            // full/short last item), which bounds compile time (a 17-wide layer packed 3 rows
-            // a kernel of 60: 27 ms to compile).
-            let nb_rem = if og % ocb != 0 { 2 } else { 1 };
-            let mut r = (16 / vpr).clamp(1, oh);
-            while r > 1 && r * vpr * nb_rem * if oh % r != 0 { 2 } else { 1 } > 48 {
-                r -= 1;
-            }
-            r
-        } else {
-            1
-        };
-        // A depthwise 3x3 conv on a wide path computes 2 or 4 rows a call, sharing their input
-        // rows (`ConvSpec::dw_rows`); in a band pair, as many as divide the band.
-        let dw_rows = match wide {
-            Some(_)
-                if cg == 1
-                    && og == 1
-                    && kh == 3
-                    && kw == 3
-                    && dh == 1
-                    && (sh == 1 || sh == 2)
-                    && !flat
-                    && flat_pad == 0
-                    && oh >= 2 =>
-            {
-                match role {
-                    BandRole::Writes(r) | BandRole::Reads(r) => {
-                        [4, 2].into_iter().find(|k| r % k == 0).unwrap_or(0)
-                    }
-                    BandRole::Alone => 4,
-                }
-            }
-            _ => 0,
-        };
-        if dw_rows > 0 {
-            rows = dw_rows;
-        }
-        // In a band pair, a work item's rows must not straddle two bands.
-        if let BandRole::Writes(r) | BandRole::Reads(r) = role
-            && r % rows != 0
-        {
-            rows = 1;
-        }
-        // Few input channels per group (depthwise, or an image's 3): pad per band of rows into
-        // the thread's scratch instead of copying the whole input first (block-major items, so
-        // that consecutive items read the same rows). The kernel then sees channels
-        // `tile_rows` rows apart.
-        let (pad, tile) = match pad {
-            Some(p) if cg <= 4 && oh > 1 && !flat => {
-                let band = (16 / rows).max(1);
-                let tile = Tile {
-                    per_group: nb * oh.div_ceil(rows),
-                    row_groups: oh.div_ceil(rows),
-                    rows,
-                    sh,
-                    span: dh * (kh - 1) + 1,
-                    band,
-                    oh,
-                    cg,
-                    pad: p,
-                };
-                (None, Some(tile))
-            }
-            p => (p, None),
-        };
-        // A whole padded copy for many channels, not read as long rows: rows outermost.
-        let mut pad = pad;
-        let mut row_stride = row_stride;
-        let mut full_chan_stride = full_chan_stride;
-        if let Some(p) = pad.as_mut()
-            && !flat
-            && flat_pad == 0
-        {
-            p.hcw = true;
-            row_stride = p.row_stride();
-            full_chan_stride = p.chan_stride();
-        }
-        let chan_stride = match (&tile, role) {
-            (Some(t), _) => t.rows_per_channel() * row_stride,
-            // The band buffer of a depthwise conv (`[c][r][w]`, unpadded: see `band_partner`).
-            (None, BandRole::Reads(r)) if pad.is_none() => r * row_stride,
-            (None, BandRole::Reads(_)) => {
-                return Err(bad("internal error: a padded conv reading a band".into()));
-            }
-            (None, _) => full_chan_stride,
-        };
-        // Pack the weights in the order the kernel reads them: per block (group, block), per
-        // tap (c, kh, kw): the byte offset from this tap's input to the next one's (an i64 in
-        // two floats; 0 after the last tap, which ends the loop: distinct taps never share an
-        // offset), then per output channel of the block `dup` copies of the scalar weight (the
-        // kernel broadcasts each copy into its own register; see `ConvSpec::wdup`).
-        let offs = crate::spec::tap_offsets(cg, kh, kw, dh, dw, sw, wq, row_stride, chan_stride);
-        // A reduction whose packed weights per block outgrow L1 runs in chunks of about
-        // `CHUNK_BYTES` (see `ConvSpec::chunk_taps`); not with rows packed into blocks.
-        let tap_bytes = 8 + ocb * dup * 4;
-        let chunk_taps =
-            if (rows == 1 || role == BandRole::Alone) && taps * tap_bytes > chunk_bytes() {
-                let n = (taps * tap_bytes).div_ceil(chunk_bytes()).min(MAX_CHUNKS);
-                // Packed rows loop over their chunks at run time: equal chunks (a count that
-                // divides the taps, up to twice as many) need no separate last chunk.
-                let even = (rows > 1)
-                    .then(|| (n..=2 * n).find(|k| taps.is_multiple_of(*k)))
-                    .flatten();
-                taps.div_ceil(even.unwrap_or(n))
-            } else {
-                taps
-            };
-        let packed = crate::packed::pack_conv(
-            conv.weight.data.data(),
-            groups,
-            og,
-            ocb,
-            dup,
-            &offs,
-            chunk_taps,
-        );
-        let wslot = self.param(&packed)?;
-        let tail = members.last().copied().unwrap_or(n);
-        // In a band pair the band buffer's slot is set per band by the runtime.
-        let mut args = vec![
-            if matches!(role, BandRole::Writes(_)) {
-                Arg::Null
-            } else {
-                val(tail)
-            },
-            if pad.is_some() {
-                Arg::Scratch
-            } else if tile.is_some() || matches!(role, BandRole::Reads(_)) {
-                Arg::Null
-            } else {
-                val(x)
-            },
-            Arg::Param(wslot),
-        ];
-        debug_assert_eq!(args.len(), SLOT_EXTRA);
-        let bias = conv.bias.as_ref().map(|b| {
-            b.data
-                .data()
-                .iter()
-                .map(|&v| f64::from(v))
-                .collect::<Vec<f64>>()
-        });
-        if let Some(bv) = &bias
-            && bv.len() != oc
-        {
-            return Err(bad("bias of the wrong length".into()));
-        }
-        let ep = self.epilogue(n, members, bias, &mut args)?;
-        // A chunked kernel with rows packed keeps its partial sums in the thread's scratch,
-        // after the padding tile if any: 16 bytes per vector position and channel.
-        let part_slot = if rows > 1 && (chunk_taps < taps || flat_pad > 0) {
-            let off = tile.as_ref().map_or(0, |t| scratch_span(t.len()));
-            args.push(Arg::ThreadScratchAt(off));
-            args.len() - 1
-        } else {
-            0
-        };
-        // Memory traffic of the two item orders (bytes): block-major streams the input once per
-        // block, row-major streams the weights once per output row.
-        let in_bytes = (c * hp * wp * 4) as f64;
-        let w_bytes = (packed.len() * 4) as f64;
-        // A band's items must be consecutive: row-major when reading bands.
-        let row_major = matches!(role, BandRole::Reads(_))
-            || (tile.is_none()
-                && !matches!(role, BandRole::Writes(_))
-                && in_bytes + oh0 as f64 * w_bytes < w_bytes + nb as f64 * in_bytes);
-        // Column tiles on wide rows of a chunked reduction in row-major order (see
-        // `ConvSpec::xtiles`).
-        let xtile_cols = XTILE_COLS.div_ceil(vw) * vw;
-        let xtiles = if row_major
-            && role == BandRole::Alone
-            && rows == 1
-            && chunk_taps < taps
-            && ow >= 2 * xtile_cols
-        {
-            ow.div_ceil(xtile_cols)
-        } else {
-            1
-        };
-        let (out_cs, out_rs) = match role {
-            BandRole::Writes(r) => {
-                if ep.iter().any(|e| matches!(e, Ep::Add { .. })) {
-                    return Err(bad("internal error: a residual add writing a band".into()));
-                }
-                (r * ow, ow)
-            }
-            _ => (oh * ow, ow),
-        };
-        let spec = ConvSpec {
-            row_major,
-            groups,
-            cg,
-            og,
+        Ok(ConvGeom {
+            x,
+            c,
+            h,
+            w,
+            oc,
             oh,
             ow,
             kh,
@@ -1836,36 +1965,150 @@ impl Builder<'_> {
             sw,
             dh,
             dw,
-            row_stride,
-            chan_stride,
-            wq,
+            groups,
+            cg,
+            og,
+            pt,
+            pb,
+            pl,
+            pr,
+            hp,
+            wp,
+        })
+    }
+
+    /// The register block of a conv of `og` output channels per group: on a wide path the
+    /// measured microkernel block ([`crate::wide::block_ocb_max`]) spread evenly over the
+    /// channels (depthwise too: one channel per block, `NV` vectors of the row per tap), else
+    /// Cranelift's block with its weight copies.
+    fn blocking(&self, og: usize) -> Blocking {
+        let wide = (self.isa != Isa::Sse).then_some(self.isa);
+        let ocb = match wide {
+            Some(isa) => crate::spec::blocks_of_at_most(og, crate::wide::block_ocb_max(isa)),
+            None => crate::spec::block_ocb(og, self.fma),
+        };
+        let smallest = if og % ocb == 0 { ocb } else { og % ocb };
+        let dup = match wide {
+            Some(_) => 1,
+            None => crate::spec::weight_dup(ocb, smallest, self.fma),
+        };
+        let vw = match wide {
+            Some(isa) => isa.lanes() * crate::wide::tile_vectors(isa, ocb),
+            None => 4 * crate::spec::vectors_for(ocb, self.fma),
+        };
+        Blocking {
+            wide,
             ocb,
+            nb: og.div_ceil(ocb),
+            dup,
+            vw,
+            v: crate::spec::vectors_for(ocb, self.fma),
+        }
+    }
+
+    /// The step of a direct conv (dense, grouped, depthwise or pointwise; `role`: a step of
+    /// its own or one side of a band pair): its sizes ([`Self::conv_geom`]), register block
+    /// ([`Self::blocking`]) and layout ([`conv_layout`]), then the weights packed in the
+    /// order the kernel reads them ([`crate::packed`]) in chunks ([`chunk_taps`]), the buffer
+    /// table, the item order ([`row_major`], [`xtiles`]) and the output's strides.
+    fn conv_step(
+        &mut self,
+        n: NodeIndex,
+        conv: &Conv,
+        members: &[NodeIndex],
+        role: BandRole,
+    ) -> Result<Step, JitError> {
+        let name = self.g.node(n).name.clone();
+        let bad = |m: &str| err(format!("layer `{name}`: {m}"));
+        let g = self.conv_geom(n, conv)?;
+        let blk = self.blocking(g.og);
+        let l = conv_layout(&g, &blk, role).map_err(bad)?;
+        let kg = l.kg;
+        let taps = g.taps();
+        let offs = crate::spec::tap_offsets(
+            g.cg,
+            g.kh,
+            g.kw,
+            g.dh,
+            g.dw,
+            g.sw,
+            l.wq,
+            l.row_stride,
+            l.chan_stride,
+        );
+        let chunk_taps = chunk_taps(taps, blk.tap_bytes(), l.rows, role);
+        let w = conv.weight.data.data();
+        let packed =
+            crate::packed::pack_conv(w, g.groups, g.og, blk.ocb, blk.dup, &offs, chunk_taps);
+        let wslot = self.param(&packed)?;
+        let tail = members.last().copied().unwrap_or(n);
+        let tiled = l.tile.is_some();
+        let mut args = conv_args(role, (tail, g.x), (l.pad.is_some(), tiled), wslot);
+        let bias = conv_bias(conv);
+        if bias.as_ref().is_some_and(|b| b.len() != g.oc) {
+            return Err(bad("bias of the wrong length"));
+        }
+        let ep = self.epilogue(n, members, bias, &mut args)?;
+        // A chunked kernel with rows packed keeps its partial sums in the thread's scratch,
+        // after the padding tile if any: 16 bytes per vector position and channel.
+        let part_slot = if l.rows > 1 && (chunk_taps < taps || l.flat_pad > 0) {
+            let off = l.tile.as_ref().map_or(0, |t| scratch_span(t.len()));
+            args.push(Arg::ThreadScratchAt(off));
+            args.len() - 1
+        } else {
+            0
+        };
+        let row_major = row_major(&g, role, tiled, packed.len(), blk.nb);
+        let (xtiles, xtile_cols) = xtiles(&kg, role, row_major, chunk_taps < taps, l.rows, blk.vw);
+        let (out_cs, out_rs) = match role {
+            BandRole::Writes(_) if ep.iter().any(|e| matches!(e, Ep::Add { .. })) => {
+                return Err(bad("internal error: a residual add writing a band"));
+            }
+            BandRole::Writes(r) => (r * kg.ow, kg.ow),
+            _ => (kg.oh * kg.ow, kg.ow),
+        };
+        let spec = ConvSpec {
+            row_major,
+            groups: g.groups,
+            cg: g.cg,
+            og: g.og,
+            oh: kg.oh,
+            ow: kg.ow,
+            kh: g.kh,
+            kw: g.kw,
+            sh: kg.sh,
+            sw: g.sw,
+            dh: g.dh,
+            dw: g.dw,
+            row_stride: l.row_stride,
+            chan_stride: l.chan_stride,
+            wq: l.wq,
+            ocb: blk.ocb,
             ep,
             fma: self.fma,
-            wdup: dup,
-            rows,
+            wdup: blk.dup,
+            rows: l.rows,
             out_cs,
             out_rs,
             chunk_taps,
             xtiles,
             xtile_cols,
             part_slot,
-            wide,
-            flat_pad,
-            dw_rows,
+            wide: blk.wide,
+            flat_pad: l.flat_pad,
+            dw_rows: l.dw_rows,
         };
-        let macs = (oc * oh0 * ow0) as u64 * taps as u64;
+        let macs = (g.oc * g.oh * g.ow) as u64 * taps as u64;
         Ok(Step {
             name: self.group_name(n, members),
             spec: KernelSpec::Conv(spec),
             kernel: 0,
             args,
-            pad,
-            tile,
+            pad: l.pad,
+            tile: l.tile,
             band: None,
             zero: None,
-            // About 6 MACs per ns with f32x4 code, in proportion with wider vectors.
-            work_ns: work::dense_ns(macs as f64, wide.map_or(4, |i| i.lanes())),
+            work_ns: work::dense_ns(macs as f64, blk.wide.map_or(4, |i| i.lanes())),
             macs,
             writes: tail.index(),
         })
@@ -1994,17 +2237,8 @@ impl Builder<'_> {
             Arg::ThreadScratch,
             Arg::Param(wa),
         ];
-        let bias = |conv: &Conv| {
-            conv.bias.as_ref().map(|t| {
-                t.data
-                    .data()
-                    .iter()
-                    .map(|&v| f64::from(v))
-                    .collect::<Vec<f64>>()
-            })
-        };
-        let ep_a = self.epilogue(a, members_a, bias(ca), &mut args)?;
-        let ep_b = self.epilogue(b, members_b, bias(cb), &mut args)?;
+        let ep_a = self.epilogue(a, members_a, conv_bias(ca), &mut args)?;
+        let ep_b = self.epilogue(b, members_b, conv_bias(cb), &mut args)?;
         let spec_a = ConvSpec {
             groups: c,
             cg: 1,
