@@ -672,6 +672,11 @@ struct Builder<'g> {
 ///
 /// `guard` (test mode): every arena buffer in pages of its own, ending right before a
 /// `PROT_NONE` page (`Some(true)`) or starting right after one (`Some(false)`), no space reused.
+///
+/// The passes, in order: grouping and pairing ([`Builder::group_steps`]), the producer inside a
+/// band pair ([`band_pre`]), layout agreement ([`pad_in_place`]), where values live
+/// ([`value_homes`]), buffer allocation ([`allocate`]) and the threads' scratch
+/// ([`thread_scratch`]).
 pub(crate) fn build(
     g: &Graph,
     conc: &Concrete,
@@ -680,13 +685,48 @@ pub(crate) fn build(
     algo: crate::ConvAlgo,
     guard: Option<bool>,
 ) -> Result<Plan, JitError> {
-    let bound = g.node_bound();
     let order = g.topo_order();
-    let mut pos = vec![usize::MAX; bound];
-    for (i, n) in order.iter().enumerate() {
-        pos[n.index()] = i;
+    let needed = needed_nodes(g, &order)?;
+    let mut len = value_lens(g, conc, &order, &needed)?;
+    let mut b = Builder {
+        g,
+        conc,
+        fma,
+        isa,
+        algo,
+        steps: Vec::new(),
+        params: Vec::new(),
+    };
+    b.group_steps(&order, &needed)?;
+    // Stable: the copies of one concat stay in operand order.
+    b.steps.sort_by_key(|s| s.0);
+    let steps: Vec<Step> = b.steps.into_iter().map(|s| s.1).collect();
+    let mut steps = band_pre(g, steps);
+    for (node, n) in pad_in_place(g, &mut steps) {
+        len[node] = n;
     }
-    let mut needed = vec![false; bound];
+    let mut loc = value_homes(g, conc, &mut steps);
+    let arena = allocate(&steps, &len, &mut loc, guard);
+    let thread_scratch = thread_scratch(&steps);
+    let shape = |n: NodeIndex| conc.get(n);
+    Ok(Plan {
+        guard,
+        guard_pages: arena.guard_pages,
+        steps,
+        params: b.params,
+        loc,
+        scratch: arena.scratch,
+        arena_len: arena.len,
+        thread_scratch,
+        in_shapes: g.inputs.iter().map(|&n| shape(n)).collect(),
+        out_shapes: g.outputs.iter().map(|&n| shape(n)).collect(),
+    })
+}
+
+/// Per node index, whether a network output depends on the node's value (the others get no
+/// step). Errs on an output that is not a node of the graph.
+fn needed_nodes(g: &Graph, order: &[NodeIndex]) -> Result<Vec<bool>, JitError> {
+    let mut needed = vec![false; g.node_bound()];
     for &o in &g.outputs {
         if !g.g.contains_node(o) {
             return Err(err(
@@ -702,7 +742,18 @@ pub(crate) fn build(
             }
         }
     }
-    let mut len: Vec<usize> = (0..bound)
+    Ok(needed)
+}
+
+/// Per node index, the floats of its value per image; errs on a needed value larger than
+/// [`MAX_BUFFER_FLOATS`].
+fn value_lens(
+    g: &Graph,
+    conc: &Concrete,
+    order: &[NodeIndex],
+    needed: &[bool],
+) -> Result<Vec<usize>, JitError> {
+    let len: Vec<usize> = (0..g.node_bound())
         .map(|i| {
             let n = NodeIndex::new(i);
             if g.g.contains_node(n) {
@@ -713,7 +764,7 @@ pub(crate) fn build(
             }
         })
         .collect();
-    for &n in &order {
+    for &n in order {
         if needed[n.index()] && len[n.index()] > MAX_BUFFER_FLOATS {
             return Err(err(format!(
                 "layer `{}` is too large for the JIT: {} values per image (at most {MAX_BUFFER_FLOATS})",
@@ -722,177 +773,14 @@ pub(crate) fn build(
             )));
         }
     }
+    Ok(len)
+}
 
-    let mut b = Builder {
-        g,
-        conc,
-        fma,
-        isa,
-        algo,
-        steps: Vec::new(),
-        params: Vec::new(),
-    };
-    let mut absorbed = vec![false; bound];
-    let groups = fusion_groups(g);
-    let heads = group_heads(g, &groups);
-    let gh = (groups.as_slice(), heads.as_slice());
-    for &n in &order {
-        if !needed[n.index()] || absorbed[n.index()] {
-            continue;
-        }
-        let node = g.node(n);
-        match &node.op {
-            Op::Input { .. } => {}
-            Op::Conv(c) => {
-                let chain = chain(g, gh, n, &needed, &mut absorbed);
-                let tail = chain.last().copied().unwrap_or(n);
-                if let Some(bn) = sep_partner(g, conc, n, c, &chain, &needed, &absorbed, fma) {
-                    absorbed[bn.index()] = true;
-                    let chain_b = self::chain(g, gh, bn, &needed, &mut absorbed);
-                    let tail_b = chain_b.last().copied().unwrap_or(bn);
-                    let step = b.sep_step(n, c, &chain, bn, &chain_b)?;
-                    b.steps.push((pos[tail_b.index()], step));
-                    continue;
-                }
-                if let Some(bn) = band_partner(g, conc, n, c, &chain, &needed, &absorbed) {
-                    absorbed[bn.index()] = true;
-                    let chain_b = self::chain(g, gh, bn, &needed, &mut absorbed);
-                    let tail_b = chain_b.last().copied().unwrap_or(bn);
-                    let step = b.band_step(n, c, &chain, bn, &chain_b)?;
-                    b.steps.push((pos[tail_b.index()], step));
-                    continue;
-                }
-                let step = match b.wino_step(n, c, &chain)? {
-                    Some(step) => step,
-                    None => b.conv_step(n, c, &chain, BandRole::Alone)?,
-                };
-                b.steps.push((pos[tail.index()], step));
-            }
-            Op::BatchNorm(_) | Op::Unary(_) | Op::Add => {
-                let chain = chain(g, gh, n, &needed, &mut absorbed);
-                let tail = chain.last().copied().unwrap_or(n);
-                let step = b.elt_step(n, &chain)?;
-                b.steps.push((pos[tail.index()], step));
-            }
-            Op::Pool(p) => {
-                let step = b.pool_step(n, p)?;
-                b.steps.push((pos[n.index()], step));
-            }
-            Op::GlobalAvgPool => {
-                let x = operand(g, n, 0)?;
-                let [c, h, w] = conc.get(x);
-                let spec = KernelSpec::Gap { c, hw: h * w };
-                let step = Step {
-                    name: node.name.clone(),
-                    spec,
-                    kernel: 0,
-                    args: vec![val(n), val(x), Arg::Null],
-                    pad: None,
-                    tile: None,
-                    band: None,
-                    zero: None,
-                    work_ns: (c * h * w) as f64 * work::NS_PER_VALUE_REDUCE,
-                    macs: 0,
-                    writes: n.index(),
-                };
-                b.steps.push((pos[n.index()], step));
-            }
-            Op::Softmax | Op::Lrn(_) | Op::Shuffle { .. } => {
-                let x = operand(g, n, 0)?;
-                let [c, h, w] = conc.get(x);
-                let spec = match &node.op {
-                    Op::Lrn(l) => KernelSpec::Lrn(crate::spec::LrnSpec {
-                        c,
-                        hw: h * w,
-                        size: l.size,
-                        alpha: l.alpha.to_bits(),
-                        beta: l.beta.to_bits(),
-                        bias: l.bias.to_bits(),
-                    }),
-                    Op::Shuffle { groups } => KernelSpec::Shuffle {
-                        c,
-                        hw: h * w,
-                        groups: *groups,
-                    },
-                    _ => KernelSpec::Softmax { c, hw: h * w },
-                };
-                let step = Step {
-                    name: node.name.clone(),
-                    spec,
-                    kernel: 0,
-                    args: vec![val(n), val(x), Arg::Null],
-                    pad: None,
-                    tile: None,
-                    band: None,
-                    zero: None,
-                    work_ns: (c * h * w) as f64 * work::NS_PER_VALUE_SOFTMAX,
-                    macs: 0,
-                    writes: n.index(),
-                };
-                b.steps.push((pos[n.index()], step));
-            }
-            Op::Mul
-            | Op::PRelu { .. }
-            | Op::GlobalMaxPool
-            | Op::Pad(_)
-            | Op::Upsample(_)
-            | Op::ConvTranspose(_) => {
-                let step = b.rust_step(n)?;
-                b.steps.push((pos[n.index()], step));
-            }
-            Op::Concat => {
-                let [_, h, w] = conc.get(n);
-                let mut coff = 0;
-                for x in g.operands(n) {
-                    let [cx, hx, wx] = conc.get(x);
-                    if (hx, wx) != (h, w) {
-                        return Err(err(format!(
-                            "concat `{}`: operands of different sizes",
-                            node.name
-                        )));
-                    }
-                    let step = Step {
-                        name: format!("{}[{}]", node.name, g.node(x).name),
-                        spec: KernelSpec::Elt(EltSpec {
-                            c: cx,
-                            hw: h * w,
-                            ep: Vec::new(),
-                        }),
-                        kernel: 0,
-                        args: vec![
-                            Arg::Value {
-                                node: n.index(),
-                                off: coff * h * w,
-                            },
-                            val(x),
-                            Arg::Null,
-                        ],
-                        pad: None,
-                        tile: None,
-                        band: None,
-                        zero: None,
-                        work_ns: (cx * h * w) as f64 / work::VALUES_PER_NS_ELEMENTWISE,
-                        macs: 0,
-                        writes: n.index(),
-                    };
-                    b.steps.push((pos[n.index()], step));
-                    coff += cx;
-                }
-            }
-        }
-    }
-    // Stable: the copies of one concat stay in operand order.
-    b.steps.sort_by_key(|s| s.0);
-    let steps: Vec<Step> = b.steps.into_iter().map(|s| s.1).collect();
-    let steps_pre = band_pre(g, steps);
-    let mut steps = steps_pre;
-    for (node, n) in pad_in_place(g, &mut steps) {
-        len[node] = n;
-    }
-
-    // Locations: inputs in place, outputs written straight into the result tensors, the rest
-    // in the arena. An output that is an input, or listed twice, is copied at the end.
-    let mut loc: Vec<Option<Loc>> = vec![None; bound];
+/// Where each value lives: inputs in place, outputs written straight into the result tensors,
+/// the rest in the arena (`None` here: [`allocate`] places them). An output that is an input,
+/// or listed twice, is copied at the end: a copy step is appended to `steps` for it.
+fn value_homes(g: &Graph, conc: &Concrete, steps: &mut Vec<Step>) -> Vec<Option<Loc>> {
+    let mut loc: Vec<Option<Loc>> = vec![None; g.node_bound()];
     for (i, &n) in g.inputs.iter().enumerate() {
         loc[n.index()] = Some(Loc::Input(i));
     }
@@ -920,9 +808,50 @@ pub(crate) fn build(
             });
         }
     }
+    loc
+}
 
-    // Buffer plan: first fit over live intervals; a value lives from the first step that
-    // writes it to the last step that touches it, a scratch buffer for its step only.
+/// The arena's buffers as [`allocate`] places them.
+struct Arena {
+    /// The buffers alive at the current step: (offset, floats, last step that uses it).
+    live: Vec<(usize, usize, usize)>,
+    /// Floats of the arena so far.
+    len: usize,
+    /// Test mode (see [`build`]), and the guard pages placed.
+    guard: Option<bool>,
+    guard_pages: Vec<usize>,
+    /// Arena offset of each step's scratch buffer.
+    scratch: Vec<usize>,
+}
+
+impl Arena {
+    /// Places a buffer of `n` floats alive until step `end`: in the first gap between live
+    /// buffers that holds it (whole 64-byte lines), or in test mode in pages of its own
+    /// ([`guarded_alloc`]). Returns its offset in floats.
+    fn alloc(&mut self, n: usize, end: usize) -> usize {
+        if let Some(at_end) = self.guard {
+            return guarded_alloc(&mut self.len, &mut self.guard_pages, n, at_end);
+        }
+        let n = n.div_ceil(16) * 16;
+        self.live.sort_by_key(|x| x.0);
+        let mut cursor = 0;
+        for &(off, l, _) in self.live.iter() {
+            if off >= cursor + n {
+                break;
+            }
+            cursor = cursor.max(off + l);
+        }
+        self.live.push((cursor, n, end));
+        self.len = self.len.max(cursor + n);
+        cursor
+    }
+}
+
+/// Buffer allocation: first fit over live intervals. A value lives from the first step that
+/// writes it to the last step that touches it, a step's scratch buffer (its padded copy) for
+/// that step only. Places every value without a home in `loc` (of `len` floats).
+fn allocate(steps: &[Step], len: &[usize], loc: &mut [Option<Loc>], guard: Option<bool>) -> Arena {
+    let bound = loc.len();
     let mut last = vec![0usize; bound];
     let mut first = vec![usize::MAX; bound];
     for (s, st) in steps.iter().enumerate() {
@@ -936,40 +865,31 @@ pub(crate) fn build(
             }
         }
     }
-    let mut live: Vec<(usize, usize, usize)> = Vec::new(); // (offset, len, last step)
-    let mut arena_len = 0usize;
-    let mut scratch = vec![0usize; steps.len()];
-    let mut guard_pages = Vec::new();
-    let mut alloc = |live: &mut Vec<(usize, usize, usize)>, n: usize, end: usize| -> usize {
-        if let Some(at_end) = guard {
-            return guarded_alloc(&mut arena_len, &mut guard_pages, n, at_end);
-        }
-        let n = n.div_ceil(16) * 16;
-        live.sort_by_key(|x| x.0);
-        let mut cursor = 0;
-        for &(off, l, _) in live.iter() {
-            if off >= cursor + n {
-                break;
-            }
-            cursor = cursor.max(off + l);
-        }
-        live.push((cursor, n, end));
-        arena_len = arena_len.max(cursor + n);
-        cursor
+    let mut arena = Arena {
+        live: Vec::new(),
+        len: 0,
+        guard,
+        guard_pages: Vec::new(),
+        scratch: vec![0; steps.len()],
     };
     for (s, st) in steps.iter().enumerate() {
-        live.retain(|x| x.2 >= s);
+        arena.live.retain(|x| x.2 >= s);
         if let Some(p) = &st.pad {
-            scratch[s] = alloc(&mut live, p.len(), s);
+            arena.scratch[s] = arena.alloc(p.len(), s);
         }
         let w = st.writes;
         if w < bound && first[w] == s && loc[w].is_none() {
-            loc[w] = Some(Loc::Arena(alloc(&mut live, len[w], last[w])));
+            loc[w] = Some(Loc::Arena(arena.alloc(len[w], last[w])));
         }
     }
+    arena
+}
 
-    let shape = |n: NodeIndex| conc.get(n);
-    let thread_scratch = steps
+/// Floats of the scratch buffer each thread brings: the most any step needs (a separable
+/// pair's row buffer, Winograd's transforms, a band pair's buffers, a chunked kernel's partial
+/// sums, a padding tile).
+fn thread_scratch(steps: &[Step]) -> usize {
+    steps
         .iter()
         .map(|s| match &s.spec {
             KernelSpec::Sep(sp) => scratch_span(sp.rowbuf_len()),
@@ -982,19 +902,7 @@ pub(crate) fn build(
             _ => s.tile.as_ref().map_or(0, |t| scratch_span(t.len())),
         })
         .max()
-        .unwrap_or(0);
-    Ok(Plan {
-        guard,
-        guard_pages,
-        steps,
-        params: b.params,
-        loc,
-        scratch,
-        arena_len,
-        thread_scratch,
-        in_shapes: g.inputs.iter().map(|&n| shape(n)).collect(),
-        out_shapes: g.outputs.iter().map(|&n| shape(n)).collect(),
-    })
+        .unwrap_or(0)
 }
 
 /// Places a buffer of `n` floats at the end of the arena (`arena_len` floats, whole pages) in
@@ -1054,12 +962,16 @@ fn group_heads(g: &Graph, groups: &[convc_ir::fusion::FusionGroup]) -> Vec<Optio
     heads
 }
 
+/// The fusion groups ([`fusion_groups`]) and, per node index, the group it heads
+/// ([`group_heads`]).
+type GroupIndex<'a> = (&'a [convc_ir::fusion::FusionGroup], &'a [Option<usize>]);
+
 /// The members absorbed after `start` (marked in `absorbed`), in order: those of the group
 /// headed by `start` ([`fusion_groups`]), or none when it heads no group, when a rewrite
 /// since broke the group, or when a member was taken or is not needed.
 fn chain(
     g: &Graph,
-    (groups, heads): (&[convc_ir::fusion::FusionGroup], &[Option<usize>]),
+    (groups, heads): GroupIndex<'_>,
     start: NodeIndex,
     needed: &[bool],
     absorbed: &mut [bool],
@@ -1684,7 +1596,282 @@ fn conv_layout(g: &ConvGeom, blk: &Blocking, role: BandRole) -> Result<ConvLayou
     })
 }
 
+/// The vertical conv of a separable pair ([`SepSpec`]): `KHx1` over one input channel per
+/// group (`c` groups of `og` outputs), reading the `[c][h][w]` input directly; one channel a
+/// block, one row an item, the whole reduction in one chunk.
+fn sep_spec_a(
+    ca: &Conv,
+    [c, h, w]: [usize; 3],
+    [og, oh, ow]: [usize; 3],
+    dup: usize,
+    ep: Vec<Ep>,
+    (fma, wide): (bool, Option<Isa>),
+) -> ConvSpec {
+    let kh = ca.kernel[0];
+    ConvSpec {
+        groups: c,
+        cg: 1,
+        og,
+        oh,
+        ow,
+        kh,
+        kw: 1,
+        sh: ca.stride[0],
+        sw: 1,
+        dh: ca.dilation[0],
+        dw: 1,
+        row_stride: w,
+        chan_stride: h * w,
+        wq: w,
+        ocb: 1,
+        ep,
+        fma,
+        wdup: dup,
+        rows: 1,
+        row_major: false,
+        out_cs: oh * ow,
+        out_rs: ow,
+        chunk_taps: kh,
+        xtiles: 1,
+        xtile_cols: ow,
+        part_slot: 0,
+        wide,
+        flat_pad: 0,
+        dw_rows: 0,
+    }
+}
+
+/// The horizontal conv of a separable pair ([`SepSpec`]): `1xKW` over `cg` channels per group,
+/// reading the row buffer (a padded row of `rb` floats per channel) in `blk`'s blocks; one row
+/// an item, the whole reduction in one chunk.
+fn sep_spec_b(
+    cb: &Conv,
+    [cg, og, oh, ow]: [usize; 4],
+    rb: usize,
+    blk: &Blocking,
+    ep: Vec<Ep>,
+    fma: bool,
+) -> ConvSpec {
+    let kw = cb.kernel[1];
+    ConvSpec {
+        groups: cb.groups,
+        cg,
+        og,
+        oh,
+        ow,
+        kh: 1,
+        kw,
+        sh: cb.stride[0],
+        sw: 1,
+        dh: 1,
+        dw: cb.dilation[1],
+        row_stride: rb,
+        chan_stride: rb,
+        wq: rb,
+        ocb: blk.ocb,
+        ep,
+        fma,
+        wdup: blk.dup,
+        rows: 1,
+        row_major: false,
+        out_cs: oh * ow,
+        out_rs: ow,
+        chunk_taps: cg * kw,
+        xtiles: 1,
+        xtile_cols: ow,
+        part_slot: 0,
+        wide: blk.wide,
+        flat_pad: 0,
+        dw_rows: 0,
+    }
+}
+
 impl Builder<'_> {
+    /// Grouping and pairing: in topological order, one step per fusion group of needed nodes
+    /// ([`chain`], from `convc_ir::fusion` alone), a conv's group perhaps paired with its
+    /// consumer's ([`Self::conv_group_step`]). Each step is pushed with the position of its
+    /// last member, where it runs.
+    fn group_steps(&mut self, order: &[NodeIndex], needed: &[bool]) -> Result<(), JitError> {
+        let g = self.g;
+        let mut pos = vec![usize::MAX; g.node_bound()];
+        for (i, n) in order.iter().enumerate() {
+            pos[n.index()] = i;
+        }
+        let mut absorbed = vec![false; g.node_bound()];
+        let groups = fusion_groups(g);
+        let heads = group_heads(g, &groups);
+        let gh = (groups.as_slice(), heads.as_slice());
+        for &n in order {
+            if !needed[n.index()] || absorbed[n.index()] {
+                continue;
+            }
+            match &g.node(n).op {
+                Op::Input { .. } => {}
+                Op::Conv(c) => {
+                    let chain = chain(g, gh, n, needed, &mut absorbed);
+                    let (tail, step) =
+                        self.conv_group_step(n, c, &chain, gh, needed, &mut absorbed)?;
+                    self.steps.push((pos[tail.index()], step));
+                }
+                Op::BatchNorm(_) | Op::Unary(_) | Op::Add => {
+                    let chain = chain(g, gh, n, needed, &mut absorbed);
+                    let tail = chain.last().copied().unwrap_or(n);
+                    let step = self.elt_step(n, &chain)?;
+                    self.steps.push((pos[tail.index()], step));
+                }
+                Op::Pool(p) => {
+                    let step = self.pool_step(n, p)?;
+                    self.steps.push((pos[n.index()], step));
+                }
+                Op::GlobalAvgPool | Op::Softmax | Op::Lrn(_) | Op::Shuffle { .. } => {
+                    let step = self.channel_step(n)?;
+                    self.steps.push((pos[n.index()], step));
+                }
+                Op::Mul
+                | Op::PRelu { .. }
+                | Op::GlobalMaxPool
+                | Op::Pad(_)
+                | Op::Upsample(_)
+                | Op::ConvTranspose(_) => {
+                    let step = self.rust_step(n)?;
+                    self.steps.push((pos[n.index()], step));
+                }
+                Op::Concat => {
+                    for step in self.concat_steps(n)? {
+                        self.steps.push((pos[n.index()], step));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Pairing of a conv's group (`n` and its fused `chain`): fused with the horizontal conv
+    /// reading it ([`sep_partner`]), else with the pointwise conv reading it band by band
+    /// ([`band_partner`]); else alone, as Winograd when [`Self::wino_step`] takes it, else
+    /// direct. A partner's own group is taken too. Returns the node whose position the step
+    /// runs at (the last member), and the step.
+    fn conv_group_step(
+        &mut self,
+        n: NodeIndex,
+        c: &Conv,
+        chain: &[NodeIndex],
+        gh: GroupIndex<'_>,
+        needed: &[bool],
+        absorbed: &mut [bool],
+    ) -> Result<(NodeIndex, Step), JitError> {
+        let (g, conc) = (self.g, self.conc);
+        if let Some(bn) = sep_partner(g, conc, n, c, chain, needed, absorbed, self.fma) {
+            absorbed[bn.index()] = true;
+            let chain_b = self::chain(g, gh, bn, needed, absorbed);
+            let tail_b = chain_b.last().copied().unwrap_or(bn);
+            return Ok((tail_b, self.sep_step(n, c, chain, bn, &chain_b)?));
+        }
+        if let Some(bn) = band_partner(g, conc, n, c, chain, needed, absorbed) {
+            absorbed[bn.index()] = true;
+            let chain_b = self::chain(g, gh, bn, needed, absorbed);
+            let tail_b = chain_b.last().copied().unwrap_or(bn);
+            return Ok((tail_b, self.band_step(n, c, chain, bn, &chain_b)?));
+        }
+        let tail = chain.last().copied().unwrap_or(n);
+        let step = match self.wino_step(n, c, chain)? {
+            Some(step) => step,
+            None => self.conv_step(n, c, chain, BandRole::Alone)?,
+        };
+        Ok((tail, step))
+    }
+
+    /// The step of an op over whole channels (global average pool, softmax, LRN, channel
+    /// shuffle): one kernel call per value, its own work estimate.
+    fn channel_step(&mut self, n: NodeIndex) -> Result<Step, JitError> {
+        let node = self.g.node(n);
+        let x = operand(self.g, n, 0)?;
+        let [c, h, w] = self.conc.get(x);
+        let (spec, ns_per_value) = match &node.op {
+            Op::GlobalAvgPool => (KernelSpec::Gap { c, hw: h * w }, work::NS_PER_VALUE_REDUCE),
+            Op::Lrn(l) => (
+                KernelSpec::Lrn(crate::spec::LrnSpec {
+                    c,
+                    hw: h * w,
+                    size: l.size,
+                    alpha: l.alpha.to_bits(),
+                    beta: l.beta.to_bits(),
+                    bias: l.bias.to_bits(),
+                }),
+                work::NS_PER_VALUE_SOFTMAX,
+            ),
+            Op::Shuffle { groups } => (
+                KernelSpec::Shuffle {
+                    c,
+                    hw: h * w,
+                    groups: *groups,
+                },
+                work::NS_PER_VALUE_SOFTMAX,
+            ),
+            _ => (
+                KernelSpec::Softmax { c, hw: h * w },
+                work::NS_PER_VALUE_SOFTMAX,
+            ),
+        };
+        Ok(Step {
+            name: node.name.clone(),
+            spec,
+            kernel: 0,
+            args: vec![val(n), val(x), Arg::Null],
+            pad: None,
+            tile: None,
+            band: None,
+            zero: None,
+            work_ns: (c * h * w) as f64 * ns_per_value,
+            macs: 0,
+            writes: n.index(),
+        })
+    }
+
+    /// A concat: one copy step per operand into its channels of the value (operands of
+    /// different sizes are an error).
+    fn concat_steps(&mut self, n: NodeIndex) -> Result<Vec<Step>, JitError> {
+        let (g, node) = (self.g, self.g.node(n));
+        let [_, h, w] = self.conc.get(n);
+        let mut coff = 0;
+        let mut steps = Vec::new();
+        for x in g.operands(n) {
+            let [cx, hx, wx] = self.conc.get(x);
+            if (hx, wx) != (h, w) {
+                return Err(err(format!(
+                    "concat `{}`: operands of different sizes",
+                    node.name
+                )));
+            }
+            steps.push(Step {
+                name: format!("{}[{}]", node.name, g.node(x).name),
+                spec: KernelSpec::Elt(EltSpec {
+                    c: cx,
+                    hw: h * w,
+                    ep: Vec::new(),
+                }),
+                kernel: 0,
+                args: vec![
+                    Arg::Value {
+                        node: n.index(),
+                        off: coff * h * w,
+                    },
+                    val(x),
+                    Arg::Null,
+                ],
+                pad: None,
+                tile: None,
+                band: None,
+                zero: None,
+                work_ns: (cx * h * w) as f64 / work::VALUES_PER_NS_ELEMENTWISE,
+                macs: 0,
+                writes: n.index(),
+            });
+            coff += cx;
+        }
+        Ok(steps)
+    }
+
     fn param(&mut self, data: &[f32]) -> Result<usize, JitError> {
         let b = AlignedBuf::from_slice(data)
             .ok_or_else(|| err("not enough memory for the packed parameters"))?;
@@ -2164,7 +2351,10 @@ impl Builder<'_> {
         })
     }
 
-    /// The fused step of a vertical conv `a` and a horizontal conv `b` ([`sep_partner`]).
+    /// The fused step of a vertical conv `a` and a horizontal conv `b` ([`sep_partner`]): the
+    /// weights' shapes checked, each conv's weights packed (`a` one channel a block, `b` in
+    /// [`Self::blocking`]'s blocks, reading the row buffer), then the two specs
+    /// ([`sep_spec_a`], [`sep_spec_b`]).
     fn sep_step(
         &mut self,
         a: NodeIndex,
@@ -2186,20 +2376,20 @@ impl Builder<'_> {
         let [pt, _, _, _] = ca.pad.resolve(h, w, ca.kernel, ca.stride, ca.dilation);
         let [_, _, pl, pr] = cb.pad.resolve(h_b, w_b, cb.kernel, cb.stride, cb.dilation);
         let og_a = oc_a / c;
-        if ca.weight.data.shape() != [oc_a, 1, kh, 1] {
-            return Err(err(format!(
+        let wrong_shape = |n: NodeIndex| {
+            err(format!(
                 "layer `{}`: weights of the wrong shape",
-                self.g.node(a).name
-            )));
+                self.g.node(n).name
+            ))
+        };
+        if ca.weight.data.shape() != [oc_a, 1, kh, 1] {
+            return Err(wrong_shape(a));
         }
         let groups_b = cb.groups;
         let (cg_b, og_b) = (cin_b / groups_b, ob / groups_b);
         let kw = cb.kernel[1];
         if cb.weight.data.shape() != [ob, cg_b, 1, kw] {
-            return Err(err(format!(
-                "layer `{}`: weights of the wrong shape",
-                self.g.node(b).name
-            )));
+            return Err(wrong_shape(b));
         }
         let fma = self.fma;
         let dup_a = crate::spec::weight_dup(1, 1, fma);
@@ -2207,23 +2397,15 @@ impl Builder<'_> {
         let packed_a =
             crate::packed::pack_conv(ca.weight.data.data(), c, og_a, 1, dup_a, &offs_a, kh);
         let rb = pl + ow_a + pr;
-        let wide = (self.isa != Isa::Sse).then_some(self.isa);
-        let ocb = match wide {
-            Some(isa) => crate::spec::blocks_of_at_most(og_b, crate::wide::block_ocb_max(isa)),
-            None => crate::spec::block_ocb(og_b, fma),
-        };
-        let smallest = if og_b % ocb == 0 { ocb } else { og_b % ocb };
-        let dup_b = match wide {
-            Some(_) => 1,
-            None => crate::spec::weight_dup(ocb, smallest, fma),
-        };
+        let blk = self.blocking(og_b);
         let offs_b = crate::spec::tap_offsets(cg_b, 1, kw, 1, cb.dilation[1], 1, rb, rb, rb);
+        let wb_data = cb.weight.data.data();
         let packed_b = crate::packed::pack_conv(
-            cb.weight.data.data(),
+            wb_data,
             groups_b,
             og_b,
-            ocb,
-            dup_b,
+            blk.ocb,
+            blk.dup,
             &offs_b,
             cg_b * kw,
         );
@@ -2239,68 +2421,15 @@ impl Builder<'_> {
         ];
         let ep_a = self.epilogue(a, members_a, conv_bias(ca), &mut args)?;
         let ep_b = self.epilogue(b, members_b, conv_bias(cb), &mut args)?;
-        let spec_a = ConvSpec {
-            groups: c,
-            cg: 1,
-            og: og_a,
-            oh: oh_a,
-            ow: ow_a,
-            kh,
-            kw: 1,
-            sh: ca.stride[0],
-            sw: 1,
-            dh: ca.dilation[0],
-            dw: 1,
-            row_stride: w,
-            chan_stride: h * w,
-            wq: w,
-            ocb: 1,
-            ep: ep_a,
-            fma,
-            wdup: dup_a,
-            rows: 1,
-            row_major: false,
-            out_cs: oh_a * ow_a,
-            out_rs: ow_a,
-            chunk_taps: kh,
-            xtiles: 1,
-            xtile_cols: ow_a,
-            part_slot: 0,
-            wide,
-            flat_pad: 0,
-            dw_rows: 0,
-        };
-        let spec_b = ConvSpec {
-            groups: groups_b,
-            cg: cg_b,
-            og: og_b,
-            oh: oh_b,
-            ow: ow_b,
-            kh: 1,
-            kw,
-            sh: cb.stride[0],
-            sw: 1,
-            dh: 1,
-            dw: cb.dilation[1],
-            row_stride: rb,
-            chan_stride: rb,
-            wq: rb,
-            ocb,
-            ep: ep_b,
-            fma,
-            wdup: dup_b,
-            rows: 1,
-            row_major: false,
-            out_cs: oh_b * ow_b,
-            out_rs: ow_b,
-            chunk_taps: cg_b * kw,
-            xtiles: 1,
-            xtile_cols: ow_b,
-            part_slot: 0,
-            wide,
-            flat_pad: 0,
-            dw_rows: 0,
-        };
+        let spec_a = sep_spec_a(
+            ca,
+            [c, h, w],
+            [og_a, oh_a, ow_a],
+            dup_a,
+            ep_a,
+            (fma, blk.wide),
+        );
+        let spec_b = sep_spec_b(cb, [cg_b, og_b, oh_b, ow_b], rb, &blk, ep_b, fma);
         let macs = (oc_a * oh_a * ow_a * kh) as u64 + (ob * oh_b * ow_b * cg_b * kw) as u64;
         Ok(Step {
             name: format!(
