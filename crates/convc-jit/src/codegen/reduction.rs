@@ -4,6 +4,21 @@
 
 use super::*;
 
+/// The fixed parts of one reduction ([`Em::reduction`]), which each of its taps reads.
+struct Taps<'a> {
+    s: &'a ConvSpec,
+    /// The accumulators: `ocb` channels x `in_offs.len()` vectors.
+    accs: &'a [Variable],
+    /// Byte offsets of the vectors from a tap's input pointer.
+    in_offs: &'a [i32],
+    ocb: usize,
+    ty: Type,
+    /// A fresh weight broadcast per FMA, or one shared per tap with FMA; neither: multiply
+    /// and add.
+    fresh: bool,
+    shared_fma: bool,
+}
+
 impl Em<'_> {
     /// The taps of chunk `chunk` for a whole output row of the block: `n_main` segments of `v`
     /// vectors, then the rest.
@@ -329,85 +344,110 @@ impl Em<'_> {
         let dvar = self.b.declare_var(PTR);
         let one = self.iconst(1);
         self.b.def_var(dvar, count.unwrap_or(one));
-        // One tap at (p, wp): updates the accumulators, returns the offset to the next tap.
-        let tap = |e: &mut Self, p: Value, wp: Value, wofs: i32| -> Value {
-            // Pure loads (the input is not written during the kernel): placed at their first
-            // use, so with one output channel per block each sinks into its FMA.
-            let ins: Vec<Value> = in_offs
-                .iter()
-                .map(|&o| e.b.ins().load(ty, konst(), p, o))
-                .collect();
-            for j in 0..ocb {
-                let mut shared = None;
-                for (k, &x) in ins.iter().enumerate() {
-                    let a = e.b.use_var(accs[j * nv + k]);
-                    let r = if fresh {
-                        // A block with more vectors than weight copies (the last, small block
-                        // of a kernel of one-vector blocks) shares a load: a register copy per
-                        // FMA instead of a second packed copy of every block's weights.
-                        let copy = k % s.wdup();
-                        let wv = e.wload(
-                            ty,
-                            wp,
-                            wofs + crate::packed::weight_byte(j, copy, s.wdup()) as i32,
-                        );
-                        e.b.ins().fma(wv, x, a)
-                    } else if shared_fma {
-                        let wv = match shared {
-                            Some(w) => w,
-                            None => {
-                                let w = e.wload(
-                                    ty,
-                                    wp,
-                                    wofs + crate::packed::weight_byte(j, 0, s.wdup()) as i32,
-                                );
-                                shared = Some(w);
-                                w
-                            }
-                        };
-                        e.b.ins().fma(wv, x, a)
-                    } else {
-                        let wv = match shared {
-                            Some(w) => w,
-                            None => {
-                                let w = e.wload(
-                                    ty,
-                                    wp,
-                                    wofs + crate::packed::weight_byte(j, 0, s.wdup()) as i32,
-                                );
-                                shared = Some(w);
-                                w
-                            }
-                        };
-                        let m = e.b.ins().fmul(x, wv);
-                        e.b.ins().fadd(a, m)
-                    };
-                    e.b.def_var(accs[j * nv + k], r);
-                }
-            }
-            e.b.ins().load(PTR, konst(), wp, wofs)
+        let t = Taps {
+            s,
+            accs: &accs,
+            in_offs,
+            ocb,
+            ty,
+            fresh,
+            shared_fma,
         };
+        let vars = [pvar, wvar, dvar];
         if count.is_none() && unroll > 1 && !ntaps.is_multiple_of(unroll) {
-            // The first `ntaps % unroll` taps run before the loop. The peeled taps' weights
-            // through an opaque zero (a load that is not hoisted):
-            // at a loop-invariant address, their broadcasts would be hoisted out of the
-            // column loop around the reduction, held across it, and spilled.
-            let (addr, off) = self.pool_entry(0.0);
-            let a = self.b.ins().iconst(PTR, addr as i64);
-            let z = self.b.ins().load(PTR, rd(), a, off);
-            let w0 = self.b.ins().iadd(w_blk, z);
-            let peel = ntaps % unroll;
-            let mut p = self.b.use_var(pvar);
-            let mut d = p;
-            for k in 0..peel {
-                d = tap(self, p, w0, (k as i64 * wstep) as i32);
-                p = self.b.ins().iadd(p, d);
-            }
-            self.b.def_var(pvar, p);
-            let w2 = self.b.ins().iadd_imm_s(w0, wstep * peel as i64);
-            self.b.def_var(wvar, w2);
-            self.b.def_var(dvar, d);
+            self.peel_taps(&t, w_blk, ntaps % unroll, wstep, vars);
         }
+        self.tap_loop(&t, count, unroll, wstep, vars);
+        accs
+    }
+
+    /// One tap of a reduction at input `p` and weights `wp + wofs`: updates the accumulators,
+    /// returns the offset to the next tap's input (read from the weight stream).
+    fn tap(&mut self, t: &Taps, p: Value, wp: Value, wofs: i32) -> Value {
+        let (s, ty, nv) = (t.s, t.ty, t.in_offs.len());
+        // Pure loads (the input is not written during the kernel): placed at their first
+        // use, so with one output channel per block each sinks into its FMA.
+        let ins: Vec<Value> = t
+            .in_offs
+            .iter()
+            .map(|&o| self.b.ins().load(ty, konst(), p, o))
+            .collect();
+        for j in 0..t.ocb {
+            let mut shared = None;
+            for (k, &x) in ins.iter().enumerate() {
+                let a = self.b.use_var(t.accs[j * nv + k]);
+                let r = if t.fresh {
+                    // A block with more vectors than weight copies (the last, small block
+                    // of a kernel of one-vector blocks) shares a load: a register copy per
+                    // FMA instead of a second packed copy of every block's weights.
+                    let copy = k % s.wdup();
+                    let wv = self.wload(
+                        ty,
+                        wp,
+                        wofs + crate::packed::weight_byte(j, copy, s.wdup()) as i32,
+                    );
+                    self.b.ins().fma(wv, x, a)
+                } else {
+                    let wv = match shared {
+                        Some(w) => w,
+                        None => {
+                            let w = self.wload(
+                                ty,
+                                wp,
+                                wofs + crate::packed::weight_byte(j, 0, s.wdup()) as i32,
+                            );
+                            shared = Some(w);
+                            w
+                        }
+                    };
+                    if t.shared_fma {
+                        self.b.ins().fma(wv, x, a)
+                    } else {
+                        let m = self.b.ins().fmul(x, wv);
+                        self.b.ins().fadd(a, m)
+                    }
+                };
+                self.b.def_var(t.accs[j * nv + k], r);
+            }
+        }
+        self.b.ins().load(PTR, konst(), wp, wofs)
+    }
+
+    /// The first `peel` taps of an unrolled reduction, before its loop (`vars`: the loop's
+    /// input pointer, weight pointer and next offset, updated). Their weights are read through
+    /// an opaque zero (a load that is not hoisted): at a loop-invariant address, their
+    /// broadcasts would be hoisted out of the column loop around the reduction, held across
+    /// it, and spilled.
+    fn peel_taps(&mut self, t: &Taps, w_blk: Value, peel: usize, wstep: i64, vars: [Variable; 3]) {
+        let [pvar, wvar, dvar] = vars;
+        let (addr, off) = self.pool_entry(0.0);
+        let a = self.b.ins().iconst(PTR, addr as i64);
+        let z = self.b.ins().load(PTR, rd(), a, off);
+        let w0 = self.b.ins().iadd(w_blk, z);
+        let mut p = self.b.use_var(pvar);
+        let mut d = p;
+        for k in 0..peel {
+            d = self.tap(t, p, w0, (k as i64 * wstep) as i32);
+            p = self.b.ins().iadd(p, d);
+        }
+        self.b.def_var(pvar, p);
+        let w2 = self.b.ins().iadd_imm_s(w0, wstep * peel as i64);
+        self.b.def_var(wvar, w2);
+        self.b.def_var(dvar, d);
+    }
+
+    /// The reduction's loop, `unroll` taps an iteration, testing at the top: until the
+    /// offset read is 0, or for `count` taps (vertical ones, `dh` rows apart).
+    fn tap_loop(
+        &mut self,
+        t: &Taps,
+        count: Option<Value>,
+        unroll: usize,
+        wstep: i64,
+        vars: [Variable; 3],
+    ) {
+        let [pvar, wvar, dvar] = vars;
+        let s = t.s;
         let head = self.b.create_block();
         let body = self.b.create_block();
         let exit = self.b.create_block();
@@ -420,7 +460,7 @@ impl Em<'_> {
         let mut p = self.b.use_var(pvar);
         let mut d = p;
         for u in 0..unroll {
-            d = tap(self, p, wp, (u as i64 * wstep) as i32);
+            d = self.tap(t, p, wp, (u as i64 * wstep) as i32);
             if count.is_some() {
                 p = self.b.ins().iadd_imm_s(p, (s.dh * s.row_stride * 4) as i64);
             } else {
@@ -437,7 +477,6 @@ impl Em<'_> {
         self.b.def_var(wvar, wp2);
         self.b.ins().jump(head, &[]);
         self.b.switch_to_block(exit);
-        accs
     }
 
     /// A weight (scalar in memory) as a value of `ty`: `vbroadcastss` from memory for vectors.
