@@ -6,89 +6,14 @@
 use super::*;
 
 impl Em<'_> {
+    /// The direct conv's kernel: per work item ([`Self::conv_item`]) one column tile or one
+    /// group of rows of one register block; a shorter last tile or row group has code of its
+    /// own.
     pub(super) fn conv(&mut self, s: &ConvSpec, bufs: Value, start: Value, end: Value) {
         let nb = s.nb();
-        let plane = s.oh * s.ow;
-        let taps = s.taps();
         let rem = s.og % s.ocb;
         self.for_dyn(start, end, &mut |e, it| {
-            // The buffer pointers, loaded per item (not kept in registers across the loops:
-            // general registers are short in the reduction).
-            let out = e.b.ins().load(PTR, rd(), bufs, (SLOT_OUT * 8) as i32);
-            let inp = e.b.ins().load(PTR, rd(), bufs, (SLOT_IN * 8) as i32);
-            let w = e.b.ins().load(PTR, rd(), bufs, (SLOT_W * 8) as i32);
-            let ep_base: Vec<Option<Value>> =
-                s.ep.iter()
-                    .map(|st| match *st {
-                        Ep::Affine { slot, .. } | Ep::Add { slot } => {
-                            Some(e.b.ins().load(PTR, rd(), bufs, (slot * 8) as i32))
-                        }
-                        Ep::Act(_) => None,
-                    })
-                    .collect();
-            let (gb, rg, xt) = if s.row_major {
-                let (rx, gb) = e.divrem(it, s.groups * nb);
-                if s.xtiles > 1 {
-                    let (rg, xt) = e.divrem(rx, s.xtiles);
-                    (gb, rg, Some(xt))
-                } else {
-                    (gb, rx, None)
-                }
-            } else {
-                let (gb, rg) = e.divrem(it, s.row_groups());
-                (gb, rg, None)
-            };
-            // First output row of the item's group of `s.rows` rows.
-            let oy = if s.rows == 1 {
-                rg
-            } else {
-                e.b.ins().imul_imm_s(rg, s.rows as i64)
-            };
-            let (g, bb) = e.divrem(gb, nb);
-            // First output channel of the block: g*og + bb*ocb.
-            let o0a = e.b.ins().imul_imm_s(g, s.og as i64);
-            let o0b = e.b.ins().imul_imm_s(bb, s.ocb as i64);
-            let o0 = e.b.ins().iadd(o0a, o0b);
-            let in_g = e.offset(inp, g, s.cg * s.chan_stride * 4);
-            let in_base = e.offset(in_g, oy, s.sh * s.row_stride * 4);
-            let out_c = e.offset(out, o0, s.out_cs * 4);
-            let out_row = e.offset(out_c, oy, s.out_rs * 4);
-            let w_blk = e.offset(w, gb, taps * s.tap_bytes(s.ocb));
-            let mut ptrs = EpPtrs { ptr: Vec::new() };
-            let mut res_row = Vec::new();
-            for (i, step) in s.ep.iter().enumerate() {
-                match step {
-                    Ep::Affine { .. } => {
-                        let p = ep_base[i].map(|p| e.offset(p, o0, 32));
-                        ptrs.ptr.push(p);
-                        res_row.push(None);
-                    }
-                    Ep::Add { .. } => {
-                        let r = ep_base[i].map(|p| {
-                            let rc = e.offset(p, o0, plane * 4);
-                            e.offset(rc, oy, s.ow * 4)
-                        });
-                        ptrs.ptr.push(None);
-                        res_row.push(r);
-                    }
-                    Ep::Act(_) => {
-                        ptrs.ptr.push(None);
-                        res_row.push(None);
-                    }
-                }
-            }
-            // The partial sums of a chunked packed-rows item (see `ConvSpec::part_slot`).
-            let part = (s.part_slot > 0)
-                .then(|| e.b.ins().load(PTR, rd(), bufs, (s.part_slot * 8) as i32));
-            let mut row = Row {
-                in_base,
-                out_row,
-                w_blk,
-                ptrs,
-                res_row,
-                count: None,
-                part,
-            };
+            let (mut row, rg, xt, bb) = e.conv_item(s, bufs, it);
             if let Some(xt) = xt {
                 // A column tile: the same byte offset (4 per output column) into the input
                 // (stride phases make output column x start at byte 4x), the output and the
@@ -100,43 +25,133 @@ impl Em<'_> {
                     *r = e.b.ins().iadd(*r, off);
                 }
                 let last_w = s.ow - (s.xtiles - 1) * s.xtile_cols;
-                let last = e.b.create_block();
-                let full = e.b.create_block();
-                let join = e.b.create_block();
-                let is_last =
-                    e.b.ins()
-                        .icmp_imm_s(IntCC::Equal, xt, (s.xtiles - 1) as i64);
-                e.b.ins().brif(is_last, last, &[], full, &[]);
-                e.b.switch_to_block(full);
-                e.conv_rows(s, &row, rem, nb, bb, 1, s.xtile_cols);
-                e.b.ins().jump(join, &[]);
-                e.b.switch_to_block(last);
-                e.conv_rows(s, &row, rem, nb, bb, 1, last_w);
-                e.b.ins().jump(join, &[]);
-                e.b.switch_to_block(join);
+                e.if_last(
+                    xt,
+                    s.xtiles - 1,
+                    &mut |e| e.conv_rows(s, &row, rem, nb, bb, 1, last_w),
+                    &mut |e| e.conv_rows(s, &row, rem, nb, bb, 1, s.xtile_cols),
+                );
                 return;
             }
             let last_rows = s.oh - (s.row_groups() - 1) * s.rows;
             if s.rows > 1 && last_rows < s.rows {
                 // The last row group is shorter: its own code.
-                let short = e.b.create_block();
-                let full = e.b.create_block();
-                let join = e.b.create_block();
-                let is_last =
-                    e.b.ins()
-                        .icmp_imm_s(IntCC::Equal, rg, (s.row_groups() - 1) as i64);
-                e.b.ins().brif(is_last, short, &[], full, &[]);
-                e.b.switch_to_block(full);
-                e.conv_rows(s, &row, rem, nb, bb, s.rows, s.ow);
-                e.b.ins().jump(join, &[]);
-                e.b.switch_to_block(short);
-                e.conv_rows(s, &row, rem, nb, bb, last_rows, s.ow);
-                e.b.ins().jump(join, &[]);
-                e.b.switch_to_block(join);
+                e.if_last(
+                    rg,
+                    s.row_groups() - 1,
+                    &mut |e| e.conv_rows(s, &row, rem, nb, bb, last_rows, s.ow),
+                    &mut |e| e.conv_rows(s, &row, rem, nb, bb, s.rows, s.ow),
+                );
             } else {
                 e.conv_rows(s, &row, rem, nb, bb, s.rows, s.ow);
             }
         });
+    }
+
+    /// Work item `it` of a direct conv: its row pointers (input, output, the block's weights,
+    /// the epilogue's operands, the partial sums), its row group, its column tile (with
+    /// `ConvSpec::xtiles`) and its block within the group. Row-major items run the row groups
+    /// (and tiles) of one block after the other's; block-major, the blocks of a row group.
+    fn conv_item(
+        &mut self,
+        s: &ConvSpec,
+        bufs: Value,
+        it: Value,
+    ) -> (Row, Value, Option<Value>, Value) {
+        let nb = s.nb();
+        let taps = s.taps();
+        // The buffer pointers, loaded per item (not kept in registers across the loops:
+        // general registers are short in the reduction).
+        let out = self.b.ins().load(PTR, rd(), bufs, (SLOT_OUT * 8) as i32);
+        let inp = self.b.ins().load(PTR, rd(), bufs, (SLOT_IN * 8) as i32);
+        let w = self.b.ins().load(PTR, rd(), bufs, (SLOT_W * 8) as i32);
+        let ep_base: Vec<Option<Value>> =
+            s.ep.iter()
+                .map(|st| match *st {
+                    Ep::Affine { slot, .. } | Ep::Add { slot } => {
+                        Some(self.b.ins().load(PTR, rd(), bufs, (slot * 8) as i32))
+                    }
+                    Ep::Act(_) => None,
+                })
+                .collect();
+        let (gb, rg, xt) = if s.row_major {
+            let (rx, gb) = self.divrem(it, s.groups * nb);
+            if s.xtiles > 1 {
+                let (rg, xt) = self.divrem(rx, s.xtiles);
+                (gb, rg, Some(xt))
+            } else {
+                (gb, rx, None)
+            }
+        } else {
+            let (gb, rg) = self.divrem(it, s.row_groups());
+            (gb, rg, None)
+        };
+        // First output row of the item's group of `s.rows` rows.
+        let oy = if s.rows == 1 {
+            rg
+        } else {
+            self.b.ins().imul_imm_s(rg, s.rows as i64)
+        };
+        let (g, bb) = self.divrem(gb, nb);
+        // First output channel of the block: g*og + bb*ocb.
+        let o0a = self.b.ins().imul_imm_s(g, s.og as i64);
+        let o0b = self.b.ins().imul_imm_s(bb, s.ocb as i64);
+        let o0 = self.b.ins().iadd(o0a, o0b);
+        let in_g = self.offset(inp, g, s.cg * s.chan_stride * 4);
+        let in_base = self.offset(in_g, oy, s.sh * s.row_stride * 4);
+        let out_c = self.offset(out, o0, s.out_cs * 4);
+        let out_row = self.offset(out_c, oy, s.out_rs * 4);
+        let w_blk = self.offset(w, gb, taps * s.tap_bytes(s.ocb));
+        let (ptrs, res_row) = self.block_ep_ptrs(s, &ep_base, o0, oy);
+        // The partial sums of a chunked packed-rows item (see `ConvSpec::part_slot`).
+        let part =
+            (s.part_slot > 0).then(|| self.b.ins().load(PTR, rd(), bufs, (s.part_slot * 8) as i32));
+        let row = Row {
+            in_base,
+            out_row,
+            w_blk,
+            ptrs,
+            res_row,
+            count: None,
+            part,
+        };
+        (row, rg, xt, bb)
+    }
+
+    /// The epilogue's operands for the block whose first channel is `o0`, at output row `oy`:
+    /// affine parameters per channel, and residual rows in the output's layout.
+    fn block_ep_ptrs(
+        &mut self,
+        s: &ConvSpec,
+        ep_base: &[Option<Value>],
+        o0: Value,
+        oy: Value,
+    ) -> (EpPtrs, Vec<Option<Value>>) {
+        let plane = s.oh * s.ow;
+        let mut ptrs = EpPtrs { ptr: Vec::new() };
+        let mut res_row = Vec::new();
+        for (i, step) in s.ep.iter().enumerate() {
+            match step {
+                Ep::Affine { .. } => {
+                    let p = ep_base[i].map(|p| self.offset(p, o0, 32));
+                    ptrs.ptr.push(p);
+                    res_row.push(None);
+                }
+                Ep::Add { .. } => {
+                    let r = ep_base[i].map(|p| {
+                        let rc = self.offset(p, o0, plane * 4);
+                        self.offset(rc, oy, s.ow * 4)
+                    });
+                    ptrs.ptr.push(None);
+                    res_row.push(r);
+                }
+                Ep::Act(_) => {
+                    ptrs.ptr.push(None);
+                    res_row.push(None);
+                }
+            }
+        }
+        (ptrs, res_row)
     }
 
     /// `rows` output rows of the block `bb` (of `nb`; the last has `rem` channels if not 0).
@@ -151,24 +166,15 @@ impl Em<'_> {
         rows: usize,
         width: usize,
     ) {
-        let e = self;
-        {
-            if rem == 0 {
-                e.conv_row(s, row, s.ocb, rows, width);
-            } else {
-                let part = e.b.create_block();
-                let full = e.b.create_block();
-                let join = e.b.create_block();
-                let is_last = e.b.ins().icmp_imm_s(IntCC::Equal, bb, (nb - 1) as i64);
-                e.b.ins().brif(is_last, part, &[], full, &[]);
-                e.b.switch_to_block(full);
-                e.conv_row(s, row, s.ocb, rows, width);
-                e.b.ins().jump(join, &[]);
-                e.b.switch_to_block(part);
-                e.conv_row(s, row, rem, rows, width);
-                e.b.ins().jump(join, &[]);
-                e.b.switch_to_block(join);
-            }
+        if rem == 0 {
+            self.conv_row(s, row, s.ocb, rows, width);
+        } else {
+            self.if_last(
+                bb,
+                nb - 1,
+                &mut |e| e.conv_row(s, row, rem, rows, width),
+                &mut |e| e.conv_row(s, row, s.ocb, rows, width),
+            );
         }
     }
 

@@ -41,18 +41,12 @@ impl Em<'_> {
             if nch == 1 {
                 e.elt_chunk(s, src, dst, &ptrs, &res, s.hw);
             } else {
-                let part = e.b.create_block();
-                let full = e.b.create_block();
-                let join = e.b.create_block();
-                let is_last = e.b.ins().icmp_imm_s(IntCC::Equal, k, (nch - 1) as i64);
-                e.b.ins().brif(is_last, part, &[], full, &[]);
-                e.b.switch_to_block(full);
-                e.elt_chunk(s, src, dst, &ptrs, &res, ELT_CHUNK);
-                e.b.ins().jump(join, &[]);
-                e.b.switch_to_block(part);
-                e.elt_chunk(s, src, dst, &ptrs, &res, last_len);
-                e.b.ins().jump(join, &[]);
-                e.b.switch_to_block(join);
+                e.if_last(
+                    k,
+                    nch - 1,
+                    &mut |e| e.elt_chunk(s, src, dst, &ptrs, &res, last_len),
+                    &mut |e| e.elt_chunk(s, src, dst, &ptrs, &res, ELT_CHUNK),
+                );
             }
         });
     }

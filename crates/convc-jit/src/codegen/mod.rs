@@ -220,6 +220,29 @@ impl Em<'_> {
         self.b.switch_to_block(exit);
     }
 
+    /// Two versions of the code that follows: `last` where `idx == last_idx` (a shorter last
+    /// chunk, tile or row group), `other` elsewhere; both continue in one block.
+    fn if_last(
+        &mut self,
+        idx: Value,
+        last_idx: usize,
+        last: &mut dyn FnMut(&mut Self),
+        other: &mut dyn FnMut(&mut Self),
+    ) {
+        let special = self.b.create_block();
+        let full = self.b.create_block();
+        let join = self.b.create_block();
+        let is_last = self.b.ins().icmp_imm_s(IntCC::Equal, idx, last_idx as i64);
+        self.b.ins().brif(is_last, special, &[], full, &[]);
+        self.b.switch_to_block(full);
+        other(self);
+        self.b.ins().jump(join, &[]);
+        self.b.switch_to_block(special);
+        last(self);
+        self.b.ins().jump(join, &[]);
+        self.b.switch_to_block(join);
+    }
+
     /// Zero of `ty`.
     fn zero(&mut self, ty: Type) -> Value {
         self.splat(ty, 0.0)
