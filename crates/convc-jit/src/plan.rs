@@ -1686,6 +1686,51 @@ fn sep_spec_b(
     }
 }
 
+/// A `pad` step's parameters (`rstep`'s pad over a `[c, ih, iw]` input): sizes, sides, mode,
+/// constant. Errs where reflect padding reaches past the input, or where reflect or edge
+/// padding has an empty plane to copy from.
+fn pad_params(
+    name: &str,
+    p: &convc_ir::PadOp,
+    [c, ih, iw]: [usize; 3],
+) -> Result<Vec<i64>, JitError> {
+    let [t, b, l, r] = p.pads;
+    if p.mode == convc_ir::PadMode::Reflect && (t.max(b) >= ih || l.max(r) >= iw) {
+        return Err(err(format!(
+            "layer `{}`: reflect padding needs each side below the input size {ih}x{iw}",
+            name
+        )));
+    }
+    if p.mode != convc_ir::PadMode::Constant && ih * iw == 0 {
+        return Err(err(format!("layer `{}`: an empty plane has no edge", name)));
+    }
+    let mode = match p.mode {
+        convc_ir::PadMode::Constant => 0,
+        convc_ir::PadMode::Reflect => 1,
+        convc_ir::PadMode::Edge => 2,
+    };
+    let mut v: Vec<i64> = [c, ih, iw, t, b, l, r].iter().map(|&u| u as i64).collect();
+    v.extend([mode, i64::from(p.value.to_bits())]);
+    Ok(v)
+}
+
+/// An `upsample` step's parameters (`rstep`'s upsample of a `[c, ih, iw]` input): sizes,
+/// scales, mode (bilinear or not) and coordinate convention.
+fn upsample_params(u: &convc_ir::Upsample, [c, ih, iw]: [usize; 3]) -> Vec<i64> {
+    let mode = i64::from(u.mode == convc_ir::UpMode::Bilinear);
+    let coords = match u.coords {
+        convc_ir::Coords::HalfPixel => 0,
+        convc_ir::Coords::Asymmetric => 1,
+        convc_ir::Coords::AlignCorners => 2,
+    };
+    let mut v: Vec<i64> = [c, ih, iw, u.scale[0], u.scale[1]]
+        .iter()
+        .map(|&u| u as i64)
+        .collect();
+    v.extend([mode, coords]);
+    v
+}
+
 impl Builder<'_> {
     /// Grouping and pairing: in topological order, one step per fusion group of needed nodes
     /// ([`chain`], from `convc_ir::fusion` alone), a conv's group perhaps paired with its
@@ -1971,21 +2016,21 @@ impl Builder<'_> {
         s
     }
 
-    /// The Winograd step of a 3x3, stride-1, dilation-1, one-group conv on a wide path, when
-    /// [`crate::wino::choose`] takes it (`None`: run it direct). The input is copied zero-padded
-    /// to whole tiles with its rows split into `m` phases (see `crate::wino`).
-    fn wino_step(
-        &mut self,
+    /// Whether Winograd can run conv `n` at all: a wide path; a 3x3, stride-1, dilation-1,
+    /// one-group conv with weights of its shape whose padding keeps the output size; an
+    /// epilogue whose activations the Winograd kernel applies. Returns its input and its top
+    /// and left padding.
+    fn wino_shape(
+        &self,
         n: NodeIndex,
         conv: &Conv,
         members: &[NodeIndex],
-    ) -> Result<Option<Step>, JitError> {
-        use crate::wino::{WinoSpec, choose, epilogue_fits, pack_weights};
+    ) -> Result<Option<(NodeIndex, usize, usize)>, JitError> {
         let x = operand(self.g, n, 0)?;
         let [c, h, w] = self.conc.get(x);
         let [oc, oh, ow] = self.conc.get(n);
         let acts_fit = members.iter().all(|&m| match &self.g.node(m).op {
-            Op::Unary(u) => epilogue_fits(&[Ep::Act(Act::from_unary(*u))]),
+            Op::Unary(u) => crate::wino::epilogue_fits(&[Ep::Act(Act::from_unary(*u))]),
             _ => true,
         });
         if self.isa == Isa::Sse
@@ -2007,6 +2052,24 @@ impl Builder<'_> {
         if h + pt + pb != oh + 2 || w + pl + pr != ow + 2 {
             return Ok(None);
         }
+        Ok(Some((x, pt, pl)))
+    }
+
+    /// The Winograd step of a 3x3, stride-1, dilation-1, one-group conv on a wide path, when
+    /// [`crate::wino::choose`] takes it (`None`: run it direct). The input is copied zero-padded
+    /// to whole tiles with its rows split into `m` phases (see `crate::wino`).
+    fn wino_step(
+        &mut self,
+        n: NodeIndex,
+        conv: &Conv,
+        members: &[NodeIndex],
+    ) -> Result<Option<Step>, JitError> {
+        use crate::wino::{WinoSpec, choose, pack_weights};
+        let Some((x, pt, pl)) = self.wino_shape(n, conv, members)? else {
+            return Ok(None);
+        };
+        let [c, h, w] = self.conc.get(x);
+        let [oc, oh, ow] = self.conc.get(n);
         let isa = self.isa;
         let lanes = isa.lanes();
         let Some(variant) = choose(self.algo, c, oc, oh, ow, isa) else {
@@ -2510,42 +2573,16 @@ impl Builder<'_> {
             }
             Op::Pad(p) => {
                 let [_, ih, iw] = self.conc.get(x);
-                let [t, b, l, r] = p.pads;
-                if p.mode == convc_ir::PadMode::Reflect && (t.max(b) >= ih || l.max(r) >= iw) {
-                    return Err(err(format!(
-                        "layer `{}`: reflect padding needs each side below the input size {ih}x{iw}",
-                        node.name
-                    )));
-                }
-                if p.mode != convc_ir::PadMode::Constant && ih * iw == 0 {
-                    return Err(err(format!(
-                        "layer `{}`: an empty plane has no edge",
-                        node.name
-                    )));
-                }
-                let mode = match p.mode {
-                    convc_ir::PadMode::Constant => 0,
-                    convc_ir::PadMode::Reflect => 1,
-                    convc_ir::PadMode::Edge => 2,
-                };
-                let mut v: Vec<i64> = [c, ih, iw, t, b, l, r].iter().map(|&u| u as i64).collect();
-                v.extend([mode, i64::from(p.value.to_bits())]);
+                let v = pad_params(&node.name, p, [c, ih, iw])?;
                 (RustKind::Pad, v, Arg::Null)
             }
             Op::Upsample(u) => {
                 let [_, ih, iw] = self.conc.get(x);
-                let mode = i64::from(u.mode == convc_ir::UpMode::Bilinear);
-                let coords = match u.coords {
-                    convc_ir::Coords::HalfPixel => 0,
-                    convc_ir::Coords::Asymmetric => 1,
-                    convc_ir::Coords::AlignCorners => 2,
-                };
-                let mut v: Vec<i64> = [c, ih, iw, u.scale[0], u.scale[1]]
-                    .iter()
-                    .map(|&u| u as i64)
-                    .collect();
-                v.extend([mode, coords]);
-                (RustKind::Upsample, v, Arg::Null)
+                (
+                    RustKind::Upsample,
+                    upsample_params(u, [c, ih, iw]),
+                    Arg::Null,
+                )
             }
             Op::ConvTranspose(t) => {
                 let [cx, ih, iw] = self.conc.get(x);
