@@ -180,6 +180,31 @@ impl Step {
         v
     }
 
+    /// A step that runs one kernel on its buffer table alone: no padded copy, tile, band or
+    /// zeroed borders (until a later pass gives it some).
+    fn plain(
+        name: String,
+        spec: KernelSpec,
+        args: Vec<Arg>,
+        work_ns: f64,
+        macs: u64,
+        writes: usize,
+    ) -> Step {
+        Step {
+            name,
+            spec,
+            kernel: 0,
+            args,
+            pad: None,
+            tile: None,
+            band: None,
+            zero: None,
+            work_ns,
+            macs,
+            writes,
+        }
+    }
+
     /// Work items: bands of rows for a band pair, else the kernel's items.
     pub fn items(&self) -> usize {
         match &self.band {
@@ -789,23 +814,15 @@ fn value_homes(g: &Graph, conc: &Concrete, steps: &mut Vec<Step>) -> Vec<Option<
             loc[o.index()] = Some(Loc::Output(j));
         } else {
             let [c, h, w] = conc.get(o);
-            steps.push(Step {
-                name: format!("output{j}:{}", g.node(o).name),
-                spec: KernelSpec::Elt(EltSpec {
-                    c,
-                    hw: h * w,
-                    ep: Vec::new(),
-                }),
-                kernel: 0,
-                args: vec![Arg::Output(j), val(o), Arg::Null],
-                pad: None,
-                tile: None,
-                band: None,
-                zero: None,
-                work_ns: (c * h * w) as f64 / work::VALUES_PER_NS_ELEMENTWISE,
-                macs: 0,
-                writes: usize::MAX,
+            let spec = KernelSpec::Elt(EltSpec {
+                c,
+                hw: h * w,
+                ep: Vec::new(),
             });
+            let args = vec![Arg::Output(j), val(o), Arg::Null];
+            let work_ns = (c * h * w) as f64 / work::VALUES_PER_NS_ELEMENTWISE;
+            let name = format!("output{j}:{}", g.node(o).name);
+            steps.push(Step::plain(name, spec, args, work_ns, 0, usize::MAX));
         }
     }
     loc
@@ -1858,19 +1875,16 @@ impl Builder<'_> {
                 work::NS_PER_VALUE_SOFTMAX,
             ),
         };
-        Ok(Step {
-            name: node.name.clone(),
+        let args = vec![val(n), val(x), Arg::Null];
+        let work_ns = (c * h * w) as f64 * ns_per_value;
+        Ok(Step::plain(
+            node.name.clone(),
             spec,
-            kernel: 0,
-            args: vec![val(n), val(x), Arg::Null],
-            pad: None,
-            tile: None,
-            band: None,
-            zero: None,
-            work_ns: (c * h * w) as f64 * ns_per_value,
-            macs: 0,
-            writes: n.index(),
-        })
+            args,
+            work_ns,
+            0,
+            n.index(),
+        ))
     }
 
     /// A concat: one copy step per operand into its channels of the value (operands of
@@ -1888,30 +1902,19 @@ impl Builder<'_> {
                     node.name
                 )));
             }
-            steps.push(Step {
-                name: format!("{}[{}]", node.name, g.node(x).name),
-                spec: KernelSpec::Elt(EltSpec {
-                    c: cx,
-                    hw: h * w,
-                    ep: Vec::new(),
-                }),
-                kernel: 0,
-                args: vec![
-                    Arg::Value {
-                        node: n.index(),
-                        off: coff * h * w,
-                    },
-                    val(x),
-                    Arg::Null,
-                ],
-                pad: None,
-                tile: None,
-                band: None,
-                zero: None,
-                work_ns: (cx * h * w) as f64 / work::VALUES_PER_NS_ELEMENTWISE,
-                macs: 0,
-                writes: n.index(),
+            let spec = KernelSpec::Elt(EltSpec {
+                c: cx,
+                hw: h * w,
+                ep: Vec::new(),
             });
+            let into = Arg::Value {
+                node: n.index(),
+                off: coff * h * w,
+            };
+            let args = vec![into, val(x), Arg::Null];
+            let work_ns = (cx * h * w) as f64 / work::VALUES_PER_NS_ELEMENTWISE;
+            let name = format!("{}[{}]", node.name, g.node(x).name);
+            steps.push(Step::plain(name, spec, args, work_ns, 0, n.index()));
             coff += cx;
         }
         Ok(steps)
@@ -2494,29 +2497,20 @@ impl Builder<'_> {
         );
         let spec_b = sep_spec_b(cb, [cg_b, og_b, oh_b, ow_b], rb, &blk, ep_b, fma);
         let macs = (oc_a * oh_a * ow_a * kh) as u64 + (ob * oh_b * ow_b * cg_b * kw) as u64;
-        Ok(Step {
-            name: format!(
-                "{}+{}",
-                self.group_name(a, members_a),
-                self.group_name(b, members_b)
-            ),
-            spec: KernelSpec::Sep(Box::new(SepSpec {
-                a: spec_a,
-                pt,
-                h,
-                b: spec_b,
-                pl,
-            })),
-            kernel: 0,
-            args,
-            pad: None,
-            tile: None,
-            band: None,
-            zero: None,
-            work_ns: macs as f64 / work::MACS_PER_NS_SEPARABLE,
-            macs,
-            writes: tail_b.index(),
-        })
+        let name = format!(
+            "{}+{}",
+            self.group_name(a, members_a),
+            self.group_name(b, members_b)
+        );
+        let spec = KernelSpec::Sep(Box::new(SepSpec {
+            a: spec_a,
+            pt,
+            h,
+            b: spec_b,
+            pl,
+        }));
+        let work_ns = macs as f64 / work::MACS_PER_NS_SEPARABLE;
+        Ok(Step::plain(name, spec, args, work_ns, macs, tail_b.index()))
     }
 
     fn elt_step(&mut self, n: NodeIndex, members: &[NodeIndex]) -> Result<Step, JitError> {
@@ -2528,19 +2522,16 @@ impl Builder<'_> {
         let mut all = vec![n];
         all.extend_from_slice(members);
         let ep = self.epilogue(x, &all, None, &mut args)?;
-        Ok(Step {
-            name: self.group_name(n, members),
-            spec: KernelSpec::Elt(EltSpec { c, hw: h * w, ep }),
-            kernel: 0,
+        let spec = KernelSpec::Elt(EltSpec { c, hw: h * w, ep });
+        let work_ns = (c * h * w * all.len()) as f64 / work::VALUES_PER_NS_ELEMENTWISE;
+        Ok(Step::plain(
+            self.group_name(n, members),
+            spec,
             args,
-            pad: None,
-            tile: None,
-            band: None,
-            zero: None,
-            work_ns: (c * h * w * all.len()) as f64 / work::VALUES_PER_NS_ELEMENTWISE,
-            macs: 0,
-            writes: tail.index(),
-        })
+            work_ns,
+            0,
+            tail.index(),
+        ))
     }
 
     /// A plain-Rust step (`rstep.rs`) for `mul`, `prelu`, `global_maxpool`, `pad` and
@@ -2687,19 +2678,16 @@ impl Builder<'_> {
             pt,
             pl,
         };
-        Ok(Step {
-            name: name.clone(),
-            spec: KernelSpec::Pool(spec),
-            kernel: 0,
-            args: vec![val(n), val(x), Arg::Null],
-            pad: None,
-            tile: None,
-            band: None,
-            zero: None,
-            work_ns: (c * oh * ow * (kh * kw + work::POOL_OVERHEAD_LOADS)) as f64,
-            macs: 0,
-            writes: n.index(),
-        })
+        let args = vec![val(n), val(x), Arg::Null];
+        let work_ns = (c * oh * ow * (kh * kw + work::POOL_OVERHEAD_LOADS)) as f64;
+        Ok(Step::plain(
+            name.clone(),
+            KernelSpec::Pool(spec),
+            args,
+            work_ns,
+            0,
+            n.index(),
+        ))
     }
 }
 
