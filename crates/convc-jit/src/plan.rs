@@ -299,6 +299,45 @@ impl Band {
     }
 }
 
+/// How many times `steps` read each value. Every read counts, not every reading step: a step
+/// reading a value both through its padding and as a residual operand (standard layout) must
+/// keep it as it is.
+fn read_counts(steps: &[Step]) -> std::collections::HashMap<usize, usize> {
+    let mut readers = std::collections::HashMap::<usize, usize>::new();
+    for st in steps {
+        for n in st.reads() {
+            *readers.entry(n).or_default() += 1;
+        }
+    }
+    readers
+}
+
+/// Whether the value a consumer pads (`layout.src`) may take the consumer's layout: it is read
+/// once (`readers`), without stride phases along the row, and is neither a network input nor
+/// an output (whose layouts are the caller's).
+fn private_to_consumer(
+    g: &Graph,
+    readers: &std::collections::HashMap<usize, usize>,
+    layout: &PadCopy,
+) -> bool {
+    let n = NodeIndex::new(layout.src);
+    layout.sw == 1
+        && readers.get(&layout.src) == Some(&1)
+        && !g.is_output(n)
+        && !g.inputs.contains(&n)
+}
+
+/// Whether the conv `ps` writes the plain `[C][H][W]` layout of the value `layout` pads (its
+/// channels, rows and columns; channels `oh * ow` apart), without a residual add (whose
+/// operand is read in the output's layout).
+fn writes_plain(ps: &ConvSpec, layout: &PadCopy) -> bool {
+    ps.out_cs == ps.oh * ps.ow
+        && ps.oh == layout.h
+        && ps.ow == layout.w
+        && ps.groups * ps.og == layout.c
+        && !ps.ep.iter().any(|e| matches!(e, Ep::Add { .. }))
+}
+
 /// A band pair's depthwise input, when a conv step produces it for that pair alone, is
 /// produced inside the band step, row by row ([`Pre`]): MobileNet's expansion, depthwise and
 /// projection then run as one step and the expanded value (6x the block's channels) never goes
@@ -307,13 +346,7 @@ impl Band {
 /// input channel per group (its packed weights do not depend on the tile's channel stride),
 /// stride 1 along the row and pads through a tile.
 fn band_pre(g: &Graph, steps: Vec<Step>) -> Vec<Step> {
-    let mut readers = std::collections::HashMap::<usize, usize>::new();
-    // Every read counts (see `pad_in_place`).
-    for st in &steps {
-        for n in st.reads() {
-            *readers.entry(n).or_default() += 1;
-        }
-    }
+    let readers = read_counts(&steps);
     let mut slots: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
     for si in 0..slots.len() {
         let Some((t, cg, rows)) = slots[si].as_ref().and_then(|st| {
@@ -327,13 +360,7 @@ fn band_pre(g: &Graph, steps: Vec<Step>) -> Vec<Step> {
             continue;
         };
         let v = t.pad.src;
-        let n = NodeIndex::new(v);
-        if cg != 1
-            || t.pad.sw != 1
-            || readers.get(&v) != Some(&1)
-            || g.is_output(n)
-            || g.inputs.contains(&n)
-        {
+        if cg != 1 || !private_to_consumer(g, &readers, &t.pad) {
             continue;
         }
         let Some(pi) = (0..si)
@@ -350,13 +377,7 @@ fn band_pre(g: &Graph, steps: Vec<Step>) -> Vec<Step> {
                 && matches!(p.args.first(), Some(Arg::Value { off: 0, .. }))
                 && match &p.spec {
                     KernelSpec::Conv(ps) => {
-                        ps.rows == 1
-                            && ps.xtiles == 1
-                            && ps.oh == t.pad.h
-                            && ps.ow == t.pad.w
-                            && ps.out_cs == ps.oh * ps.ow
-                            && ps.groups * ps.og == t.pad.c
-                            && !ps.ep.iter().any(|e| matches!(e, Ep::Add { .. }))
+                        ps.rows == 1 && ps.xtiles == 1 && writes_plain(ps, &t.pad)
                     }
                     _ => false,
                 }
@@ -412,14 +433,7 @@ fn band_pre(g: &Graph, steps: Vec<Step>) -> Vec<Step> {
 /// for one input channel per group (depthwise), whose packed weights do not depend on the
 /// channel stride. Returns the values whose buffers grow to the padded size.
 fn pad_in_place(g: &Graph, steps: &mut [Step]) -> Vec<(usize, usize)> {
-    let mut readers = std::collections::HashMap::<usize, usize>::new();
-    // Every read counts (not every reading step): a step reading the value both through its
-    // padding and as a residual operand (standard layout) must keep it as it is.
-    for st in steps.iter() {
-        for n in st.reads() {
-            *readers.entry(n).or_default() += 1;
-        }
-    }
+    let readers = read_counts(steps);
     let mut grown = Vec::new();
     for ci in 0..steps.len() {
         // The consumer's padded layout: its whole copy, or its (or its band's) tile.
@@ -450,25 +464,14 @@ fn pad_in_place(g: &Graph, steps: &mut [Step]) -> Vec<(usize, usize)> {
         };
         let src = layout.src;
         let n = NodeIndex::new(src);
-        if layout.sw != 1
-            || readers.get(&src) != Some(&1)
-            || g.is_output(n)
-            || g.inputs.contains(&n)
-        {
+        if !private_to_consumer(g, &readers, &layout) {
             continue;
         }
         let Some(pi) = (0..ci).rev().find(|&i| steps[i].writes == src) else {
             continue;
         };
         let ok = match &steps[pi].spec {
-            KernelSpec::Conv(ps) => {
-                ps.out_cs == ps.oh * ps.ow
-                    && ps.out_rs == ps.ow
-                    && ps.oh == layout.h
-                    && ps.ow == layout.w
-                    && ps.groups * ps.og == layout.c
-                    && !ps.ep.iter().any(|e| matches!(e, Ep::Add { .. }))
-            }
+            KernelSpec::Conv(ps) => ps.out_rs == ps.ow && writes_plain(ps, &layout),
             _ => false,
         };
         if !ok
