@@ -1318,12 +1318,12 @@ fn flat_rows(g: &ConvGeom, role: BandRole, in_rs: usize, blk: &Blocking) -> Opti
         && in_rs == g.ow
         && g.oh > 1
         && g.ow < FLAT_ROW
-        && g.ow % blk.vw != 0
+        && !g.ow.is_multiple_of(blk.vw)
         && blk.wide.is_none_or(|isa| wastes_lanes(g.ow, isa.lanes()));
     // A row of the kernel is `k` rows of the input: its stride between rows is `k`.
     flat.then(|| {
         (1..=g.oh)
-            .find(|k| g.oh % k == 0 && k * g.ow >= FLAT_ROW)
+            .find(|k| g.oh.is_multiple_of(*k) && k * g.ow >= FLAT_ROW)
             .unwrap_or(g.oh)
     })
 }
@@ -1388,8 +1388,8 @@ fn item_rows(
     let vpr = if kg.ow >= 4 { kg.ow.div_ceil(4) } else { 0 };
     // A long reduction (see `CHUNK_BYTES`).
     let long = kg.taps() * blk.tap_bytes() > chunk_bytes();
-    let mut rows = if flat_pad > 0 {
-        (FLAT_PAD_POSITIONS / flat_pad).clamp(1, oh)
+    let mut rows = if let Some(per_row) = FLAT_PAD_POSITIONS.checked_div(flat_pad) {
+        per_row.clamp(1, oh)
     } else if blk.wide.is_some() {
         1
     } else if vpr > 0 && vpr % v != 0 && vpr <= 4 * v && oh > 1 {
@@ -1402,7 +1402,7 @@ fn item_rows(
         && role == BandRole::Alone
     {
         // Only where a row alone wastes much (7 columns: a vector and 3 scalar columns).
-        packed_long_rows(vpr, oh, kg.og % blk.ocb != 0)
+        packed_long_rows(vpr, oh, !kg.og.is_multiple_of(blk.ocb))
     } else {
         1
     };
@@ -1421,7 +1421,10 @@ fn item_rows(
 /// vectors, the last overlapping: 3 blocks of 2 vectors, one half empty): the vectors of as
 /// many rows as make whole blocks (2 rows = 5 full blocks), at most [`MAX_PACKED_BLOCKS`].
 fn packed_short_rows(vpr: usize, v: usize, oh: usize) -> usize {
-    let r = (1..=v).find(|r| (r * vpr) % v == 0).unwrap_or(v).min(oh);
+    let r = (1..=v)
+        .find(|r| (r * vpr).is_multiple_of(v))
+        .unwrap_or(v)
+        .min(oh);
     if r * vpr / v <= MAX_PACKED_BLOCKS {
         r
     } else {
@@ -1437,7 +1440,9 @@ fn packed_short_rows(vpr: usize, v: usize, oh: usize) -> usize {
 fn packed_long_rows(vpr: usize, oh: usize, short_block: bool) -> usize {
     let nb_rem = if short_block { 2 } else { 1 };
     let mut r = (MAX_PACKED_VECTORS / vpr).clamp(1, oh);
-    while r > 1 && r * vpr * nb_rem * if oh % r != 0 { 2 } else { 1 } > MAX_PACKED_REDUCTIONS {
+    while r > 1
+        && r * vpr * nb_rem * if oh.is_multiple_of(r) { 1 } else { 2 } > MAX_PACKED_REDUCTIONS
+    {
         r -= 1;
     }
     r
@@ -2243,7 +2248,11 @@ impl Builder<'_> {
             Some(isa) => crate::spec::blocks_of_at_most(og, crate::wide::block_ocb_max(isa)),
             None => crate::spec::block_ocb(og, self.fma),
         };
-        let smallest = if og % ocb == 0 { ocb } else { og % ocb };
+        let smallest = if og.is_multiple_of(ocb) {
+            ocb
+        } else {
+            og % ocb
+        };
         let dup = match wide {
             Some(_) => 1,
             None => crate::spec::weight_dup(ocb, smallest, self.fma),
