@@ -300,7 +300,65 @@ pub fn compile(
     }
     let bindings = bind_inputs(g, input_sizes).map_err(JitError::new)?;
     let conc = concretize(g, &bindings).map_err(|d| JitError::new(d.message))?;
+    let (isa, fma, vec_isa) = host_target(opts)?;
+    let mut plan = plan::build(
+        g,
+        &conc,
+        fma,
+        vec_isa,
+        opts.conv_algo,
+        opts.winograd_lanes,
+        opts.guard_pages.at_end(),
+    )?;
+    check_reads_have_buffers(&plan)?;
+    let mut module = JITModule::new(JITBuilder::with_isa(
+        isa,
+        cranelift_module::default_libcall_names(),
+    ));
+    let k = compile_kernels(&mut module, &mut plan, opts.emit_asm)?;
+    module
+        .finalize_definitions()
+        .map_err(|e| JitError::new(format!("internal error: finalizing the JIT code: {e}")))?;
+    let fns: Vec<KernelFn> = k
+        .ids
+        .iter()
+        .map(|&id| {
+            let p = module.get_finalized_function(id);
+            // SAFETY: every function was built with `kernel_signature`, the ABI of `KernelFn`.
+            unsafe { std::mem::transmute::<*const u8, KernelFn>(p) }
+        })
+        .collect();
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        opts.threads
+    };
+    let names: Vec<String> = k.info.iter().map(|k| k.name.clone()).collect();
+    let plan_text = plan_text::render(g, &plan, &names, opts.parallel_min_ns);
+    Ok(CompiledNet {
+        plan_text,
+        plan,
+        fns,
+        kernels: k.info,
+        asm: k.asm,
+        compile_time: t0.elapsed(),
+        threads,
+        parallel_min_ns: opts.parallel_min_ns,
+        input_names: g.inputs.iter().map(|&n| g.node(n).name.clone()).collect(),
+        pool: Pool::new(),
+        arena: std::sync::Mutex::new(None),
+        _code: Code(Some(module)),
+        _tables: k.tables,
+    })
+}
 
+/// Cranelift's target for this host (optimised for speed, the verifier as `opts.verify`
+/// says), whether the kernels use FMA, and the vector path of the dense convolutions
+/// (`opts.isa`, else the widest this CPU runs; Cranelift's own code without FMA, since the
+/// microkernels are FMA code).
+fn host_target(
+    opts: &JitOptions,
+) -> Result<(cranelift_codegen::isa::OwnedTargetIsa, bool, Isa), JitError> {
     let mut flags = settings::builder();
     let set = |f: &mut settings::Builder, k: &str, v: &str| {
         f.set(k, v)
@@ -325,7 +383,6 @@ pub fn compile(
             .any(|f| f.name == name && f.as_bool() == Some(true))
     };
     let fma = opts.fma && has("has_fma");
-
     let vec_isa = match opts.isa {
         None => Isa::detect(),
         Some(i) if i.supported() => i,
@@ -340,17 +397,12 @@ pub fn compile(
             )));
         }
     };
-    // The microkernels are FMA code: without FMA (or with it turned off), Cranelift's.
-    let vec_isa = if fma { vec_isa } else { Isa::Sse };
-    let mut plan = plan::build(
-        g,
-        &conc,
-        fma,
-        vec_isa,
-        opts.conv_algo,
-        opts.winograd_lanes,
-        opts.guard_pages.at_end(),
-    )?;
+    Ok((isa, fma, if fma { vec_isa } else { Isa::Sse }))
+}
+
+/// Checks that every value a step reads (through its own buffer table, its band's and the
+/// band's producer's) has a buffer.
+fn check_reads_have_buffers(plan: &Plan) -> Result<(), JitError> {
     for s in &plan.steps {
         let band_args = s.band.as_ref().map_or(&[][..], |b| &b.step.args[..]);
         let pre_args = s
@@ -369,37 +421,55 @@ pub fn compile(
             }
         }
     }
+    Ok(())
+}
 
-    // The kernel cache: one function per distinct spec.
-    let mut module = JITModule::new(JITBuilder::with_isa(
-        isa,
-        cranelift_module::default_libcall_names(),
-    ));
+/// The kernels of a plan as [`compile_kernels`] declares them.
+struct Kernels {
+    /// Per kernel, its function in the module, its description, and its disassembly (when
+    /// asked for).
+    ids: Vec<cranelift_module::FuncId>,
+    info: Vec<KernelInfo>,
+    asm: Vec<(String, String)>,
+    /// Constant tables the code reads.
+    tables: Vec<Box<[i64]>>,
+}
+
+/// The kernel cache: one function in `module` per distinct spec of the plan's steps (a band
+/// pair's producer and depthwise kernels, then its own), each step's `kernel` set to its
+/// index. Kernels are named `k{index}_{spec name}`; `emit_asm` keeps their disassembly.
+fn compile_kernels(
+    module: &mut JITModule,
+    plan: &mut Plan,
+    emit_asm: bool,
+) -> Result<Kernels, JitError> {
     let call_conv = module.isa().default_call_conv();
     let frontend = module.isa().frontend_config();
-    let cs = if opts.emit_asm {
+    let cs = if emit_asm {
         module.isa().to_capstone().ok()
     } else {
         None
     };
     let mut cache: HashMap<KernelSpec, usize> = HashMap::new();
-    let mut ids = Vec::new();
-    let mut kernels: Vec<KernelInfo> = Vec::new();
-    let mut asm = Vec::new();
+    let mut out = Kernels {
+        ids: Vec::new(),
+        info: Vec::new(),
+        asm: Vec::new(),
+        tables: Vec::new(),
+    };
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
-    let mut tables = Vec::new();
     // Compiles `spec` for the step `step_name` unless an identical kernel exists.
     let mut kernel_for = |spec: &KernelSpec, step_name: &str| -> Result<usize, JitError> {
         if let Some(&k) = cache.get(spec) {
-            kernels[k].steps.push(step_name.to_string());
+            out.info[k].steps.push(step_name.to_string());
             return Ok(k);
         }
-        let k = kernels.len();
+        let k = out.info.len();
         let name = format!("k{k}_{}", spec.name());
         let tk = Instant::now();
         ctx.func.signature = codegen::kernel_signature(call_conv);
-        tables.extend(codegen::build(
+        out.tables.extend(codegen::build(
             &mut ctx.func,
             &mut fctx,
             spec,
@@ -409,7 +479,7 @@ pub fn compile(
         let id = module
             .declare_function(&name, Linkage::Local, &ctx.func.signature)
             .map_err(|e| JitError::new(format!("internal error: declaring {name}: {e}")))?;
-        ctx.set_disasm(opts.emit_asm);
+        ctx.set_disasm(emit_asm);
         module.define_function(id, &mut ctx).map_err(|e| {
             JitError::new(format!(
                 "internal error: compiling kernel {name} for `{step_name}`: {e:?}"
@@ -424,15 +494,15 @@ pub fn compile(
             text += &cc
                 .disassemble(Some(&ctx.func.params), cs)
                 .unwrap_or_else(|e| format!("(no disassembly: {e})"));
-            asm.push((name.clone(), text));
+            out.asm.push((name.clone(), text));
         }
         module.clear_context(&mut ctx);
-        kernels.push(KernelInfo {
+        out.info.push(KernelInfo {
             name,
             compile_time: tk.elapsed(),
             steps: vec![step_name.to_string()],
         });
-        ids.push(id);
+        out.ids.push(id);
         cache.insert(spec.clone(), k);
         Ok(k)
     };
@@ -446,39 +516,7 @@ pub fn compile(
         }
         step.kernel = kernel_for(&step.spec, &step.name)?;
     }
-    module
-        .finalize_definitions()
-        .map_err(|e| JitError::new(format!("internal error: finalizing the JIT code: {e}")))?;
-    let fns: Vec<KernelFn> = ids
-        .iter()
-        .map(|&id| {
-            let p = module.get_finalized_function(id);
-            // SAFETY: every function was built with `kernel_signature`, the ABI of `KernelFn`.
-            unsafe { std::mem::transmute::<*const u8, KernelFn>(p) }
-        })
-        .collect();
-    let threads = if opts.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        opts.threads
-    };
-    let names: Vec<String> = kernels.iter().map(|k| k.name.clone()).collect();
-    let plan_text = plan_text::render(g, &plan, &names, opts.parallel_min_ns);
-    Ok(CompiledNet {
-        plan_text,
-        plan,
-        fns,
-        kernels,
-        asm,
-        compile_time: t0.elapsed(),
-        threads,
-        parallel_min_ns: opts.parallel_min_ns,
-        input_names: g.inputs.iter().map(|&n| g.node(n).name.clone()).collect(),
-        pool: Pool::new(),
-        arena: std::sync::Mutex::new(None),
-        _code: Code(Some(module)),
-        _tables: tables,
-    })
+    Ok(out)
 }
 
 impl CompiledNet {

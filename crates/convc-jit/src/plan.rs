@@ -180,6 +180,31 @@ impl Step {
         v
     }
 
+    /// A step that runs one kernel on its buffer table alone: no padded copy, tile, band or
+    /// zeroed borders (until a later pass gives it some).
+    fn plain(
+        name: String,
+        spec: KernelSpec,
+        args: Vec<Arg>,
+        work_ns: f64,
+        macs: u64,
+        writes: usize,
+    ) -> Step {
+        Step {
+            name,
+            spec,
+            kernel: 0,
+            args,
+            pad: None,
+            tile: None,
+            band: None,
+            zero: None,
+            work_ns,
+            macs,
+            writes,
+        }
+    }
+
     /// Work items: bands of rows for a band pair, else the kernel's items.
     pub fn items(&self) -> usize {
         match &self.band {
@@ -274,6 +299,45 @@ impl Band {
     }
 }
 
+/// How many times `steps` read each value. Every read counts, not every reading step: a step
+/// reading a value both through its padding and as a residual operand (standard layout) must
+/// keep it as it is.
+fn read_counts(steps: &[Step]) -> std::collections::HashMap<usize, usize> {
+    let mut readers = std::collections::HashMap::<usize, usize>::new();
+    for st in steps {
+        for n in st.reads() {
+            *readers.entry(n).or_default() += 1;
+        }
+    }
+    readers
+}
+
+/// Whether the value a consumer pads (`layout.src`) may take the consumer's layout: it is read
+/// once (`readers`), without stride phases along the row, and is neither a network input nor
+/// an output (whose layouts are the caller's).
+fn private_to_consumer(
+    g: &Graph,
+    readers: &std::collections::HashMap<usize, usize>,
+    layout: &PadCopy,
+) -> bool {
+    let n = NodeIndex::new(layout.src);
+    layout.sw == 1
+        && readers.get(&layout.src) == Some(&1)
+        && !g.is_output(n)
+        && !g.inputs.contains(&n)
+}
+
+/// Whether the conv `ps` writes the plain `[C][H][W]` layout of the value `layout` pads (its
+/// channels, rows and columns; channels `oh * ow` apart), without a residual add (whose
+/// operand is read in the output's layout).
+fn writes_plain(ps: &ConvSpec, layout: &PadCopy) -> bool {
+    ps.out_cs == ps.oh * ps.ow
+        && ps.oh == layout.h
+        && ps.ow == layout.w
+        && ps.groups * ps.og == layout.c
+        && !ps.ep.iter().any(|e| matches!(e, Ep::Add { .. }))
+}
+
 /// A band pair's depthwise input, when a conv step produces it for that pair alone, is
 /// produced inside the band step, row by row ([`Pre`]): MobileNet's expansion, depthwise and
 /// projection then run as one step and the expanded value (6x the block's channels) never goes
@@ -282,13 +346,7 @@ impl Band {
 /// input channel per group (its packed weights do not depend on the tile's channel stride),
 /// stride 1 along the row and pads through a tile.
 fn band_pre(g: &Graph, steps: Vec<Step>) -> Vec<Step> {
-    let mut readers = std::collections::HashMap::<usize, usize>::new();
-    // Every read counts (see `pad_in_place`).
-    for st in &steps {
-        for n in st.reads() {
-            *readers.entry(n).or_default() += 1;
-        }
-    }
+    let readers = read_counts(&steps);
     let mut slots: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
     for si in 0..slots.len() {
         let Some((t, cg, rows)) = slots[si].as_ref().and_then(|st| {
@@ -302,13 +360,7 @@ fn band_pre(g: &Graph, steps: Vec<Step>) -> Vec<Step> {
             continue;
         };
         let v = t.pad.src;
-        let n = NodeIndex::new(v);
-        if cg != 1
-            || t.pad.sw != 1
-            || readers.get(&v) != Some(&1)
-            || g.is_output(n)
-            || g.inputs.contains(&n)
-        {
+        if cg != 1 || !private_to_consumer(g, &readers, &t.pad) {
             continue;
         }
         let Some(pi) = (0..si)
@@ -325,13 +377,7 @@ fn band_pre(g: &Graph, steps: Vec<Step>) -> Vec<Step> {
                 && matches!(p.args.first(), Some(Arg::Value { off: 0, .. }))
                 && match &p.spec {
                     KernelSpec::Conv(ps) => {
-                        ps.rows == 1
-                            && ps.xtiles == 1
-                            && ps.oh == t.pad.h
-                            && ps.ow == t.pad.w
-                            && ps.out_cs == ps.oh * ps.ow
-                            && ps.groups * ps.og == t.pad.c
-                            && !ps.ep.iter().any(|e| matches!(e, Ep::Add { .. }))
+                        ps.rows == 1 && ps.xtiles == 1 && writes_plain(ps, &t.pad)
                     }
                     _ => false,
                 }
@@ -387,14 +433,7 @@ fn band_pre(g: &Graph, steps: Vec<Step>) -> Vec<Step> {
 /// for one input channel per group (depthwise), whose packed weights do not depend on the
 /// channel stride. Returns the values whose buffers grow to the padded size.
 fn pad_in_place(g: &Graph, steps: &mut [Step]) -> Vec<(usize, usize)> {
-    let mut readers = std::collections::HashMap::<usize, usize>::new();
-    // Every read counts (not every reading step): a step reading the value both through its
-    // padding and as a residual operand (standard layout) must keep it as it is.
-    for st in steps.iter() {
-        for n in st.reads() {
-            *readers.entry(n).or_default() += 1;
-        }
-    }
+    let readers = read_counts(steps);
     let mut grown = Vec::new();
     for ci in 0..steps.len() {
         // The consumer's padded layout: its whole copy, or its (or its band's) tile.
@@ -425,25 +464,14 @@ fn pad_in_place(g: &Graph, steps: &mut [Step]) -> Vec<(usize, usize)> {
         };
         let src = layout.src;
         let n = NodeIndex::new(src);
-        if layout.sw != 1
-            || readers.get(&src) != Some(&1)
-            || g.is_output(n)
-            || g.inputs.contains(&n)
-        {
+        if !private_to_consumer(g, &readers, &layout) {
             continue;
         }
         let Some(pi) = (0..ci).rev().find(|&i| steps[i].writes == src) else {
             continue;
         };
         let ok = match &steps[pi].spec {
-            KernelSpec::Conv(ps) => {
-                ps.out_cs == ps.oh * ps.ow
-                    && ps.out_rs == ps.ow
-                    && ps.oh == layout.h
-                    && ps.ow == layout.w
-                    && ps.groups * ps.og == layout.c
-                    && !ps.ep.iter().any(|e| matches!(e, Ep::Add { .. }))
-            }
+            KernelSpec::Conv(ps) => ps.out_rs == ps.ow && writes_plain(ps, &layout),
             _ => false,
         };
         if !ok
@@ -674,6 +702,11 @@ struct Builder<'g> {
 ///
 /// `guard` (test mode): every arena buffer in pages of its own, ending right before a
 /// `PROT_NONE` page (`Some(true)`) or starting right after one (`Some(false)`), no space reused.
+///
+/// The passes, in order: grouping and pairing ([`Builder::group_steps`]), the producer inside a
+/// band pair ([`band_pre`]), layout agreement ([`pad_in_place`]), where values live
+/// ([`value_homes`]), buffer allocation ([`allocate`]) and the threads' scratch
+/// ([`thread_scratch`]).
 pub(crate) fn build(
     g: &Graph,
     conc: &Concrete,
@@ -683,13 +716,49 @@ pub(crate) fn build(
     wino_lanes: Option<usize>,
     guard: Option<bool>,
 ) -> Result<Plan, JitError> {
-    let bound = g.node_bound();
     let order = g.topo_order();
-    let mut pos = vec![usize::MAX; bound];
-    for (i, n) in order.iter().enumerate() {
-        pos[n.index()] = i;
+    let needed = needed_nodes(g, &order)?;
+    let mut len = value_lens(g, conc, &order, &needed)?;
+    let mut b = Builder {
+        g,
+        conc,
+        fma,
+        isa,
+        algo,
+        wino_lanes,
+        steps: Vec::new(),
+        params: Vec::new(),
+    };
+    b.group_steps(&order, &needed)?;
+    // Stable: the copies of one concat stay in operand order.
+    b.steps.sort_by_key(|s| s.0);
+    let steps: Vec<Step> = b.steps.into_iter().map(|s| s.1).collect();
+    let mut steps = band_pre(g, steps);
+    for (node, n) in pad_in_place(g, &mut steps) {
+        len[node] = n;
     }
-    let mut needed = vec![false; bound];
+    let mut loc = value_homes(g, conc, &mut steps);
+    let arena = allocate(&steps, &len, &mut loc, guard);
+    let thread_scratch = thread_scratch(&steps);
+    let shape = |n: NodeIndex| conc.get(n);
+    Ok(Plan {
+        guard,
+        guard_pages: arena.guard_pages,
+        steps,
+        params: b.params,
+        loc,
+        scratch: arena.scratch,
+        arena_len: arena.len,
+        thread_scratch,
+        in_shapes: g.inputs.iter().map(|&n| shape(n)).collect(),
+        out_shapes: g.outputs.iter().map(|&n| shape(n)).collect(),
+    })
+}
+
+/// Per node index, whether a network output depends on the node's value (the others get no
+/// step). Errs on an output that is not a node of the graph.
+fn needed_nodes(g: &Graph, order: &[NodeIndex]) -> Result<Vec<bool>, JitError> {
+    let mut needed = vec![false; g.node_bound()];
     for &o in &g.outputs {
         if !g.g.contains_node(o) {
             return Err(err(
@@ -705,7 +774,18 @@ pub(crate) fn build(
             }
         }
     }
-    let mut len: Vec<usize> = (0..bound)
+    Ok(needed)
+}
+
+/// Per node index, the floats of its value per image; errs on a needed value larger than
+/// [`MAX_BUFFER_FLOATS`].
+fn value_lens(
+    g: &Graph,
+    conc: &Concrete,
+    order: &[NodeIndex],
+    needed: &[bool],
+) -> Result<Vec<usize>, JitError> {
+    let len: Vec<usize> = (0..g.node_bound())
         .map(|i| {
             let n = NodeIndex::new(i);
             if g.g.contains_node(n) {
@@ -716,7 +796,7 @@ pub(crate) fn build(
             }
         })
         .collect();
-    for &n in &order {
+    for &n in order {
         if needed[n.index()] && len[n.index()] > MAX_BUFFER_FLOATS {
             return Err(err(format!(
                 "layer `{}` is too large for the JIT: {} values per image (at most {MAX_BUFFER_FLOATS})",
@@ -725,178 +805,14 @@ pub(crate) fn build(
             )));
         }
     }
+    Ok(len)
+}
 
-    let mut b = Builder {
-        g,
-        conc,
-        fma,
-        isa,
-        algo,
-        wino_lanes,
-        steps: Vec::new(),
-        params: Vec::new(),
-    };
-    let mut absorbed = vec![false; bound];
-    let groups = fusion_groups(g);
-    let heads = group_heads(g, &groups);
-    let gh = (groups.as_slice(), heads.as_slice());
-    for &n in &order {
-        if !needed[n.index()] || absorbed[n.index()] {
-            continue;
-        }
-        let node = g.node(n);
-        match &node.op {
-            Op::Input { .. } => {}
-            Op::Conv(c) => {
-                let chain = chain(g, gh, n, &needed, &mut absorbed);
-                let tail = chain.last().copied().unwrap_or(n);
-                if let Some(bn) = sep_partner(g, conc, n, c, &chain, &needed, &absorbed, fma) {
-                    absorbed[bn.index()] = true;
-                    let chain_b = self::chain(g, gh, bn, &needed, &mut absorbed);
-                    let tail_b = chain_b.last().copied().unwrap_or(bn);
-                    let step = b.sep_step(n, c, &chain, bn, &chain_b)?;
-                    b.steps.push((pos[tail_b.index()], step));
-                    continue;
-                }
-                if let Some(bn) = band_partner(g, conc, n, c, &chain, &needed, &absorbed) {
-                    absorbed[bn.index()] = true;
-                    let chain_b = self::chain(g, gh, bn, &needed, &mut absorbed);
-                    let tail_b = chain_b.last().copied().unwrap_or(bn);
-                    let step = b.band_step(n, c, &chain, bn, &chain_b)?;
-                    b.steps.push((pos[tail_b.index()], step));
-                    continue;
-                }
-                let step = match b.wino_step(n, c, &chain)? {
-                    Some(step) => step,
-                    None => b.conv_step(n, c, &chain, BandRole::Alone)?,
-                };
-                b.steps.push((pos[tail.index()], step));
-            }
-            Op::BatchNorm(_) | Op::Unary(_) | Op::Add => {
-                let chain = chain(g, gh, n, &needed, &mut absorbed);
-                let tail = chain.last().copied().unwrap_or(n);
-                let step = b.elt_step(n, &chain)?;
-                b.steps.push((pos[tail.index()], step));
-            }
-            Op::Pool(p) => {
-                let step = b.pool_step(n, p)?;
-                b.steps.push((pos[n.index()], step));
-            }
-            Op::GlobalAvgPool => {
-                let x = operand(g, n, 0)?;
-                let [c, h, w] = conc.get(x);
-                let spec = KernelSpec::Gap { c, hw: h * w };
-                let step = Step {
-                    name: node.name.clone(),
-                    spec,
-                    kernel: 0,
-                    args: vec![val(n), val(x), Arg::Null],
-                    pad: None,
-                    tile: None,
-                    band: None,
-                    zero: None,
-                    work_ns: (c * h * w) as f64 * work::NS_PER_VALUE_REDUCE,
-                    macs: 0,
-                    writes: n.index(),
-                };
-                b.steps.push((pos[n.index()], step));
-            }
-            Op::Softmax | Op::Lrn(_) | Op::Shuffle { .. } => {
-                let x = operand(g, n, 0)?;
-                let [c, h, w] = conc.get(x);
-                let spec = match &node.op {
-                    Op::Lrn(l) => KernelSpec::Lrn(crate::spec::LrnSpec {
-                        c,
-                        hw: h * w,
-                        size: l.size,
-                        alpha: l.alpha.to_bits(),
-                        beta: l.beta.to_bits(),
-                        bias: l.bias.to_bits(),
-                    }),
-                    Op::Shuffle { groups } => KernelSpec::Shuffle {
-                        c,
-                        hw: h * w,
-                        groups: *groups,
-                    },
-                    _ => KernelSpec::Softmax { c, hw: h * w },
-                };
-                let step = Step {
-                    name: node.name.clone(),
-                    spec,
-                    kernel: 0,
-                    args: vec![val(n), val(x), Arg::Null],
-                    pad: None,
-                    tile: None,
-                    band: None,
-                    zero: None,
-                    work_ns: (c * h * w) as f64 * work::NS_PER_VALUE_SOFTMAX,
-                    macs: 0,
-                    writes: n.index(),
-                };
-                b.steps.push((pos[n.index()], step));
-            }
-            Op::Mul
-            | Op::PRelu { .. }
-            | Op::GlobalMaxPool
-            | Op::Pad(_)
-            | Op::Upsample(_)
-            | Op::ConvTranspose(_) => {
-                let step = b.rust_step(n)?;
-                b.steps.push((pos[n.index()], step));
-            }
-            Op::Concat => {
-                let [_, h, w] = conc.get(n);
-                let mut coff = 0;
-                for x in g.operands(n) {
-                    let [cx, hx, wx] = conc.get(x);
-                    if (hx, wx) != (h, w) {
-                        return Err(err(format!(
-                            "concat `{}`: operands of different sizes",
-                            node.name
-                        )));
-                    }
-                    let step = Step {
-                        name: format!("{}[{}]", node.name, g.node(x).name),
-                        spec: KernelSpec::Elt(EltSpec {
-                            c: cx,
-                            hw: h * w,
-                            ep: Vec::new(),
-                        }),
-                        kernel: 0,
-                        args: vec![
-                            Arg::Value {
-                                node: n.index(),
-                                off: coff * h * w,
-                            },
-                            val(x),
-                            Arg::Null,
-                        ],
-                        pad: None,
-                        tile: None,
-                        band: None,
-                        zero: None,
-                        work_ns: (cx * h * w) as f64 / work::VALUES_PER_NS_ELEMENTWISE,
-                        macs: 0,
-                        writes: n.index(),
-                    };
-                    b.steps.push((pos[n.index()], step));
-                    coff += cx;
-                }
-            }
-        }
-    }
-    // Stable: the copies of one concat stay in operand order.
-    b.steps.sort_by_key(|s| s.0);
-    let steps: Vec<Step> = b.steps.into_iter().map(|s| s.1).collect();
-    let steps_pre = band_pre(g, steps);
-    let mut steps = steps_pre;
-    for (node, n) in pad_in_place(g, &mut steps) {
-        len[node] = n;
-    }
-
-    // Locations: inputs in place, outputs written straight into the result tensors, the rest
-    // in the arena. An output that is an input, or listed twice, is copied at the end.
-    let mut loc: Vec<Option<Loc>> = vec![None; bound];
+/// Where each value lives: inputs in place, outputs written straight into the result tensors,
+/// the rest in the arena (`None` here: [`allocate`] places them). An output that is an input,
+/// or listed twice, is copied at the end: a copy step is appended to `steps` for it.
+fn value_homes(g: &Graph, conc: &Concrete, steps: &mut Vec<Step>) -> Vec<Option<Loc>> {
+    let mut loc: Vec<Option<Loc>> = vec![None; g.node_bound()];
     for (i, &n) in g.inputs.iter().enumerate() {
         loc[n.index()] = Some(Loc::Input(i));
     }
@@ -905,28 +821,61 @@ pub(crate) fn build(
             loc[o.index()] = Some(Loc::Output(j));
         } else {
             let [c, h, w] = conc.get(o);
-            steps.push(Step {
-                name: format!("output{j}:{}", g.node(o).name),
-                spec: KernelSpec::Elt(EltSpec {
-                    c,
-                    hw: h * w,
-                    ep: Vec::new(),
-                }),
-                kernel: 0,
-                args: vec![Arg::Output(j), val(o), Arg::Null],
-                pad: None,
-                tile: None,
-                band: None,
-                zero: None,
-                work_ns: (c * h * w) as f64 / work::VALUES_PER_NS_ELEMENTWISE,
-                macs: 0,
-                writes: usize::MAX,
+            let spec = KernelSpec::Elt(EltSpec {
+                c,
+                hw: h * w,
+                ep: Vec::new(),
             });
+            let args = vec![Arg::Output(j), val(o), Arg::Null];
+            let work_ns = (c * h * w) as f64 / work::VALUES_PER_NS_ELEMENTWISE;
+            let name = format!("output{j}:{}", g.node(o).name);
+            steps.push(Step::plain(name, spec, args, work_ns, 0, usize::MAX));
         }
     }
+    loc
+}
 
-    // Buffer plan: first fit over live intervals; a value lives from the first step that
-    // writes it to the last step that touches it, a scratch buffer for its step only.
+/// The arena's buffers as [`allocate`] places them.
+struct Arena {
+    /// The buffers alive at the current step: (offset, floats, last step that uses it).
+    live: Vec<(usize, usize, usize)>,
+    /// Floats of the arena so far.
+    len: usize,
+    /// Test mode (see [`build`]), and the guard pages placed.
+    guard: Option<bool>,
+    guard_pages: Vec<usize>,
+    /// Arena offset of each step's scratch buffer.
+    scratch: Vec<usize>,
+}
+
+impl Arena {
+    /// Places a buffer of `n` floats alive until step `end`: in the first gap between live
+    /// buffers that holds it (whole 64-byte lines), or in test mode in pages of its own
+    /// ([`guarded_alloc`]). Returns its offset in floats.
+    fn alloc(&mut self, n: usize, end: usize) -> usize {
+        if let Some(at_end) = self.guard {
+            return guarded_alloc(&mut self.len, &mut self.guard_pages, n, at_end);
+        }
+        let n = n.div_ceil(16) * 16;
+        self.live.sort_by_key(|x| x.0);
+        let mut cursor = 0;
+        for &(off, l, _) in self.live.iter() {
+            if off >= cursor + n {
+                break;
+            }
+            cursor = cursor.max(off + l);
+        }
+        self.live.push((cursor, n, end));
+        self.len = self.len.max(cursor + n);
+        cursor
+    }
+}
+
+/// Buffer allocation: first fit over live intervals. A value lives from the first step that
+/// writes it to the last step that touches it, a step's scratch buffer (its padded copy) for
+/// that step only. Places every value without a home in `loc` (of `len` floats).
+fn allocate(steps: &[Step], len: &[usize], loc: &mut [Option<Loc>], guard: Option<bool>) -> Arena {
+    let bound = loc.len();
     let mut last = vec![0usize; bound];
     let mut first = vec![usize::MAX; bound];
     for (s, st) in steps.iter().enumerate() {
@@ -940,40 +889,31 @@ pub(crate) fn build(
             }
         }
     }
-    let mut live: Vec<(usize, usize, usize)> = Vec::new(); // (offset, len, last step)
-    let mut arena_len = 0usize;
-    let mut scratch = vec![0usize; steps.len()];
-    let mut guard_pages = Vec::new();
-    let mut alloc = |live: &mut Vec<(usize, usize, usize)>, n: usize, end: usize| -> usize {
-        if let Some(at_end) = guard {
-            return guarded_alloc(&mut arena_len, &mut guard_pages, n, at_end);
-        }
-        let n = n.div_ceil(16) * 16;
-        live.sort_by_key(|x| x.0);
-        let mut cursor = 0;
-        for &(off, l, _) in live.iter() {
-            if off >= cursor + n {
-                break;
-            }
-            cursor = cursor.max(off + l);
-        }
-        live.push((cursor, n, end));
-        arena_len = arena_len.max(cursor + n);
-        cursor
+    let mut arena = Arena {
+        live: Vec::new(),
+        len: 0,
+        guard,
+        guard_pages: Vec::new(),
+        scratch: vec![0; steps.len()],
     };
     for (s, st) in steps.iter().enumerate() {
-        live.retain(|x| x.2 >= s);
+        arena.live.retain(|x| x.2 >= s);
         if let Some(p) = &st.pad {
-            scratch[s] = alloc(&mut live, p.len(), s);
+            arena.scratch[s] = arena.alloc(p.len(), s);
         }
         let w = st.writes;
         if w < bound && first[w] == s && loc[w].is_none() {
-            loc[w] = Some(Loc::Arena(alloc(&mut live, len[w], last[w])));
+            loc[w] = Some(Loc::Arena(arena.alloc(len[w], last[w])));
         }
     }
+    arena
+}
 
-    let shape = |n: NodeIndex| conc.get(n);
-    let thread_scratch = steps
+/// Floats of the scratch buffer each thread brings: the most any step needs (a separable
+/// pair's row buffer, Winograd's transforms, a band pair's buffers, a chunked kernel's partial
+/// sums, a padding tile).
+fn thread_scratch(steps: &[Step]) -> usize {
+    steps
         .iter()
         .map(|s| match &s.spec {
             KernelSpec::Sep(sp) => scratch_span(sp.rowbuf_len()),
@@ -986,19 +926,7 @@ pub(crate) fn build(
             _ => s.tile.as_ref().map_or(0, |t| scratch_span(t.len())),
         })
         .max()
-        .unwrap_or(0);
-    Ok(Plan {
-        guard,
-        guard_pages,
-        steps,
-        params: b.params,
-        loc,
-        scratch,
-        arena_len,
-        thread_scratch,
-        in_shapes: g.inputs.iter().map(|&n| shape(n)).collect(),
-        out_shapes: g.outputs.iter().map(|&n| shape(n)).collect(),
-    })
+        .unwrap_or(0)
 }
 
 /// Places a buffer of `n` floats at the end of the arena (`arena_len` floats, whole pages) in
@@ -1058,12 +986,16 @@ fn group_heads(g: &Graph, groups: &[convc_ir::fusion::FusionGroup]) -> Vec<Optio
     heads
 }
 
+/// The fusion groups ([`fusion_groups`]) and, per node index, the group it heads
+/// ([`group_heads`]).
+type GroupIndex<'a> = (&'a [convc_ir::fusion::FusionGroup], &'a [Option<usize>]);
+
 /// The members absorbed after `start` (marked in `absorbed`), in order: those of the group
 /// headed by `start` ([`fusion_groups`]), or none when it heads no group, when a rewrite
 /// since broke the group, or when a member was taken or is not needed.
 fn chain(
     g: &Graph,
-    (groups, heads): (&[convc_ir::fusion::FusionGroup], &[Option<usize>]),
+    (groups, heads): GroupIndex<'_>,
     start: NodeIndex,
     needed: &[bool],
     absorbed: &mut [bool],
@@ -1245,7 +1177,761 @@ fn bn_affine(bn: &BatchNorm, c: usize) -> Result<(Vec<f64>, Vec<f64>), JitError>
     Ok((s, t))
 }
 
+/// A conv's sizes, checked against each other ([`Builder::conv_geom`]). After a plane is
+/// flattened into longer rows ([`flat_rows`]), a copy with the kernel's `oh`, `ow` and `sh`
+/// stands for the plane as the kernel sees it.
+#[derive(Clone, Copy, Debug)]
+struct ConvGeom {
+    /// The input value.
+    x: NodeIndex,
+    /// Input channels, rows and columns.
+    c: usize,
+    h: usize,
+    w: usize,
+    /// Output channels, rows and columns.
+    oc: usize,
+    oh: usize,
+    ow: usize,
+    /// Kernel, stride and dilation (rows, columns).
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    dh: usize,
+    dw: usize,
+    /// Groups, and input and output channels per group.
+    groups: usize,
+    cg: usize,
+    og: usize,
+    /// Padding (top, bottom, left, right), and the padded input's rows and columns.
+    pt: usize,
+    pb: usize,
+    pl: usize,
+    pr: usize,
+    hp: usize,
+    wp: usize,
+}
+
+impl ConvGeom {
+    /// Taps of one output's reduction.
+    fn taps(&self) -> usize {
+        self.cg * self.kh * self.kw
+    }
+}
+
+/// A conv kernel's register block ([`Builder::blocking`]).
+#[derive(Clone, Copy, Debug)]
+struct Blocking {
+    /// The microkernels' path, or `None` for Cranelift's own code.
+    wide: Option<Isa>,
+    /// Output channels per block, and blocks per group.
+    ocb: usize,
+    nb: usize,
+    /// Copies of each packed weight (see `ConvSpec::wdup`).
+    dup: usize,
+    /// Columns of one register tile.
+    vw: usize,
+    /// Vectors per row segment of Cranelift's tile.
+    v: usize,
+}
+
+impl Blocking {
+    /// Bytes of one packed tap of a block ([`crate::packed`]).
+    fn tap_bytes(&self) -> usize {
+        crate::packed::tap_bytes(self.ocb, self.dup)
+    }
+}
+
+/// Where a conv's input is read from and how the kernel walks its rows ([`conv_layout`]).
+#[derive(Debug)]
+struct ConvLayout {
+    /// The plane as the kernel sees it (see [`ConvGeom`]).
+    kg: ConvGeom,
+    /// See `ConvSpec::flat_pad` and `ConvSpec::dw_rows`.
+    flat_pad: usize,
+    dw_rows: usize,
+    /// Output rows per work item.
+    rows: usize,
+    /// The whole padded copy, or the per-band padding, if the input is padded.
+    pad: Option<PadCopy>,
+    tile: Option<Tile>,
+    /// The input's strides as the kernel reads it (floats), and its padded row length.
+    row_stride: usize,
+    chan_stride: usize,
+    wq: usize,
+}
+
+/// Values a row reaches when a conv's plane runs as longer rows ([`flat_rows`]): shorter rows
+/// flatten, at least this long ones are long enough already.
+const FLAT_ROW: usize = 256;
+
+/// Positions a work item of a flat padded row holds (`ConvSpec::flat_pad`): the whole of a
+/// 7x7 or 14x14 plane.
+const FLAT_PAD_POSITIONS: usize = 512;
+
+/// Input channels per group up to which a padded conv pads per band of rows into the
+/// thread's scratch ([`Tile`]) instead of copying its whole input (depthwise convs, an
+/// image's 3 channels); a band pair's depthwise conv must pad this way ([`band_partner`]).
+const TILE_MAX_CG: usize = 4;
+
+/// Output rows one band of a padding tile aims at (in whole row groups of an item's rows).
+const TILE_BAND_ROWS: usize = 16;
+
+/// The most register blocks of vectors one item of packed short rows may hold (Cranelift's
+/// code; see [`item_rows`]).
+const MAX_PACKED_BLOCKS: usize = 16;
+
+/// The most vectors of several rows one item of a long reduction packs on a small plane.
+const MAX_PACKED_VECTORS: usize = 16;
+
+/// The most reductions of code a kernel of packed rows of a long reduction may hold
+/// (positions x full/last block x full/short last item): this bounds compile time (a 17-wide
+/// layer packed 3 rows a kernel of 60: 27 ms to compile).
+const MAX_PACKED_REDUCTIONS: usize = 48;
+
+/// The zero-bordered copy a conv reads when it pads or strides along the row (rows split into
+/// `sw` phases of `wq`), channels outermost until [`pad_layout`] decides.
+fn whole_pad(g: &ConvGeom) -> Option<PadCopy> {
+    (g.pt + g.pb + g.pl + g.pr > 0 || g.sw > 1).then(|| PadCopy {
+        src: g.x.index(),
+        c: g.c,
+        h: g.h,
+        w: g.w,
+        pt: g.pt,
+        pl: g.pl,
+        hp: g.hp,
+        sw: g.sw,
+        wq: g.wp.div_ceil(g.sw),
+        hcw: false,
+    })
+}
+
+/// Input rows per kernel row when a plane runs as longer rows, or `None`. A plane whose output
+/// and input rows are both contiguous (a KHx1 conv, stride 1, no horizontal padding: `in_rs`,
+/// the input's row stride, equals `ow`) runs as fewer, longer vector segments than short rows
+/// (17 columns are 4 vectors and a partial one; the 289 of a 17x17 plane are 72). Only rows
+/// that leave a partial register block: whole-block rows are as fast as they are, and keep a
+/// short row's inputs in L1. The rows reach [`FLAT_ROW`] values: `k` rows, `k` the smallest
+/// divisor of `oh` that makes them (several rows per plane keep work items for threads, each
+/// reading a part of the input: 56x56 = 8 rows of 392).
+fn flat_rows(g: &ConvGeom, role: BandRole, in_rs: usize, blk: &Blocking) -> Option<usize> {
+    let flat = role == BandRole::Alone
+        && g.kw == 1
+        && g.sw == 1
+        && g.sh == 1
+        && in_rs == g.ow
+        && g.oh > 1
+        && g.ow < FLAT_ROW
+        && !g.ow.is_multiple_of(blk.vw)
+        && blk.wide.is_none_or(|isa| wastes_lanes(g.ow, isa.lanes()));
+    // A row of the kernel is `k` rows of the input: its stride between rows is `k`.
+    flat.then(|| {
+        (1..=g.oh)
+            .find(|k| g.oh.is_multiple_of(*k) && k * g.ow >= FLAT_ROW)
+            .unwrap_or(g.oh)
+    })
+}
+
+/// The padded row length a microkernel on a narrow padded plane (7 of 16 lanes filled on a
+/// 7x7 plane) runs its rows as one flat row of, padding columns included (their results are
+/// dropped: the item's sums go to the thread's scratch, then the epilogue copies the valid
+/// columns out, `ConvSpec::flat_pad`); 0 for one row per item (the last tile masked).
+fn flat_pad_width(pad: Option<&PadCopy>, kg: &ConvGeom, blk: &Blocking, role: BandRole) -> usize {
+    match (pad, blk.wide) {
+        (Some(p), Some(isa))
+            if kg.sh == 1
+                && kg.sw == 1
+                && kg.cg > TILE_MAX_CG
+                && kg.oh > 1
+                && role == BandRole::Alone
+                && p.wq > kg.ow
+                && flat_fills_more(kg.ow, p.wq, isa.lanes()) =>
+        {
+            p.wq
+        }
+        _ => 0,
+    }
+}
+
+/// Rows a call of a depthwise 3x3 kernel on a wide path computes, sharing their input rows
+/// (`ConvSpec::dw_rows`): 4, or in a band pair as many as divide the band; 0 for other convs.
+fn dw_rows(kg: &ConvGeom, blk: &Blocking, flat: bool, flat_pad: usize, role: BandRole) -> usize {
+    let dw3 = blk.wide.is_some()
+        && kg.cg == 1
+        && kg.og == 1
+        && kg.kh == 3
+        && kg.kw == 3
+        && kg.dh == 1
+        && (kg.sh == 1 || kg.sh == 2)
+        && !flat
+        && flat_pad == 0
+        && kg.oh >= 2;
+    if !dw3 {
+        return 0;
+    }
+    match role {
+        BandRole::Writes(r) | BandRole::Reads(r) => {
+            [4, 2].into_iter().find(|k| r % k == 0).unwrap_or(0)
+        }
+        BandRole::Alone => 4,
+    }
+}
+
+/// Output rows per work item: a flat padded row's share of [`FLAT_PAD_POSITIONS`]; one on a
+/// wide path; in Cranelift's code, packed short rows ([`packed_short_rows`]) or packed rows of
+/// a long reduction ([`packed_long_rows`]); a depthwise kernel's `dw_rows`. In a band pair an
+/// item's rows must not straddle two bands.
+fn item_rows(
+    kg: &ConvGeom,
+    blk: &Blocking,
+    flat_pad: usize,
+    dw_rows: usize,
+    role: BandRole,
+) -> usize {
+    let (v, oh) = (blk.v, kg.oh);
+    let vpr = if kg.ow >= 4 { kg.ow.div_ceil(4) } else { 0 };
+    // A long reduction (see `CHUNK_BYTES`).
+    let long = kg.taps() * blk.tap_bytes() > chunk_bytes();
+    let mut rows = if let Some(per_row) = FLAT_PAD_POSITIONS.checked_div(flat_pad) {
+        per_row.clamp(1, oh)
+    } else if blk.wide.is_some() {
+        1
+    } else if vpr > 0 && vpr % v != 0 && vpr <= 4 * v && oh > 1 {
+        packed_short_rows(vpr, v, oh)
+    } else if long
+        && v == 1
+        && vpr > 0
+        && (kg.ow % 4 >= 2 || vpr <= 2)
+        && oh > 1
+        && role == BandRole::Alone
+    {
+        // Only where a row alone wastes much (7 columns: a vector and 3 scalar columns).
+        packed_long_rows(vpr, oh, !kg.og.is_multiple_of(blk.ocb))
+    } else {
+        1
+    };
+    if dw_rows > 0 {
+        rows = dw_rows;
+    }
+    if let BandRole::Writes(r) | BandRole::Reads(r) = role
+        && r % rows != 0
+    {
+        rows = 1;
+    }
+    rows
+}
+
+/// Short rows whose `vpr` vectors do not fill whole register blocks of `v` (17 columns = 5
+/// vectors, the last overlapping: 3 blocks of 2 vectors, one half empty): the vectors of as
+/// many rows as make whole blocks (2 rows = 5 full blocks), at most [`MAX_PACKED_BLOCKS`].
+fn packed_short_rows(vpr: usize, v: usize, oh: usize) -> usize {
+    let r = (1..=v)
+        .find(|r| (r * vpr).is_multiple_of(v))
+        .unwrap_or(v)
+        .min(oh);
+    if r * vpr / v <= MAX_PACKED_BLOCKS {
+        r
+    } else {
+        1
+    }
+}
+
+/// A long reduction on a small plane packs up to [`MAX_PACKED_VECTORS`] vectors of several
+/// rows into one item, so that each chunk of weights serves all of them (partial sums in the
+/// thread's scratch: `ConvSpec::part_slot`): a 7x7 plane is 2 vectors a row, and each weight
+/// would otherwise serve 2. At most [`MAX_PACKED_REDUCTIONS`] reductions of code (`short_block`:
+/// the last block is shorter; an `oh` the rows do not divide has a short last item).
+fn packed_long_rows(vpr: usize, oh: usize, short_block: bool) -> usize {
+    let nb_rem = if short_block { 2 } else { 1 };
+    let mut r = (MAX_PACKED_VECTORS / vpr).clamp(1, oh);
+    while r > 1
+        && r * vpr * nb_rem * if oh.is_multiple_of(r) { 1 } else { 2 } > MAX_PACKED_REDUCTIONS
+    {
+        r -= 1;
+    }
+    r
+}
+
+/// Where a padded input lives. Few input channels per group ([`TILE_MAX_CG`]: depthwise, or an
+/// image's 3) pad per band of rows into the thread's scratch instead of copying the whole
+/// input first (block-major items, so that consecutive items read the same rows; the kernel
+/// then sees channels `tile_rows` rows apart). A whole copy for many channels that is not read
+/// as long rows (`flat`, `flat_pad`) has rows outermost.
+fn pad_layout(
+    pad: Option<PadCopy>,
+    kg: &ConvGeom,
+    nb: usize,
+    rows: usize,
+    (flat, flat_pad): (bool, usize),
+) -> (Option<PadCopy>, Option<Tile>) {
+    match pad {
+        Some(p) if kg.cg <= TILE_MAX_CG && kg.oh > 1 && !flat => {
+            let tile = Tile {
+                per_group: nb * kg.oh.div_ceil(rows),
+                row_groups: kg.oh.div_ceil(rows),
+                rows,
+                sh: kg.sh,
+                span: kg.dh * (kg.kh - 1) + 1,
+                band: (TILE_BAND_ROWS / rows).max(1),
+                oh: kg.oh,
+                cg: kg.cg,
+                pad: p,
+            };
+            (None, Some(tile))
+        }
+        Some(mut p) => {
+            p.hcw = !flat && flat_pad == 0;
+            (Some(p), None)
+        }
+        None => (None, None),
+    }
+}
+
+/// Taps per chunk of a reduction: whole, unless a block's packed weights outgrow
+/// [`chunk_bytes`] (see `ConvSpec::chunk_taps`; not with rows packed into blocks in a band
+/// pair), then at most [`MAX_CHUNKS`] chunks. Packed rows loop over their chunks at run time:
+/// equal chunks (a count that divides the taps, up to twice as many) need no separate last
+/// chunk.
+fn chunk_taps(taps: usize, tap_bytes: usize, rows: usize, role: BandRole) -> usize {
+    if (rows == 1 || role == BandRole::Alone) && taps * tap_bytes > chunk_bytes() {
+        let n = (taps * tap_bytes).div_ceil(chunk_bytes()).min(MAX_CHUNKS);
+        let even = (rows > 1)
+            .then(|| (n..=2 * n).find(|k| taps.is_multiple_of(*k)))
+            .flatten();
+        taps.div_ceil(even.unwrap_or(n))
+    } else {
+        taps
+    }
+}
+
+/// The first slots of a conv step's buffer table (`SLOT_EXTRA` of them: output, input,
+/// weights). Null where the runtime sets the pointer per band: a band pair's band buffer, a
+/// padding tile; a whole padded copy is the step's scratch.
+fn conv_args(
+    role: BandRole,
+    (tail, x): (NodeIndex, NodeIndex),
+    (padded, tiled): (bool, bool),
+    wslot: usize,
+) -> Vec<Arg> {
+    let args = vec![
+        if matches!(role, BandRole::Writes(_)) {
+            Arg::Null
+        } else {
+            val(tail)
+        },
+        if padded {
+            Arg::Scratch
+        } else if tiled || matches!(role, BandRole::Reads(_)) {
+            Arg::Null
+        } else {
+            val(x)
+        },
+        Arg::Param(wslot),
+    ];
+    debug_assert_eq!(args.len(), SLOT_EXTRA);
+    args
+}
+
+/// A conv's bias in f64 (the epilogue merges it into a following batchnorm's shift).
+fn conv_bias(conv: &Conv) -> Option<Vec<f64>> {
+    conv.bias
+        .as_ref()
+        .map(|b| b.data.data().iter().map(|&v| f64::from(v)).collect())
+}
+
+/// The order of a conv's work items: the memory traffic of the two (bytes) decides,
+/// block-major streaming the input once per block, row-major streaming the `w_floats` of
+/// weights once per output row. A band's items must be consecutive: row-major when reading
+/// bands; a tile's block-major.
+fn row_major(g: &ConvGeom, role: BandRole, tiled: bool, w_floats: usize, nb: usize) -> bool {
+    let in_bytes = (g.c * g.hp * g.wp * 4) as f64;
+    let w_bytes = (w_floats * 4) as f64;
+    matches!(role, BandRole::Reads(_))
+        || (!tiled
+            && !matches!(role, BandRole::Writes(_))
+            && in_bytes + g.oh as f64 * w_bytes < w_bytes + nb as f64 * in_bytes)
+}
+
+/// Column tiles of a wide row of a chunked reduction in row-major order (see
+/// `ConvSpec::xtiles`): `(tiles, columns per tile)`, the columns [`XTILE_COLS`] rounded up to
+/// whole register tiles of `vw`.
+fn xtiles(
+    kg: &ConvGeom,
+    role: BandRole,
+    row_major: bool,
+    chunked: bool,
+    rows: usize,
+    vw: usize,
+) -> (usize, usize) {
+    let cols = XTILE_COLS.div_ceil(vw) * vw;
+    let tiles = if row_major && role == BandRole::Alone && rows == 1 && chunked && kg.ow >= 2 * cols
+    {
+        kg.ow.div_ceil(cols)
+    } else {
+        1
+    };
+    (tiles, cols)
+}
+
+/// How a conv's kernel walks its input: long rows ([`flat_rows`], [`flat_pad_width`]),
+/// rows per item ([`dw_rows`], [`item_rows`]), where the padded input lives
+/// ([`pad_layout`]) and the strides the kernel reads it with. `Err`: an internal
+/// inconsistency, described.
+fn conv_layout(g: &ConvGeom, blk: &Blocking, role: BandRole) -> Result<ConvLayout, &'static str> {
+    let pad = whole_pad(g);
+    if pad.as_ref().is_some_and(|p| p.len() > MAX_BUFFER_FLOATS) {
+        return Err("the padded input is too large for the JIT");
+    }
+    let in_rs = pad.as_ref().map_or(g.w, |p| p.row_stride());
+    let k = flat_rows(g, role, in_rs, blk);
+    let kg = match k {
+        Some(k) => ConvGeom {
+            oh: g.oh / k,
+            ow: k * g.ow,
+            sh: k,
+            ..*g
+        },
+        None => *g,
+    };
+    let flat = k.is_some();
+    let flat_pad = flat_pad_width(pad.as_ref(), &kg, blk, role);
+    let dw_rows = dw_rows(&kg, blk, flat, flat_pad, role);
+    let rows = item_rows(&kg, blk, flat_pad, dw_rows, role);
+    let (pad, tile) = pad_layout(pad, &kg, blk.nb, rows, (flat, flat_pad));
+    let (row_stride, full_chan_stride, wq) = match (&pad, &tile) {
+        (Some(p), _) => (p.row_stride(), p.chan_stride(), p.wq),
+        (None, Some(t)) => (t.pad.row_stride(), t.pad.chan_stride(), t.pad.wq),
+        (None, None) => (g.w, g.h * g.w, g.w),
+    };
+    let chan_stride = match (&tile, role) {
+        (Some(t), _) => t.rows_per_channel() * row_stride,
+        // The band buffer of a depthwise conv (`[c][r][w]`, unpadded: see `band_partner`).
+        (None, BandRole::Reads(r)) if pad.is_none() => r * row_stride,
+        (None, BandRole::Reads(_)) => {
+            return Err("internal error: a padded conv reading a band");
+        }
+        (None, _) => full_chan_stride,
+    };
+    Ok(ConvLayout {
+        kg,
+        flat_pad,
+        dw_rows,
+        rows,
+        pad,
+        tile,
+        row_stride,
+        chan_stride,
+        wq,
+    })
+}
+
+/// The vertical conv of a separable pair ([`SepSpec`]): `KHx1` over one input channel per
+/// group (`c` groups of `og` outputs), reading the `[c][h][w]` input directly; one channel a
+/// block, one row an item, the whole reduction in one chunk.
+fn sep_spec_a(
+    ca: &Conv,
+    [c, h, w]: [usize; 3],
+    [og, oh, ow]: [usize; 3],
+    dup: usize,
+    ep: Vec<Ep>,
+    (fma, wide): (bool, Option<Isa>),
+) -> ConvSpec {
+    let kh = ca.kernel[0];
+    ConvSpec {
+        groups: c,
+        cg: 1,
+        og,
+        oh,
+        ow,
+        kh,
+        kw: 1,
+        sh: ca.stride[0],
+        sw: 1,
+        dh: ca.dilation[0],
+        dw: 1,
+        row_stride: w,
+        chan_stride: h * w,
+        wq: w,
+        ocb: 1,
+        ep,
+        fma,
+        wdup: dup,
+        rows: 1,
+        row_major: false,
+        out_cs: oh * ow,
+        out_rs: ow,
+        chunk_taps: kh,
+        xtiles: 1,
+        xtile_cols: ow,
+        part_slot: 0,
+        wide,
+        flat_pad: 0,
+        dw_rows: 0,
+    }
+}
+
+/// The horizontal conv of a separable pair ([`SepSpec`]): `1xKW` over `cg` channels per group,
+/// reading the row buffer (a padded row of `rb` floats per channel) in `blk`'s blocks; one row
+/// an item, the whole reduction in one chunk.
+fn sep_spec_b(
+    cb: &Conv,
+    [cg, og, oh, ow]: [usize; 4],
+    rb: usize,
+    blk: &Blocking,
+    ep: Vec<Ep>,
+    fma: bool,
+) -> ConvSpec {
+    let kw = cb.kernel[1];
+    ConvSpec {
+        groups: cb.groups,
+        cg,
+        og,
+        oh,
+        ow,
+        kh: 1,
+        kw,
+        sh: cb.stride[0],
+        sw: 1,
+        dh: 1,
+        dw: cb.dilation[1],
+        row_stride: rb,
+        chan_stride: rb,
+        wq: rb,
+        ocb: blk.ocb,
+        ep,
+        fma,
+        wdup: blk.dup,
+        rows: 1,
+        row_major: false,
+        out_cs: oh * ow,
+        out_rs: ow,
+        chunk_taps: cg * kw,
+        xtiles: 1,
+        xtile_cols: ow,
+        part_slot: 0,
+        wide: blk.wide,
+        flat_pad: 0,
+        dw_rows: 0,
+    }
+}
+
+/// A `pad` step's parameters (`rstep`'s pad over a `[c, ih, iw]` input): sizes, sides, mode,
+/// constant. Errs where reflect padding reaches past the input, or where reflect or edge
+/// padding has an empty plane to copy from.
+fn pad_params(
+    name: &str,
+    p: &convc_ir::PadOp,
+    [c, ih, iw]: [usize; 3],
+) -> Result<Vec<i64>, JitError> {
+    let [t, b, l, r] = p.pads;
+    if p.mode == convc_ir::PadMode::Reflect && (t.max(b) >= ih || l.max(r) >= iw) {
+        return Err(err(format!(
+            "layer `{}`: reflect padding needs each side below the input size {ih}x{iw}",
+            name
+        )));
+    }
+    if p.mode != convc_ir::PadMode::Constant && ih * iw == 0 {
+        return Err(err(format!("layer `{}`: an empty plane has no edge", name)));
+    }
+    let mode = match p.mode {
+        convc_ir::PadMode::Constant => 0,
+        convc_ir::PadMode::Reflect => 1,
+        convc_ir::PadMode::Edge => 2,
+    };
+    let mut v: Vec<i64> = [c, ih, iw, t, b, l, r].iter().map(|&u| u as i64).collect();
+    v.extend([mode, i64::from(p.value.to_bits())]);
+    Ok(v)
+}
+
+/// An `upsample` step's parameters (`rstep`'s upsample of a `[c, ih, iw]` input): sizes,
+/// scales, mode (bilinear or not) and coordinate convention.
+fn upsample_params(u: &convc_ir::Upsample, [c, ih, iw]: [usize; 3]) -> Vec<i64> {
+    let mode = i64::from(u.mode == convc_ir::UpMode::Bilinear);
+    let coords = match u.coords {
+        convc_ir::Coords::HalfPixel => 0,
+        convc_ir::Coords::Asymmetric => 1,
+        convc_ir::Coords::AlignCorners => 2,
+    };
+    let mut v: Vec<i64> = [c, ih, iw, u.scale[0], u.scale[1]]
+        .iter()
+        .map(|&u| u as i64)
+        .collect();
+    v.extend([mode, coords]);
+    v
+}
+
 impl Builder<'_> {
+    /// Grouping and pairing: in topological order, one step per fusion group of needed nodes
+    /// ([`chain`], from `convc_ir::fusion` alone), a conv's group perhaps paired with its
+    /// consumer's ([`Self::conv_group_step`]). Each step is pushed with the position of its
+    /// last member, where it runs.
+    fn group_steps(&mut self, order: &[NodeIndex], needed: &[bool]) -> Result<(), JitError> {
+        let g = self.g;
+        let mut pos = vec![usize::MAX; g.node_bound()];
+        for (i, n) in order.iter().enumerate() {
+            pos[n.index()] = i;
+        }
+        let mut absorbed = vec![false; g.node_bound()];
+        let groups = fusion_groups(g);
+        let heads = group_heads(g, &groups);
+        let gh = (groups.as_slice(), heads.as_slice());
+        for &n in order {
+            if !needed[n.index()] || absorbed[n.index()] {
+                continue;
+            }
+            match &g.node(n).op {
+                Op::Input { .. } => {}
+                Op::Conv(c) => {
+                    let chain = chain(g, gh, n, needed, &mut absorbed);
+                    let (tail, step) =
+                        self.conv_group_step(n, c, &chain, gh, needed, &mut absorbed)?;
+                    self.steps.push((pos[tail.index()], step));
+                }
+                Op::BatchNorm(_) | Op::Unary(_) | Op::Add => {
+                    let chain = chain(g, gh, n, needed, &mut absorbed);
+                    let tail = chain.last().copied().unwrap_or(n);
+                    let step = self.elt_step(n, &chain)?;
+                    self.steps.push((pos[tail.index()], step));
+                }
+                Op::Pool(p) => {
+                    let step = self.pool_step(n, p)?;
+                    self.steps.push((pos[n.index()], step));
+                }
+                Op::GlobalAvgPool | Op::Softmax | Op::Lrn(_) | Op::Shuffle { .. } => {
+                    let step = self.channel_step(n)?;
+                    self.steps.push((pos[n.index()], step));
+                }
+                Op::Mul
+                | Op::PRelu { .. }
+                | Op::GlobalMaxPool
+                | Op::Pad(_)
+                | Op::Upsample(_)
+                | Op::ConvTranspose(_) => {
+                    let step = self.rust_step(n)?;
+                    self.steps.push((pos[n.index()], step));
+                }
+                Op::Concat => {
+                    for step in self.concat_steps(n)? {
+                        self.steps.push((pos[n.index()], step));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Pairing of a conv's group (`n` and its fused `chain`): fused with the horizontal conv
+    /// reading it ([`sep_partner`]), else with the pointwise conv reading it band by band
+    /// ([`band_partner`]); else alone, as Winograd when [`Self::wino_step`] takes it, else
+    /// direct. A partner's own group is taken too. Returns the node whose position the step
+    /// runs at (the last member), and the step.
+    fn conv_group_step(
+        &mut self,
+        n: NodeIndex,
+        c: &Conv,
+        chain: &[NodeIndex],
+        gh: GroupIndex<'_>,
+        needed: &[bool],
+        absorbed: &mut [bool],
+    ) -> Result<(NodeIndex, Step), JitError> {
+        let (g, conc) = (self.g, self.conc);
+        if let Some(bn) = sep_partner(g, conc, n, c, chain, needed, absorbed, self.fma) {
+            absorbed[bn.index()] = true;
+            let chain_b = self::chain(g, gh, bn, needed, absorbed);
+            let tail_b = chain_b.last().copied().unwrap_or(bn);
+            return Ok((tail_b, self.sep_step(n, c, chain, bn, &chain_b)?));
+        }
+        if let Some(bn) = band_partner(g, conc, n, c, chain, needed, absorbed) {
+            absorbed[bn.index()] = true;
+            let chain_b = self::chain(g, gh, bn, needed, absorbed);
+            let tail_b = chain_b.last().copied().unwrap_or(bn);
+            return Ok((tail_b, self.band_step(n, c, chain, bn, &chain_b)?));
+        }
+        let tail = chain.last().copied().unwrap_or(n);
+        let step = match self.wino_step(n, c, chain)? {
+            Some(step) => step,
+            None => self.conv_step(n, c, chain, BandRole::Alone)?,
+        };
+        Ok((tail, step))
+    }
+
+    /// The step of an op over whole channels (global average pool, softmax, LRN, channel
+    /// shuffle): one kernel call per value, its own work estimate.
+    fn channel_step(&mut self, n: NodeIndex) -> Result<Step, JitError> {
+        let node = self.g.node(n);
+        let x = operand(self.g, n, 0)?;
+        let [c, h, w] = self.conc.get(x);
+        let (spec, ns_per_value) = match &node.op {
+            Op::GlobalAvgPool => (KernelSpec::Gap { c, hw: h * w }, work::NS_PER_VALUE_REDUCE),
+            Op::Lrn(l) => (
+                KernelSpec::Lrn(crate::spec::LrnSpec {
+                    c,
+                    hw: h * w,
+                    size: l.size,
+                    alpha: l.alpha.to_bits(),
+                    beta: l.beta.to_bits(),
+                    bias: l.bias.to_bits(),
+                }),
+                work::NS_PER_VALUE_SOFTMAX,
+            ),
+            Op::Shuffle { groups } => (
+                KernelSpec::Shuffle {
+                    c,
+                    hw: h * w,
+                    groups: *groups,
+                },
+                work::NS_PER_VALUE_SOFTMAX,
+            ),
+            _ => (
+                KernelSpec::Softmax { c, hw: h * w },
+                work::NS_PER_VALUE_SOFTMAX,
+            ),
+        };
+        let args = vec![val(n), val(x), Arg::Null];
+        let work_ns = (c * h * w) as f64 * ns_per_value;
+        Ok(Step::plain(
+            node.name.clone(),
+            spec,
+            args,
+            work_ns,
+            0,
+            n.index(),
+        ))
+    }
+
+    /// A concat: one copy step per operand into its channels of the value (operands of
+    /// different sizes are an error).
+    fn concat_steps(&mut self, n: NodeIndex) -> Result<Vec<Step>, JitError> {
+        let (g, node) = (self.g, self.g.node(n));
+        let [_, h, w] = self.conc.get(n);
+        let mut coff = 0;
+        let mut steps = Vec::new();
+        for x in g.operands(n) {
+            let [cx, hx, wx] = self.conc.get(x);
+            if (hx, wx) != (h, w) {
+                return Err(err(format!(
+                    "concat `{}`: operands of different sizes",
+                    node.name
+                )));
+            }
+            let spec = KernelSpec::Elt(EltSpec {
+                c: cx,
+                hw: h * w,
+                ep: Vec::new(),
+            });
+            let into = Arg::Value {
+                node: n.index(),
+                off: coff * h * w,
+            };
+            let args = vec![into, val(x), Arg::Null];
+            let work_ns = (cx * h * w) as f64 / work::VALUES_PER_NS_ELEMENTWISE;
+            let name = format!("{}[{}]", node.name, g.node(x).name);
+            steps.push(Step::plain(name, spec, args, work_ns, 0, n.index()));
+            coff += cx;
+        }
+        Ok(steps)
+    }
+
     fn param(&mut self, data: &[f32]) -> Result<usize, JitError> {
         let b = AlignedBuf::from_slice(data)
             .ok_or_else(|| err("not enough memory for the packed parameters"))?;
@@ -1345,21 +2031,21 @@ impl Builder<'_> {
         s
     }
 
-    /// The Winograd step of a 3x3, stride-1, dilation-1, one-group conv on a wide path, when
-    /// [`crate::wino::choose`] takes it (`None`: run it direct). The input is copied zero-padded
-    /// to whole tiles with its rows split into `m` phases (see `crate::wino`).
-    fn wino_step(
-        &mut self,
+    /// Whether Winograd can run conv `n` at all: a wide path; a 3x3, stride-1, dilation-1,
+    /// one-group conv with weights of its shape whose padding keeps the output size; an
+    /// epilogue whose activations the Winograd kernel applies. Returns its input and its top
+    /// and left padding.
+    fn wino_shape(
+        &self,
         n: NodeIndex,
         conv: &Conv,
         members: &[NodeIndex],
-    ) -> Result<Option<Step>, JitError> {
-        use crate::wino::{WinoSpec, choose, epilogue_fits, pack_weights};
+    ) -> Result<Option<(NodeIndex, usize, usize)>, JitError> {
         let x = operand(self.g, n, 0)?;
         let [c, h, w] = self.conc.get(x);
         let [oc, oh, ow] = self.conc.get(n);
         let acts_fit = members.iter().all(|&m| match &self.g.node(m).op {
-            Op::Unary(u) => epilogue_fits(&[Ep::Act(Act::from_unary(*u))]),
+            Op::Unary(u) => crate::wino::epilogue_fits(&[Ep::Act(Act::from_unary(*u))]),
             _ => true,
         });
         if self.isa == Isa::Sse
@@ -1381,6 +2067,24 @@ impl Builder<'_> {
         if h + pt + pb != oh + 2 || w + pl + pr != ow + 2 {
             return Ok(None);
         }
+        Ok(Some((x, pt, pl)))
+    }
+
+    /// The Winograd step of a 3x3, stride-1, dilation-1, one-group conv on a wide path, when
+    /// [`crate::wino::choose`] takes it (`None`: run it direct). The input is copied zero-padded
+    /// to whole tiles with its rows split into `m` phases (see `crate::wino`).
+    fn wino_step(
+        &mut self,
+        n: NodeIndex,
+        conv: &Conv,
+        members: &[NodeIndex],
+    ) -> Result<Option<Step>, JitError> {
+        use crate::wino::{WinoSpec, choose, pack_weights};
+        let Some((x, pt, pl)) = self.wino_shape(n, conv, members)? else {
+            return Ok(None);
+        };
+        let [c, h, w] = self.conc.get(x);
+        let [oc, oh, ow] = self.conc.get(n);
         let isa = self.isa;
         let lanes = isa.lanes();
         let Some((variant, chosen)) = choose(self.algo, c, oc, oh, ow, isa) else {
@@ -1419,13 +2123,7 @@ impl Builder<'_> {
         let wslot = self.param(&packed)?;
         let tail = members.last().copied().unwrap_or(n);
         let mut args = vec![val(tail), Arg::Scratch, Arg::Param(wslot)];
-        let bias = conv.bias.as_ref().map(|b| {
-            b.data
-                .data()
-                .iter()
-                .map(|&v| f64::from(v))
-                .collect::<Vec<f64>>()
-        });
+        let bias = conv_bias(conv);
         if bias.as_ref().is_some_and(|b| b.len() != oc) {
             return Ok(None);
         }
@@ -1468,14 +2166,11 @@ impl Builder<'_> {
         }))
     }
 
-    fn conv_step(
-        &mut self,
-        n: NodeIndex,
-        conv: &Conv,
-        members: &[NodeIndex],
-        role: BandRole,
-    ) -> Result<Step, JitError> {
-        let name = self.g.node(n).name.clone();
+    /// A conv's sizes, checked: positive kernel, stride, dilation and groups, channels that
+    /// fit the groups, weights of the right shape, a padded input within
+    /// [`MAX_BUFFER_FLOATS`], and an output size that follows from the input.
+    fn conv_geom(&self, n: NodeIndex, conv: &Conv) -> Result<ConvGeom, JitError> {
+        let name = &self.g.node(n).name;
         let bad = |m: String| err(format!("layer `{name}`: {m}"));
         let x = operand(self.g, n, 0)?;
         let [c, h, w] = self.conc.get(x);
@@ -1527,317 +2222,12 @@ impl Builder<'_> {
                 "output size {oh}x{ow} does not follow from the input {h}x{w}"
             )));
         }
-        let pad = if pt + pb + pl + pr > 0 || sw > 1 {
-            let wq = wp.div_ceil(sw);
-            Some(PadCopy {
-                src: x.index(),
-                c,
-                h,
-                w,
-                pt,
-                pl,
-                hp,
-                sw,
-                wq,
-                hcw: false,
-            })
-        } else {
-            None
-        };
-        let (row_stride, full_chan_stride, wq) = match &pad {
-            Some(p) => (p.row_stride(), p.chan_stride(), p.wq),
-            None => (w, h * w, w),
-        };
-        if let Some(p) = &pad
-            && p.len() > MAX_BUFFER_FLOATS
-        {
-            return Err(bad("the padded input is too large for the JIT".into()));
-        }
-        // A microkernel of the widest vectors (depthwise too: one channel per block, `NV`
-        // vectors of the row per tap).
-        let wide = (self.isa != Isa::Sse).then_some(self.isa);
-        let ocb = match wide {
-            Some(isa) => crate::spec::blocks_of_at_most(og, crate::wide::block_ocb_max(isa)),
-            None => crate::spec::block_ocb(og, self.fma),
-        };
-        let nb = og.div_ceil(ocb);
-        let taps = cg * kh * kw;
-        let smallest = if og % ocb == 0 { ocb } else { og % ocb };
-        let dup = match wide {
-            Some(_) => 1,
-            None => crate::spec::weight_dup(ocb, smallest, self.fma),
-        };
-        // Columns of one register tile.
-        let vw = match wide {
-            Some(isa) => isa.lanes() * crate::wide::tile_vectors(isa, ocb),
-            None => 4 * crate::spec::vectors_for(ocb, self.fma),
-        };
-        // A plane whose output and input rows are both contiguous (a KHx1 conv, stride 1, no
-        // horizontal padding) runs as longer rows: fewer, longer vector segments than short
-        // rows (17 columns are 4 vectors and a partial one; the 289 of a 17x17 plane are 72).
-        // Rows of at least 256 values: `k` rows, `k` the smallest divisor of `oh` that makes
-        // them (several rows per plane keep work items for threads, each reading a part of the
-        // input: 56x56 = 8 rows of 392).
-        let (oh0, ow0) = (oh, ow);
-        // Only rows that leave a partial register block: whole-block rows are as fast as
-        // they are, and keep a short row's inputs in L1.
-        let flat = role == BandRole::Alone
-            && kw == 1
-            && sw == 1
-            && sh == 1
-            && row_stride == ow
-            && oh > 1
-            && ow < 256
-            && ow % vw != 0
-            && wide.is_none_or(|isa| wastes_lanes(ow, isa.lanes()));
-        let (oh, ow, sh) = if flat {
-            // A row of the kernel is `k` rows of the input: its stride between rows is `k`.
-            let k = (1..=oh)
-                .find(|k| oh % k == 0 && k * ow >= 256)
-                .unwrap_or(oh);
-            (oh / k, k * ow, k)
-        } else {
-            (oh, ow, sh)
-        };
-        // Short rows whose vectors do not fill whole register blocks (17 columns = 5 vectors,
-        // the last overlapping: 3 blocks of 2 vectors, one half empty): pack the vectors of as
-        // many rows as make whole blocks (2 rows = 5 full blocks), at most 16 blocks.
-        let v = crate::spec::vectors_for(ocb, self.fma);
-        let vpr = if ow >= 4 { ow.div_ceil(4) } else { 0 };
-        // A long reduction (see `CHUNK_BYTES`) on a small plane packs up to 16 vectors of
-        // several rows into one item, so that each chunk of weights serves all of them
-        // (partial sums in the thread's scratch: `ConvSpec::part_slot`): a 7x7 plane is 2
-        // vectors a row, and each weight would otherwise serve 2.
-        let long = taps * (8 + ocb * dup * 4) > chunk_bytes();
-        // A microkernel on a narrow padded plane (7 of 16 lanes filled on a 7x7 plane) runs
-        // `rows` rows as one flat row of the padded input, padding columns included (their
-        // results are dropped): the item's sums go to the thread's scratch, then the epilogue
-        // copies the valid columns out (`ConvSpec::flat_pad`). Else one row per item (the
-        // last tile is masked).
-        let flat_pad = match (&pad, wide) {
-            (Some(p), Some(isa))
-                if sh == 1
-                    && sw == 1
-                    && cg > 4
-                    && oh > 1
-                    && role == BandRole::Alone
-                    && p.wq > ow
-                    && flat_fills_more(ow, p.wq, isa.lanes()) =>
-            {
-                p.wq
-            }
-            _ => 0,
-        };
-        let mut rows = if flat_pad > 0 {
-            // About 512 positions an item (the whole of a 7x7 or 14x14 plane).
-            (512 / flat_pad).clamp(1, oh)
-        } else if wide.is_some() {
-            1
-        } else if vpr > 0 && vpr % v != 0 && vpr <= 4 * v && oh > 1 {
-            let r = (1..=v).find(|r| (r * vpr) % v == 0).unwrap_or(v).min(oh);
-            if r * vpr / v <= 16 { r } else { 1 }
-        } else if long
-            && v == 1
-            && vpr > 0
-            && (ow % 4 >= 2 || vpr <= 2)
-            && oh > 1
-            && role == BandRole::Alone
-        {
-            // Only where a row alone wastes much (7 columns: a vector and 3 scalar columns);
-            // at most 48 reductions of code per kernel (positions x full/last block x
-            // full/short last item), which bounds compile time (a 17-wide layer packed 3 rows
-            // a kernel of 60: 27 ms to compile).
-            let nb_rem = if og % ocb != 0 { 2 } else { 1 };
-            let mut r = (16 / vpr).clamp(1, oh);
-            while r > 1 && r * vpr * nb_rem * if oh % r != 0 { 2 } else { 1 } > 48 {
-                r -= 1;
-            }
-            r
-        } else {
-            1
-        };
-        // A depthwise 3x3 conv on a wide path computes 2 or 4 rows a call, sharing their input
-        // rows (`ConvSpec::dw_rows`); in a band pair, as many as divide the band.
-        let dw_rows = match wide {
-            Some(_)
-                if cg == 1
-                    && og == 1
-                    && kh == 3
-                    && kw == 3
-                    && dh == 1
-                    && (sh == 1 || sh == 2)
-                    && !flat
-                    && flat_pad == 0
-                    && oh >= 2 =>
-            {
-                match role {
-                    BandRole::Writes(r) | BandRole::Reads(r) => {
-                        [4, 2].into_iter().find(|k| r % k == 0).unwrap_or(0)
-                    }
-                    BandRole::Alone => 4,
-                }
-            }
-            _ => 0,
-        };
-        if dw_rows > 0 {
-            rows = dw_rows;
-        }
-        // In a band pair, a work item's rows must not straddle two bands.
-        if let BandRole::Writes(r) | BandRole::Reads(r) = role
-            && r % rows != 0
-        {
-            rows = 1;
-        }
-        // Few input channels per group (depthwise, or an image's 3): pad per band of rows into
-        // the thread's scratch instead of copying the whole input first (block-major items, so
-        // that consecutive items read the same rows). The kernel then sees channels
-        // `tile_rows` rows apart.
-        let (pad, tile) = match pad {
-            Some(p) if cg <= 4 && oh > 1 && !flat => {
-                let band = (16 / rows).max(1);
-                let tile = Tile {
-                    per_group: nb * oh.div_ceil(rows),
-                    row_groups: oh.div_ceil(rows),
-                    rows,
-                    sh,
-                    span: dh * (kh - 1) + 1,
-                    band,
-                    oh,
-                    cg,
-                    pad: p,
-                };
-                (None, Some(tile))
-            }
-            p => (p, None),
-        };
-        // A whole padded copy for many channels, not read as long rows: rows outermost.
-        let mut pad = pad;
-        let mut row_stride = row_stride;
-        let mut full_chan_stride = full_chan_stride;
-        if let Some(p) = pad.as_mut()
-            && !flat
-            && flat_pad == 0
-        {
-            p.hcw = true;
-            row_stride = p.row_stride();
-            full_chan_stride = p.chan_stride();
-        }
-        let chan_stride = match (&tile, role) {
-            (Some(t), _) => t.rows_per_channel() * row_stride,
-            // The band buffer of a depthwise conv (`[c][r][w]`, unpadded: see `band_partner`).
-            (None, BandRole::Reads(r)) if pad.is_none() => r * row_stride,
-            (None, BandRole::Reads(_)) => {
-                return Err(bad("internal error: a padded conv reading a band".into()));
-            }
-            (None, _) => full_chan_stride,
-        };
-        // Pack the weights in the order the kernel reads them: per block (group, block), per
-        // tap (c, kh, kw): the byte offset from this tap's input to the next one's (an i64 in
-        // two floats; 0 after the last tap, which ends the loop: distinct taps never share an
-        // offset), then per output channel of the block `dup` copies of the scalar weight (the
-        // kernel broadcasts each copy into its own register; see `ConvSpec::wdup`).
-        let offs = crate::spec::tap_offsets(cg, kh, kw, dh, dw, sw, wq, row_stride, chan_stride);
-        // A reduction whose packed weights per block outgrow L1 runs in chunks of about
-        // `CHUNK_BYTES` (see `ConvSpec::chunk_taps`); not with rows packed into blocks.
-        let tap_bytes = 8 + ocb * dup * 4;
-        let chunk_taps =
-            if (rows == 1 || role == BandRole::Alone) && taps * tap_bytes > chunk_bytes() {
-                let n = (taps * tap_bytes).div_ceil(chunk_bytes()).min(MAX_CHUNKS);
-                // Packed rows loop over their chunks at run time: equal chunks (a count that
-                // divides the taps, up to twice as many) need no separate last chunk.
-                let even = (rows > 1)
-                    .then(|| (n..=2 * n).find(|k| taps.is_multiple_of(*k)))
-                    .flatten();
-                taps.div_ceil(even.unwrap_or(n))
-            } else {
-                taps
-            };
-        let packed = crate::packed::pack_conv(
-            conv.weight.data.data(),
-            groups,
-            og,
-            ocb,
-            dup,
-            &offs,
-            chunk_taps,
-        );
-        let wslot = self.param(&packed)?;
-        let tail = members.last().copied().unwrap_or(n);
-        // In a band pair the band buffer's slot is set per band by the runtime.
-        let mut args = vec![
-            if matches!(role, BandRole::Writes(_)) {
-                Arg::Null
-            } else {
-                val(tail)
-            },
-            if pad.is_some() {
-                Arg::Scratch
-            } else if tile.is_some() || matches!(role, BandRole::Reads(_)) {
-                Arg::Null
-            } else {
-                val(x)
-            },
-            Arg::Param(wslot),
-        ];
-        debug_assert_eq!(args.len(), SLOT_EXTRA);
-        let bias = conv.bias.as_ref().map(|b| {
-            b.data
-                .data()
-                .iter()
-                .map(|&v| f64::from(v))
-                .collect::<Vec<f64>>()
-        });
-        if let Some(bv) = &bias
-            && bv.len() != oc
-        {
-            return Err(bad("bias of the wrong length".into()));
-        }
-        let ep = self.epilogue(n, members, bias, &mut args)?;
-        // A chunked kernel with rows packed keeps its partial sums in the thread's scratch,
-        // after the padding tile if any: 16 bytes per vector position and channel.
-        let part_slot = if rows > 1 && (chunk_taps < taps || flat_pad > 0) {
-            let off = tile.as_ref().map_or(0, |t| scratch_span(t.len()));
-            args.push(Arg::ThreadScratchAt(off));
-            args.len() - 1
-        } else {
-            0
-        };
-        // Memory traffic of the two item orders (bytes): block-major streams the input once per
-        // block, row-major streams the weights once per output row.
-        let in_bytes = (c * hp * wp * 4) as f64;
-        let w_bytes = (packed.len() * 4) as f64;
-        // A band's items must be consecutive: row-major when reading bands.
-        let row_major = matches!(role, BandRole::Reads(_))
-            || (tile.is_none()
-                && !matches!(role, BandRole::Writes(_))
-                && in_bytes + oh0 as f64 * w_bytes < w_bytes + nb as f64 * in_bytes);
-        // Column tiles on wide rows of a chunked reduction in row-major order (see
-        // `ConvSpec::xtiles`).
-        let xtile_cols = XTILE_COLS.div_ceil(vw) * vw;
-        let xtiles = if row_major
-            && role == BandRole::Alone
-            && rows == 1
-            && chunk_taps < taps
-            && ow >= 2 * xtile_cols
-        {
-            ow.div_ceil(xtile_cols)
-        } else {
-            1
-        };
-        let (out_cs, out_rs) = match role {
-            BandRole::Writes(r) => {
-                if ep.iter().any(|e| matches!(e, Ep::Add { .. })) {
-                    return Err(bad("internal error: a residual add writing a band".into()));
-                }
-                (r * ow, ow)
-            }
-            _ => (oh * ow, ow),
-        };
-        let spec = ConvSpec {
-            row_major,
-            groups,
-            cg,
-            og,
+        Ok(ConvGeom {
+            x,
+            c,
+            h,
+            w,
+            oc,
             oh,
             ow,
             kh,
@@ -1846,36 +2236,154 @@ impl Builder<'_> {
             sw,
             dh,
             dw,
-            row_stride,
-            chan_stride,
-            wq,
+            groups,
+            cg,
+            og,
+            pt,
+            pb,
+            pl,
+            pr,
+            hp,
+            wp,
+        })
+    }
+
+    /// The register block of a conv of `og` output channels per group: on a wide path the
+    /// measured microkernel block ([`crate::wide::block_ocb_max`]) spread evenly over the
+    /// channels (depthwise too: one channel per block, `NV` vectors of the row per tap), else
+    /// Cranelift's block with its weight copies.
+    fn blocking(&self, og: usize) -> Blocking {
+        let wide = (self.isa != Isa::Sse).then_some(self.isa);
+        let ocb = match wide {
+            Some(isa) => crate::spec::blocks_of_at_most(og, crate::wide::block_ocb_max(isa)),
+            None => crate::spec::block_ocb(og, self.fma),
+        };
+        let smallest = if og.is_multiple_of(ocb) {
+            ocb
+        } else {
+            og % ocb
+        };
+        let dup = match wide {
+            Some(_) => 1,
+            None => crate::spec::weight_dup(ocb, smallest, self.fma),
+        };
+        let vw = match wide {
+            Some(isa) => isa.lanes() * crate::wide::tile_vectors(isa, ocb),
+            None => 4 * crate::spec::vectors_for(ocb, self.fma),
+        };
+        Blocking {
+            wide,
             ocb,
+            nb: og.div_ceil(ocb),
+            dup,
+            vw,
+            v: crate::spec::vectors_for(ocb, self.fma),
+        }
+    }
+
+    /// The step of a direct conv (dense, grouped, depthwise or pointwise; `role`: a step of
+    /// its own or one side of a band pair): its sizes ([`Self::conv_geom`]), register block
+    /// ([`Self::blocking`]) and layout ([`conv_layout`]), then the weights packed in the
+    /// order the kernel reads them ([`crate::packed`]) in chunks ([`chunk_taps`]), the buffer
+    /// table, the item order ([`row_major`], [`xtiles`]) and the output's strides.
+    fn conv_step(
+        &mut self,
+        n: NodeIndex,
+        conv: &Conv,
+        members: &[NodeIndex],
+        role: BandRole,
+    ) -> Result<Step, JitError> {
+        let name = self.g.node(n).name.clone();
+        let bad = |m: &str| err(format!("layer `{name}`: {m}"));
+        let g = self.conv_geom(n, conv)?;
+        let blk = self.blocking(g.og);
+        let l = conv_layout(&g, &blk, role).map_err(bad)?;
+        let kg = l.kg;
+        let taps = g.taps();
+        let offs = crate::spec::tap_offsets(
+            g.cg,
+            g.kh,
+            g.kw,
+            g.dh,
+            g.dw,
+            g.sw,
+            l.wq,
+            l.row_stride,
+            l.chan_stride,
+        );
+        let chunk_taps = chunk_taps(taps, blk.tap_bytes(), l.rows, role);
+        let w = conv.weight.data.data();
+        let packed =
+            crate::packed::pack_conv(w, g.groups, g.og, blk.ocb, blk.dup, &offs, chunk_taps);
+        let wslot = self.param(&packed)?;
+        let tail = members.last().copied().unwrap_or(n);
+        let tiled = l.tile.is_some();
+        let mut args = conv_args(role, (tail, g.x), (l.pad.is_some(), tiled), wslot);
+        let bias = conv_bias(conv);
+        if bias.as_ref().is_some_and(|b| b.len() != g.oc) {
+            return Err(bad("bias of the wrong length"));
+        }
+        let ep = self.epilogue(n, members, bias, &mut args)?;
+        // A chunked kernel with rows packed keeps its partial sums in the thread's scratch,
+        // after the padding tile if any: 16 bytes per vector position and channel.
+        let part_slot = if l.rows > 1 && (chunk_taps < taps || l.flat_pad > 0) {
+            let off = l.tile.as_ref().map_or(0, |t| scratch_span(t.len()));
+            args.push(Arg::ThreadScratchAt(off));
+            args.len() - 1
+        } else {
+            0
+        };
+        let row_major = row_major(&g, role, tiled, packed.len(), blk.nb);
+        let (xtiles, xtile_cols) = xtiles(&kg, role, row_major, chunk_taps < taps, l.rows, blk.vw);
+        let (out_cs, out_rs) = match role {
+            BandRole::Writes(_) if ep.iter().any(|e| matches!(e, Ep::Add { .. })) => {
+                return Err(bad("internal error: a residual add writing a band"));
+            }
+            BandRole::Writes(r) => (r * kg.ow, kg.ow),
+            _ => (kg.oh * kg.ow, kg.ow),
+        };
+        let spec = ConvSpec {
+            row_major,
+            groups: g.groups,
+            cg: g.cg,
+            og: g.og,
+            oh: kg.oh,
+            ow: kg.ow,
+            kh: g.kh,
+            kw: g.kw,
+            sh: kg.sh,
+            sw: g.sw,
+            dh: g.dh,
+            dw: g.dw,
+            row_stride: l.row_stride,
+            chan_stride: l.chan_stride,
+            wq: l.wq,
+            ocb: blk.ocb,
             ep,
             fma: self.fma,
-            wdup: dup,
-            rows,
+            wdup: blk.dup,
+            rows: l.rows,
             out_cs,
             out_rs,
             chunk_taps,
             xtiles,
             xtile_cols,
             part_slot,
-            wide,
-            flat_pad,
-            dw_rows,
+            wide: blk.wide,
+            flat_pad: l.flat_pad,
+            dw_rows: l.dw_rows,
         };
-        let macs = (oc * oh0 * ow0) as u64 * taps as u64;
+        let macs = (g.oc * g.oh * g.ow) as u64 * taps as u64;
         Ok(Step {
             name: self.group_name(n, members),
             spec: KernelSpec::Conv(spec),
             kernel: 0,
             args,
-            pad,
-            tile,
+            pad: l.pad,
+            tile: l.tile,
             band: None,
             zero: None,
-            // About 6 MACs per ns with f32x4 code, in proportion with wider vectors.
-            work_ns: work::dense_ns(macs as f64, wide.map_or(4, |i| i.lanes())),
+            work_ns: work::dense_ns(macs as f64, blk.wide.map_or(4, |i| i.lanes())),
             macs,
             writes: tail.index(),
         })
@@ -1931,7 +2439,10 @@ impl Builder<'_> {
         })
     }
 
-    /// The fused step of a vertical conv `a` and a horizontal conv `b` ([`sep_partner`]).
+    /// The fused step of a vertical conv `a` and a horizontal conv `b` ([`sep_partner`]): the
+    /// weights' shapes checked, each conv's weights packed (`a` one channel a block, `b` in
+    /// [`Self::blocking`]'s blocks, reading the row buffer), then the two specs
+    /// ([`sep_spec_a`], [`sep_spec_b`]).
     fn sep_step(
         &mut self,
         a: NodeIndex,
@@ -1953,20 +2464,20 @@ impl Builder<'_> {
         let [pt, _, _, _] = ca.pad.resolve(h, w, ca.kernel, ca.stride, ca.dilation);
         let [_, _, pl, pr] = cb.pad.resolve(h_b, w_b, cb.kernel, cb.stride, cb.dilation);
         let og_a = oc_a / c;
-        if ca.weight.data.shape() != [oc_a, 1, kh, 1] {
-            return Err(err(format!(
+        let wrong_shape = |n: NodeIndex| {
+            err(format!(
                 "layer `{}`: weights of the wrong shape",
-                self.g.node(a).name
-            )));
+                self.g.node(n).name
+            ))
+        };
+        if ca.weight.data.shape() != [oc_a, 1, kh, 1] {
+            return Err(wrong_shape(a));
         }
         let groups_b = cb.groups;
         let (cg_b, og_b) = (cin_b / groups_b, ob / groups_b);
         let kw = cb.kernel[1];
         if cb.weight.data.shape() != [ob, cg_b, 1, kw] {
-            return Err(err(format!(
-                "layer `{}`: weights of the wrong shape",
-                self.g.node(b).name
-            )));
+            return Err(wrong_shape(b));
         }
         let fma = self.fma;
         let dup_a = crate::spec::weight_dup(1, 1, fma);
@@ -1974,23 +2485,15 @@ impl Builder<'_> {
         let packed_a =
             crate::packed::pack_conv(ca.weight.data.data(), c, og_a, 1, dup_a, &offs_a, kh);
         let rb = pl + ow_a + pr;
-        let wide = (self.isa != Isa::Sse).then_some(self.isa);
-        let ocb = match wide {
-            Some(isa) => crate::spec::blocks_of_at_most(og_b, crate::wide::block_ocb_max(isa)),
-            None => crate::spec::block_ocb(og_b, fma),
-        };
-        let smallest = if og_b % ocb == 0 { ocb } else { og_b % ocb };
-        let dup_b = match wide {
-            Some(_) => 1,
-            None => crate::spec::weight_dup(ocb, smallest, fma),
-        };
+        let blk = self.blocking(og_b);
         let offs_b = crate::spec::tap_offsets(cg_b, 1, kw, 1, cb.dilation[1], 1, rb, rb, rb);
+        let wb_data = cb.weight.data.data();
         let packed_b = crate::packed::pack_conv(
-            cb.weight.data.data(),
+            wb_data,
             groups_b,
             og_b,
-            ocb,
-            dup_b,
+            blk.ocb,
+            blk.dup,
             &offs_b,
             cg_b * kw,
         );
@@ -2004,103 +2507,32 @@ impl Builder<'_> {
             Arg::ThreadScratch,
             Arg::Param(wa),
         ];
-        let bias = |conv: &Conv| {
-            conv.bias.as_ref().map(|t| {
-                t.data
-                    .data()
-                    .iter()
-                    .map(|&v| f64::from(v))
-                    .collect::<Vec<f64>>()
-            })
-        };
-        let ep_a = self.epilogue(a, members_a, bias(ca), &mut args)?;
-        let ep_b = self.epilogue(b, members_b, bias(cb), &mut args)?;
-        let spec_a = ConvSpec {
-            groups: c,
-            cg: 1,
-            og: og_a,
-            oh: oh_a,
-            ow: ow_a,
-            kh,
-            kw: 1,
-            sh: ca.stride[0],
-            sw: 1,
-            dh: ca.dilation[0],
-            dw: 1,
-            row_stride: w,
-            chan_stride: h * w,
-            wq: w,
-            ocb: 1,
-            ep: ep_a,
-            fma,
-            wdup: dup_a,
-            rows: 1,
-            row_major: false,
-            out_cs: oh_a * ow_a,
-            out_rs: ow_a,
-            chunk_taps: kh,
-            xtiles: 1,
-            xtile_cols: ow_a,
-            part_slot: 0,
-            wide,
-            flat_pad: 0,
-            dw_rows: 0,
-        };
-        let spec_b = ConvSpec {
-            groups: groups_b,
-            cg: cg_b,
-            og: og_b,
-            oh: oh_b,
-            ow: ow_b,
-            kh: 1,
-            kw,
-            sh: cb.stride[0],
-            sw: 1,
-            dh: 1,
-            dw: cb.dilation[1],
-            row_stride: rb,
-            chan_stride: rb,
-            wq: rb,
-            ocb,
-            ep: ep_b,
-            fma,
-            wdup: dup_b,
-            rows: 1,
-            row_major: false,
-            out_cs: oh_b * ow_b,
-            out_rs: ow_b,
-            chunk_taps: cg_b * kw,
-            xtiles: 1,
-            xtile_cols: ow_b,
-            part_slot: 0,
-            wide,
-            flat_pad: 0,
-            dw_rows: 0,
-        };
+        let ep_a = self.epilogue(a, members_a, conv_bias(ca), &mut args)?;
+        let ep_b = self.epilogue(b, members_b, conv_bias(cb), &mut args)?;
+        let spec_a = sep_spec_a(
+            ca,
+            [c, h, w],
+            [og_a, oh_a, ow_a],
+            dup_a,
+            ep_a,
+            (fma, blk.wide),
+        );
+        let spec_b = sep_spec_b(cb, [cg_b, og_b, oh_b, ow_b], rb, &blk, ep_b, fma);
         let macs = (oc_a * oh_a * ow_a * kh) as u64 + (ob * oh_b * ow_b * cg_b * kw) as u64;
-        Ok(Step {
-            name: format!(
-                "{}+{}",
-                self.group_name(a, members_a),
-                self.group_name(b, members_b)
-            ),
-            spec: KernelSpec::Sep(Box::new(SepSpec {
-                a: spec_a,
-                pt,
-                h,
-                b: spec_b,
-                pl,
-            })),
-            kernel: 0,
-            args,
-            pad: None,
-            tile: None,
-            band: None,
-            zero: None,
-            work_ns: macs as f64 / work::MACS_PER_NS_SEPARABLE,
-            macs,
-            writes: tail_b.index(),
-        })
+        let name = format!(
+            "{}+{}",
+            self.group_name(a, members_a),
+            self.group_name(b, members_b)
+        );
+        let spec = KernelSpec::Sep(Box::new(SepSpec {
+            a: spec_a,
+            pt,
+            h,
+            b: spec_b,
+            pl,
+        }));
+        let work_ns = macs as f64 / work::MACS_PER_NS_SEPARABLE;
+        Ok(Step::plain(name, spec, args, work_ns, macs, tail_b.index()))
     }
 
     fn elt_step(&mut self, n: NodeIndex, members: &[NodeIndex]) -> Result<Step, JitError> {
@@ -2112,19 +2544,16 @@ impl Builder<'_> {
         let mut all = vec![n];
         all.extend_from_slice(members);
         let ep = self.epilogue(x, &all, None, &mut args)?;
-        Ok(Step {
-            name: self.group_name(n, members),
-            spec: KernelSpec::Elt(EltSpec { c, hw: h * w, ep }),
-            kernel: 0,
+        let spec = KernelSpec::Elt(EltSpec { c, hw: h * w, ep });
+        let work_ns = (c * h * w * all.len()) as f64 / work::VALUES_PER_NS_ELEMENTWISE;
+        Ok(Step::plain(
+            self.group_name(n, members),
+            spec,
             args,
-            pad: None,
-            tile: None,
-            band: None,
-            zero: None,
-            work_ns: (c * h * w * all.len()) as f64 / work::VALUES_PER_NS_ELEMENTWISE,
-            macs: 0,
-            writes: tail.index(),
-        })
+            work_ns,
+            0,
+            tail.index(),
+        ))
     }
 
     /// A plain-Rust step (`rstep.rs`) for `mul`, `prelu`, `global_maxpool`, `pad` and
@@ -2157,42 +2586,16 @@ impl Builder<'_> {
             }
             Op::Pad(p) => {
                 let [_, ih, iw] = self.conc.get(x);
-                let [t, b, l, r] = p.pads;
-                if p.mode == convc_ir::PadMode::Reflect && (t.max(b) >= ih || l.max(r) >= iw) {
-                    return Err(err(format!(
-                        "layer `{}`: reflect padding needs each side below the input size {ih}x{iw}",
-                        node.name
-                    )));
-                }
-                if p.mode != convc_ir::PadMode::Constant && ih * iw == 0 {
-                    return Err(err(format!(
-                        "layer `{}`: an empty plane has no edge",
-                        node.name
-                    )));
-                }
-                let mode = match p.mode {
-                    convc_ir::PadMode::Constant => 0,
-                    convc_ir::PadMode::Reflect => 1,
-                    convc_ir::PadMode::Edge => 2,
-                };
-                let mut v: Vec<i64> = [c, ih, iw, t, b, l, r].iter().map(|&u| u as i64).collect();
-                v.extend([mode, i64::from(p.value.to_bits())]);
+                let v = pad_params(&node.name, p, [c, ih, iw])?;
                 (RustKind::Pad, v, Arg::Null)
             }
             Op::Upsample(u) => {
                 let [_, ih, iw] = self.conc.get(x);
-                let mode = i64::from(u.mode == convc_ir::UpMode::Bilinear);
-                let coords = match u.coords {
-                    convc_ir::Coords::HalfPixel => 0,
-                    convc_ir::Coords::Asymmetric => 1,
-                    convc_ir::Coords::AlignCorners => 2,
-                };
-                let mut v: Vec<i64> = [c, ih, iw, u.scale[0], u.scale[1]]
-                    .iter()
-                    .map(|&u| u as i64)
-                    .collect();
-                v.extend([mode, coords]);
-                (RustKind::Upsample, v, Arg::Null)
+                (
+                    RustKind::Upsample,
+                    upsample_params(u, [c, ih, iw]),
+                    Arg::Null,
+                )
             }
             Op::ConvTranspose(t) => {
                 let [cx, ih, iw] = self.conc.get(x);
@@ -2297,19 +2700,16 @@ impl Builder<'_> {
             pt,
             pl,
         };
-        Ok(Step {
-            name: name.clone(),
-            spec: KernelSpec::Pool(spec),
-            kernel: 0,
-            args: vec![val(n), val(x), Arg::Null],
-            pad: None,
-            tile: None,
-            band: None,
-            zero: None,
-            work_ns: (c * oh * ow * (kh * kw + work::POOL_OVERHEAD_LOADS)) as f64,
-            macs: 0,
-            writes: n.index(),
-        })
+        let args = vec![val(n), val(x), Arg::Null];
+        let work_ns = (c * oh * ow * (kh * kw + work::POOL_OVERHEAD_LOADS)) as f64;
+        Ok(Step::plain(
+            name.clone(),
+            KernelSpec::Pool(spec),
+            args,
+            work_ns,
+            0,
+            n.index(),
+        ))
     }
 }
 

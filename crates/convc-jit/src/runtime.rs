@@ -94,8 +94,8 @@ enum Phase {
 struct Job {
     /// Its number (the high bits of `Shared::work` while it is current).
     seq: u64,
-    /// The run's `Exec` (0: no job, the run is over).
-    exec: usize,
+    /// The run's `Exec` (`None`: no job, the run is over).
+    exec: Option<ExecPtr>,
     img: usize,
     step: usize,
     phase: Phase,
@@ -103,6 +103,32 @@ struct Job {
     chunk: usize,
     /// Workers that take part (worker `i` does if `i < workers`).
     workers: usize,
+}
+
+/// The `Exec` of the run a job belongs to, as the workers reach it: a pointer with the
+/// `Exec`'s lifetime erased, since the workers outlive every run. It stays valid while the job
+/// is current: the main thread keeps its `Exec` alive until no worker is active (see
+/// `Shared`).
+#[derive(Clone, Copy, Debug)]
+struct ExecPtr(*const ());
+
+// SAFETY: as the integer it replaces: the workers only read the `Exec` through it, while its
+// run is alive (see `ExecPtr`), each claiming items of its own.
+unsafe impl Send for ExecPtr {}
+
+impl ExecPtr {
+    fn new(exec: &Exec<'_>) -> ExecPtr {
+        ExecPtr((exec as *const Exec<'_>).cast())
+    }
+
+    /// The `Exec`.
+    ///
+    /// # Safety
+    /// The run that published the job this pointer came from must still be alive.
+    unsafe fn get<'a>(self) -> &'a Exec<'a> {
+        // SAFETY: the caller's.
+        unsafe { &*self.0.cast::<Exec<'a>>() }
+    }
 }
 
 const ITEM_BITS: u32 = 32;
@@ -143,7 +169,7 @@ impl Pool {
                 active: AtomicUsize::new(0),
                 job: Mutex::new(Job {
                     seq: 0,
-                    exec: 0,
+                    exec: None,
                     img: 0,
                     step: 0,
                     phase: Phase::Kernel,
@@ -231,10 +257,12 @@ fn worker_loop(sh: &Shared, index: usize) {
             // same run: the run cannot end while we are registered in `active`. `claim`
             // works under the description's own number, so it only runs items of the job it
             // describes, and only while that job is current.
-            if job.exec != 0 && index < job.workers {
+            if let Some(exec) = job.exec
+                && index < job.workers
+            {
                 // SAFETY: `exec` points to the `Exec` of the current run, alive until the
                 // main thread has seen `active` drop to 0 (see `Shared`).
-                let exec = unsafe { &*(job.exec as *const Exec<'_>) };
+                let exec = unsafe { exec.get() };
                 let need = exec.plan.thread_scratch;
                 if scratch.as_ref().is_none_or(|b: &Mem| b.len() < need) {
                     scratch = Mem::scratch(need, exec.plan.guard);
@@ -369,7 +397,7 @@ impl Exec<'_> {
         ctx.seq += 1;
         if let Ok(mut j) = sh.job.lock() {
             j.seq = ctx.seq;
-            j.exec = 0;
+            j.exec = None;
         }
         sh.work.store(ctx.seq << ITEM_BITS, Ordering::SeqCst);
         while sh.active.load(Ordering::SeqCst) != 0 {
@@ -436,7 +464,7 @@ impl Exec<'_> {
         ctx.seq += 1;
         let job = Job {
             seq: ctx.seq,
-            exec: self as *const Exec<'_> as usize,
+            exec: Some(ExecPtr::new(self)),
             img,
             step,
             phase,
@@ -602,7 +630,7 @@ impl Exec<'_> {
             .step
             .args
             .iter()
-            .map(|&x| self.resolve(img, usize::MAX, x))
+            .map(|&x| self.resolve(img, None, x))
             .collect();
         let buf = tscratch.0.wrapping_add(band.buf_off);
         let (rga, rgb) = (sa.row_groups(), sb.row_groups());
@@ -615,7 +643,7 @@ impl Exec<'_> {
             p.step
                 .args
                 .iter()
-                .map(|&x| self.resolve(img, usize::MAX, x))
+                .map(|&x| self.resolve(img, None, x))
                 .collect()
         });
         let mut held: Option<(usize, usize)> = None;
@@ -733,14 +761,14 @@ impl Exec<'_> {
         bufs.extend(self.plan.steps[si].args.iter().map(|&a| match a {
             Arg::ThreadScratch => tscratch.0,
             Arg::ThreadScratchAt(off) => tscratch.0.wrapping_add(off),
-            _ => self.resolve(img, si, a),
+            _ => self.resolve(img, Some(si), a),
         }));
     }
 
     fn src_ptr(&self, img: usize, pad: &PadCopy) -> *const f32 {
         self.resolve(
             img,
-            0,
+            None,
             Arg::Value {
                 node: pad.src,
                 off: 0,
@@ -748,13 +776,18 @@ impl Exec<'_> {
         )
     }
 
-    fn resolve(&self, img: usize, step: usize, a: Arg) -> *mut f32 {
+    /// The pointer of buffer-table entry `a` for image `img`, in step `step`'s table (`None`: a
+    /// band's kernels, which have no scratch buffer of their own).
+    fn resolve(&self, img: usize, step: Option<usize>, a: Arg) -> *mut f32 {
         let plan = self.plan;
         let arena = self.arena;
         let at = |base: P, len: usize, off: usize| base.0.wrapping_add(img * len + off);
         match a {
             Arg::Null | Arg::ThreadScratch | Arg::ThreadScratchAt(_) => std::ptr::null_mut(),
-            Arg::Scratch => arena.0.wrapping_add(plan.scratch[step]),
+            Arg::Scratch => match step {
+                Some(s) => arena.0.wrapping_add(plan.scratch[s]),
+                None => std::ptr::null_mut(),
+            },
             Arg::Param(i) => plan.params[i].as_ptr().cast_mut(),
             Arg::Output(j) => at(self.outputs[j], out_len(plan, j), 0),
             Arg::Value { node, off } => match plan.loc[node] {

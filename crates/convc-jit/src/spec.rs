@@ -577,61 +577,8 @@ impl KernelSpec {
 
     /// A readable name, e.g. `conv3x3s1_64x56x56_b6`.
     pub fn name(&self) -> String {
-        let ep = |ep: &[Ep]| -> String {
-            ep.iter()
-                .map(|e| match e {
-                    Ep::Affine { scale: true, .. } => "_affine".to_string(),
-                    Ep::Affine { scale: false, .. } => "_bias".to_string(),
-                    Ep::Add { .. } => "_add".to_string(),
-                    Ep::Act(a) => format!("_{}", a.name()),
-                })
-                .collect()
-        };
         match self {
-            KernelSpec::Conv(s) => format!(
-                "conv{}x{}s{}x{}d{}x{}g{}_{}x{}x{}_b{}{}{}{}{}{}{}{}{}",
-                s.kh,
-                s.kw,
-                s.sh,
-                s.sw,
-                s.dh,
-                s.dw,
-                s.groups,
-                s.og * s.groups,
-                s.oh,
-                s.ow,
-                s.ocb,
-                if s.rows > 1 {
-                    format!("_r{}", s.rows)
-                } else {
-                    String::new()
-                },
-                if s.row_major { "_rows" } else { "" },
-                if s.out_cs != s.oh * s.ow || s.out_rs != s.ow {
-                    "_ostride"
-                } else {
-                    ""
-                },
-                if s.chunks() > 1 {
-                    format!("_k{}", s.chunk_taps)
-                } else {
-                    String::new()
-                },
-                if s.xtiles > 1 {
-                    format!("_x{}", s.xtile_cols)
-                } else {
-                    String::new()
-                },
-                s.wide.map_or(String::new(), |i| format!("_{i}")),
-                if s.flat_pad > 0 {
-                    format!("_flat{}", s.flat_pad)
-                } else if s.dw_rows > 0 {
-                    format!("_dw{}", s.dw_rows)
-                } else {
-                    String::new()
-                },
-                ep(&s.ep)
-            ),
+            KernelSpec::Conv(s) => conv_name(s),
             KernelSpec::Sep(s) => format!(
                 "sep{}x1s{}d{}_{}x{}x{}{}_1x{}s{}d{}g{}_{}x{}x{}{}",
                 s.a.kh,
@@ -640,7 +587,7 @@ impl KernelSpec {
                 s.a.groups * s.a.og,
                 s.a.oh,
                 s.a.ow,
-                ep(&s.a.ep),
+                ep_name(&s.a.ep),
                 s.b.kw,
                 s.b.sh,
                 s.b.dw,
@@ -648,10 +595,10 @@ impl KernelSpec {
                 s.b.og * s.b.groups,
                 s.b.oh,
                 s.b.ow,
-                ep(&s.b.ep)
+                ep_name(&s.b.ep)
             ),
             KernelSpec::Elt(s) => {
-                let e = ep(&s.ep);
+                let e = ep_name(&s.ep);
                 format!(
                     "elt_{}x{}{}",
                     s.c,
@@ -689,8 +636,70 @@ impl KernelSpec {
                 w.rows,
                 w.tl,
                 w.isa,
-                ep(&w.ep)
+                ep_name(&w.ep)
             ),
         }
     }
+}
+
+/// The name of a direct conv's kernel: op, kernel, stride, dilation, groups, output shape and
+/// register block, then what sets it apart (rows per item, row-major items, output strides,
+/// chunks, column tiles, path, flat rows or depthwise rows) and the epilogue.
+fn conv_name(s: &ConvSpec) -> String {
+    format!(
+        "conv{}x{}s{}x{}d{}x{}g{}_{}x{}x{}_b{}{}{}{}{}{}{}{}{}",
+        s.kh,
+        s.kw,
+        s.sh,
+        s.sw,
+        s.dh,
+        s.dw,
+        s.groups,
+        s.og * s.groups,
+        s.oh,
+        s.ow,
+        s.ocb,
+        if s.rows > 1 {
+            format!("_r{}", s.rows)
+        } else {
+            String::new()
+        },
+        if s.row_major { "_rows" } else { "" },
+        if s.out_cs != s.oh * s.ow || s.out_rs != s.ow {
+            "_ostride"
+        } else {
+            ""
+        },
+        if s.chunks() > 1 {
+            format!("_k{}", s.chunk_taps)
+        } else {
+            String::new()
+        },
+        if s.xtiles > 1 {
+            format!("_x{}", s.xtile_cols)
+        } else {
+            String::new()
+        },
+        s.wide.map_or(String::new(), |i| format!("_{i}")),
+        if s.flat_pad > 0 {
+            format!("_flat{}", s.flat_pad)
+        } else if s.dw_rows > 0 {
+            format!("_dw{}", s.dw_rows)
+        } else {
+            String::new()
+        },
+        ep_name(&s.ep)
+    )
+}
+
+/// The epilogue's part of a kernel name, e.g. `_affine_relu`.
+fn ep_name(ep: &[Ep]) -> String {
+    ep.iter()
+        .map(|e| match e {
+            Ep::Affine { scale: true, .. } => "_affine".to_string(),
+            Ep::Affine { scale: false, .. } => "_bias".to_string(),
+            Ep::Add { .. } => "_add".to_string(),
+            Ep::Act(a) => format!("_{}", a.name()),
+        })
+        .collect()
 }
