@@ -149,7 +149,8 @@ pub fn layer_options(g: &Graph, n: NodeIndex, stats: Option<&PatchStats>) -> Opt
         if geom.too_large(form) {
             continue;
         }
-        let Some(fact) = Factorization::new(form, geom, weights) else {
+        let key = crate::cache::Key::new(form, geom, weights);
+        let Some(fact) = crate::cache::factor(&key, form, geom, weights) else {
             continue;
         };
         let [p1, p2] = layer_pixels(form, conv, &input)?;

@@ -15,7 +15,7 @@ use convc_ir::{Conv, Graph, NodeIndex, Op, Pad, Param, Shape, Source, cost, shap
 use convc_tensor::Tensor;
 
 use crate::decompose::{self, INTERMEDIATE_COST};
-use crate::factor::{Factorization, Form, Geom, LayerSpec, layers};
+use crate::factor::{Form, Geom, LayerSpec, layers};
 use crate::measure::PatchStats;
 use crate::{EXACT_TOLERANCE, PassContext};
 
@@ -431,7 +431,8 @@ fn explain_one(
             ));
             continue;
         }
-        let Some(fact) = Factorization::new(form, geom, weights) else {
+        let key = crate::cache::Key::new(form, geom, weights);
+        let Some(fact) = crate::cache::factor(&key, form, geom, weights) else {
             continue;
         };
         let costs = FormCosts {
