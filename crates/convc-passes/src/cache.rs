@@ -9,12 +9,12 @@
 //! - **Proofs** that a form cannot pay ([`ruled_out`]): keyed as above plus the break-even rank
 //!   and the tolerance. A collision there could only make a conv stay as written (the screen
 //!   never changes numbers), and needs two weight tensors of the same shape with equal
-//!   128-bit hashes.
+//!   128-bit hashes. The hash is a fast non-cryptographic one (two multiply-rotate chains):
+//!   hashing must cost far less than the proof it saves.
 //!
 //! Small forms are not cached ([`MIN_WORK`]): factoring them costs less than hashing.
 
 use std::collections::HashMap;
-use std::hash::Hasher as _;
 use std::sync::{Mutex, OnceLock};
 
 use crate::factor::{Factorization, Form, Geom};
@@ -38,29 +38,60 @@ pub struct Key {
 }
 
 impl Key {
-    /// The key of `form` of `weights` with geometry `geom`.
+    /// The key of `form` of `weights` with geometry `geom` (hashing the weights each time; see
+    /// [`Hashed`] to hash them once for every form).
     pub fn new(form: Form, geom: Geom, weights: &[f32]) -> Key {
-        let hash = (geom.svd_work(form) >= MIN_WORK).then(|| hash128(weights));
+        Hashed::new(weights).key(form, geom)
+    }
+}
+
+/// One conv's weights, hashed at most once (on the first form large enough to cache).
+pub struct Hashed<'a> {
+    weights: &'a [f32],
+    hash: std::cell::OnceCell<u128>,
+}
+
+impl<'a> Hashed<'a> {
+    /// The weights, not hashed yet.
+    pub fn new(weights: &'a [f32]) -> Hashed<'a> {
+        Hashed {
+            weights,
+            hash: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The key of `form` of these weights with geometry `geom`.
+    pub fn key(&self, form: Form, geom: Geom) -> Key {
+        let hash = (geom.svd_work(form) >= MIN_WORK)
+            .then(|| *self.hash.get_or_init(|| hash128(self.weights)));
         Key { form, geom, hash }
     }
 }
 
-/// Two independent 64-bit hashes of the weights' bits (SipHash with different leading words).
+/// Murmur3's 64-bit finaliser.
+fn fmix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// Two independent 64-bit multiply-rotate chains over the weights' bits (fast, not
+/// cryptographic: see the module docs for why that is enough).
 fn hash128(weights: &[f32]) -> u128 {
-    let mut a = std::collections::hash_map::DefaultHasher::new();
-    let mut b = std::collections::hash_map::DefaultHasher::new();
-    a.write_u64(0x9e37_79b9_7f4a_7c15);
-    b.write_u64(0xc2b2_ae3d_27d4_eb4f);
-    a.write_usize(weights.len());
-    b.write_usize(weights.len());
+    const K1: u64 = 0x9e37_79b9_7f4a_7c15;
+    const K2: u64 = 0xc2b2_ae3d_27d4_eb4f;
+    let n = weights.len() as u64;
+    let (mut a, mut b) = (K1 ^ n, K2 ^ n.rotate_left(32));
     for chunk in weights.chunks(2) {
         let lo = chunk[0].to_bits() as u64;
         let hi = chunk.get(1).map_or(0, |w| w.to_bits() as u64);
         let word = lo | (hi << 32);
-        a.write_u64(word);
-        b.write_u64(word.rotate_left(17));
+        a = (a ^ word).wrapping_mul(K2).rotate_left(29);
+        b = (b.rotate_left(23) ^ word).wrapping_mul(K1).wrapping_add(n);
     }
-    ((a.finish() as u128) << 64) | b.finish() as u128
+    ((fmix(a) as u128) << 64) | fmix(b ^ a.rotate_left(7)) as u128
 }
 
 #[derive(Default)]

@@ -231,6 +231,7 @@ pub(crate) fn factor_forms(
     let weights = conv.weight.data.data();
     let norm = crate::factor::frobenius(weights);
     let mut facts = Vec::new();
+    let hashed = crate::cache::Hashed::new(weights);
     for form in geom.candidates() {
         if geom.too_large(form) {
             let (count, rows, cols) = geom.matrices(form);
@@ -240,7 +241,7 @@ pub(crate) fn factor_forms(
             ));
             continue;
         }
-        let key = crate::cache::Key::new(form, geom, weights);
+        let key = hashed.key(form, geom);
         if let Some(f) = crate::cache::factorization(&key, weights) {
             facts.push(f);
             continue;

@@ -421,6 +421,7 @@ fn explain_one(
         return ex;
     }
     let mut facts = Vec::new();
+    let hashed = crate::cache::Hashed::new(weights);
     for form in forms {
         if geom.too_large(form) {
             let (count, rows, cols) = geom.matrices(form);
@@ -431,7 +432,7 @@ fn explain_one(
             ));
             continue;
         }
-        let key = crate::cache::Key::new(form, geom, weights);
+        let key = hashed.key(form, geom);
         let Some(fact) = crate::cache::factor(&key, form, geom, weights) else {
             continue;
         };
