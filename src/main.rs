@@ -252,7 +252,8 @@ enum Command {
         output: PathBuf,
     },
     /// Write the optimised graph (batchnorms folded, convolutions decomposed by the passes) as
-    /// a standard ONNX model (opset 17), its parameters as initializers.
+    /// a standard ONNX model (opset 17), its parameters as initializers; with --budget E, the
+    /// cheapest network whose output error on the samples stays within E.
     Export {
         /// The .conv or .onnx file.
         model: PathBuf,
@@ -263,6 +264,8 @@ enum Command {
         passes: PassOpts,
         #[command(flatten)]
         size: SizeOpt,
+        #[command(flatten)]
+        budget: BudgetOpts,
     },
     /// Run the network on images (.png) or arrays (.npy) and write or summarise its outputs.
     Run {
@@ -294,6 +297,9 @@ enum Command {
         /// inputs' size stays within E (as `explain --budget E` chooses it).
         #[arg(long, value_name = "E", value_parser = parse_budget, allow_negative_numbers = true)]
         budget: Option<f64>,
+        /// Also print on stderr the time of the passes, of code generation and of the run.
+        #[arg(short = 'v', long)]
+        verbose: bool,
     },
 }
 
@@ -349,7 +355,14 @@ fn main() -> ExitCode {
             output,
             passes,
             size,
-        } => commands::export::run(&model, &output, &passes, size.size),
+            budget,
+        } => commands::export::run(commands::export::ExportArgs {
+            model: &model,
+            out: &output,
+            passes: &passes,
+            size: size.size,
+            budget: &budget,
+        }),
         Command::Explain {
             model,
             layer,
@@ -378,6 +391,7 @@ fn main() -> ExitCode {
             size,
             isa,
             budget,
+            verbose,
         } => engine::force_isa(&isa).and_then(|()| {
             commands::run::run(commands::run::RunArgs {
                 model: &model,
@@ -389,6 +403,7 @@ fn main() -> ExitCode {
                 threads,
                 size: size.size,
                 budget,
+                verbose,
             })
         }),
     };

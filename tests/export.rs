@@ -278,3 +278,100 @@ fn an_onnx_model_exports_too_and_usage_errors_exit_2() {
         "3x5",
     ]);
 }
+
+/// `||a - b||_F / ||b||_F`.
+fn frobenius_err(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.shape(), b.shape());
+    let (mut num, mut den) = (0f64, 0f64);
+    for (x, y) in a.data().iter().zip(b.data()) {
+        num += (*x as f64 - *y as f64).powi(2);
+        den += (*y as f64).powi(2);
+    }
+    (num / den).sqrt()
+}
+
+#[test]
+fn a_budgeted_export_is_smaller_and_stays_within_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    // A 5x5 conv whose weights are asymmetric of rank 2 plus 1% noise: no exact rewrite, but
+    // rank 2 is within a budget of 5%.
+    let (o, c, k) = (8usize, 8usize, 5usize);
+    let mut s = 7u64;
+    let mut rnd = || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((s >> 40) as f64 / (1u64 << 24) as f64) * 2.0 - 1.0
+    };
+    let u: Vec<f64> = (0..2 * c * k).map(|_| rnd()).collect();
+    let v: Vec<f64> = (0..2 * o * k).map(|_| rnd()).collect();
+    let mut w = vec![0f32; o * c * k * k];
+    for oo in 0..o {
+        for cc in 0..c {
+            for i in 0..k {
+                for j in 0..k {
+                    let x: f64 = (0..2)
+                        .map(|m| u[m * c * k + cc * k + i] * v[m * o * k + oo * k + j])
+                        .sum();
+                    w[((oo * c + cc) * k + i) * k + j] = (x + 0.01 * rnd()) as f32;
+                }
+            }
+        }
+    }
+    let t = Tensor::new(vec![o, c, k, k], w).unwrap();
+    std::fs::write(dir.path().join("w.npy"), npy::write(&t)).unwrap();
+    let spec = dir.path().join("n.conv");
+    std::fs::write(
+        &spec,
+        "input x: [8, 12, 12]\nc1 = conv(x, out=8, kernel=5x5, pad=same, weights=file(\"w.npy\"))\ny = relu(c1)\noutput y\n",
+    )
+    .unwrap();
+    let x = input(dir.path(), c, 12, 12);
+    let (exact, cheap) = (dir.path().join("exact.onnx"), dir.path().join("cheap.onnx"));
+    ok(&[
+        "export",
+        spec.to_str().unwrap(),
+        "-o",
+        exact.to_str().unwrap(),
+    ]);
+    let budget = 0.05;
+    let note = ok(&[
+        "export",
+        spec.to_str().unwrap(),
+        "-o",
+        cheap.to_str().unwrap(),
+        "--budget",
+        "0.05",
+        "--data",
+        x.to_str().unwrap(),
+    ]);
+    assert!(
+        note.contains("budget: network output error <= 0.05"),
+        "{note}"
+    );
+    assert!(note.contains("asymmetric r=2"), "{note}");
+    let (a, b) = (
+        std::fs::metadata(&cheap).unwrap().len(),
+        std::fs::metadata(&exact).unwrap().len(),
+    );
+    assert!(a * 3 < b, "budgeted {a} bytes, exact {b} bytes");
+    let want = run(&spec, &x, 1, dir.path(), "want");
+    let got = run(&cheap, &x, 1, dir.path(), "got");
+    let e = frobenius_err(&got[0], &want[0]);
+    assert!(e > 1e-4 && e <= budget * 1.001, "convc: error {e:.3e}");
+    if let Some(ys) = ort(&cheap, &x, 1, dir.path()) {
+        let e = frobenius_err(&ys[0], &want[0]);
+        assert!(e <= budget * 1.001, "onnxruntime: error {e:.3e}");
+    }
+    // The budget chooses the rewrites itself; --data is for the budget.
+    let out = cheap.to_str().unwrap();
+    let bad: [&[&str]; 2] = [
+        &["--budget", "0.05", "--tolerance", "0.1"],
+        &["--data", x.to_str().unwrap()],
+    ];
+    for extra in bad {
+        let mut args = vec!["export", spec.to_str().unwrap(), "-o", out];
+        args.extend_from_slice(extra);
+        assert_eq!(convc(&args).status.code(), Some(2), "{extra:?}");
+    }
+}

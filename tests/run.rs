@@ -207,6 +207,27 @@ fn summary_without_output() {
 }
 
 #[test]
+fn verbose_reports_pass_time_apart_from_code_generation() {
+    let args = [
+        "run",
+        "specs/examples/sobel_edges.conv",
+        "specs/images/scene128.png",
+    ];
+    let o = convc(&[&args[..], &["-v"]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let e = stderr(&o);
+    let line = e
+        .lines()
+        .find(|l| l.starts_with("time: "))
+        .unwrap_or_else(|| panic!("{e}"));
+    for part in ["passes ", "code generation ", "run ", "(backend jit)"] {
+        assert!(line.contains(part), "{line}");
+    }
+    // Without -v, no time is printed (outputs stay reproducible).
+    assert!(!stderr(&convc(&args)).contains("time: "));
+}
+
+#[test]
 fn several_inputs_by_name() {
     let d = Dir::new();
     let spec = d.spec(

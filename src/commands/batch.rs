@@ -41,6 +41,8 @@ pub struct BatchArgs<'a> {
     pub threads: Option<usize>,
     /// `--size HxW`.
     pub size: Option<(usize, usize)>,
+    /// `-v`: print the passes' time on stderr.
+    pub verbose: bool,
 }
 
 /// Per-image peak memory (bytes, as the run's memory estimate counts it) up to which images
@@ -93,7 +95,14 @@ pub fn run(a: BatchArgs<'_>) -> Result<(), Failure> {
         .iter()
         .map(|&n| model.graph.node(n).name.clone())
         .collect();
+    let t0 = std::time::Instant::now();
     driver::run_passes(&mut model, a.passes, |_, _| {})?;
+    if a.verbose {
+        driver::note(&format!(
+            "time: passes {:.2} ms (code generation happens per input size, in the workers)\n",
+            t0.elapsed().as_secs_f64() * 1e3
+        ));
+    }
     let ext = match a.format.unwrap_or_default() {
         OutFormat::Npy => "npy",
         OutFormat::Png => "png",

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use convc_ir::shape;
 use convc_tensor::fmt_shape;
@@ -32,31 +33,14 @@ pub struct RunArgs<'a> {
     pub size: Option<(usize, usize)>,
     /// `--budget E`: run the cheapest network within this output error (see `crate::budget`).
     pub budget: Option<f64>,
+    /// `-v`: print the time of the passes, of code generation and of the run on stderr.
+    pub verbose: bool,
 }
 
 /// Runs `convc run`.
 pub fn run(a: RunArgs<'_>) -> Result<(), Failure> {
     if let Some(many) = a.inputs.iter().find(|w| batch::is_many(w)) {
-        if a.budget.is_some() {
-            return Err(Failure::Usage(
-                "error: --budget runs one set of inputs, not a folder, glob or @LIST: run `convc explain MODEL --budget E` to see the network it chooses".into(),
-            ));
-        }
-        if a.inputs.len() > 1 {
-            return Err(Failure::Usage(format!(
-                "error: `{many}` names many files: give it as the only input (one folder, glob pattern or @LIST)"
-            )));
-        }
-        return batch::run(batch::BatchArgs {
-            model: a.model,
-            source: many,
-            outputs: a.outputs,
-            format: a.format,
-            backend: a.backend,
-            passes: a.passes,
-            threads: a.threads,
-            size: a.size,
-        });
+        return run_many(&a, many);
     }
     if a.format.is_some() {
         return Err(Failure::Usage(
@@ -84,10 +68,12 @@ pub fn run(a: RunArgs<'_>) -> Result<(), Failure> {
         .map(|&n| model.graph.node(n).name.clone())
         .collect();
     let files = assign_inputs(&model, a.inputs)?;
+    let t0 = Instant::now();
     match a.budget {
         Some(e) => apply_budget(&mut model, &files, e, a.passes)?,
         None => driver::run_passes(&mut model, a.passes, |_, _| {})?,
     }
+    let passes_time = t0.elapsed();
     protect_inputs(a.model, &files, a.outputs)?;
 
     let g = &model.graph;
@@ -151,10 +137,54 @@ pub fn run(a: RunArgs<'_>) -> Result<(), Failure> {
         .map(|t| (t.shape()[2], t.shape()[3]))
         .collect();
     let engine = Engine::new(g, &per_image, a.backend, threads, true)?;
+    let t1 = Instant::now();
     let outs = engine.run(&tensors)?;
+    if a.verbose {
+        driver::note(&timing_line(
+            passes_time,
+            &engine,
+            t1.elapsed(),
+            a.budget.is_some(),
+        ));
+    }
 
-    let squeeze = !batched;
-    if a.outputs.is_empty() {
+    write_outputs(a.outputs, &out_names, &outs, !batched)
+}
+
+/// A folder, glob or `@LIST` run: `many` is that word, the only input.
+fn run_many(a: &RunArgs<'_>, many: &str) -> Result<(), Failure> {
+    if a.budget.is_some() {
+        return Err(Failure::Usage(
+            "error: --budget runs one set of inputs, not a folder, glob or @LIST: run `convc explain MODEL --budget E` to see the network it chooses".into(),
+        ));
+    }
+    if a.inputs.len() > 1 {
+        return Err(Failure::Usage(format!(
+            "error: `{many}` names many files: give it as the only input (one folder, glob pattern or @LIST)"
+        )));
+    }
+    batch::run(batch::BatchArgs {
+        model: a.model,
+        source: many,
+        outputs: a.outputs,
+        format: a.format,
+        backend: a.backend,
+        passes: a.passes,
+        threads: a.threads,
+        size: a.size,
+        verbose: a.verbose,
+    })
+}
+
+/// Prints a summary of each output (no `-o`), or encodes every output first and then writes
+/// them (a failure to encode leaves no file behind).
+fn write_outputs(
+    outputs: &[PathBuf],
+    out_names: &[String],
+    outs: &[convc_tensor::Tensor],
+    squeeze: bool,
+) -> Result<(), Failure> {
+    if outputs.is_empty() {
         for (i, t) in outs.iter().enumerate() {
             driver::out(&data::summary(&out_names[i], t, squeeze))?;
         }
@@ -162,7 +192,7 @@ pub fn run(a: RunArgs<'_>) -> Result<(), Failure> {
     }
     // Encode everything first, then write: a failure to encode leaves no file behind.
     let mut encoded = Vec::new();
-    for (path, t) in a.outputs.iter().zip(&outs) {
+    for (path, t) in outputs.iter().zip(outs) {
         encoded.push((path, data::encode_output(path, t, squeeze)?));
     }
     for (path, bytes) in encoded {
@@ -173,7 +203,7 @@ pub fn run(a: RunArgs<'_>) -> Result<(), Failure> {
                 convc_ir::lower::io_reason(&e)
             ))
         })?;
-        let t = &outs[a.outputs.iter().position(|p| p == path).unwrap_or(0)];
+        let t = &outs[outputs.iter().position(|p| p == path).unwrap_or(0)];
         let shown = if squeeze {
             fmt_shape(&t.shape()[1..])
         } else {
@@ -182,6 +212,23 @@ pub fn run(a: RunArgs<'_>) -> Result<(), Failure> {
         eprintln!("wrote {} {}", path.display(), shown);
     }
     Ok(())
+}
+
+/// The `-v` line: `time: passes P ms, code generation C ms, run R ms (backend B)`.
+fn timing_line(passes: Duration, engine: &Engine<'_>, run: Duration, budget: bool) -> String {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    format!(
+        "time: passes {:.2} ms{}, code generation {:.2} ms, run {:.2} ms (backend {})\n",
+        ms(passes),
+        if budget {
+            " (with the budget's measurements)"
+        } else {
+            ""
+        },
+        ms(engine.compile_time()),
+        ms(run),
+        engine.backend_name()
+    )
 }
 
 /// Replaces the model's graph by the cheapest network within output error `e` on seeded

@@ -20,7 +20,7 @@
 //!    worst).
 //!
 //! The caller supplies the activations and the measurement, so that the plan can be reused by
-//! any command that runs or writes the network (`explain`, `run`, later `export`).
+//! any command that runs or writes the network (`explain`, `run`, `export`).
 
 use std::fmt::Write as _;
 
@@ -145,11 +145,13 @@ pub fn layer_options(g: &Graph, n: NodeIndex, stats: Option<&PatchStats>) -> Opt
     };
     let bias = conv.bias.as_ref().map(|b| b.data.data());
     let energy = stats.map(|s| s.output_energy(&geom, weights, bias));
+    let hashed = crate::cache::Hashed::new(weights);
     for form in geom.candidates() {
         if geom.too_large(form) {
             continue;
         }
-        let Some(fact) = Factorization::new(form, geom, weights) else {
+        let key = hashed.key(form, geom);
+        let Some(fact) = crate::cache::factor(&key, form, geom, weights) else {
             continue;
         };
         let [p1, p2] = layer_pixels(form, conv, &input)?;

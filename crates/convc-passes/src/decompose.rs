@@ -33,7 +33,7 @@ use convc_ir::{Conv, Graph, Node, NodeIndex, Op, Param, Source, cost, shape};
 use convc_tensor::Tensor;
 
 use crate::factor::{Factorization, Form, Geom, LayerSpec, layers};
-use crate::{Pass, PassContext, PassError, PassReport, fresh_name};
+use crate::{Pass, PassContext, PassError, PassReport, fresh_name, screen};
 
 /// The cost, in MACs, of writing and reading one element of the intermediate tensor of a
 /// decomposed form (one write + one read, each counted as one MAC).
@@ -214,6 +214,55 @@ fn new_conv(spec: &LayerSpec, data: Vec<f32>, source: Source, bias: Option<Param
     })
 }
 
+/// The factorisations of the forms of conv `name` (geometry `geom`, finite weights not all
+/// zero) that may give a rewrite within `tol`: a form that is too large is skipped with a note,
+/// a form the [`screen`] proves cannot pay is skipped silently, the others are factored (or
+/// taken from the [`cache`](crate::cache)). `choose` on the result decides as it would on every
+/// form's factorisation.
+pub(crate) fn factor_forms(
+    name: &str,
+    conv: &Conv,
+    geom: Geom,
+    in_ch: usize,
+    ratio: f64,
+    tol: f64,
+    notes: &mut Vec<String>,
+) -> Vec<Factorization> {
+    let weights = conv.weight.data.data();
+    let norm = crate::factor::frobenius(weights);
+    let mut facts = Vec::new();
+    let hashed = crate::cache::Hashed::new(weights);
+    for form in geom.candidates() {
+        if geom.too_large(form) {
+            let (count, rows, cols) = geom.matrices(form);
+            notes.push(format!(
+                "`{name}`: the {form} form is too large to factor ({count} matri{} of {rows}x{cols}); form skipped",
+                if count == 1 { "x" } else { "ces" }
+            ));
+            continue;
+        }
+        let key = hashed.key(form, geom);
+        if let Some(f) = crate::cache::factorization(&key, weights) {
+            facts.push(f);
+            continue;
+        }
+        let k = screen::break_even_rank(form, &geom, conv, in_ch, ratio);
+        let ruled = crate::cache::ruled_out(&key, k, tol, || {
+            screen::rules_out(form, &geom, weights, k, tol, norm)
+        });
+        if ruled {
+            continue;
+        }
+        match crate::cache::factor(&key, form, geom, weights) {
+            Some(f) => facts.push(f),
+            None => notes.push(format!(
+                "`{name}`: the SVD for the {form} form failed; form skipped"
+            )),
+        }
+    }
+    facts
+}
+
 /// Replaces conv node `n` by the two layers of `plan`; `None` (graph untouched) if the new
 /// layers would not reproduce the node's shape.
 pub(crate) fn apply(
@@ -301,23 +350,7 @@ impl Pass for Decompose {
             }
             let standard = standard_cost(&geom);
             let ratio = vertical_ratio(g, n, &conv);
-            let mut facts = Vec::new();
-            for form in forms {
-                if geom.too_large(form) {
-                    let (count, rows, cols) = geom.matrices(form);
-                    report.notes.push(format!(
-                        "`{name}`: the {form} form is too large to factor ({count} matri{} of {rows}x{cols}); form skipped",
-                        if count == 1 { "x" } else { "ces" }
-                    ));
-                    continue;
-                }
-                match Factorization::new(form, geom, weights) {
-                    Some(f) => facts.push(f),
-                    None => report.notes.push(format!(
-                        "`{name}`: the SVD for the {form} form failed; form skipped"
-                    )),
-                }
-            }
+            let facts = factor_forms(&name, &conv, geom, in_ch, ratio, tol, &mut report.notes);
             let Some(plan) = choose(&facts, &conv, in_ch, ratio, tol) else {
                 continue;
             };

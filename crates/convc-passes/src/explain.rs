@@ -15,7 +15,7 @@ use convc_ir::{Conv, Graph, NodeIndex, Op, Pad, Param, Shape, Source, cost, shap
 use convc_tensor::Tensor;
 
 use crate::decompose::{self, INTERMEDIATE_COST};
-use crate::factor::{Factorization, Form, Geom, LayerSpec, layers};
+use crate::factor::{Form, Geom, LayerSpec, layers};
 use crate::measure::PatchStats;
 use crate::{EXACT_TOLERANCE, PassContext};
 
@@ -421,6 +421,7 @@ fn explain_one(
         return ex;
     }
     let mut facts = Vec::new();
+    let hashed = crate::cache::Hashed::new(weights);
     for form in forms {
         if geom.too_large(form) {
             let (count, rows, cols) = geom.matrices(form);
@@ -431,7 +432,8 @@ fn explain_one(
             ));
             continue;
         }
-        let Some(fact) = Factorization::new(form, geom, weights) else {
+        let key = hashed.key(form, geom);
+        let Some(fact) = crate::cache::factor(&key, form, geom, weights) else {
             continue;
         };
         let costs = FormCosts {

@@ -77,7 +77,7 @@ impl std::fmt::Display for Form {
 }
 
 /// The channel and kernel sizes of a conv.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Geom {
     /// Input channels `C`.
     pub c: usize,
@@ -173,7 +173,7 @@ impl Geom {
         r.min(c)
     }
     /// The index into the weights of element `(row, col)` of matrix `t` of a form.
-    fn index(&self, form: Form, t: usize, row: usize, col: usize) -> usize {
+    pub(crate) fn index(&self, form: Form, t: usize, row: usize, col: usize) -> usize {
         let (cg, og, kh, kw) = (self.cg(), self.og(), self.kh, self.kw);
         let (o, c, i, j) = match form {
             Form::Asymmetric => (t * og + col / kw, row / kh, row % kh, col % kw),
@@ -241,6 +241,15 @@ fn singular_values(rows: usize, cols: usize, f: impl Fn(usize, usize) -> f64) ->
     Some(s)
 }
 
+/// `||W||_F` of f32 weights, summed in f64.
+pub fn frobenius(weights: &[f32]) -> f64 {
+    weights
+        .iter()
+        .map(|&w| (w as f64) * (w as f64))
+        .sum::<f64>()
+        .sqrt()
+}
+
 /// One form of one conv's weights, factorised: every matrix's singular values, and (computed
 /// when factors are first asked for) the full SVDs.
 #[derive(Clone, Debug)]
@@ -253,8 +262,8 @@ pub struct Factorization {
     weights: Vec<f32>,
     /// Singular values of each matrix.
     values: Vec<Vec<f64>>,
-    /// Full SVDs, computed on first use.
-    svds: std::cell::OnceCell<Option<Vec<Svd>>>,
+    /// Full SVDs, computed on first use (shared by clones).
+    svds: std::sync::Arc<std::sync::OnceLock<Option<Vec<Svd>>>>,
     /// `||W||_F`, computed directly from the weights in f64.
     pub norm: f64,
     /// Squared dropped mass per rank: `tail[r] = sum over matrices of sum_{m>=r} s_m^2`.
@@ -280,11 +289,7 @@ impl Factorization {
                 weights[geom.index(form, t, r, c)] as f64
             })?);
         }
-        let norm = weights
-            .iter()
-            .map(|&w| (w as f64) * (w as f64))
-            .sum::<f64>()
-            .sqrt();
+        let norm = frobenius(weights);
         let k = rows.min(cols);
         let mut tail = vec![0.0; k + 1];
         for r in (0..k).rev() {
@@ -295,7 +300,7 @@ impl Factorization {
             geom,
             weights: weights.to_vec(),
             values,
-            svds: std::cell::OnceCell::new(),
+            svds: Default::default(),
             norm,
             tail,
         })
@@ -315,6 +320,23 @@ impl Factorization {
                     .collect()
             })
             .as_deref()
+    }
+
+    /// True when these are the factorisations of exactly `weights`.
+    pub fn has_weights(&self, weights: &[f32]) -> bool {
+        self.weights.len() == weights.len()
+            && self
+                .weights
+                .iter()
+                .zip(weights)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+    }
+
+    /// About the bytes this factorisation holds once its full SVDs are computed.
+    pub fn bytes(&self) -> usize {
+        let (count, rows, cols) = self.geom.matrices(self.form);
+        let k = rows.min(cols);
+        4 * self.weights.len() + 8 * count * k * (rows + cols + 2)
     }
 
     /// The largest rank: beyond it the form is exact by construction.

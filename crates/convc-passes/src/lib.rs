@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod budget;
+pub mod cache;
 pub mod dce;
 pub mod decompose;
 pub mod explain;
@@ -21,6 +22,7 @@ pub mod factor;
 pub mod fold;
 pub mod fuse;
 pub mod measure;
+pub mod screen;
 
 use std::fmt;
 
