@@ -134,7 +134,7 @@ pub fn spec_from(rng: &mut impl Choose, big: bool) -> String {
         let x = ts[src].clone();
         let name = format!("l{}", ts.len());
         let seedw = rng.r(1, 1000);
-        let op = rng.r(0, 17);
+        let op = rng.r(0, 16);
         let made: Option<(String, T)> = match op {
             0..=3 => {
                 // conv, with every attribute
@@ -332,7 +332,7 @@ pub fn spec_from(rng: &mut impl Choose, big: bool) -> String {
                     )
                 })
             }
-            16 | 17 => onnx_op(rng, &x, &ts, &name, seedw),
+            16 => onnx_op(rng, &x, &ts, &name, seedw),
             _ => {
                 if rng.chance(0.3) {
                     Some((
