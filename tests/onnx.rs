@@ -206,6 +206,29 @@ fn refused_settings_of_supported_ops_name_the_node() {
 }
 
 #[test]
+fn div_of_computed_tensors_and_batch_arithmetic_name_the_node() {
+    assert_eq!(
+        error_of(&["check", "tests/fixtures/onnx/bad/div_computed.onnx"]),
+        "tests/fixtures/onnx/bad/div_computed.onnx: error: node `/div/Div` (Div, opset 17): Div of two computed tensors is not supported (only division by a constant)\n"
+    );
+    assert_eq!(
+        error_of(&["check", "tests/fixtures/onnx/bad/batch_arith.onnx"]),
+        "tests/fixtures/onnx/bad/batch_arith.onnx: error: node `/twice/Mul` (Mul, opset 17): Mul needs the batch size, which convc leaves open (any batch runs): only a Reshape's first dimension may be the batch size\n"
+    );
+}
+
+/// The shape arithmetic of torch's `view(x.size(0), -1)` leaves no layer behind: the
+/// imported graph is the conv and the fully connected layer only.
+#[test]
+fn folded_shape_arithmetic_leaves_no_layer() {
+    for opset in [9, 13] {
+        let m = format!("tests/fixtures/onnx/ops/shape_gather_concat_reshape_opset{opset}.onnx");
+        let out = ok(&["check", &m]);
+        assert!(out.contains("1 input, 2 layers, 1 output"), "{out}");
+    }
+}
+
+#[test]
 fn external_data_may_not_leave_the_model_folder() {
     assert_eq!(
         error_of(&[
@@ -288,6 +311,11 @@ fn import_round_trips_to_the_same_numbers() {
         "resize_half_pixel_nearest_upsample_opset9",
         "conv_transpose_stride_pads_groups",
         "conv_transpose_output_shape_same",
+        "add_sub_broadcast_computed",
+        "shape_slice_reduceprod_cast_range",
+        "slice_split_channels",
+        "shufflenet_v2_unit_opset11",
+        "reducemean_squeeze_heads",
     ]
     .iter()
     .map(|s| {

@@ -291,24 +291,21 @@ fn eval(
             let (x, s) = arg(0)?;
             Ok((ops::unary(x, *u), s))
         }
-        Op::Add => {
+        Op::Add | Op::Mul => {
             let ((a, sa), (b, sb)) = (arg(0)?, arg(1)?);
-            if sa != sb {
-                return Err(RunError::new(format!(
-                    "add of shapes {} and {}",
-                    fmt_shape(&sa),
-                    fmt_shape(&sb)
-                )));
+            if matches!(op, Op::Add) && sa == sb {
+                return Ok((ops::add(a, b)?, sa));
             }
-            Ok((ops::add(a, b)?, sa))
-        }
-        Op::Mul => {
-            let ((a, sa), (b, sb)) = (arg(0)?, arg(1)?);
             let (la, lb) = (image_len(a, batch, sa)?, image_len(b, batch, sb)?);
+            let f = if matches!(op, Op::Add) {
+                ops::add_broadcast
+            } else {
+                ops::mul
+            };
             let mut out = Vec::new();
             let mut shape = sa;
             for i in 0..batch {
-                let (v, s) = ops::mul(&a[i * la..(i + 1) * la], sa, &b[i * lb..(i + 1) * lb], sb)?;
+                let (v, s) = f(&a[i * la..(i + 1) * la], sa, &b[i * lb..(i + 1) * lb], sb)?;
                 out.extend(v);
                 shape = s;
             }
@@ -378,6 +375,10 @@ fn eval(
         Op::Lrn(l) => {
             let (x, s) = arg(0)?;
             per_image(x, batch, s, |img| Ok((ops::lrn(img, s, l)?, s)))
+        }
+        Op::Slice { start, end } => {
+            let (x, s) = arg(0)?;
+            per_image(x, batch, s, |img| ops::slice(img, s, *start, *end))
         }
     }
 }

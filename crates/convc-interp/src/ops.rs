@@ -331,20 +331,45 @@ pub fn mul(
     b: &[f32],
     b_shape: [usize; 3],
 ) -> Result<(Vec<f32>, [usize; 3]), RunError> {
-    check_len(a, a_shape, "mul")?;
-    check_len(b, b_shape, "mul")?;
+    broadcast(a, a_shape, b, b_shape, "mul", |p, q| p * q)
+}
+
+/// The elementwise sum of one image `a` and `b`, shaped as for [`mul`]: equal shapes, or one
+/// of them `[C, 1, 1]` (its value per channel added to the whole plane of that channel).
+pub fn add_broadcast(
+    a: &[f32],
+    a_shape: [usize; 3],
+    b: &[f32],
+    b_shape: [usize; 3],
+) -> Result<(Vec<f32>, [usize; 3]), RunError> {
+    broadcast(a, a_shape, b, b_shape, "add", |p, q| p + q)
+}
+
+/// `f(a, b)` elementwise with the per-channel broadcast of [`mul`] (`f` takes the operands in
+/// their order).
+fn broadcast(
+    a: &[f32],
+    a_shape: [usize; 3],
+    b: &[f32],
+    b_shape: [usize; 3],
+    what: &str,
+    f: impl Fn(f32, f32) -> f32,
+) -> Result<(Vec<f32>, [usize; 3]), RunError> {
+    check_len(a, a_shape, what)?;
+    check_len(b, b_shape, what)?;
     if a_shape == b_shape {
-        return Ok((a.iter().zip(b).map(|(&p, &q)| p * q).collect(), a_shape));
+        return Ok((a.iter().zip(b).map(|(&p, &q)| f(p, q)).collect(), a_shape));
     }
     // Broadcast: `small` is [C, 1, 1].
-    let (big, big_shape, small, small_shape) = if b_shape[1] == 1 && b_shape[2] == 1 {
+    let small_b = b_shape[1] == 1 && b_shape[2] == 1;
+    let (big, big_shape, small, small_shape) = if small_b {
         (a, a_shape, b, b_shape)
     } else {
         (b, b_shape, a, a_shape)
     };
     if small_shape != [big_shape[0], 1, 1] {
         return Err(RunError::new(format!(
-            "mul of shapes {a_shape:?} and {b_shape:?}"
+            "{what} of shapes {a_shape:?} and {b_shape:?}"
         )));
     }
     let plane = big_shape[1] * big_shape[2];
@@ -353,10 +378,31 @@ pub fn mul(
     } else {
         big.chunks(plane)
             .zip(small)
-            .flat_map(|(ch, &k)| ch.iter().map(move |&v| v * k))
+            .flat_map(|(ch, &k)| {
+                let f = &f;
+                ch.iter()
+                    .map(move |&v| if small_b { f(v, k) } else { f(k, v) })
+            })
             .collect()
     };
     Ok((out, big_shape))
+}
+
+/// Channels `start..end` of one image `[C, H, W]` (a copy).
+pub fn slice(
+    x: &[f32],
+    shape: [usize; 3],
+    start: usize,
+    end: usize,
+) -> Result<(Vec<f32>, [usize; 3]), RunError> {
+    check_len(x, shape, "slice")?;
+    let [c, h, w] = shape;
+    if start >= end || end > c {
+        return Err(RunError::new(format!(
+            "slice: channels {start}..{end} of an image of {c}"
+        )));
+    }
+    Ok((x[start * h * w..end * h * w].to_vec(), [end - start, h, w]))
 }
 
 /// Parametric ReLU of one image: `x` where `x >= 0` (and NaN), else `slope[c] * x`; `slope`

@@ -1,6 +1,7 @@
 //! Fusion groups: chains of ops that run as one loop nest. A conv (or a batchnorm, activation
 //! or add) absorbs the batchnorms, activations and residual adds that follow it, as long as each
-//! intermediate value has exactly one user and is not a network output — so nothing that
+//! intermediate value has exactly one user and is not a network output (an `add` that broadcasts
+//! a `[C, 1, 1]` operand is neither a head nor a member) — so nothing that
 //! another op or the user needs is lost by never being written.
 //!
 //! A group takes at most [`MAX_MEMBERS`] members: a longer chain is split into several groups
@@ -40,9 +41,16 @@ impl FusionGroup {
 fn joins(g: &Graph, u: NodeIndex) -> bool {
     match g.node(u).op {
         Op::BatchNorm(_) | Op::Unary(_) => true,
-        Op::Add => g.operands(u).len() == 2,
+        Op::Add => same_shape_add(g, u),
         _ => false,
     }
+}
+
+/// Whether `u` is an `add` of two operands of its own shape (not a broadcast of a
+/// `[C, 1, 1]` operand, which no epilogue handles).
+fn same_shape_add(g: &Graph, u: NodeIndex) -> bool {
+    let ops = g.operands(u);
+    ops.len() == 2 && ops.iter().all(|&o| g.node(o).shape == g.node(u).shape)
 }
 
 /// The members that follow `start` in its chain (not including `start`).
@@ -74,10 +82,11 @@ pub fn plan(g: &Graph) -> Vec<FusionGroup> {
         if taken[n.index()] {
             continue;
         }
-        let head_ok = matches!(
-            g.node(n).op,
-            Op::Conv(_) | Op::BatchNorm(_) | Op::Unary(_) | Op::Add
-        );
+        let head_ok = match g.node(n).op {
+            Op::Conv(_) | Op::BatchNorm(_) | Op::Unary(_) => true,
+            Op::Add => same_shape_add(g, n),
+            _ => false,
+        };
         if !head_ok {
             continue;
         }
@@ -196,6 +205,26 @@ mod tests {
         assert_eq!(groups(MAX_MEMBERS + 1), vec![MAX_MEMBERS + 1]);
         assert_eq!(groups(MAX_MEMBERS + 2), vec![MAX_MEMBERS + 1, 2]);
         assert_eq!(groups(70), vec![17, 17, 17, 17, 3]);
+    }
+
+    #[test]
+    fn a_broadcasting_add_is_not_fused() {
+        let s = "input x: [4, 5, 5]\n\
+                 c = conv(x, out=4, kernel=1, weights=random(seed=1))\n\
+                 g = global_avgpool(x)\n\
+                 a = add(c, g)\n\
+                 r = relu(a)\n\
+                 d = conv(r, out=4, kernel=1, weights=random(seed=2))\n\
+                 e = add(d, r)\n\
+                 output e\n";
+        let g = crate::compile(s, std::path::Path::new(".")).expect("spec");
+        let name = |n: NodeIndex| g.node(n).name.clone();
+        let gs: Vec<Vec<String>> = plan(&g)
+            .iter()
+            .map(|grp| grp.nodes.iter().map(|&n| name(n)).collect())
+            .collect();
+        // `a` broadcasts `g`: neither in `c`'s epilogue nor a head; `e` is a residual add.
+        assert_eq!(gs, vec![vec!["d".to_string(), "e".to_string()]]);
     }
 
     #[test]

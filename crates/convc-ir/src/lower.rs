@@ -46,6 +46,7 @@ pub const OPS: &[&str] = &[
     "pad",
     "upsample",
     "conv_transpose",
+    "slice",
 ];
 
 mod more;
@@ -734,7 +735,7 @@ impl<'a> Lowerer<'a> {
                 Op::GlobalAvgPool
             }
             "hardsigmoid" | "hardswish" | "prelu" | "mul" | "global_maxpool" | "pad"
-            | "upsample" | "conv_transpose" => self.more_op(l, &x_shape)?,
+            | "upsample" | "conv_transpose" | "slice" => self.more_op(l, &x_shape)?,
             // Every name of `OPS` has its arm above (the test `every_listed_op_lowers` checks
             // it): a name added there without one is refused, not lowered to another op.
             other => {

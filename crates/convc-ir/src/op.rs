@@ -272,7 +272,9 @@ pub enum Op {
     BatchNorm(BatchNorm),
     /// Elementwise function.
     Unary(Unary),
-    /// Elementwise sum of two tensors.
+    /// Elementwise sum of two tensors of equal shapes, or of a `[C, H, W]` tensor and a
+    /// `[C, 1, 1]` one (broadcast over the plane), in either order. Only an add of equal
+    /// shapes is fused as a residual add ([`crate::fusion`]).
     Add,
     /// Elementwise product of two tensors of equal shapes, or of a `[C, H, W]` tensor and a
     /// `[C, 1, 1]` one (broadcast over the plane: squeeze-excitation), in either order.
@@ -301,6 +303,14 @@ pub enum Op {
     Softmax,
     /// Local response normalisation across channels.
     Lrn(Lrn),
+    /// Channels `start..end` of the operand (`.conv`'s `slice`; ONNX `Slice` and `Split` on
+    /// the channel axis).
+    Slice {
+        /// The first channel kept.
+        start: usize,
+        /// One past the last channel kept (`start < end <= C`).
+        end: usize,
+    },
     /// Channel shuffle (ShuffleNet): the channels as `[groups, C/groups]`, transposed;
     /// output channel `j*groups + i` is input channel `i*(C/groups) + j`.
     Shuffle {
@@ -347,6 +357,7 @@ impl Op {
             Op::Softmax => "softmax",
             Op::Lrn(_) => "lrn",
             Op::Shuffle { .. } => "shuffle",
+            Op::Slice { .. } => "slice",
         }
     }
 }

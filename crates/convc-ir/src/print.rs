@@ -99,6 +99,7 @@ pub fn attrs_text(g: &Graph, n: NodeIndex) -> String {
         Op::Unary(Unary::Clamp { min, max }) => format!("min={min} max={max}"),
         Op::Unary(Unary::HardSigmoid { alpha, beta }) => format!("alpha={alpha} beta={beta}"),
         Op::PRelu { slope } => format!("slope={}", slope.source),
+        Op::Slice { start, end } => format!("start={start} end={end}"),
         Op::Pad(p) => {
             let [t, b, l, r] = p.pads;
             match p.mode {

@@ -45,6 +45,19 @@ fn check_positive(shape: &Shape, what: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The shape of an elementwise `add` or `mul` of operands `a` and `b`: equal shapes, or one
+/// `[C, 1, 1]` (broadcast over the plane) with the other's C; the larger shape.
+pub fn broadcast(a: &Shape, b: &Shape) -> Option<Shape> {
+    let per_channel = |s: &Shape| s.h.known() == Some(1) && s.w.known() == Some(1);
+    if a == b || (a.c == b.c && per_channel(b)) {
+        Some(a.clone())
+    } else if a.c == b.c && per_channel(a) {
+        Some(b.clone())
+    } else {
+        None
+    }
+}
+
 /// The output shape of `op` applied to operands of shapes `ins`. The error names no layer:
 /// the caller adds it.
 pub fn infer(op: &Op, ins: &[&Shape]) -> Result<Shape, String> {
@@ -112,28 +125,14 @@ pub fn infer(op: &Op, ins: &[&Shape]) -> Result<Shape, String> {
             x.clone()
         }
         Op::Unary(_) => one(0)?.clone(),
-        Op::Add => {
-            let (a, b) = (one(0)?, one(1)?);
-            if a != b {
-                return Err(format!(
-                    "operands of add have different shapes: {a} and {b}"
-                ));
-            }
-            a.clone()
-        }
-        Op::Mul => {
-            let (a, b) = (one(0)?, one(1)?);
-            let per_channel = |s: &Shape| s.h.known() == Some(1) && s.w.known() == Some(1);
-            if a == b || (a.c == b.c && per_channel(b)) {
-                a.clone()
-            } else if a.c == b.c && per_channel(a) {
-                b.clone()
-            } else {
-                return Err(format!(
-                    "operands of mul have shapes {a} and {b}: they must be equal, or one [C, 1, 1] with the other's C"
-                ));
-            }
-        }
+        Op::Add => broadcast(one(0)?, one(1)?).ok_or_else(|| {
+            let (a, b) = (ins[0], ins[1]);
+            format!("operands of add have different shapes: {a} and {b}")
+        })?,
+        Op::Mul => broadcast(one(0)?, one(1)?).ok_or_else(|| {
+            let (a, b) = (ins[0], ins[1]);
+            format!("operands of mul have shapes {a} and {b}: they must be equal, or one [C, 1, 1] with the other's C")
+        })?,
         Op::PRelu { slope } => {
             let x = one(0)?;
             let n = slope.data.shape();
@@ -220,6 +219,20 @@ pub fn infer(op: &Op, ins: &[&Shape]) -> Result<Shape, String> {
         }
         Op::GlobalAvgPool => Shape::known(one(0)?.c, 1, 1),
         Op::Softmax => one(0)?.clone(),
+        Op::Slice { start, end } => {
+            let x = one(0)?;
+            if start >= end || *end > x.c {
+                return Err(format!(
+                    "channels {start}..{end} are not a non-empty range within the input's {} channels",
+                    x.c
+                ));
+            }
+            Shape {
+                c: end - start,
+                h: x.h.clone(),
+                w: x.w.clone(),
+            }
+        }
         Op::Shuffle { groups } => {
             let x = one(0)?;
             if *groups == 0 || x.c % groups != 0 {

@@ -333,3 +333,49 @@ fn defaults_are_applied() {
         (5, 1, [1, 1], convc_ir::Pad::Explicit([0; 4]))
     );
 }
+
+#[test]
+fn slice_arguments_are_located() {
+    // IN is `input x: [4, 16, 16]`.
+    let src = format!("{IN}y = slice(x, start=1, end=5)\noutput y\n");
+    assert_eq!(
+        first_line(&src),
+        "t.conv:2:27: error: end is 5: it must be above start (1) and at most the input's 4 channels"
+    );
+    let src = format!("{IN}y = slice(x, start=4, end=5)\noutput y\n");
+    assert_eq!(
+        first_line(&src),
+        "t.conv:2:20: error: start is 4: it must be a channel of the input's 4 (from 0 to 3)"
+    );
+    let src = format!("{IN}y = slice(x, start=2, end=2)\noutput y\n");
+    assert!(first_line(&src).starts_with("t.conv:2:27: error: end is 2"));
+    let src = format!("{IN}y = slice(x, start=1)\noutput y\n");
+    assert_eq!(
+        first_line(&src),
+        "t.conv:2:5: error: slice needs `end=E` (one past the last channel kept)"
+    );
+    let src = format!("{IN}y = slice(x, end=1.5)\noutput y\n");
+    assert!(
+        first_line(&src).starts_with("t.conv:2:18: error: end takes a whole number"),
+        "{}",
+        first_line(&src)
+    );
+    let g = ok(&format!("{IN}y = slice(x, start=1, end=3)\noutput y\n"));
+    let y = g.outputs[0];
+    assert_eq!(g.node(y).shape.to_string(), "[2,16,16]");
+}
+
+#[test]
+fn add_broadcasts_a_per_channel_operand_like_mul() {
+    for body in ["s = add(x, g)", "s = add(g, x)"] {
+        let g = ok(&format!("{IN}g = global_avgpool(x)\n{body}\noutput s\n"));
+        let s = g.outputs[0];
+        assert_eq!(g.node(s).shape.to_string(), "[4,16,16]", "{body}");
+    }
+    // Another channel count is still an error.
+    let src = format!("{IN}c = conv(x, out=5)\ng = global_avgpool(c)\ns = add(x, g)\noutput s\n");
+    assert_eq!(
+        first_line(&src),
+        "t.conv:4:1: error: layer `s`: operands of add have different shapes: [4,16,16] and [5,1,1]"
+    );
+}

@@ -204,6 +204,7 @@ fn every_listed_op_lowers() {
             "shuffle" => ("x, groups=2", op),
             "pad" => ("x, pads=1", op),
             "conv_transpose" => ("x, out=4, stride=2", op),
+            "slice" => ("x, start=1, end=3", op),
             _ => ("x", op),
         };
         let src = format!("input x: [4, 8, 8]\ny = {op}({args})\noutput y\n");

@@ -1787,6 +1787,15 @@ impl Builder<'_> {
                         self.conv_group_step(n, c, &chain, gh, needed, &mut absorbed)?;
                     self.steps.push((pos[tail.index()], step));
                 }
+                // A broadcasting add ([C, 1, 1] with [C, H, W]) is a plain-Rust step, as `mul`.
+                Op::Add
+                    if g.operands(n)
+                        .iter()
+                        .any(|&o| self.conc.get(o) != self.conc.get(n)) =>
+                {
+                    let step = self.rust_step(n)?;
+                    self.steps.push((pos[n.index()], step));
+                }
                 Op::BatchNorm(_) | Op::Unary(_) | Op::Add => {
                     let chain = chain(g, gh, n, needed, &mut absorbed);
                     let tail = chain.last().copied().unwrap_or(n);
@@ -1802,6 +1811,7 @@ impl Builder<'_> {
                     self.steps.push((pos[n.index()], step));
                 }
                 Op::Mul
+                | Op::Slice { .. }
                 | Op::PRelu { .. }
                 | Op::GlobalMaxPool
                 | Op::Pad(_)
@@ -2556,7 +2566,7 @@ impl Builder<'_> {
         ))
     }
 
-    /// A plain-Rust step (`rstep.rs`) for `mul`, `prelu`, `global_maxpool`, `pad` and
+    /// A plain-Rust step (`rstep.rs`) for `mul`, a broadcasting `add`, `prelu`, `global_maxpool`, `pad` and
     /// `upsample`: the operand
     /// in `SLOT_IN`, a second operand or the parameters in `SLOT_W`; items are channels.
     fn rust_step(&mut self, n: NodeIndex) -> Result<Step, JitError> {
@@ -2566,18 +2576,24 @@ impl Builder<'_> {
         let [c, h, w] = self.conc.get(n);
         let hw = h * w;
         let (kind, params, extra) = match &node.op {
-            Op::Mul => {
+            Op::Mul | Op::Add => {
                 let mut y = operand(self.g, n, 1)?;
                 // The full-size operand first; a [C, 1, 1] one is read as per-channel factors.
                 if self.conc.get(x) != [c, h, w] {
                     std::mem::swap(&mut x, &mut y);
                 }
                 let per_channel = i64::from(self.conc.get(y) != [c, h, w]);
-                (
-                    RustKind::Mul,
-                    vec![c as i64, hw as i64, per_channel],
-                    val(y),
-                )
+                let kind = if matches!(node.op, Op::Add) {
+                    RustKind::Add
+                } else {
+                    RustKind::Mul
+                };
+                (kind, vec![c as i64, hw as i64, per_channel], val(y))
+            }
+            Op::Slice { start, .. } => {
+                let [cx, ..] = self.conc.get(x);
+                let v = [c, hw, *start, cx].map(|u| u as i64).to_vec();
+                (RustKind::Slice, v, Arg::Null)
             }
             Op::PRelu { slope } => {
                 let p = self.param(slope.data.data())?;

@@ -145,6 +145,37 @@ pub(crate) unsafe extern "C" fn mul(
     end: u64,
     params: *const i64,
 ) {
+    // SAFETY: the caller keeps `binary`'s contract, which is this function's.
+    unsafe { binary(bufs, start, end, params, |v, f| v * f) }
+}
+
+/// The elementwise sum of channels `start..end`, shaped as for [`mul`]: `SLOT_W` is another
+/// `[c, hw]` image, or `[c]` values (one per channel, added to the whole plane) when
+/// `per_channel` is 1. `params`: `[c, hw, per_channel]`.
+///
+/// # Safety
+/// As for [`mul`].
+pub(crate) unsafe extern "C" fn add(
+    bufs: *const *mut f32,
+    start: u64,
+    end: u64,
+    params: *const i64,
+) {
+    // SAFETY: the caller keeps `binary`'s contract, which is this function's.
+    unsafe { binary(bufs, start, end, params, |v, f| v + f) }
+}
+
+/// `op(x, b)` for [`mul`] and [`add`] (the full-size operand first).
+///
+/// # Safety
+/// As for [`mul`].
+unsafe fn binary(
+    bufs: *const *mut f32,
+    start: u64,
+    end: u64,
+    params: *const i64,
+    op: impl Fn(f32, f32) -> f32,
+) {
     // SAFETY: see above.
     let p = unsafe { std::slice::from_raw_parts(params, 3) };
     let (c, hw, per_channel) = (p[0] as usize, p[1] as usize, p[2] == 1);
@@ -154,14 +185,34 @@ pub(crate) unsafe extern "C" fn mul(
         let (xs, ys) = (&x[k * hw..(k + 1) * hw], &mut y[k * hw..(k + 1) * hw]);
         if per_channel {
             let f = b[k];
-            ys.iter_mut().zip(xs).for_each(|(o, &v)| *o = v * f);
+            ys.iter_mut().zip(xs).for_each(|(o, &v)| *o = op(v, f));
         } else {
             let bs = &b[k * hw..(k + 1) * hw];
             ys.iter_mut()
                 .zip(xs.iter().zip(bs))
-                .for_each(|(o, (&v, &f))| *o = v * f);
+                .for_each(|(o, (&v, &f))| *o = op(v, f));
         }
     }
+}
+
+/// Channels `start..end` of a channel slice: output channel `k` is input channel
+/// `first + k`. `params`: `[c, hw, first, input channels]`.
+///
+/// # Safety
+/// `params` points to 4 values with `first + c <=` the input channels; the input holds
+/// `input channels * hw` floats, the output `c * hw`; `start <= end <= c`.
+pub(crate) unsafe extern "C" fn slice(
+    bufs: *const *mut f32,
+    start: u64,
+    end: u64,
+    params: *const i64,
+) {
+    // SAFETY: see above.
+    let p = unsafe { std::slice::from_raw_parts(params, 4) };
+    let (c, hw, first, cin) = (p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize);
+    let (x, y, _) = unsafe { io3(bufs, cin * hw, c * hw, 0) };
+    let (s, e) = (start as usize * hw, end as usize * hw);
+    y[s..e].copy_from_slice(&x[first * hw + s..first * hw + e]);
 }
 
 /// Parametric ReLU of channels `start..end` of a `[c, hw]` image: `x < 0 ? slope * x : x`

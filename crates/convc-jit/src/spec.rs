@@ -440,7 +440,7 @@ pub(crate) enum KernelSpec {
     /// A Winograd convolution: a call into `wino::run_*`, items are (band of tile rows,
     /// group of output channels).
     Wino(crate::wino::WinoSpec),
-    /// Another plain-Rust step (`rstep.rs`): `mul`, `prelu`, `global_maxpool`, `pad`,
+    /// Another plain-Rust step (`rstep.rs`): `mul`, a broadcasting `add`, `slice`, `prelu`, `global_maxpool`, `pad`,
     /// `upsample`, `conv_transpose`.
     Rust(RustSpec),
 }
@@ -450,6 +450,11 @@ pub(crate) enum KernelSpec {
 pub(crate) enum RustKind {
     /// `rstep::mul`: params `[c, hw, per_channel]`, items channels.
     Mul,
+    /// `rstep::add` (an `add` that broadcasts a `[C, 1, 1]` operand): params
+    /// `[c, hw, per_channel]`, items channels.
+    Add,
+    /// `rstep::slice`: params `[c, hw, start, input channels]`, items output channels.
+    Slice,
     /// `rstep::prelu`: params `[c, hw, slopes]`, items channels.
     PRelu,
     /// `rstep::global_max`: params `[c, hw]`, items channels.
@@ -469,6 +474,8 @@ impl RustKind {
     pub(crate) fn function(self) -> crate::rstep::RustStep {
         match self {
             RustKind::Mul => crate::rstep::mul,
+            RustKind::Add => crate::rstep::add,
+            RustKind::Slice => crate::rstep::slice,
             RustKind::PRelu => crate::rstep::prelu,
             RustKind::GlobalMax => crate::rstep::global_max,
             RustKind::Pad => crate::rstep::pad,
@@ -481,6 +488,8 @@ impl RustKind {
     pub(crate) fn name(self) -> &'static str {
         match self {
             RustKind::Mul => "mul",
+            RustKind::Add => "add",
+            RustKind::Slice => "slice",
             RustKind::PRelu => "prelu",
             RustKind::GlobalMax => "global_max",
             RustKind::Pad => "pad",

@@ -1,4 +1,5 @@
-//! The ops added for ONNX (`hardsigmoid`, `hardswish`, `prelu`, `mul`, `global_maxpool`)
+//! The ops added for ONNX (`hardsigmoid`, `hardswish`, `prelu`, `mul`, `global_maxpool`,
+//! `pad`, `upsample`, `conv_transpose`, `slice`, a broadcasting `add`)
 //! against the interpreter on every vector path the host runs, 1 and 2 threads, a batch of 2:
 //! alone, fused into convolutions' epilogues (microkernels, Winograd, depthwise bands) and
 //! in squeeze-excitation blocks.
@@ -53,6 +54,20 @@ const SPECS: &[&str] = &[
      t2 = conv_transpose(t1, out=3, kernel=2x3, stride=(1, 2), dilation=(2, 1), pad=(0, 1, 1, 0))\n\
      r = relu(t2)\n\
      output u1, u2, u3, u4, r\n",
+    // A broadcasting add both ways after convs (not fused), a residual add of equal shapes,
+    // channel slices feeding convs and an output.
+    "input x: [6, 7, 5]\n\
+     c1 = conv(x, out=8, kernel=3x3, weights=random(seed=1), bias=random(seed=2))\n\
+     g = global_avgpool(c1)\n\
+     a1 = add(c1, g)\n\
+     a2 = add(g, a1)\n\
+     r = relu(a2)\n\
+     s1 = slice(r, start=0, end=3)\n\
+     s2 = slice(r, start=3, end=8)\n\
+     c2 = pointwise(s2, out=3, weights=random(seed=3))\n\
+     a3 = add(c2, s1)\n\
+     s3 = slice(x, start=5, end=6)\n\
+     output a3, s3, g\n",
 ];
 
 #[test]

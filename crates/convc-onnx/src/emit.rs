@@ -143,6 +143,7 @@ pub fn emit(g: &Graph, weights_file: &str, header: &str) -> Result<Emitted, Onnx
             Op::GlobalAvgPool => format!("{name} = global_avgpool({x})"),
             Op::Softmax => format!("{name} = softmax({x})"),
             Op::Shuffle { groups } => format!("{name} = shuffle({x}, groups={groups})"),
+            Op::Slice { start, end } => format!("{name} = slice({x}, start={start}, end={end})"),
             Op::Lrn(l) => format!(
                 "{name} = lrn({x}, size={}, alpha={:?}, beta={:?}, bias={:?})",
                 l.size, l.alpha, l.beta, l.bias

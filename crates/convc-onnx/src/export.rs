@@ -339,6 +339,14 @@ impl Writer {
                 ("PRelu".to_string(), vec![], inputs)
             }
             Op::Shuffle { groups } => return self.shuffle(g, n, *groups),
+            Op::Slice { start, end } => {
+                let mut inputs = ins.clone();
+                let (s, e) = (*start as i64, *end as i64);
+                inputs.push(self.init_i64(format!("{name}.starts"), &[s]));
+                inputs.push(self.init_i64(format!("{name}.ends"), &[e]));
+                inputs.push(self.init_i64(format!("{name}.axes"), &[1]));
+                ("Slice".to_string(), vec![], inputs)
+            }
             Op::Pad(_) | Op::Upsample(_) => self.plane_op(&name, &node.op, ins.clone()),
         };
         self.push(&op, &name, inputs, out, attrs);

@@ -5,7 +5,7 @@
 //! stays the same IR node and is marked flat: `Gemm`/`MatMul` on it become a convolution whose
 //! kernel covers the whole `H x W` plane (a fully connected layer), giving `[K', 1, 1]`.
 //! Constants (initializers, `Constant`, `ConstantOfShape`, `Unsqueeze`/`Reshape`/`Flatten`
-//! of constants) are folded while importing; an elementwise `Add`/`Sub`/`Mul`/`Div` of a
+//! of constants, and the shape arithmetic of [`crate::fold`]) are folded while importing; an elementwise `Add`/`Sub`/`Mul`/`Div` of a
 //! value and a per-channel (or scalar) constant becomes an exact affine `batchnorm`
 //! (mean 0, var 1, eps 0), which `fold-batchnorm` merges into a preceding conv.
 //!
@@ -29,6 +29,7 @@ pub const SUPPORTED: &[&str] = &[
     "Add",
     "AveragePool",
     "BatchNormalization",
+    "Cast",
     "Clip",
     "Concat",
     "Constant",
@@ -38,6 +39,7 @@ pub const SUPPORTED: &[&str] = &[
     "Div",
     "Dropout",
     "Flatten",
+    "Gather",
     "Gemm",
     "GlobalAveragePool",
     "GlobalMaxPool",
@@ -51,11 +53,21 @@ pub const SUPPORTED: &[&str] = &[
     "Mul",
     "PRelu",
     "Pad",
+    "Range",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceSum",
     "Relu",
     "Reshape",
     "Resize",
+    "Shape",
     "Sigmoid",
+    "Slice",
     "Softmax",
+    "Split",
+    "Squeeze",
     "Sub",
     "Sum",
     "Tanh",

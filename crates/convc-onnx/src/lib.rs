@@ -13,11 +13,13 @@
 
 pub mod emit;
 pub mod export;
+mod fold;
 pub mod import;
 mod ops;
 pub mod proto;
 pub mod read;
 mod resize;
+mod shapes;
 
 use std::fmt;
 

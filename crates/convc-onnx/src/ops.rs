@@ -94,6 +94,16 @@ impl Importer<'_> {
             "Reshape" => self.reshape(node, at),
             "Unsqueeze" => self.unsqueeze(node, &a, at),
             "Gemm" | "MatMul" => self.dense(node, &a, at),
+            "Shape" => self.shape_op(node, &a, at),
+            "Gather" => self.gather_op(node, &a, at),
+            "Slice" => self.slice_op(node, &a, at),
+            "Split" => self.split_op(node, &a, at),
+            "Squeeze" => self.squeeze_op(node, &a, at),
+            "Cast" => self.cast_op(node, &a, at),
+            "Range" => self.range_op(node, at),
+            "ReduceProd" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceMean" => {
+                self.reduce_op(node, &a, at)
+            }
             other => fail(at, format!("`{other}` is not supported")),
         }
     }
@@ -148,6 +158,7 @@ impl Importer<'_> {
         let Some(dims) = shape.ints() else {
             return fail(at, "the shape input must hold integers");
         };
+        crate::fold::no_markers(shape, "ConstantOfShape", at)?;
         let dims = crate::read::dims_of(dims).map_err(|e| OnnxError::new(format!("{at}: {e}")))?;
         let n = crate::read::numel(&dims, MAX_PARAM_ELEMENTS)
             .map_err(|e| OnnxError::new(format!("{at}: {e}")))?;
@@ -406,49 +417,69 @@ impl Importer<'_> {
             self.val(&name(1), at)?.clone(),
         );
         match (va, vb) {
-            (Val::Node { n: a, flat: fa }, Val::Node { n: b, flat: fb })
-                if node.op_type() == "Mul" =>
-            {
-                // A flattened operand is fine where its plane is 1x1 (both layouts agree).
-                let one = |x: NodeIndex| self.g.node(x).shape.hw() == Some((1, 1));
-                if ((fa && !one(a)) || (fb && !one(b))) && fa != fb {
-                    return fail(
-                        at,
-                        "Mul of a flattened and an unflattened tensor is not supported",
-                    );
-                }
-                let flat = if one(a) { fb } else { fa };
-                let n = self.add(Self::out_name(node), Op::Mul, &[a, b], at)?;
-                self.set(node, Val::Node { n, flat }, at)
-            }
             (Val::Node { n: a, flat: fa }, Val::Node { n: b, flat: fb }) => {
-                if node.op_type() != "Add" {
-                    return fail(
-                        at,
-                        format!(
-                            "{} of two computed tensors is not supported (only by a constant)",
-                            node.op_type()
-                        ),
-                    );
-                }
-                if fa != fb {
-                    return fail(
-                        at,
-                        "Add of a flattened and an unflattened tensor is not supported",
-                    );
-                }
-                let n = self.add(Self::out_name(node), Op::Add, &[a, b], at)?;
-                self.set(node, Val::Node { n, flat: fa }, at)
+                self.binary_nodes(node, (a, fa), (b, fb), at)
             }
             (Val::Const(a), Val::Const(b)) => {
-                let c = fold_binary(node.op_type(), &a, &b)
-                    .ok_or_else(|| OnnxError::new(format!("{at}: constant operands of shapes {} and {} are not supported (equal shapes or one scalar)", convc_tensor::fmt_shape(&a.dims), convc_tensor::fmt_shape(&b.dims))))?;
+                let c = crate::fold::binary(node.op_type(), &a, &b, at)?.ok_or_else(|| {
+                    OnnxError::new(format!(
+                        "{at}: constant operands of shapes {} and {} do not broadcast",
+                        convc_tensor::fmt_shape(&a.dims),
+                        convc_tensor::fmt_shape(&b.dims)
+                    ))
+                })?;
                 self.set(node, Val::Const(c), at)
             }
             (Val::Node { n, flat }, Val::Const(c)) => self.affine(node, n, flat, &c, false, at),
             (Val::Const(c), Val::Node { n, flat }) => self.affine(node, n, flat, &c, true, at),
             _ => fail(at, "an operand is a 5-D [N, G, C/G, H, W] tensor"),
         }
+    }
+
+    /// `Add`, `Sub` or `Mul` of two computed tensors: equal shapes, or one `[N, C, 1, 1]`
+    /// broadcast over the other's plane. `Sub(a, b)` is `add(a, -1 * b)` (the negation an
+    /// affine batchnorm, which `fold-batchnorm` may merge into the conv before it).
+    fn binary_nodes(
+        &mut self,
+        node: &NodeProto,
+        (a, fa): (NodeIndex, bool),
+        (b, fb): (NodeIndex, bool),
+        at: &str,
+    ) -> R<()> {
+        let ty = node.op_type();
+        if ty == "Div" {
+            return fail(
+                at,
+                "Div of two computed tensors is not supported (only division by a constant)",
+            );
+        }
+        // A flattened operand is fine where its plane is 1x1 (both layouts agree).
+        let one = |x: NodeIndex| self.g.node(x).shape.hw() == Some((1, 1));
+        if ((fa && !one(a)) || (fb && !one(b))) && fa != fb {
+            return fail(
+                at,
+                format!("{ty} of a flattened and an unflattened tensor is not supported"),
+            );
+        }
+        let flat = if one(a) { fb } else { fa };
+        let out = Self::out_name(node).to_string();
+        let (op, b) = match ty {
+            "Mul" => (Op::Mul, b),
+            "Add" => (Op::Add, b),
+            _ => {
+                let ch = self.g.node(b).shape.c;
+                let neg = Op::BatchNorm(BatchNorm {
+                    mean: param_values(vec![0.0; ch], vec![ch], "mean", at)?,
+                    var: param_values(vec![1.0; ch], vec![ch], "var", at)?,
+                    gamma: param_values(vec![-1.0; ch], vec![ch], "Sub", at)?,
+                    beta: param_values(vec![0.0; ch], vec![ch], "Sub", at)?,
+                    eps: 0.0,
+                });
+                (Op::Add, self.add(&format!("{out}_neg"), neg, &[b], at)?)
+            }
+        };
+        let n = self.add(&out, op, &[a, b], at)?;
+        self.set(node, Val::Node { n, flat }, at)
     }
 
     /// `x op c` (or `c op x` when `swapped`) with a per-channel or scalar constant, as an
@@ -547,6 +578,9 @@ impl Importer<'_> {
         let Some(axis) = a.int("axis")? else {
             return fail(at, "Concat needs an `axis`");
         };
+        if self.concat_consts(node, axis, at)?.is_some() {
+            return Ok(());
+        }
         let mut ins = Vec::new();
         for i in 0..node.input.len() {
             ins.push(self.node_input(node, i, at)?);
@@ -711,12 +745,27 @@ impl Importer<'_> {
     }
 
     fn reshape(&mut self, node: &NodeProto, at: &str) -> R<()> {
-        let target: Vec<i64> = match self.const_input(node, 1, at)?.ints() {
+        let shape = self.const_input(node, 1, at)?.clone();
+        let mut target: Vec<i64> = match shape.ints() {
             Some(t) => t.to_vec(),
             None => return fail(at, "the shape input must hold integers"),
         };
         let name = node.input.first().cloned().unwrap_or_default();
-        match self.val(&name, at)?.clone() {
+        let x = self.val(&name, at)?.clone();
+        // The batch size may be the first dimension of a computed tensor's new shape: there
+        // it is N, as 0 (copy) says.
+        if !matches!(x, Val::Const(_)) && target.first() == Some(&crate::fold::BATCH) {
+            target[0] = 0;
+        }
+        crate::fold::no_markers(
+            &Const {
+                dims: vec![target.len()],
+                data: Data::I64(target.clone()),
+            },
+            "this Reshape",
+            at,
+        )?;
+        match x {
             Val::Const(c) => {
                 let dims = resolve_reshape(&c.dims, &target).ok_or_else(|| {
                     OnnxError::new(format!(
@@ -835,11 +884,23 @@ impl Importer<'_> {
                 } else {
                     [s.c as i64, hw?.0 as i64, hw?.1 as i64]
                 };
-                let want: Vec<i64> = [*c, *h, *w]
+                let mut want: Vec<i64> = [*c, *h, *w]
                     .iter()
                     .zip(cur)
                     .map(|(&d, cur)| if d == 0 { cur } else { d })
                     .collect();
+                // One -1 takes what the others leave of the C*H*W values.
+                if let Some(i) = want.iter().position(|&d| d == -1) {
+                    let others: i64 = want.iter().filter(|&&d| d != -1).product();
+                    let k = k? as i64;
+                    if others <= 0
+                        || k % others != 0
+                        || want.iter().filter(|&&d| d == -1).count() > 1
+                    {
+                        return None;
+                    }
+                    want[i] = k / others;
+                }
                 let same_as_plain = want == [s.c as i64, hw?.0 as i64, hw?.1 as i64];
                 (same_as_plain && want[..] == cur[..]
                     || flat && hw == Some((1, 1)) && want == [k? as i64, 1, 1])
@@ -860,11 +921,12 @@ impl Importer<'_> {
         };
         let c = match self.val(node.input.first().map(String::as_str).unwrap_or(""), at)? {
             Val::Const(c) => c.clone(),
-            _ => {
-                return fail(
-                    at,
-                    "Unsqueeze of a computed tensor is not supported (only of constants)",
-                );
+            Val::Node { n, flat } => {
+                let (n, flat) = (*n, *flat);
+                return self.unsqueeze_node(node, &axes, n, flat, at);
+            }
+            Val::Grouped { .. } => {
+                return fail(at, "Unsqueeze of a 5-D tensor is not supported");
             }
         };
         let r = (c.dims.len() + axes.len()) as i64;
@@ -1020,34 +1082,6 @@ fn channel_vector(c: &Const, ch: usize, flat: bool) -> Option<Vec<f32>> {
     }
     let v = c.floats();
     Some(if v.len() == 1 { vec![v[0]; ch] } else { v })
-}
-
-/// Folds an elementwise op on two constants of equal shapes (or one scalar).
-fn fold_binary(op: &str, a: &Const, b: &Const) -> Option<Const> {
-    let (x, y) = (a.floats(), b.floats());
-    let dims = if a.dims == b.dims || y.len() == 1 {
-        a.dims.clone()
-    } else if x.len() == 1 {
-        b.dims.clone()
-    } else {
-        return None;
-    };
-    let n = x.len().max(y.len());
-    let at = |v: &Vec<f32>, i: usize| if v.len() == 1 { v[0] } else { v[i] };
-    let f = |p: f32, q: f32| match op {
-        "Add" => p + q,
-        "Sub" => p - q,
-        "Mul" => p * q,
-        _ => p / q,
-    };
-    let data: Vec<f32> = (0..n).map(|i| f(at(&x, i), at(&y, i))).collect();
-    let ints = matches!((&a.data, &b.data), (Data::I64(_), Data::I64(_))) && op != "Div";
-    let data = if ints {
-        Data::I64(data.iter().map(|&v| v as i64).collect())
-    } else {
-        Data::F32(data)
-    };
-    Some(Const { dims, data })
 }
 
 /// The dimensions of a constant reshaped to `target` (0 copies, -1 infers), if valid.

@@ -1,5 +1,6 @@
 //! Lowering of the ops added for the ONNX front end (`docs/contract-additions.md`):
-//! `hardsigmoid`, `hardswish`, `prelu`, `mul`, `global_maxpool`, `pad`, `upsample`.
+//! `hardsigmoid`, `hardswish`, `prelu`, `mul`, `global_maxpool`, `pad`, `upsample`,
+//! `conv_transpose`, `slice`.
 
 use convc_lang::{Diagnostic, ExprKind, LayerStmt};
 
@@ -42,6 +43,7 @@ impl Lowerer<'_> {
                 self.kwargs(l, &[])?;
                 Op::GlobalMaxPool
             }
+            "slice" => slice(&self.kwargs(l, &["start", "end"])?, l, x.c)?,
             "pad" => Op::Pad(pad_op(&self.kwargs(l, &["pads", "value", "mode"])?, l)?),
             "upsample" => Op::Upsample(upsample(&self.kwargs(l, &["scale", "mode", "coords"])?)?),
             "conv_transpose" => Op::ConvTranspose(self.conv_transpose(l, x)?),
@@ -334,4 +336,48 @@ fn nonneg_pair(e: &convc_lang::Expr, what: &str) -> R<[usize; 2]> {
             ),
         ),
     }
+}
+
+/// `slice(x, start=0, end=E)`: channels `start..end` of `x`, `0 <= start < end <= C`.
+fn slice(kw: &Kw<'_>, l: &LayerStmt, c: usize) -> R<Op> {
+    let int = |k: &str| -> R<Option<(i64, convc_lang::Span)>> {
+        match kw.get(k) {
+            None => Ok(None),
+            Some(e) => match super::int_of(e) {
+                Some(v) => Ok(Some((v, e.span))),
+                None => err(
+                    e.span,
+                    format!("{k} takes a whole number, found {}", describe(e)),
+                ),
+            },
+        }
+    };
+    let Some((end, end_span)) = int("end")? else {
+        return err(
+            l.op.span,
+            "slice needs `end=E` (one past the last channel kept)",
+        );
+    };
+    let (start, start_span) = int("start")?.unwrap_or((0, l.op.span));
+    if start < 0 || start >= c as i64 {
+        return err(
+            start_span,
+            format!(
+                "start is {start}: it must be a channel of the input's {c} (from 0 to {})",
+                c.saturating_sub(1)
+            ),
+        );
+    }
+    if end <= start || end > c as i64 {
+        return err(
+            end_span,
+            format!(
+                "end is {end}: it must be above start ({start}) and at most the input's {c} channels"
+            ),
+        );
+    }
+    Ok(Op::Slice {
+        start: start as usize,
+        end: end as usize,
+    })
 }

@@ -1,4 +1,5 @@
-//! A generator of random `.conv` specs covering every op and attribute.
+//! A generator of random `.conv` specs covering every op and attribute (the ops added for ONNX
+//! import too).
 
 /// A source of choices: a seeded [`Rng`], or a fuzzer's bytes (the `jit_diff` fuzz target).
 pub trait Choose {
@@ -133,7 +134,7 @@ pub fn spec_from(rng: &mut impl Choose, big: bool) -> String {
         let x = ts[src].clone();
         let name = format!("l{}", ts.len());
         let seedw = rng.r(1, 1000);
-        let op = rng.r(0, 15);
+        let op = rng.r(0, 16);
         let made: Option<(String, T)> = match op {
             0..=3 => {
                 // conv, with every attribute
@@ -331,6 +332,7 @@ pub fn spec_from(rng: &mut impl Choose, big: bool) -> String {
                     )
                 })
             }
+            16 => onnx_op(rng, &x, &ts, &name, seedw),
             _ => {
                 if rng.chance(0.3) {
                     Some((
@@ -359,6 +361,152 @@ pub fn spec_from(rng: &mut impl Choose, big: bool) -> String {
     }
     lines.push(format!("output {}", outs.join(", ")));
     lines.join("\n") + "\n"
+}
+
+/// One of the ops added for ONNX import on `x` (`ts`: the values so far), or `None` when the
+/// drawn op does not fit: `hardsigmoid`, `hardswish`, `prelu`, `mul` and `add` (equal shapes
+/// or a `[C, 1, 1]` operand broadcast), `global_maxpool`, `pad`, `upsample`,
+/// `conv_transpose`, `slice`.
+fn onnx_op(
+    rng: &mut impl Choose,
+    x: &T,
+    ts: &[T],
+    name: &str,
+    seedw: usize,
+) -> Option<(String, T)> {
+    let same = |t: &T| T {
+        name: name.to_string(),
+        ..t.clone()
+    };
+    let xn = &x.name;
+    match rng.r(0, 8) {
+        0 => Some(if rng.chance(0.5) {
+            (format!("{name} = hardswish({xn})"), same(x))
+        } else {
+            (
+                format!("{name} = hardsigmoid({xn}, alpha=0.3, beta=0.4)"),
+                same(x),
+            )
+        }),
+        1 => Some(if rng.chance(0.5) {
+            (
+                format!("{name} = prelu({xn}, slope=random(seed={seedw}))"),
+                same(x),
+            )
+        } else {
+            (format!("{name} = prelu({xn}, slope=0.2)"), same(x))
+        }),
+        2 | 3 => {
+            // mul or add with an operand of the same shape or a [C, 1, 1] one, either order.
+            let fits: Vec<&T> = ts
+                .iter()
+                .filter(|t| t.c == x.c && ((t.h, t.w) == (x.h, x.w) || (t.h, t.w) == (1, 1)))
+                .collect();
+            let o = fits[rng.r(0, fits.len() - 1)];
+            let big = if (x.h, x.w) == (1, 1) { o } else { x };
+            let (a, b) = if rng.chance(0.5) {
+                (xn, &o.name)
+            } else {
+                (&o.name, xn)
+            };
+            let op = if rng.chance(0.5) { "mul" } else { "add" };
+            Some((format!("{name} = {op}({a}, {b})"), same(big)))
+        }
+        4 => Some((
+            format!("{name} = global_maxpool({xn})"),
+            T {
+                name: name.to_string(),
+                c: x.c,
+                h: 1,
+                w: 1,
+            },
+        )),
+        5 => {
+            let (mode, lim) = match rng.r(0, 2) {
+                0 => ("constant", 2),
+                1 => ("reflect", (x.h.min(x.w) - 1).min(2)),
+                _ => ("edge", 2),
+            };
+            let p = [rng.r(0, lim), rng.r(0, lim), rng.r(0, lim), rng.r(0, lim)];
+            Some((
+                format!(
+                    "{name} = pad({xn}, pads=({}, {}, {}, {}), mode={mode})",
+                    p[0], p[1], p[2], p[3]
+                ),
+                T {
+                    name: name.to_string(),
+                    c: x.c,
+                    h: x.h + p[0] + p[1],
+                    w: x.w + p[2] + p[3],
+                },
+            ))
+        }
+        6 => {
+            let sc = [rng.r(1, 2), rng.r(1, 2)];
+            let mode = match rng.r(0, 3) {
+                0 => "nearest",
+                1 => "bilinear",
+                2 => "bilinear, coords=align_corners",
+                _ => "bilinear, coords=asymmetric",
+            };
+            Some((
+                format!(
+                    "{name} = upsample({xn}, scale={}, mode={mode})",
+                    size(sc[0], sc[1])
+                ),
+                T {
+                    name: name.to_string(),
+                    c: x.c,
+                    h: x.h * sc[0],
+                    w: x.w * sc[1],
+                },
+            ))
+        }
+        7 => {
+            let (k, s, p) = (
+                [rng.r(1, 3), rng.r(1, 3)],
+                [rng.r(1, 2), rng.r(1, 2)],
+                rng.r(0, 1),
+            );
+            let groups = if x.c % 2 == 0 && rng.chance(0.3) {
+                2
+            } else {
+                1
+            };
+            let out = groups * rng.r(1, 4);
+            let o = |n: usize, a: usize| {
+                ((n - 1) * s[a] + k[a])
+                    .checked_sub(2 * p)
+                    .filter(|&v| v > 0)
+            };
+            let (oh, ow) = (o(x.h, 0)?, o(x.w, 1)?);
+            Some((
+                format!(
+                    "{name} = conv_transpose({xn}, out={out}, kernel={}, stride={}, pad={p}, groups={groups}, weights=random(seed={seedw}))",
+                    size(k[0], k[1]),
+                    size(s[0], s[1])
+                ),
+                T {
+                    name: name.to_string(),
+                    c: out,
+                    h: oh,
+                    w: ow,
+                },
+            ))
+        }
+        _ => {
+            let start = rng.r(0, x.c - 1);
+            let end = rng.r(start + 1, x.c);
+            Some((
+                format!("{name} = slice({xn}, start={start}, end={end})"),
+                T {
+                    name: name.to_string(),
+                    c: end - start,
+                    ..x.clone()
+                },
+            ))
+        }
+    }
 }
 
 /// An activation with its own constants, drawn from `i` and the choices (`clamp` bounds and
