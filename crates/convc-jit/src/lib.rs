@@ -13,6 +13,7 @@
 
 mod buf;
 mod codegen;
+mod gemm;
 mod lanes;
 mod packed;
 mod plan;
@@ -88,6 +89,10 @@ pub struct JitOptions {
     /// instead of the cheapest by the cost model, so that tests cover every width; a width
     /// the path does not have is ignored.
     pub winograd_lanes: Option<usize>,
+    /// Test hook: output positions per band of the pointwise GEMM steps (1x1 convs on the
+    /// wide paths, `crate::gemm`) instead of the L2-sized default, so that tests cover several
+    /// bands on small planes; `Some(0)` runs 1x1 convs direct instead.
+    pub pointwise_gemm_cols: Option<usize>,
 }
 
 /// The algorithm of 3x3, stride-1, dilation-1, one-group convolutions on the wide paths
@@ -167,6 +172,7 @@ impl Default for JitOptions {
             guard_pages: GuardPages::from_env(),
             conv_algo: ConvAlgo::Auto,
             winograd_lanes: None,
+            pointwise_gemm_cols: None,
         }
     }
 }
@@ -301,15 +307,15 @@ pub fn compile(
     let bindings = bind_inputs(g, input_sizes).map_err(JitError::new)?;
     let conc = concretize(g, &bindings).map_err(|d| JitError::new(d.message))?;
     let (isa, fma, vec_isa) = host_target(opts)?;
-    let mut plan = plan::build(
-        g,
-        &conc,
+    let choices = plan::Choices {
         fma,
-        vec_isa,
-        opts.conv_algo,
-        opts.winograd_lanes,
-        opts.guard_pages.at_end(),
-    )?;
+        isa: vec_isa,
+        algo: opts.conv_algo,
+        wino_lanes: opts.winograd_lanes,
+        gemm_cols: opts.pointwise_gemm_cols,
+        guard: opts.guard_pages.at_end(),
+    };
+    let mut plan = plan::build(g, &conc, &choices)?;
     check_reads_have_buffers(&plan)?;
     let mut module = JITModule::new(JITBuilder::with_isa(
         isa,

@@ -564,6 +564,38 @@ fn wino_group(nn: usize, cols: usize, ocb: usize, oc: usize, bands: usize) -> us
     blocks.div_ceil(groups) * ocb
 }
 
+/// Positions per band and output channels per group of a pointwise GEMM (`crate::gemm`): about
+/// [`GEMM_BANDS`] bands, in whole tiles of the microkernel, each band's packed input (`c`
+/// channels) within a quarter of the core's L2; channel groups (whole blocks) only while the
+/// items (bands x groups) are under 4, so that two threads share the work. Narrow bands cost
+/// little: the packing copies each input value once whatever the band, and a tile's reduction
+/// (`c` taps of a block's FMAs) dwarfs a call of the microkernel.
+fn gemm_schedule(
+    c: usize,
+    oc: usize,
+    positions: usize,
+    ocb: usize,
+    isa: Isa,
+    forced: Option<usize>,
+) -> (usize, usize) {
+    let vw = isa.lanes() * crate::wide::tile_vectors(isa, ocb);
+    let by_cache = wino_input_bytes() / 4 / (c * 4).max(1);
+    let even = positions.div_ceil(GEMM_BANDS).div_ceil(vw) * vw;
+    let cols = forced.unwrap_or(even.min(by_cache / vw * vw).max(vw));
+    let cols = if cols >= positions { positions } else { cols };
+    let bands = positions.div_ceil(cols.max(1));
+    let blocks = oc.div_ceil(ocb);
+    let mut groups = 1;
+    while groups < blocks && bands * groups < 4 {
+        groups += 1;
+    }
+    (cols.max(1), (blocks.div_ceil(groups) * ocb).min(oc))
+}
+
+/// Bands a pointwise GEMM aims at: enough for 2 threads to split evenly in whole bands (each
+/// band is packed by the thread that claims it).
+const GEMM_BANDS: usize = 16;
+
 /// Columns per tile of a wide row (see `ConvSpec::xtiles`).
 const XTILE_COLS: usize = 32;
 
@@ -693,39 +725,49 @@ struct Builder<'g> {
     algo: crate::ConvAlgo,
     /// Winograd's transform width, forced (tests).
     wino_lanes: Option<usize>,
+    /// Positions per band of the pointwise GEMM steps, forced (tests; 0: none).
+    gemm_cols: Option<usize>,
     steps: Vec<(usize, Step)>,
     params: Vec<AlignedBuf>,
 }
 
-/// Builds the plan. `fma`: use fused multiply-add in convolutions; `isa`: the widest vectors
-/// the dense convolutions may use (`Isa::Sse`: Cranelift's own code only).
-///
-/// `guard` (test mode): every arena buffer in pages of its own, ending right before a
-/// `PROT_NONE` page (`Some(true)`) or starting right after one (`Some(false)`), no space reused.
+/// The choices [`build`] follows.
+pub(crate) struct Choices {
+    /// Use fused multiply-add in convolutions.
+    pub fma: bool,
+    /// The widest vectors the dense convolutions may use (`Isa::Sse`: Cranelift's own code
+    /// only).
+    pub isa: Isa,
+    /// The algorithm of 3x3 stride-1 convolutions.
+    pub algo: crate::ConvAlgo,
+    /// Test hooks: Winograd's transform width; positions per band of the pointwise GEMM
+    /// steps (0: 1x1 convs run direct). See [`crate::JitOptions`].
+    pub wino_lanes: Option<usize>,
+    pub gemm_cols: Option<usize>,
+    /// Test mode: every arena buffer in pages of its own, ending right before a `PROT_NONE`
+    /// page (`Some(true)`) or starting right after one (`Some(false)`), no space reused.
+    pub guard: Option<bool>,
+}
+
+/// Builds the plan.
 ///
 /// The passes, in order: grouping and pairing ([`Builder::group_steps`]), the producer inside a
 /// band pair ([`band_pre`]), layout agreement ([`pad_in_place`]), where values live
 /// ([`value_homes`]), buffer allocation ([`allocate`]) and the threads' scratch
 /// ([`thread_scratch`]).
-pub(crate) fn build(
-    g: &Graph,
-    conc: &Concrete,
-    fma: bool,
-    isa: Isa,
-    algo: crate::ConvAlgo,
-    wino_lanes: Option<usize>,
-    guard: Option<bool>,
-) -> Result<Plan, JitError> {
+pub(crate) fn build(g: &Graph, conc: &Concrete, ch: &Choices) -> Result<Plan, JitError> {
+    let guard = ch.guard;
     let order = g.topo_order();
     let needed = needed_nodes(g, &order)?;
     let mut len = value_lens(g, conc, &order, &needed)?;
     let mut b = Builder {
         g,
         conc,
-        fma,
-        isa,
-        algo,
-        wino_lanes,
+        fma: ch.fma,
+        isa: ch.isa,
+        algo: ch.algo,
+        wino_lanes: ch.wino_lanes,
+        gemm_cols: ch.gemm_cols,
         steps: Vec::new(),
         params: Vec::new(),
     };
@@ -918,6 +960,7 @@ fn thread_scratch(steps: &[Step]) -> usize {
         .map(|s| match &s.spec {
             KernelSpec::Sep(sp) => scratch_span(sp.rowbuf_len()),
             KernelSpec::Wino(ws) => ws.scratch_len() + 16,
+            KernelSpec::Gemm(gs) => gs.scratch_len() + 16,
             _ if s.band.is_some() => s.band.as_ref().map_or(0, |b| b.scratch_len()),
             KernelSpec::Conv(cs) if cs.part_slot > 0 => match s.args.get(cs.part_slot) {
                 Some(Arg::ThreadScratchAt(off)) => off + cs.part_len() + 16,
@@ -1093,6 +1136,24 @@ fn epilogue_without_residual(g: &Graph, members: &[NodeIndex]) -> bool {
     members
         .iter()
         .all(|&m| matches!(g.node(m).op, Op::BatchNorm(_) | Op::Unary(_)))
+}
+
+/// True when `tail`'s value goes only to a depthwise conv (one input channel per group): a
+/// band pair may then produce it inside its band step ([`band_pre`]), row by row, so that it
+/// never goes to memory; a pointwise GEMM step would write it whole (MobileNet's expansion:
+/// 14.5 ms fused against 20.4 ms as a GEMM step, one thread).
+fn feeds_depthwise(g: &Graph, tail: NodeIndex) -> bool {
+    if g.is_output(tail) {
+        return false;
+    }
+    let mut edges = g.g.neighbors_directed(tail, Direction::Outgoing);
+    let (Some(b), None) = (edges.next(), edges.next()) else {
+        return false;
+    };
+    match &g.node(b).op {
+        Op::Conv(c) => c.groups > 1 && c.weight.data.shape().get(1) == Some(&1),
+        _ => false,
+    }
 }
 
 /// The conv that is the only user of `tail`'s value (one edge, its only operand), when the
@@ -1860,7 +1921,10 @@ impl Builder<'_> {
         let tail = chain.last().copied().unwrap_or(n);
         let step = match self.wino_step(n, c, chain)? {
             Some(step) => step,
-            None => self.conv_step(n, c, chain, BandRole::Alone)?,
+            None => match self.gemm_step(n, c, chain)? {
+                Some(step) => step,
+                None => self.conv_step(n, c, chain, BandRole::Alone)?,
+            },
         };
         Ok((tail, step))
     }
@@ -2174,6 +2238,110 @@ impl Builder<'_> {
             macs,
             writes: tail.index(),
         }))
+    }
+
+    /// The pointwise GEMM step (`crate::gemm`) of a 1x1, one-group, unpadded conv on a wide
+    /// path whose epilogue the microkernel applies (`None`: run it direct).
+    fn gemm_step(
+        &mut self,
+        n: NodeIndex,
+        conv: &Conv,
+        members: &[NodeIndex],
+    ) -> Result<Option<Step>, JitError> {
+        let Some((x, [sh, sw])) = self.gemm_shape(n, conv, members)? else {
+            return Ok(None);
+        };
+        let [c, h, w] = self.conc.get(x);
+        let [oc, oh, ow] = self.conc.get(n);
+        let isa = self.isa;
+        let positions = oh * ow;
+        let ocb =
+            crate::spec::blocks_of_at_most(oc, crate::wide::block_ocb_for_width(isa, positions));
+        let (cols, group) = gemm_schedule(c, oc, positions, ocb, isa, self.gemm_cols);
+        let packed = crate::gemm::pack_weights(
+            conv.weight.data.data(),
+            oc,
+            c,
+            ocb,
+            crate::gemm::packed_stride(cols),
+        );
+        let wslot = self.param(&packed)?;
+        let tail = members.last().copied().unwrap_or(n);
+        let mut args = vec![val(tail), val(x), Arg::Param(wslot)];
+        let bias = conv_bias(conv);
+        if bias.as_ref().is_some_and(|b| b.len() != oc) {
+            return Ok(None);
+        }
+        let ep = self.epilogue(n, members, bias, &mut args)?;
+        args.push(Arg::ThreadScratch);
+        let spec = crate::gemm::GemmSpec {
+            isa,
+            c,
+            oc,
+            h,
+            w,
+            sh,
+            sw,
+            oh,
+            ow,
+            cols,
+            group,
+            ocb,
+            ep,
+            scratch_slot: args.len() - 1,
+        };
+        let macs = (oc * positions) as u64 * c as u64;
+        Ok(Some(Step {
+            name: self.group_name(n, members),
+            spec: KernelSpec::Gemm(spec),
+            kernel: 0,
+            args,
+            pad: None,
+            tile: None,
+            band: None,
+            zero: None,
+            work_ns: work::dense_ns(macs as f64, isa.lanes()),
+            macs,
+            writes: tail.index(),
+        }))
+    }
+
+    /// Whether conv `n` runs as a pointwise GEMM: a wide path; a 1x1, one-group, unpadded
+    /// conv with weights of its shape; an epilogue whose activations the microkernel applies.
+    /// Returns its input and its stride.
+    fn gemm_shape(
+        &self,
+        n: NodeIndex,
+        conv: &Conv,
+        members: &[NodeIndex],
+    ) -> Result<Option<(NodeIndex, [usize; 2])>, JitError> {
+        let x = operand(self.g, n, 0)?;
+        let [c, h, w] = self.conc.get(x);
+        let [oc, oh, ow] = self.conc.get(n);
+        let acts_fit = members.iter().all(|&m| match &self.g.node(m).op {
+            Op::Unary(u) => crate::wino::epilogue_fits(&[Ep::Act(Act::from_unary(*u))]),
+            _ => true,
+        });
+        let [sh, sw] = conv.stride;
+        let fits = self.isa != Isa::Sse
+            && self.gemm_cols != Some(0)
+            && conv.kernel == [1, 1]
+            && conv.groups == 1
+            && conv.out == oc
+            && conv.weight.data.shape() == [oc, c, 1, 1]
+            && acts_fit
+            && !feeds_depthwise(self.g, members.last().copied().unwrap_or(n))
+            && sh > 0
+            && sw > 0
+            && oh > 0
+            && ow > 0
+            && conv
+                .pad
+                .resolve(h, w, conv.kernel, conv.stride, conv.dilation)
+                == [0, 0, 0, 0]
+            && (h - 1) / sh + 1 == oh
+            && (w - 1) / sw + 1 == ow;
+        Ok(fits.then_some((x, [sh, sw])))
     }
 
     /// A conv's sizes, checked: positive kernel, stride, dilation and groups, channels that

@@ -193,6 +193,25 @@ fn schedule(t: &mut String, spec: &KernelSpec, indent: &str) {
                 w.ocb
             );
         }
+        KernelSpec::Gemm(g) => {
+            let stride = if g.sh * g.sw > 1 {
+                format!(", stride {}x{} gathered", g.sh, g.sw)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                t,
+                "{indent}pointwise GEMM on the {} path: {} positions flat{stride}, items (band of {} positions, group of {} channels): {} x {}; each band's {} input channels packed into the thread's scratch once, then blocks of {} channels",
+                g.isa,
+                g.positions(),
+                g.cols,
+                g.group,
+                g.bands(),
+                g.groups(),
+                g.c,
+                g.ocb
+            );
+        }
         KernelSpec::Rust(r) => {
             let _ = writeln!(
                 t,

@@ -26,10 +26,16 @@ const CLAIMS_PER_THREAD_BAND: usize = 2;
 /// the input of every band it touches: where there are bands enough for every thread, claims
 /// are whole bands, so that each band's input is transformed once (claims of single items had
 /// both threads transform every band: two threads ran resnet_block's layers only 1.3x faster
-/// than one).
+/// than one). A pointwise GEMM step's items are the same (band, channel group), each band's
+/// input packed once per thread.
 fn claim_items(step: &Step, items: usize, threads: usize) -> usize {
-    if let KernelSpec::Wino(w) = &step.spec {
-        let groups = w.groups().max(1);
+    let groups = match &step.spec {
+        KernelSpec::Wino(w) => Some(w.groups()),
+        KernelSpec::Gemm(g) => Some(g.groups()),
+        _ => None,
+    };
+    if let Some(groups) = groups {
+        let groups = groups.max(1);
         let bands = items / groups;
         if bands >= threads {
             return groups * (bands / (threads * CLAIMS_PER_THREAD)).max(1);

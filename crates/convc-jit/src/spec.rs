@@ -440,6 +440,9 @@ pub(crate) enum KernelSpec {
     /// A Winograd convolution: a call into `wino::run_*`, items are (band of tile rows,
     /// group of output channels).
     Wino(crate::wino::WinoSpec),
+    /// A pointwise conv as GEMMs on packed bands: a call into `gemm::run_*`, items are (band
+    /// of output positions, group of output channels).
+    Gemm(crate::gemm::GemmSpec),
     /// Another plain-Rust step (`rstep.rs`): `mul`, a broadcasting `add`, `slice`, `prelu`, `global_maxpool`, `pad`,
     /// `upsample`, `conv_transpose`.
     Rust(RustSpec),
@@ -545,6 +548,7 @@ impl KernelSpec {
             KernelSpec::Lrn(l) => l.hw,
             KernelSpec::Shuffle { c, .. } => *c,
             KernelSpec::Wino(w) => w.items(),
+            KernelSpec::Gemm(g) => g.items(),
             KernelSpec::Rust(r) => r.items,
         }
     }
@@ -562,6 +566,13 @@ impl KernelSpec {
                     w.isa,
                     w.variant.name(),
                     w.ocb
+                )];
+            }
+            KernelSpec::Gemm(g) => {
+                let f = g.function() as usize;
+                return vec![format!(
+                    "; calls the {} pointwise GEMM step at {f:#x} (convc_jit::gemm), which runs the row microkernel for {} channels",
+                    g.isa, g.ocb
                 )];
             }
             _ => Vec::new(),
@@ -634,6 +645,19 @@ impl KernelSpec {
                 let p: Vec<String> = r.params.iter().map(|v| v.to_string()).collect();
                 format!("{}_{}", r.kind.name(), p.join("x"))
             }
+            KernelSpec::Gemm(g) => format!(
+                "gemm_{}x{}x{}_s{}x{}_b{}_g{}_n{}_{}{}",
+                g.oc,
+                g.oh,
+                g.ow,
+                g.sh,
+                g.sw,
+                g.ocb,
+                g.group,
+                g.cols,
+                g.isa,
+                ep_name(&g.ep)
+            ),
             KernelSpec::Wino(w) => format!(
                 "wino{}_{}x{}x{}_b{}_g{}_r{}_t{}_{}{}",
                 w.variant.m(),

@@ -186,7 +186,7 @@ impl WinoSpec {
 
 /// An epilogue step as the copy kernel takes it: kind, buffer slot, and constants as bits.
 /// Sigmoid and tanh have no such form (the planner does not take Winograd for them).
-fn ep_code(e: &Ep) -> (u64, usize, u32, u32) {
+pub(crate) fn ep_code(e: &Ep) -> (u64, usize, u32, u32) {
     match *e {
         Ep::Affine { slot, scale } => (
             if scale {

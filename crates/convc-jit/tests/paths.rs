@@ -422,9 +422,11 @@ fn producers_write_into_padded_inputs() {
     for (src, size, writers) in cases {
         let g = graph(src, Path::new("."));
         for threads in [1, 2] {
-            // Direct convolution: a Winograd reader takes its input split into phases.
+            // Direct convolution: a Winograd reader takes its input split into phases, and a
+            // pointwise GEMM step writes its output plain.
             let direct = JitOptions {
                 conv_algo: convc_jit::ConvAlgo::Direct,
+                pointwise_gemm_cols: Some(0),
                 ..opts(threads)
             };
             let net = check_graph(&g, &[size], 2, &direct, src);

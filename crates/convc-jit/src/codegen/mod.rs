@@ -115,6 +115,7 @@ pub(crate) fn build(
             e.call_rust(f, l.params(), [bufs, start, end]);
         }
         KernelSpec::Wino(w) => e.call_rust(w.function(), w.params(), [bufs, start, end]),
+        KernelSpec::Gemm(g) => e.call_rust(g.function(), g.params(), [bufs, start, end]),
         KernelSpec::Rust(r) => e.call_rust(r.kind.function(), r.params.clone(), [bufs, start, end]),
     }
     e.b.ins().return_(&[]);

@@ -1,0 +1,102 @@
+//! Pointwise convolutions as GEMMs on packed bands (`crate::gemm`, kernel names `gemm_...`)
+//! against the interpreter on every wide path the host runs: strides 1 and 2, odd planes and
+//! H != W, tiny planes, channel counts that are not a multiple of the block, one band and
+//! several (the band width forced, so that small planes cover bands that end mid-tile), every
+//! epilogue (bias, batchnorm, activations, residual add), 1 and 2 threads.
+mod common;
+
+use common::*;
+use convc_jit::{ConvAlgo, Isa, JitOptions};
+use std::path::Path;
+
+fn wide_isas() -> Vec<Isa> {
+    Isa::available()
+        .into_iter()
+        .filter(|&i| i != Isa::Sse)
+        .collect()
+}
+
+/// Runs `src` on `isa` with `cols` positions a band (None: the planner's) against the
+/// interpreter (batches of 2); returns the kernels' names.
+fn check_cols(src: &str, isa: Isa, cols: Option<usize>, threads: usize) -> Vec<String> {
+    let g = graph(src, Path::new("."));
+    let sh = &g.node(g.inputs[0]).shape;
+    let sizes = [(
+        sh.h.known().unwrap_or(1) as usize,
+        sh.w.known().unwrap_or(1) as usize,
+    )];
+    let o = JitOptions {
+        isa: Some(isa),
+        conv_algo: ConvAlgo::Direct,
+        pointwise_gemm_cols: cols,
+        ..opts(threads)
+    };
+    let what = format!("isa={isa} cols={cols:?} threads={threads}\n{src}");
+    check_compiled(&g, &g, &sizes, &o, 2, &what)
+}
+
+#[test]
+fn pointwise_gemm_matches_the_interpreter_on_every_shape() {
+    // (C, out, H, W, stride)
+    let shapes = [
+        (3, 8, 9, 13, "1"),
+        (16, 29, 14, 14, "1"),
+        (64, 40, 7, 7, "1"),
+        (5, 12, 1, 1, "1"),
+        (7, 13, 2, 3, "1"),
+        (32, 24, 31, 40, "2"),
+        (8, 17, 17, 6, "2"),
+        (12, 9, 10, 11, "1x2"),
+        (9, 33, 5, 12, "3x1"),
+    ];
+    let epilogues = [
+        "y = relu6(b)",
+        "y = leaky_relu(b, alpha=0.1)",
+        "y = add(b, s)",
+    ];
+    let mut took = 0;
+    for isa in wide_isas() {
+        for (c, out, h, w, stride) in shapes {
+            for ep in epilogues {
+                let src = format!(
+                    "input x: [{c}, {h}, {w}]\n\
+                     p = conv(x, out={out}, kernel=1x1, stride={stride}, pad=0, weights=random(seed=1), bias=random(seed=2))\n\
+                     b = batchnorm(p, mean=random(seed=3), var=random(seed=4), gamma=random(seed=5), beta=random(seed=6))\n\
+                     s = conv(x, out={out}, kernel=3x3, stride={stride}, pad=same, weights=random(seed=7))\n\
+                     {ep}\n\
+                     output y\n"
+                );
+                for (cols, threads) in [(None, 1), (None, 2), (Some(5), 2), (Some(40), 1)] {
+                    let names = check_cols(&src, isa, cols, threads);
+                    took += usize::from(names.iter().any(|n| n.contains("_gemm_")));
+                }
+            }
+        }
+    }
+    assert!(took > 0 || wide_isas().is_empty());
+}
+
+/// The hook that runs 1x1 convs direct does; by default they run as GEMMs on the wide paths,
+/// but not an expansion that a depthwise conv's band step takes inside (MobileNet's: its
+/// values then never go to memory).
+#[test]
+fn pointwise_gemm_is_taken_where_it_should_be() {
+    let plain =
+        "input x: [16, 12, 12]\np = pointwise(x, out=24, weights=random(seed=1))\noutput p\n";
+    let expand = "input x: [16, 12, 12]\n\
+                  e = pointwise(x, out=48, weights=random(seed=1))\n\
+                  r = relu6(e)\n\
+                  d = depthwise(r, kernel=3x3, pad=same, weights=random(seed=2))\n\
+                  q = pointwise(d, out=16, weights=random(seed=3))\n\
+                  output q\n";
+    for isa in wide_isas() {
+        let names = check_cols(plain, isa, None, 1);
+        assert!(names.iter().any(|n| n.contains("_gemm_")), "{names:?}");
+        let names = check_cols(plain, isa, Some(0), 1);
+        assert!(!names.iter().any(|n| n.contains("_gemm_")), "{names:?}");
+        let names = check_cols(expand, isa, None, 2);
+        assert!(!names.iter().any(|n| n.contains("_gemm_")), "{names:?}");
+    }
+    let names = check_cols(plain, Isa::Sse, None, 1);
+    assert!(!names.iter().any(|n| n.contains("_gemm_")), "{names:?}");
+}
