@@ -13,7 +13,12 @@
 //! cache lines apart), once per band and thread, then every block of output channels runs the
 //! row microkernel (`crate::wide`) over it with the conv's epilogue (bias, batchnorm,
 //! activation, residual add) applied before the stores. The copy reads each channel's segment
-//! once; the microkernel then reads it sequentially, from L2 at worst.
+//! once; the microkernel then reads it sequentially, from L2 at worst. A long reduction runs
+//! in chunks whose weights stay in L1, the sums of earlier chunks waiting in the output.
+//!
+//! The copy is written for any kernel, stride, dilation and padding (a band's slice of the
+//! im2col matrix, zeros in the padding); the planner takes the step for 1x1 convs only (see
+//! `Builder::gemm_shape` for what larger kernels measured).
 
 use crate::spec::{Ep, SLOT_IN, SLOT_OUT, SLOT_W};
 use crate::wide::{self, EpStep, Isa};
@@ -26,11 +31,18 @@ pub(crate) struct GemmSpec {
     /// Input and output channels.
     pub c: usize,
     pub oc: usize,
-    /// Input plane and stride (a strided 1x1 conv gathers every `sh`-th row, `sw`-th column).
+    /// Input plane, kernel, stride, dilation, and top and left padding (the bottom and right
+    /// follow from the output plane; positions outside the input pack as zeros).
     pub h: usize,
     pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
     pub sh: usize,
     pub sw: usize,
+    pub dh: usize,
+    pub dw: usize,
+    pub pt: usize,
+    pub pl: usize,
     /// Output plane.
     pub oh: usize,
     pub ow: usize,
@@ -39,6 +51,9 @@ pub(crate) struct GemmSpec {
     /// Output channels per group (whole blocks, but the last group), and per block.
     pub group: usize,
     pub ocb: usize,
+    /// Taps per chunk of the reduction (a block's weights for a chunk stay in L1 while the
+    /// band's columns pass; the sums of earlier chunks wait in the output).
+    pub chunk: usize,
     pub ep: Vec<Ep>,
     /// Buffer-table slot of the thread's scratch.
     pub scratch_slot: usize,
@@ -62,13 +77,17 @@ impl GemmSpec {
     pub fn items(&self) -> usize {
         self.bands() * self.groups()
     }
-    /// Floats between two channels of a packed band.
+    /// Taps of the reduction: input channels x kernel positions.
+    pub fn taps(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+    /// Floats between two taps of a packed band.
     pub fn stride(&self) -> usize {
         packed_stride(self.cols)
     }
     /// Floats of thread scratch: the packed band and room to align it to 64 bytes.
     pub fn scratch_len(&self) -> usize {
-        self.c * self.stride() + 16
+        self.taps() * self.stride() + 16
     }
     /// The table [`x86::run_avx2`] / [`x86::run_avx512`] read.
     pub fn params(&self) -> Vec<i64> {
@@ -77,13 +96,20 @@ impl GemmSpec {
             self.oc,
             self.h,
             self.w,
+            self.kh,
+            self.kw,
             self.sh,
             self.sw,
+            self.dh,
+            self.dw,
+            self.pt,
+            self.pl,
             self.oh,
             self.ow,
             self.cols,
             self.group,
             self.ocb,
+            self.chunk,
             self.scratch_slot,
         ]
         .iter()
@@ -110,23 +136,35 @@ impl GemmSpec {
 /// of 512 bytes would map 256 channels' lines onto 8 of its 64 sets).
 pub(crate) fn packed_stride(cols: usize) -> usize {
     let lines = cols.div_ceil(16).max(1);
-    16 * if lines.is_multiple_of(2) { lines + 1 } else { lines }
+    16 * if lines.is_multiple_of(2) {
+        lines + 1
+    } else {
+        lines
+    }
 }
 
-/// The packed weights: per block of `ocb` output channels, per input channel the byte offset
-/// to the next channel's row of the packed band (0 after the last) and the block's weights:
-/// the row microkernel's stream. `w`: `[oc][c]`.
-pub(crate) fn pack_weights(w: &[f32], oc: usize, c: usize, ocb: usize, stride: usize) -> Vec<f32> {
+/// The packed weights: per block of `ocb` output channels, per tap the byte offset to the
+/// next tap's row of the packed band (0 after the last tap of a chunk of `chunk`) and the
+/// block's weights: the row microkernel's stream. `w`: `[oc][taps]` (a conv's `[oc][c][kh][kw]`).
+pub(crate) fn pack_weights(
+    w: &[f32],
+    oc: usize,
+    taps: usize,
+    ocb: usize,
+    stride: usize,
+    chunk: usize,
+) -> Vec<f32> {
     let step = (stride * 4) as i64;
-    let mut out = Vec::with_capacity(oc.div_ceil(ocb) * crate::packed::block_floats(c, ocb, 1));
+    let mut out = Vec::with_capacity(oc.div_ceil(ocb) * crate::packed::block_floats(taps, ocb, 1));
     for o0 in (0..oc).step_by(ocb) {
         let o1 = (o0 + ocb).min(oc);
-        for ci in 0..c {
-            let d = if ci + 1 < c { step } else { 0 };
-            crate::packed::push_tap(&mut out, d, (o0..o1).map(|o| w[o * c + ci]), 1);
+        for t in 0..taps {
+            let last = t + 1 == taps || (t + 1) % chunk.max(1) == 0;
+            let d = if last { 0 } else { step };
+            crate::packed::push_tap(&mut out, d, (o0..o1).map(|o| w[o * taps + t]), 1);
         }
         // Every block takes a full block's space, so block `b` starts at `b` full blocks.
-        let short = (ocb - (o1 - o0)) * c;
+        let short = (ocb - (o1 - o0)) * taps;
         out.extend(std::iter::repeat_n(0.0, short));
     }
     out
@@ -138,13 +176,20 @@ struct Sizes {
     oc: usize,
     h: usize,
     w: usize,
+    kh: usize,
+    kw: usize,
     sh: usize,
     sw: usize,
+    dh: usize,
+    dw: usize,
+    pt: usize,
+    pl: usize,
     oh: usize,
     ow: usize,
     cols: usize,
     group: usize,
     ocb: usize,
+    chunk: usize,
     scratch_slot: usize,
 }
 
@@ -158,19 +203,33 @@ impl Sizes {
             oc: v(1),
             h: v(2),
             w: v(3),
-            sh: v(4),
-            sw: v(5),
-            oh: v(6),
-            ow: v(7),
-            cols: v(8),
-            group: v(9),
-            ocb: v(10),
-            scratch_slot: v(11),
+            kh: v(4),
+            kw: v(5),
+            sh: v(6),
+            sw: v(7),
+            dh: v(8),
+            dw: v(9),
+            pt: v(10),
+            pl: v(11),
+            oh: v(12),
+            ow: v(13),
+            cols: v(14),
+            group: v(15),
+            ocb: v(16),
+            chunk: v(17),
+            scratch_slot: v(18),
         };
-        (s, unsafe { p.add(12) })
+        (s, unsafe { p.add(19) })
     }
     fn positions(&self) -> usize {
         self.oh * self.ow
+    }
+    fn taps(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+    /// A 1x1, unstrided, unpadded conv: a band's positions are contiguous in every channel.
+    fn plain(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.pt == 0 && self.pl == 0
     }
 }
 
@@ -218,18 +277,22 @@ fn at_block(base: &[EpStep], out: &mut [EpStep], o: usize, p0: usize, positions:
     }
 }
 
-/// Copies positions `p0 .. p0 + n` of every input channel to the packed band `dst` (channels
-/// `stride` floats apart).
+/// Copies positions `p0 .. p0 + n` of every tap (input channel, kernel row, kernel column) to
+/// the packed band `dst` (taps `stride` floats apart): the band's slice of the im2col matrix,
+/// zeros where a tap falls in the padding.
 ///
 /// # Safety
-/// `inp` holds the `c * h * w` input; `dst` holds `c * stride` floats, `n <= stride`.
+/// `inp` holds the `c * h * w` input; `dst` holds `taps * stride` floats, `n <= stride`; the
+/// positions are in the output plane.
 unsafe fn pack(s: &Sizes, inp: *const f32, dst: *mut f32, stride: usize, p0: usize, n: usize) {
     let plane = s.h * s.w;
-    for ci in 0..s.c {
+    for t in 0..s.taps() {
+        let (ci, k) = (t / (s.kh * s.kw), t % (s.kh * s.kw));
+        let (ky, kx) = (k / s.kw, k % s.kw);
         let src = unsafe { inp.add(ci * plane) };
-        let d = unsafe { dst.add(ci * stride) };
-        if s.sh == 1 && s.sw == 1 {
-            // The output plane is the input plane: positions are contiguous.
+        let d = unsafe { dst.add(t * stride) };
+        if s.plain() {
+            // SAFETY: the output plane is the input plane; positions `p0 .. p0 + n` exist.
             unsafe { std::ptr::copy_nonoverlapping(src.add(p0), d, n) };
             continue;
         }
@@ -237,13 +300,50 @@ unsafe fn pack(s: &Sizes, inp: *const f32, dst: *mut f32, stride: usize, p0: usi
         while p < p0 + n {
             let (oy, ox) = (p / s.ow, p % s.ow);
             let run = (s.ow - ox).min(p0 + n - p);
-            let row = unsafe { src.add(oy * s.sh * s.w + ox * s.sw) };
-            for k in 0..run {
-                // SAFETY: column `(ox + k) sw < w` of row `oy sh < h`.
-                unsafe { *d.add(p - p0 + k) = *row.add(k * s.sw) };
+            // SAFETY: `run` floats from `p - p0 < n` of the tap's row.
+            let out = unsafe { std::slice::from_raw_parts_mut(d.add(p - p0), run) };
+            let iy = (oy * s.sh + ky * s.dh)
+                .checked_sub(s.pt)
+                .filter(|&y| y < s.h);
+            match iy {
+                None => out.fill(0.0),
+                // SAFETY: row `iy < h` of channel `ci`.
+                Some(iy) => unsafe { pack_row(s, src.add(iy * s.w), out, ox, kx) },
             }
             p += run;
         }
+    }
+}
+
+/// One output row's run of a tap: `out[k]` = input row `row` at column
+/// `(ox + k) sw + kx dw - pl`, 0 outside the row.
+///
+/// # Safety
+/// `row` holds `s.w` floats.
+#[inline(always)]
+unsafe fn pack_row(s: &Sizes, row: *const f32, out: &mut [f32], ox: usize, kx: usize) {
+    let shift = kx * s.dw;
+    // Columns before the row's start or from its end are padding.
+    let col = |k: usize| {
+        ((ox + k) * s.sw + shift)
+            .checked_sub(s.pl)
+            .filter(|&x| x < s.w)
+    };
+    if s.sw == 1 {
+        // The run's in-row columns are one contiguous span: zeros, a copy, zeros.
+        let lo = s.pl.saturating_sub(ox + shift).min(out.len());
+        let x0 = ox + lo + shift - s.pl.min(ox + lo + shift);
+        let len = (out.len() - lo).min(s.w.saturating_sub(x0));
+        out[..lo].fill(0.0);
+        // SAFETY: columns `x0 .. x0 + len <= w` of the row.
+        let src = unsafe { std::slice::from_raw_parts(row.add(x0), len) };
+        out[lo..lo + len].copy_from_slice(src);
+        out[lo + len..].fill(0.0);
+        return;
+    }
+    for (k, v) in out.iter_mut().enumerate() {
+        // SAFETY: `x < w`.
+        *v = col(k).map_or(0.0, |x| unsafe { *row.add(x) });
     }
 }
 
@@ -270,7 +370,8 @@ unsafe fn run(isa: Isa, bufs: *const *mut f32, start: u64, end: u64, p: *const i
     let has_ep = base.len() > 1;
     let positions = s.positions();
     let groups = s.oc.div_ceil(s.group);
-    let block_bytes = crate::packed::block_floats(s.c, s.ocb, 1) * 4;
+    let taps = s.taps();
+    let block_bytes = crate::packed::block_floats(taps, s.ocb, 1) * 4;
     let mut band = usize::MAX;
     for item in start as usize..end as usize {
         let (b, gi) = (item / groups, item % groups);
@@ -283,28 +384,71 @@ unsafe fn run(isa: Isa, bufs: *const *mut f32, start: u64, end: u64, p: *const i
         let o0 = gi * s.group;
         let o1 = (o0 + s.group).min(s.oc);
         for bo in (o0..o1).step_by(s.ocb) {
-            let Some(f) = wide::row_kernel(isa, s.ocb.min(o1 - bo)) else {
-                return;
-            };
             at_block(&base, &mut eps, bo, p0, positions);
-            // SAFETY: the block's stream (`c` taps, rows `stride` apart in the band), output
-            // channels `bo..` at positions `p0 .. p0 + n`, `positions` apart.
+            let ep = if has_ep {
+                eps.as_ptr()
+            } else {
+                std::ptr::null()
+            };
+            let wb = unsafe { w.add((bo / s.ocb) * block_bytes) };
+            // SAFETY: the band holds positions `p0 .. p0 + n` of every tap; output channels
+            // `bo .. o1` exist; `wb` is their block's stream.
             unsafe {
-                f(
+                block(
+                    isa,
+                    &s,
                     band_buf,
-                    w.add((bo / s.ocb) * block_bytes),
+                    wb,
                     out.add(bo * positions + p0),
-                    positions,
-                    n,
-                    0,
-                    if has_ep {
-                        eps.as_ptr()
-                    } else {
-                        std::ptr::null()
-                    },
+                    (o1 - bo, n),
+                    ep,
                 )
             };
         }
+    }
+}
+
+/// One block of output channels over a packed band: the reduction chunk by chunk (each ended
+/// by a 0 offset in the stream), the sums of earlier chunks waiting in the output, the
+/// epilogue `ep` (or null) with the last.
+///
+/// # Safety
+/// `band` holds `n` positions of every tap, `stride` floats apart; `w` is the block's stream;
+/// `out` the block's first channel at the band's first position, channels `positions` apart;
+/// the host runs `isa`.
+unsafe fn block(
+    isa: Isa,
+    s: &Sizes,
+    band: *const f32,
+    w: *const u8,
+    out: *mut f32,
+    (left, n): (usize, usize),
+    ep: *const EpStep,
+) {
+    let ocb = s.ocb.min(left);
+    let Some(f) = wide::row_kernel(isa, ocb) else {
+        return;
+    };
+    let (taps, stride) = (s.taps(), packed_stride(s.cols));
+    let mut t0 = 0;
+    while t0 < taps {
+        let t1 = (t0 + s.chunk.max(1)).min(taps);
+        let flags = if t0 > 0 { wide::ACCUMULATE } else { 0 };
+        let e = if t1 == taps { ep } else { std::ptr::null() };
+        // SAFETY: taps `t0..t1` of the band and of the stream (a short block's taps are
+        // `tap_bytes(ocb)` apart).
+        unsafe {
+            f(
+                band.add(t0 * stride),
+                w.add(t0 * crate::packed::tap_bytes(ocb, 1)),
+                out,
+                s.positions(),
+                n,
+                flags,
+                e,
+            )
+        };
+        t0 = t1;
     }
 }
 

@@ -571,7 +571,7 @@ fn wino_group(nn: usize, cols: usize, ocb: usize, oc: usize, bands: usize) -> us
 /// little: the packing copies each input value once whatever the band, and a tile's reduction
 /// (`c` taps of a block's FMAs) dwarfs a call of the microkernel.
 fn gemm_schedule(
-    c: usize,
+    taps: usize,
     oc: usize,
     positions: usize,
     ocb: usize,
@@ -579,7 +579,7 @@ fn gemm_schedule(
     forced: Option<usize>,
 ) -> (usize, usize) {
     let vw = isa.lanes() * crate::wide::tile_vectors(isa, ocb);
-    let by_cache = wino_input_bytes() / 4 / (c * 4).max(1);
+    let by_cache = wino_input_bytes() / 4 / (taps * 4).max(1);
     let even = positions.div_ceil(GEMM_BANDS).div_ceil(vw) * vw;
     let cols = forced.unwrap_or(even.min(by_cache / vw * vw).max(vw));
     let cols = if cols >= positions { positions } else { cols };
@@ -2240,30 +2240,37 @@ impl Builder<'_> {
         }))
     }
 
-    /// The pointwise GEMM step (`crate::gemm`) of a 1x1, one-group, unpadded conv on a wide
-    /// path whose epilogue the microkernel applies (`None`: run it direct).
+    /// The GEMM step on packed bands (`crate::gemm`) of a one-group conv on a wide path whose
+    /// epilogue the microkernel applies (`None`: run it direct).
     fn gemm_step(
         &mut self,
         n: NodeIndex,
         conv: &Conv,
         members: &[NodeIndex],
     ) -> Result<Option<Step>, JitError> {
-        let Some((x, [sh, sw])) = self.gemm_shape(n, conv, members)? else {
+        let Some((x, [pt, pl])) = self.gemm_shape(n, conv, members)? else {
             return Ok(None);
         };
         let [c, h, w] = self.conc.get(x);
         let [oc, oh, ow] = self.conc.get(n);
+        let ([kh, kw], [sh, sw], [dh, dw]) = (conv.kernel, conv.stride, conv.dilation);
         let isa = self.isa;
         let positions = oh * ow;
+        let taps = c * kh * kw;
         let ocb =
             crate::spec::blocks_of_at_most(oc, crate::wide::block_ocb_for_width(isa, positions));
-        let (cols, group) = gemm_schedule(c, oc, positions, ocb, isa, self.gemm_cols);
+        let (cols, group) = gemm_schedule(taps, oc, positions, ocb, isa, self.gemm_cols);
+        if taps * crate::gemm::packed_stride(cols) > MAX_BUFFER_FLOATS {
+            return Ok(None);
+        }
+        let chunk = (chunk_bytes() / crate::packed::tap_bytes(ocb, 1)).clamp(1, taps);
         let packed = crate::gemm::pack_weights(
             conv.weight.data.data(),
             oc,
-            c,
+            taps,
             ocb,
             crate::gemm::packed_stride(cols),
+            chunk,
         );
         let wslot = self.param(&packed)?;
         let tail = members.last().copied().unwrap_or(n);
@@ -2280,17 +2287,24 @@ impl Builder<'_> {
             oc,
             h,
             w,
+            kh,
+            kw,
             sh,
             sw,
+            dh,
+            dw,
+            pt,
+            pl,
             oh,
             ow,
             cols,
             group,
             ocb,
+            chunk,
             ep,
             scratch_slot: args.len() - 1,
         };
-        let macs = (oc * positions) as u64 * c as u64;
+        let macs = (oc * positions) as u64 * taps as u64;
         Ok(Some(Step {
             name: self.group_name(n, members),
             spec: KernelSpec::Gemm(spec),
@@ -2306,9 +2320,14 @@ impl Builder<'_> {
         }))
     }
 
-    /// Whether conv `n` runs as a pointwise GEMM: a wide path; a 1x1, one-group, unpadded
-    /// conv with weights of its shape; an epilogue whose activations the microkernel applies.
-    /// Returns its input and its stride.
+    /// Whether conv `n` runs as a GEMM on packed bands: a wide path; a one-group 1x1 conv with
+    /// weights of its shape whose padding gives its output size; an epilogue whose activations
+    /// the microkernel applies. Returns its input and its top and left padding.
+    ///
+    /// Larger kernels pack as well (the band's slice of the im2col matrix), but measured no
+    /// faster than the direct kernels (one process, alternating, one thread: inception_7x7's
+    /// 1x7 and 7x1 layers 0.91x, vgg_head with its 3 -> 64 3x3 layer 1.0x, a 3 -> 64 7x7/2
+    /// stem 0.48x, its strided gather scalar), so only 1x1 convs take this step.
     fn gemm_shape(
         &self,
         n: NodeIndex,
@@ -2322,26 +2341,36 @@ impl Builder<'_> {
             Op::Unary(u) => crate::wino::epilogue_fits(&[Ep::Act(Act::from_unary(*u))]),
             _ => true,
         });
-        let [sh, sw] = conv.stride;
+        let ([kh, kw], [sh, sw], [dh, dw]) = (conv.kernel, conv.stride, conv.dilation);
+        if [kh, kw, sh, sw, dh, dw].contains(&0) {
+            return Ok(None);
+        }
+        let [pt, pb, pl, pr] = conv
+            .pad
+            .resolve(h, w, conv.kernel, conv.stride, conv.dilation);
+        let pads = pt.checked_add(pb).zip(pl.checked_add(pr));
+        let Some((pv, ph)) = pads else {
+            return Ok(None);
+        };
+        // The output size the padding gives (`None`: a window larger than the padded input).
+        let out_len = |len: usize, p: usize, k: usize, d: usize, s: usize| {
+            let window = d.checked_mul(k - 1)?.checked_add(1)?;
+            len.checked_add(p)?.checked_sub(window).map(|v| v / s + 1)
+        };
         let fits = self.isa != Isa::Sse
             && self.gemm_cols != Some(0)
-            && conv.kernel == [1, 1]
+            && kh == 1
+            && kw == 1
             && conv.groups == 1
             && conv.out == oc
-            && conv.weight.data.shape() == [oc, c, 1, 1]
+            && conv.weight.data.shape() == [oc, c, kh, kw]
             && acts_fit
             && !feeds_depthwise(self.g, members.last().copied().unwrap_or(n))
-            && sh > 0
-            && sw > 0
             && oh > 0
             && ow > 0
-            && conv
-                .pad
-                .resolve(h, w, conv.kernel, conv.stride, conv.dilation)
-                == [0, 0, 0, 0]
-            && (h - 1) / sh + 1 == oh
-            && (w - 1) / sw + 1 == ow;
-        Ok(fits.then_some((x, [sh, sw])))
+            && out_len(h, pv, kh, dh, sh) == Some(oh)
+            && out_len(w, ph, kw, dw, sw) == Some(ow);
+        Ok(fits.then_some((x, [pt, pl])))
     }
 
     /// A conv's sizes, checked: positive kernel, stride, dilation and groups, channels that

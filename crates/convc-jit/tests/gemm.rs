@@ -1,8 +1,9 @@
 //! Pointwise convolutions as GEMMs on packed bands (`crate::gemm`, kernel names `gemm_...`)
 //! against the interpreter on every wide path the host runs: strides 1 and 2, odd planes and
 //! H != W, tiny planes, channel counts that are not a multiple of the block, one band and
-//! several (the band width forced, so that small planes cover bands that end mid-tile), every
-//! epilogue (bias, batchnorm, activations, residual add), 1 and 2 threads.
+//! several (the band width forced, so that small planes cover bands that end mid-tile), padded
+//! 1x1 convs, reductions in several chunks, every epilogue (bias, batchnorm, activations,
+//! residual add), 1 and 2 threads.
 mod common;
 
 use common::*;
@@ -48,19 +49,28 @@ fn pointwise_gemm_matches_the_interpreter_on_every_shape() {
         (8, 17, 17, 6, "2"),
         (12, 9, 10, 11, "1x2"),
         (9, 33, 5, 12, "3x1"),
+        // A reduction longer than a chunk of the L1 (sums carried in the output).
+        (700, 20, 3, 5, "1"),
     ];
     let epilogues = [
         "y = relu6(b)",
         "y = leaky_relu(b, alpha=0.1)",
         "y = add(b, s)",
     ];
+    // A padded 1x1 conv's border positions pack as zeros (its output is larger than the
+    // residual's: no add).
+    let pads = ["pad=0", "pad=1", "pad=(0, 2, 1, 0)"];
     let mut took = 0;
     for isa in wide_isas() {
         for (c, out, h, w, stride) in shapes {
-            for ep in epilogues {
+            for (pad, ep) in pads
+                .iter()
+                .flat_map(|p| epilogues.iter().map(move |e| (p, e)))
+                .filter(|(p, e)| **p == "pad=0" || !e.contains("add"))
+            {
                 let src = format!(
                     "input x: [{c}, {h}, {w}]\n\
-                     p = conv(x, out={out}, kernel=1x1, stride={stride}, pad=0, weights=random(seed=1), bias=random(seed=2))\n\
+                     p = conv(x, out={out}, kernel=1x1, stride={stride}, {pad}, weights=random(seed=1), bias=random(seed=2))\n\
                      b = batchnorm(p, mean=random(seed=3), var=random(seed=4), gamma=random(seed=5), beta=random(seed=6))\n\
                      s = conv(x, out={out}, kernel=3x3, stride={stride}, pad=same, weights=random(seed=7))\n\
                      {ep}\n\
