@@ -315,6 +315,65 @@ unsafe fn pack(s: &Sizes, inp: *const f32, dst: *mut f32, stride: usize, p0: usi
     }
 }
 
+/// [`pack`] for a strided conv with a vectorised phase split `split` (2 or 4 phases): per
+/// input channel, kernel row and output row of the band, the input row is split once into
+/// `phases` (`sw` phases of `wq`), then each kernel column's run is one contiguous copy.
+///
+/// # Safety
+/// As [`pack`]; `phases` holds `sw * wq` floats, `wq >= ow + (kw - 1) dw / sw + 1`; the host
+/// runs the split's path.
+unsafe fn pack_split(
+    s: &Sizes,
+    inp: *const f32,
+    dst: *mut f32,
+    stride: usize,
+    (p0, n): (usize, usize),
+    (split, phases, wq): (crate::lanes::SplitRowFn, &mut [f32], usize),
+) {
+    let plane = s.h * s.w;
+    let kk = s.kh * s.kw;
+    let (oy0, oy1) = (p0 / s.ow, (p0 + n - 1) / s.ow);
+    for ci in 0..s.c {
+        for ky in 0..s.kh {
+            for oy in oy0..=oy1 {
+                // The band's positions on output row `oy`.
+                let a = (oy * s.ow).max(p0);
+                let b = ((oy + 1) * s.ow).min(p0 + n);
+                let iy = (oy * s.sh + ky * s.dh)
+                    .checked_sub(s.pt)
+                    .filter(|&y| y < s.h);
+                if let Some(iy) = iy {
+                    // SAFETY: row `iy` of channel `ci`: `w` floats; `phases`: `sw * wq`.
+                    unsafe {
+                        split(
+                            inp.add(ci * plane + iy * s.w),
+                            s.w,
+                            s.pl,
+                            phases.as_mut_ptr(),
+                            wq,
+                            s.sw,
+                        )
+                    };
+                }
+                for kx in 0..s.kw {
+                    let t = ci * kk + ky * s.kw + kx;
+                    // SAFETY: tap `t`'s row of the band, positions `a - p0 .. b - p0 <= n`.
+                    let out = unsafe {
+                        std::slice::from_raw_parts_mut(dst.add(t * stride + a - p0), b - a)
+                    };
+                    if iy.is_none() {
+                        out.fill(0.0);
+                        continue;
+                    }
+                    let (q, off) = ((kx * s.dw) % s.sw, (kx * s.dw) / s.sw);
+                    let from = q * wq + a - oy * s.ow + off;
+                    out.copy_from_slice(&phases[from..from + (b - a)]);
+                }
+            }
+        }
+    }
+}
+
 /// One output row's run of a tap: `out[k]` = input row `row` at column
 /// `(ox + k) sw + kx dw - pl`, 0 outside the row.
 ///
@@ -372,13 +431,32 @@ unsafe fn run(isa: Isa, bufs: *const *mut f32, start: u64, end: u64, p: *const i
     let groups = s.oc.div_ceil(s.group);
     let taps = s.taps();
     let block_bytes = crate::packed::block_floats(taps, s.ocb, 1) * 4;
+    // A strided conv gathers its rows through a vectorised phase split (`lanes::split_row`):
+    // phase `(kx dw) % sw` of a padded row holds kernel column `kx`'s inputs of consecutive
+    // output columns, from `(kx dw) / sw` on.
+    let split = (s.sw > 1)
+        .then(|| crate::lanes::split_row_fn(s.sw))
+        .flatten();
+    let wq = s.ow + ((s.kw - 1) * s.dw).div_ceil(s.sw.max(1)) + 1;
+    let mut phases = if split.is_some() {
+        vec![0f32; s.sw * wq]
+    } else {
+        Vec::new()
+    };
     let mut band = usize::MAX;
     for item in start as usize..end as usize {
         let (b, gi) = (item / groups, item % groups);
         let p0 = b * s.cols;
         let n = s.cols.min(positions - p0);
         if b != band {
-            unsafe { pack(&s, inp, band_buf, stride, p0, n) };
+            match split {
+                // SAFETY: as `pack`; `phases` holds `sw * wq` floats.
+                Some(f) => unsafe {
+                    pack_split(&s, inp, band_buf, stride, (p0, n), (f, &mut phases, wq))
+                },
+                // SAFETY: see `pack`.
+                None => unsafe { pack(&s, inp, band_buf, stride, p0, n) },
+            }
             band = b;
         }
         let o0 = gi * s.group;

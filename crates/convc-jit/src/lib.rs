@@ -89,10 +89,10 @@ pub struct JitOptions {
     /// instead of the cheapest by the cost model, so that tests cover every width; a width
     /// the path does not have is ignored.
     pub winograd_lanes: Option<usize>,
-    /// Test hook: output positions per band of the pointwise GEMM steps (1x1 convs on the
-    /// wide paths, `crate::gemm`) instead of the L2-sized default, so that tests cover several
-    /// bands on small planes; `Some(0)` runs 1x1 convs direct instead.
-    pub pointwise_gemm_cols: Option<usize>,
+    /// Test hook: output positions per band of the GEMM steps (1x1 and strided convs on the
+    /// wide paths, `crate::gemm`) instead of the planner's, so that tests cover several bands
+    /// on small planes; `Some(0)` runs those convs direct instead.
+    pub gemm_cols: Option<usize>,
 }
 
 /// The algorithm of 3x3, stride-1, dilation-1, one-group convolutions on the wide paths
@@ -172,7 +172,7 @@ impl Default for JitOptions {
             guard_pages: GuardPages::from_env(),
             conv_algo: ConvAlgo::Auto,
             winograd_lanes: None,
-            pointwise_gemm_cols: None,
+            gemm_cols: None,
         }
     }
 }
@@ -312,7 +312,7 @@ pub fn compile(
         isa: vec_isa,
         algo: opts.conv_algo,
         wino_lanes: opts.winograd_lanes,
-        gemm_cols: opts.pointwise_gemm_cols,
+        gemm_cols: opts.gemm_cols,
         guard: opts.guard_pages.at_end(),
     };
     let mut plan = plan::build(g, &conc, &choices)?;

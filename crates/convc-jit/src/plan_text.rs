@@ -195,21 +195,27 @@ fn schedule(t: &mut String, spec: &KernelSpec, indent: &str) {
         }
         KernelSpec::Gemm(g) => {
             let stride = if g.sh * g.sw > 1 {
-                format!(", stride {}x{} gathered", g.sh, g.sw)
+                format!(", stride {}x{}", g.sh, g.sw)
             } else {
                 String::new()
             };
             let _ = writeln!(
                 t,
-                "{indent}pointwise GEMM on the {} path: {} positions flat{stride}, items (band of {} positions, group of {} channels): {} x {}; each band's {} input channels packed into the thread's scratch once, then blocks of {} channels",
+                "{indent}{}x{} conv as a GEMM on the {} path: {} positions flat{stride}, items (band of {} positions, group of {} channels): {} x {}; each band's {} taps ({} channels x {}x{}) packed into the thread's scratch once, then blocks of {} channels, {} taps a chunk",
+                g.kh,
+                g.kw,
                 g.isa,
                 g.positions(),
                 g.cols,
                 g.group,
                 g.bands(),
                 g.groups(),
+                g.taps(),
                 g.c,
-                g.ocb
+                g.kh,
+                g.kw,
+                g.ocb,
+                g.chunk
             );
         }
         KernelSpec::Rust(r) => {

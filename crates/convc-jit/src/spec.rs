@@ -571,7 +571,7 @@ impl KernelSpec {
             KernelSpec::Gemm(g) => {
                 let f = g.function() as usize;
                 return vec![format!(
-                    "; calls the {} pointwise GEMM step at {f:#x} (convc_jit::gemm), which runs the row microkernel for {} channels",
+                    "; calls the {} GEMM step at {f:#x} (convc_jit::gemm), which runs the row microkernel for {} channels",
                     g.isa, g.ocb
                 )];
             }
@@ -646,7 +646,9 @@ impl KernelSpec {
                 format!("{}_{}", r.kind.name(), p.join("x"))
             }
             KernelSpec::Gemm(g) => format!(
-                "gemm_{}x{}x{}_s{}x{}_b{}_g{}_n{}_{}{}",
+                "gemm{}x{}_{}x{}x{}_s{}x{}_b{}_g{}_n{}_{}{}",
+                g.kh,
+                g.kw,
                 g.oc,
                 g.oh,
                 g.ow,

@@ -82,7 +82,7 @@ output r, c
     let g = graph(src, Path::new("."));
     // The direct kernel of the 1x1 conv, not its pointwise GEMM step.
     let o = convc_jit::JitOptions {
-        pointwise_gemm_cols: Some(0),
+        gemm_cols: Some(0),
         ..opts(2)
     };
     let net = check_graph(&g, &[(40, 44)], 2, &o, "item orders");

@@ -426,7 +426,7 @@ fn producers_write_into_padded_inputs() {
             // pointwise GEMM step writes its output plain.
             let direct = JitOptions {
                 conv_algo: convc_jit::ConvAlgo::Direct,
-                pointwise_gemm_cols: Some(0),
+                gemm_cols: Some(0),
                 ..opts(threads)
             };
             let net = check_graph(&g, &[size], 2, &direct, src);
