@@ -73,6 +73,12 @@ fn single(input: &Path, out: &Path) {
     expect(&o, 0, &[]);
 }
 
+/// Runs the folder `d` into the folder `out` with `extra` arguments; asserts it succeeded.
+fn run_folder(d: &Path, out: &Path, extra: &[&str]) {
+    let args = [&["run", SPEC, path_str(d), "-o", path_str(out)][..], extra].concat();
+    expect(&convc(&args), 0, &[]);
+}
+
 #[test]
 fn folder_with_bad_files_runs_the_rest_and_names_the_bad_ones() {
     let t = tempfile::tempdir().unwrap();
@@ -166,19 +172,7 @@ fn glob_and_list_forms_and_both_ways_of_using_threads_agree() {
     // The interpreter writes the same values (within float rounding).
     let out = t.path().join("interp");
     std::fs::create_dir(&out).unwrap();
-    expect(
-        &convc(&[
-            "run",
-            SPEC,
-            path_str(&d),
-            "-o",
-            path_str(&out),
-            "--backend",
-            "interp",
-        ]),
-        0,
-        &[],
-    );
+    run_folder(&d, &out, &["--backend", "interp"]);
     let got = read_npy(&out.join("b.npy"));
     for (x, y) in got.data().iter().zip(want[1].data()) {
         assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
@@ -191,19 +185,7 @@ fn png_format_and_several_outputs_and_batched_arrays() {
     let d = folder(t.path());
     let out = t.path().join("png");
     std::fs::create_dir(&out).unwrap();
-    expect(
-        &convc(&[
-            "run",
-            SPEC,
-            path_str(&d),
-            "-o",
-            path_str(&out),
-            "--format",
-            "png",
-        ]),
-        0,
-        &[],
-    );
+    run_folder(&d, &out, &["--format", "png"]);
     assert_eq!(names(&out), ["a.png", "b.png", "c.png"]);
     let alone = t.path().join("b.alone.png");
     single(&d.join("b.png"), &alone);
