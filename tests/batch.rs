@@ -2,16 +2,22 @@
 //! into an output folder; bad files reported and skipped; the progress bar on a terminal; the
 //! memory check from file headers before any data is read.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use common::{convc_command, path_str, read_npy, root, stderr, stdout};
 
 use convc_tensor::{Tensor, image, npy};
 
 const SPEC: &str = "specs/examples/classic_standard.conv";
 
+/// Runs convc with `env` set and the limits that the machine running the tests may have set
+/// removed, so every run here starts from convc's defaults.
 fn convc_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_convc"));
-    c.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    let mut c = convc_command();
+    c.args(args);
     c.env_remove("CONVC_MAX_MEMORY")
         .env_remove("CONVC_BATCH_SPLIT");
     for (k, v) in env {
@@ -24,20 +30,12 @@ fn convc(args: &[&str]) -> Output {
     convc_env(args, &[])
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 fn expect(o: &Output, code: i32, needles: &[&str]) {
     let e = stderr(o);
     assert_eq!(o.status.code(), Some(code), "{e}");
     for n in needles {
         assert!(e.contains(n), "expected `{n}` in:\n{e}");
     }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// A `[3, h, w]` picture whose values depend on `seed`, written as an 8-bit PNG.
@@ -47,10 +45,6 @@ fn write_png(p: &Path, h: usize, w: usize, seed: usize) {
         .collect();
     let t = Tensor::new(vec![3, h, w], data).unwrap();
     std::fs::write(p, image::write_png(&t).unwrap()).unwrap();
-}
-
-fn read_npy(p: &Path) -> Tensor {
-    npy::read(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
 }
 
 /// Every file name in `dir`, hidden ones included, sorted.
@@ -75,8 +69,14 @@ fn folder(root: &Path) -> PathBuf {
 
 /// Runs one file alone into `out` (the single-file form of `run`).
 fn single(input: &Path, out: &Path) {
-    let o = convc(&["run", SPEC, s(input), "-o", s(out)]);
+    let o = convc(&["run", SPEC, path_str(input), "-o", path_str(out)]);
     expect(&o, 0, &[]);
+}
+
+/// Runs the folder `d` into the folder `out` with `extra` arguments; asserts it succeeded.
+fn run_folder(d: &Path, out: &Path, extra: &[&str]) {
+    let args = [&["run", SPEC, path_str(d), "-o", path_str(out)][..], extra].concat();
+    expect(&convc(&args), 0, &[]);
 }
 
 #[test]
@@ -92,7 +92,7 @@ fn folder_with_bad_files_runs_the_rest_and_names_the_bad_ones() {
     std::fs::write(d.join("notes.txt"), b"not an input").unwrap();
     let out = t.path().join("out");
     std::fs::create_dir(&out).unwrap();
-    let o = convc(&["run", SPEC, s(&d), "-o", s(&out)]);
+    let o = convc(&["run", SPEC, path_str(&d), "-o", path_str(&out)]);
     expect(
         &o,
         1,
@@ -147,9 +147,9 @@ fn glob_and_list_forms_and_both_ways_of_using_threads_agree() {
     // A glob pattern (quoted: convc expands it).
     let out = t.path().join("g");
     std::fs::create_dir(&out).unwrap();
-    let pattern = format!("{}/[ab].png", s(&d));
+    let pattern = format!("{}/[ab].png", path_str(&d));
     expect(
-        &convc(&["run", SPEC, &pattern, "-o", s(&out)]),
+        &convc(&["run", SPEC, &pattern, "-o", path_str(&out)]),
         0,
         &["2 images, 0 failed"],
     );
@@ -161,9 +161,9 @@ fn glob_and_list_forms_and_both_ways_of_using_threads_agree() {
     for split in ["images", "within"] {
         let out = t.path().join(format!("l-{split}"));
         std::fs::create_dir(&out).unwrap();
-        let list = format!("@{}", s(&lists.join("l.txt")));
+        let list = format!("@{}", path_str(&lists.join("l.txt")));
         let o = convc_env(
-            &["run", SPEC, &list, "-o", s(&out), "--threads", "2"],
+            &["run", SPEC, &list, "-o", path_str(&out), "--threads", "2"],
             &[("CONVC_BATCH_SPLIT", split)],
         );
         expect(&o, 0, &["2 images, 0 failed"]);
@@ -172,11 +172,7 @@ fn glob_and_list_forms_and_both_ways_of_using_threads_agree() {
     // The interpreter writes the same values (within float rounding).
     let out = t.path().join("interp");
     std::fs::create_dir(&out).unwrap();
-    expect(
-        &convc(&["run", SPEC, s(&d), "-o", s(&out), "--backend", "interp"]),
-        0,
-        &[],
-    );
+    run_folder(&d, &out, &["--backend", "interp"]);
     let got = read_npy(&out.join("b.npy"));
     for (x, y) in got.data().iter().zip(want[1].data()) {
         assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
@@ -189,11 +185,7 @@ fn png_format_and_several_outputs_and_batched_arrays() {
     let d = folder(t.path());
     let out = t.path().join("png");
     std::fs::create_dir(&out).unwrap();
-    expect(
-        &convc(&["run", SPEC, s(&d), "-o", s(&out), "--format", "png"]),
-        0,
-        &[],
-    );
+    run_folder(&d, &out, &["--format", "png"]);
     assert_eq!(names(&out), ["a.png", "b.png", "c.png"]);
     let alone = t.path().join("b.alone.png");
     single(&d.join("b.png"), &alone);
@@ -220,7 +212,13 @@ fn png_format_and_several_outputs_and_batched_arrays() {
     let out = t.path().join("two");
     std::fs::create_dir(&out).unwrap();
     expect(
-        &convc(&["run", s(&spec), s(&arrays), "-o", s(&out)]),
+        &convc(&[
+            "run",
+            path_str(&spec),
+            path_str(&arrays),
+            "-o",
+            path_str(&out),
+        ]),
         0,
         &[],
     );
@@ -234,12 +232,12 @@ fn png_format_and_several_outputs_and_batched_arrays() {
         let (a, b) = (t.path().join("alone1.npy"), t.path().join("alone2.npy"));
         let o = convc(&[
             "run",
-            s(&spec),
-            s(&arrays.join(input)),
+            path_str(&spec),
+            path_str(&arrays.join(input)),
             "-o",
-            s(&a),
+            path_str(&a),
             "-o",
-            s(&b),
+            path_str(&b),
         ]);
         expect(&o, 0, &[]);
         let alone = if name == "blur" { &a } else { &b };
@@ -257,25 +255,32 @@ fn usage_errors_exit_2_before_anything_runs() {
     std::fs::create_dir(&out).unwrap();
     let file = t.path().join("f.npy");
     std::fs::write(&file, b"x").unwrap();
-    let dir = s(&d);
+    let dir = path_str(&d);
     expect(
         &convc(&["run", SPEC, dir]),
         2,
         &["give one output folder with -o OUTDIR"],
     );
     expect(
-        &convc(&["run", SPEC, dir, "-o", s(&file)]),
+        &convc(&["run", SPEC, dir, "-o", path_str(&file)]),
         2,
         &["is not a folder"],
     );
     let missing = t.path().join("missing");
     expect(
-        &convc(&["run", SPEC, dir, "-o", s(&missing)]),
+        &convc(&["run", SPEC, dir, "-o", path_str(&missing)]),
         2,
         &["is not a folder"],
     );
     expect(
-        &convc(&["run", SPEC, dir, "specs/images/scene128.png", "-o", s(&out)]),
+        &convc(&[
+            "run",
+            SPEC,
+            dir,
+            "specs/images/scene128.png",
+            "-o",
+            path_str(&out),
+        ]),
         2,
         &["give it as the only input"],
     );
@@ -285,7 +290,7 @@ fn usage_errors_exit_2_before_anything_runs() {
         &["--format is for folder runs"],
     );
     // A pattern that matches nothing is a file name that does not exist, as before.
-    let nothing = format!("{}/*.npy", s(&d));
+    let nothing = format!("{}/*.npy", path_str(&d));
     expect(
         &convc(&["run", SPEC, &nothing]),
         1,
@@ -294,12 +299,12 @@ fn usage_errors_exit_2_before_anything_runs() {
     let empty = t.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     expect(
-        &convc(&["run", SPEC, s(&empty), "-o", s(&out)]),
+        &convc(&["run", SPEC, path_str(&empty), "-o", path_str(&out)]),
         2,
         &["names no input files"],
     );
     expect(
-        &convc(&["run", SPEC, "@no-such-list.txt", "-o", s(&out)]),
+        &convc(&["run", SPEC, "@no-such-list.txt", "-o", path_str(&out)]),
         2,
         &["cannot read the list"],
     );
@@ -310,7 +315,7 @@ fn usage_errors_exit_2_before_anything_runs() {
     )
     .unwrap();
     expect(
-        &convc(&["run", SPEC, dir, "-o", s(&out)]),
+        &convc(&["run", SPEC, dir, "-o", path_str(&out)]),
         2,
         &["would both be written to"],
     );
@@ -330,7 +335,7 @@ fn usage_errors_exit_2_before_anything_runs() {
     )
     .unwrap();
     expect(
-        &convc(&["run", s(&two), dir, "-o", s(&out)]),
+        &convc(&["run", path_str(&two), dir, "-o", path_str(&out)]),
         2,
         &["a network with one input"],
     );
@@ -367,8 +372,8 @@ fn heavy_folder(root: &Path, n: usize, side: usize) -> (PathBuf, PathBuf, PathBu
 fn an_interrupted_run_leaves_only_whole_files() {
     let t = tempfile::tempdir().unwrap();
     let (d, spec, out) = heavy_folder(t.path(), 20, 512);
-    let child = Command::new(env!("CARGO_BIN_EXE_convc"))
-        .args(["run", s(&spec), s(&d), "-o", s(&out)])
+    let child = convc_command()
+        .args(["run", path_str(&spec), path_str(&d), "-o", path_str(&out)])
         .args(["--backend", "interp", "--threads", "1"])
         .env_remove("CONVC_MAX_MEMORY")
         .stderr(std::process::Stdio::piped())
@@ -402,18 +407,18 @@ fn an_interrupted_run_leaves_only_whole_files() {
 fn under_terminal(cmd: &str) -> Option<String> {
     let o = Command::new("script")
         .args(["-qec", cmd, "/dev/null"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(root())
         .env("COLUMNS", "120")
         .output()
         .ok()?;
-    Some(String::from_utf8_lossy(&o.stdout).into_owned())
+    Some(stdout(&o))
 }
 
 #[test]
 fn progress_bar_on_a_terminal_only() {
     let t = tempfile::tempdir().unwrap();
     let (d, spec, out) = heavy_folder(t.path(), 8, 128);
-    let args = ["run", s(&spec), s(&d), "-o", s(&out)];
+    let args = ["run", path_str(&spec), path_str(&d), "-o", path_str(&out)];
     // Not a terminal: no bar, only the summary.
     let o = convc(&args);
     expect(&o, 0, &["8 images, 0 failed"]);
@@ -451,7 +456,7 @@ fn folder_memory_is_checked_per_file_from_headers() {
     std::fs::create_dir(&out).unwrap();
     // big: 3 MiB in, 8 MiB out (twice): over 4 MiB; small fits.
     let o = convc_env(
-        &["run", s(&spec), s(&d), "-o", s(&out)],
+        &["run", path_str(&spec), path_str(&d), "-o", path_str(&out)],
         &[("CONVC_MAX_MEMORY", "4M")],
     );
     expect(
@@ -495,10 +500,10 @@ fn a_batch_over_the_memory_limit_is_refused_without_reading_it() {
     let (first, _) = npy::header_shape(&std::fs::read(&files[0]).unwrap()[..128]).unwrap();
     assert_eq!(first, [3, 8192, 8192]);
     let bin = env!("CARGO_BIN_EXE_convc");
-    let list: Vec<&str> = files.iter().map(|f| s(f)).collect();
+    let list: Vec<&str> = files.iter().map(|f| path_str(f)).collect();
     let cmd = format!(
         "ulimit -v 400000; exec {bin} run {} {}",
-        s(&spec),
+        path_str(&spec),
         list.join(" ")
     );
     let o = Command::new("sh")

@@ -2,24 +2,10 @@
 //! ran each network's ONNX twin on a deterministic input and kept 4096 sampled output values
 //! and every channel's mean. Here convc runs the `.conv` on the same input and must agree.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use convc_tensor::{Tensor, npy};
-
-const NAMES: [&str; 8] = [
-    "seed_3to8",
-    "blur7",
-    "sobel",
-    "lowrank_conv",
-    "resnet_block",
-    "mobilenet_block",
-    "inception_7x7",
-    "vgg_head",
-];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use common::{BENCH_NAMES, read_npy, root};
+use convc_tensor::Tensor;
 
 /// The script's input: `((c*7919 + h*104729 + w*1299709) % 1000) / 1000 - 0.5`, batch 1.
 fn make_input(c: usize, h: usize, w: usize) -> Tensor {
@@ -35,15 +21,11 @@ fn make_input(c: usize, h: usize, w: usize) -> Tensor {
     Tensor::new(vec![1, c, h, w], v).expect("shape")
 }
 
-fn load(p: &Path) -> Tensor {
-    npy::read(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).expect("npy")
-}
-
 /// Compares an output `[1, C, H, W]` with the fixture of `name`; returns the worst error.
 pub fn compare(name: &str, out: &Tensor) -> f64 {
     let dir = root().join("tests/fixtures/bench");
-    let samples = load(&dir.join(format!("{name}.samples.npy")));
-    let means = load(&dir.join(format!("{name}.means.npy")));
+    let samples = read_npy(&dir.join(format!("{name}.samples.npy")));
+    let means = read_npy(&dir.join(format!("{name}.means.npy")));
     let data = out.data();
     let n = data.len() as u64;
     let scale = 1.0
@@ -98,7 +80,7 @@ fn bench_graph(name: &str, passes: bool) -> (convc_ir::Graph, Tensor) {
 /// The default pipeline, then machine code: what `convc run` does.
 #[test]
 fn jit_after_the_default_passes_matches_onnxruntime_on_every_bench_network() {
-    for name in NAMES {
+    for name in BENCH_NAMES {
         let (g, x) = bench_graph(name, true);
         let s = x.shape();
         let net = convc_jit::compile(
@@ -119,7 +101,7 @@ fn jit_after_the_default_passes_matches_onnxruntime_on_every_bench_network() {
 
 #[test]
 fn interpreter_matches_onnxruntime_on_every_bench_network() {
-    for name in NAMES {
+    for name in BENCH_NAMES {
         let spec = root().join(format!("specs/bench/{name}.conv"));
         let src = std::fs::read_to_string(&spec).expect("spec");
         let g = convc_ir::compile(&src, &root().join("specs/bench")).expect("valid spec");

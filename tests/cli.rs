@@ -1,69 +1,33 @@
 //! End-to-end tests of the `convc` binary: snapshots of `check` and `dump` on the example specs,
 //! exit codes and located messages for bad specs and bad usage.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn convc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_convc"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("convc runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = convc(args);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "convc {args:?} failed:\n{}",
-        stderr(&o)
-    );
-    stdout(&o)
-}
-
-fn examples() -> Vec<String> {
-    let mut v: Vec<String> =
-        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/examples"))
-            .expect("specs/examples")
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".conv"))
-            .collect();
-    v.sort();
-    assert!(v.len() >= 6, "examples missing");
-    v
-}
+use common::{
+    convc, convc_with_env, examples, fail_stderr, ok_stderr, ok_stdout, read_npy,
+    rel_err_same_shape, root, stderr, stdout,
+};
 
 #[test]
 fn check_and_dump_snapshots_of_every_example() {
     for name in examples() {
         let path = format!("specs/examples/{name}");
         let stem = name.trim_end_matches(".conv");
-        insta::assert_snapshot!(format!("check_{stem}"), ok(&["check", &path]));
+        insta::assert_snapshot!(format!("check_{stem}"), ok_stdout(&["check", &path]));
         insta::assert_snapshot!(
             format!("dump_text_{stem}"),
-            ok(&["dump", &path, "--no-opt"])
+            ok_stdout(&["dump", &path, "--no-opt"])
         );
         insta::assert_snapshot!(
             format!("dump_dot_{stem}"),
-            ok(&["dump", &path, "--no-opt", "--format", "dot"])
+            ok_stdout(&["dump", &path, "--no-opt", "--format", "dot"])
         );
         insta::assert_snapshot!(
             format!("dump_passes_{stem}"),
-            ok(&["dump", &path, "--print-after-all"])
+            ok_stdout(&["dump", &path, "--print-after-all"])
         );
-        insta::assert_snapshot!(format!("explain_{stem}"), ok(&["explain", &path]));
-        let json = ok(&["dump", &path, "--no-opt", "--format", "json"]);
+        insta::assert_snapshot!(format!("explain_{stem}"), ok_stdout(&["explain", &path]));
+        let json = ok_stdout(&["dump", &path, "--no-opt", "--format", "json"]);
         let v: serde_json::Value = serde_json::from_str(&json).expect("dump --format json is JSON");
         assert!(v["nodes"].as_array().is_some_and(|n| !n.is_empty()));
         insta::assert_snapshot!(format!("dump_json_{stem}"), json);
@@ -72,13 +36,13 @@ fn check_and_dump_snapshots_of_every_example() {
 
 #[test]
 fn every_bench_spec_checks() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/bench");
+    let dir = root().join("specs/bench");
     let mut n = 0;
     for e in std::fs::read_dir(dir).expect("specs/bench") {
         let p = e.expect("entry").path();
         if p.extension().is_some_and(|x| x == "conv") {
             let rel = format!("specs/bench/{}", p.file_name().unwrap().to_string_lossy());
-            let out = ok(&["check", &rel]);
+            let out = ok_stdout(&["check", &rel]);
             assert!(
                 out.contains("random weights: none"),
                 "{rel} uses random weights:\n{out}"
@@ -98,7 +62,7 @@ fn check_reports_bench_macs_and_params() {
         ("mobilenet_block", "175816704", "15680"),
         ("vgg_head", "4710924288", "260160"),
     ] {
-        let out = ok(&["check", &format!("specs/bench/{name}.conv")]);
+        let out = ok_stdout(&["check", &format!("specs/bench/{name}.conv")]);
         let total = out
             .lines()
             .find(|l| l.starts_with("total"))
@@ -121,7 +85,7 @@ fn check_names_random_weights_of_the_added_ops() {
          output q\n",
     )
     .unwrap();
-    let out = ok(&["check", spec.to_str().unwrap()]);
+    let out = ok_stdout(&["check", spec.to_str().unwrap()]);
     assert!(
         out.contains(
             "random weights: t weights (omitted, random seed=12638201494206808739), t bias (random seed=4), p slope (random seed=5)"
@@ -133,9 +97,9 @@ fn check_names_random_weights_of_the_added_ops() {
 
 #[test]
 fn symbolic_sizes_and_size_binding() {
-    let out = ok(&["check", "specs/examples/gaussian_blur.conv"]);
+    let out = ok_stdout(&["check", "specs/examples/gaussian_blur.conv"]);
     assert!(out.contains("[3,H,W]") && out.contains("147/px"), "{out}");
-    let out = ok(&[
+    let out = ok_stdout(&[
         "check",
         "specs/examples/gaussian_blur.conv",
         "--size",
@@ -145,13 +109,15 @@ fn symbolic_sizes_and_size_binding() {
         out.contains("[3,64,32]") && out.contains(&(147 * 64 * 32).to_string()),
         "{out}"
     );
-    let o = convc(&[
-        "check",
-        "specs/examples/gaussian_blur.conv",
-        "--size",
-        "0x3",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
+    fail_stderr(
+        &[
+            "check",
+            "specs/examples/gaussian_blur.conv",
+            "--size",
+            "0x3",
+        ],
+        2,
+    );
 }
 
 #[test]
@@ -163,9 +129,7 @@ fn bad_spec_exits_1_with_a_located_message() {
         "input x: [3, 8, 8]\ny = conv(x, out=4, kernel=3x3, strid=2)\noutput y\n",
     )
     .unwrap();
-    let o = convc(&["check", p.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
-    let err = stderr(&o);
+    let err = fail_stderr(&["check", p.to_str().unwrap()], 1);
     let first = err.lines().next().unwrap_or_default();
     assert_eq!(
         first,
@@ -184,34 +148,24 @@ fn bad_spec_exits_1_with_a_located_message() {
 #[test]
 fn bad_files_exit_1() {
     let dir = tempfile::tempdir().unwrap();
-    let o = convc(&["check", "does/not/exist.conv"]);
-    assert_eq!(o.status.code(), Some(1));
+    let err = fail_stderr(&["check", "does/not/exist.conv"], 1);
     assert!(
-        stderr(&o).contains("cannot read `does/not/exist.conv`: no such file"),
-        "{}",
-        stderr(&o)
+        err.contains("cannot read `does/not/exist.conv`: no such file"),
+        "{err}"
     );
-    let o = convc(&["check", dir.path().to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("is a directory"));
+    let err = fail_stderr(&["check", dir.path().to_str().unwrap()], 1);
+    assert!(err.contains("is a directory"));
     let p = dir.path().join("bin.conv");
     std::fs::write(&p, b"input x: [3, 8, 8]\n\xff\xfe\noutput x\n").unwrap();
-    let o = convc(&["check", p.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
+    let err = fail_stderr(&["check", p.to_str().unwrap()], 1);
     assert!(
-        stderr(&o).contains(":2:1: error: the file is not valid UTF-8 text"),
-        "{}",
-        stderr(&o)
+        err.contains(":2:1: error: the file is not valid UTF-8 text"),
+        "{err}"
     );
     let p = dir.path().join("empty.conv");
     std::fs::write(&p, b"").unwrap();
-    let o = convc(&["check", p.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains(":1:1: error: the file is empty"),
-        "{}",
-        stderr(&o)
-    );
+    let err = fail_stderr(&["check", p.to_str().unwrap()], 1);
+    assert!(err.contains(":1:1: error: the file is empty"), "{err}");
 }
 
 #[test]
@@ -246,24 +200,23 @@ fn usage_errors_exit_2() {
             "axb",
         ],
     ] {
-        let o = convc(args);
-        assert_eq!(o.status.code(), Some(2), "convc {args:?}: {}", stderr(&o));
-        assert!(!stderr(&o).is_empty());
+        let err = fail_stderr(args, 2);
+        assert!(!err.is_empty());
     }
 }
 
 #[test]
 fn help_for_every_command() {
     for cmd in ["check", "dump", "explain", "run", "bench"] {
-        let out = ok(&[cmd, "--help"]);
+        let out = ok_stdout(&[cmd, "--help"]);
         assert!(out.contains("Usage: convc"), "{out}");
     }
-    assert!(ok(&["--help"]).contains("check"));
+    assert!(ok_stdout(&["--help"]).contains("check"));
 }
 
 #[test]
 fn bench_reports_time_and_rates() {
-    let out = ok(&[
+    let out = ok_stdout(&[
         "bench",
         "specs/bench/seed_3to8.conv",
         "--backend",
@@ -276,7 +229,7 @@ fn bench_reports_time_and_rates() {
     assert_eq!(v["macs_written"], 3538944);
     assert!(v["ms_per_image"].as_f64().is_some_and(|t| t > 0.0));
     assert!(v["gflops"].as_f64().is_some_and(|g| g > 0.0));
-    let out = ok(&[
+    let out = ok_stdout(&[
         "bench",
         "specs/bench/blur7.conv",
         "--backend",
@@ -297,15 +250,17 @@ fn bench_reports_time_and_rates() {
         "{out}"
     );
     // Symbolic sizes need --size.
-    let o = convc(&[
-        "bench",
-        "specs/examples/gaussian_blur.conv",
-        "--backend",
-        "interp",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("--size"), "{}", stderr(&o));
-    let out = ok(&[
+    let err = fail_stderr(
+        &[
+            "bench",
+            "specs/examples/gaussian_blur.conv",
+            "--backend",
+            "interp",
+        ],
+        2,
+    );
+    assert!(err.contains("--size"), "{err}");
+    let out = ok_stdout(&[
         "bench",
         "specs/examples/gaussian_blur.conv",
         "--backend",
@@ -325,7 +280,7 @@ fn bench_reports_time_and_rates() {
 
 #[test]
 fn bench_profile_and_asm() {
-    let out = ok(&[
+    let out = ok_stdout(&[
         "bench",
         "specs/bench/resnet_block.conv",
         "--threads",
@@ -339,15 +294,17 @@ fn bench_profile_and_asm() {
         out.contains("profile") && out.contains("bn1+relu1") && out.contains("GFLOP/s"),
         "{out}"
     );
-    let o = convc(&[
-        "bench",
-        "specs/bench/sobel.conv",
-        "--backend",
-        "interp",
-        "--profile",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    let asm = ok(&[
+    fail_stderr(
+        &[
+            "bench",
+            "specs/bench/sobel.conv",
+            "--backend",
+            "interp",
+            "--profile",
+        ],
+        2,
+    );
+    let asm = ok_stdout(&[
         "dump",
         "specs/examples/classic_standard.conv",
         "--format",
@@ -359,36 +316,32 @@ fn bench_profile_and_asm() {
             && (asm.contains("microkernel") && asm.contains("call") || asm.contains("xmm")),
         "no vector code in:\n{asm}"
     );
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_convc"))
-        .args([
+    let asm = stdout(&convc_with_env(
+        &[
             "dump",
             "specs/examples/classic_standard.conv",
             "--format",
             "asm",
-        ])
-        .env("CONVC_ISA", "sse")
-        .output()
-        .expect("run convc");
-    let asm = String::from_utf8_lossy(&o.stdout);
+        ],
+        &[("CONVC_ISA", "sse")],
+    ));
     assert!(
         asm.contains("vfmadd") || asm.contains("mulps"),
         "no f32x4 code with CONVC_ISA=sse:\n{asm}"
     );
     assert!(!asm.contains("microkernel"), "{asm}");
     // --isa forces the path the same way, and wins over the environment.
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_convc"))
-        .args([
+    let asm2 = stdout(&convc_with_env(
+        &[
             "dump",
             "specs/examples/classic_standard.conv",
             "--format",
             "asm",
             "--isa",
             "sse",
-        ])
-        .env("CONVC_ISA", "avx512")
-        .output()
-        .expect("run convc");
-    let asm2 = String::from_utf8_lossy(&o.stdout);
+        ],
+        &[("CONVC_ISA", "avx512")],
+    ));
     assert!(
         !asm2.contains("microkernel") && asm2.contains("; kernel"),
         "{asm2}"
@@ -403,24 +356,25 @@ fn bench_profile_and_asm() {
             "x",
         ],
     ] {
-        assert_eq!(convc(args).status.code(), Some(2), "{args:?}");
+        fail_stderr(args, 2);
     }
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_convc"))
-        .args(["bench", "specs/bench/sobel.conv", "--min-time", "0"])
-        .env("CONVC_ISA", "avx3")
-        .output()
-        .expect("run convc");
+    let o = convc_with_env(
+        &["bench", "specs/bench/sobel.conv", "--min-time", "0"],
+        &[("CONVC_ISA", "avx3")],
+    );
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("CONVC_ISA=avx3"));
-    let o = convc(&[
-        "dump",
-        "specs/examples/gaussian_blur.conv",
-        "--format",
-        "asm",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("CONVC_ISA=avx3"));
+    fail_stderr(
+        &[
+            "dump",
+            "specs/examples/gaussian_blur.conv",
+            "--format",
+            "asm",
+        ],
+        2,
+    );
     assert!(
-        ok(&[
+        ok_stdout(&[
             "dump",
             "specs/examples/gaussian_blur.conv",
             "--format",
@@ -434,12 +388,10 @@ fn bench_profile_and_asm() {
 
 #[test]
 fn tolerance_truncates_and_reports() {
-    let o = convc(&["dump", "specs/examples/classic_standard.conv"]);
-    assert_eq!(o.status.code(), Some(0));
+    let err = ok_stderr(&["dump", "specs/examples/classic_standard.conv"]);
     assert!(
-        !stderr(&o).contains("decompose:"),
-        "a full-rank conv must be left alone: {}",
-        stderr(&o)
+        !err.contains("decompose:"),
+        "a full-rank conv must be left alone: {err}"
     );
     let o = convc(&[
         "dump",
@@ -462,7 +414,7 @@ fn tolerance_truncates_and_reports() {
 
 #[test]
 fn explain_one_layer_and_errors() {
-    let out = ok(&[
+    let out = ok_stdout(&[
         "explain",
         "specs/examples/resnet_block.conv",
         "--layer",
@@ -472,15 +424,17 @@ fn explain_one_layer_and_errors() {
         out.contains("layer `conv1`") && !out.contains("layer `conv2`"),
         "{out}"
     );
-    let o = convc(&[
-        "explain",
-        "specs/examples/resnet_block.conv",
-        "--layer",
-        "nope",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
-    let out = ok(&["explain", "specs/bench/blur7.conv"]);
+    let err = fail_stderr(
+        &[
+            "explain",
+            "specs/examples/resnet_block.conv",
+            "--layer",
+            "nope",
+        ],
+        2,
+    );
+    assert!(err.contains("nope"), "{err}");
+    let out = ok_stdout(&["explain", "specs/bench/blur7.conv"]);
     assert!(
         out.contains("asymmetric") && out.contains("r >= 1"),
         "{out}"
@@ -494,7 +448,7 @@ fn explain_one_layer_and_errors() {
 fn conv_algo_forces_winograd_or_direct() {
     let wide = convc_jit::Isa::detect() != convc_jit::Isa::Sse;
     let plan = |algo: &str| {
-        ok(&[
+        ok_stdout(&[
             "dump",
             "specs/bench/resnet_block.conv",
             "--format",
@@ -512,7 +466,7 @@ fn conv_algo_forces_winograd_or_direct() {
     // Each algorithm's output against the interpreter's.
     let dir = tempfile::tempdir().expect("tempdir");
     let want = dir.path().join("interp.npy");
-    ok(&[
+    ok_stdout(&[
         "run",
         "specs/examples/classic_standard.conv",
         "specs/images/scene128.png",
@@ -521,10 +475,10 @@ fn conv_algo_forces_winograd_or_direct() {
         "-o",
         want.to_str().expect("path"),
     ]);
-    let want = convc_tensor::npy::read(&std::fs::read(&want).expect("read")).expect("npy");
+    let want = read_npy(&want);
     for algo in ["winograd", "winograd-f4", "direct", "auto"] {
         let got = dir.path().join(format!("{algo}.npy"));
-        ok(&[
+        ok_stdout(&[
             "run",
             "specs/examples/classic_standard.conv",
             "specs/images/scene128.png",
@@ -533,23 +487,17 @@ fn conv_algo_forces_winograd_or_direct() {
             "-o",
             got.to_str().expect("path"),
         ]);
-        let got = convc_tensor::npy::read(&std::fs::read(&got).expect("read")).expect("npy");
-        let maxw = want.data().iter().fold(0f32, |m, v| m.max(v.abs()));
-        for (a, b) in got.data().iter().zip(want.data()) {
-            assert!((a - b).abs() <= 1e-4 * (1.0 + maxw), "{algo}: {a} vs {b}");
-        }
+        let e = rel_err_same_shape(&read_npy(&got), &want);
+        assert!(e <= 1e-4, "{algo}: relative error {e:.2e}");
     }
-    assert_eq!(
-        convc(&["bench", "specs/bench/sobel.conv", "--conv-algo", "fft"])
-            .status
-            .code(),
-        Some(2)
+    fail_stderr(
+        &["bench", "specs/bench/sobel.conv", "--conv-algo", "fft"],
+        2,
     );
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_convc"))
-        .args(["bench", "specs/bench/sobel.conv", "--min-time", "0"])
-        .env("CONVC_CONV_ALGO", "fft")
-        .output()
-        .expect("run convc");
+    let o = convc_with_env(
+        &["bench", "specs/bench/sobel.conv", "--min-time", "0"],
+        &[("CONVC_CONV_ALGO", "fft")],
+    );
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("CONVC_CONV_ALGO=fft"));
+    assert!(stderr(&o).contains("CONVC_CONV_ALGO=fft"));
 }

@@ -1,36 +1,9 @@
 //! End-to-end tests of `explain --budget|--measure|--plot`, `run --budget` and
 //! `dump --format svg`.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn convc_in(dir: &Path, args: &[&str], path_env: Option<&str>) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_convc"));
-    c.args(args).current_dir(dir);
-    if let Some(p) = path_env {
-        c.env("PATH", p);
-    }
-    c.output().expect("convc runs")
-}
-
-fn convc(args: &[&str]) -> Output {
-    convc_in(Path::new(env!("CARGO_MANIFEST_DIR")), args, None)
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = convc(args);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "convc {args:?} failed:\n{}",
-        text(&o.stderr)
-    );
-    text(&o.stdout)
-}
+use common::{convc, convc_with_env, examples, fail_stderr, ok_stdout, path_str, stderr, stdout};
 
 /// The number after `key` on the first line that has it.
 fn number_after(s: &str, key: &str) -> f64 {
@@ -44,18 +17,6 @@ fn number_after(s: &str, key: &str) -> f64 {
         .unwrap_or_else(|_| panic!("no number after `{key}` in:\n{s}"))
 }
 
-fn examples() -> Vec<String> {
-    let mut v: Vec<String> =
-        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/examples"))
-            .expect("specs/examples")
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".conv"))
-            .collect();
-    v.sort();
-    v
-}
-
 /// Budget mode on every example: the measured error is within the budget and the chosen
 /// network needs no more MACs than the network as written.
 #[test]
@@ -63,7 +24,7 @@ fn budget_on_every_example_stays_within_it() {
     for name in examples() {
         let path = format!("specs/examples/{name}");
         for e in ["0.01", "0.1"] {
-            let out = ok(&[
+            let out = ok_stdout(&[
                 "explain",
                 &path,
                 "--budget",
@@ -106,7 +67,7 @@ fn budget_on_bench_networks() {
         "mobilenet_block",
     ] {
         let path = format!("specs/bench/{name}.conv");
-        let out = ok(&[
+        let out = ok_stdout(&[
             "explain",
             &path,
             "--budget",
@@ -126,7 +87,7 @@ fn budget_on_bench_networks() {
 
 #[test]
 fn budget_report_names_every_layer_and_the_jit_time() {
-    let out = ok(&[
+    let out = ok_stdout(&[
         "explain",
         "specs/examples/classic_standard.conv",
         "--budget",
@@ -145,19 +106,19 @@ fn budget_report_names_every_layer_and_the_jit_time() {
 
 #[test]
 fn measure_shows_both_errors() {
-    let out = ok(&[
+    let out = ok_stdout(&[
         "explain",
         "specs/examples/classic_standard.conv",
         "--measure",
     ]);
     insta::assert_snapshot!("explain_measure_classic_standard", out);
-    let plain = ok(&["explain", "specs/examples/classic_standard.conv"]);
+    let plain = ok_stdout(&["explain", "specs/examples/classic_standard.conv"]);
     assert!(!plain.contains("on data"), "{plain}");
 }
 
 #[test]
 fn data_files_are_samples() {
-    let out = ok(&[
+    let out = ok_stdout(&[
         "explain",
         "specs/examples/sobel_edges.conv",
         "--budget",
@@ -167,68 +128,65 @@ fn data_files_are_samples() {
         "specs/images/scene128.png",
     ]);
     assert!(out.contains("1 input image(s) from --data"), "{out}");
-    let o = convc(&[
-        "explain",
-        "specs/examples/sobel_edges.conv",
-        "--budget",
-        "0.01",
-        "--data",
-        "specs/missing.png",
-    ]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
-    assert!(
-        text(&o.stderr).contains("specs/missing.png"),
-        "{}",
-        text(&o.stderr)
+    let err = fail_stderr(
+        &[
+            "explain",
+            "specs/examples/sobel_edges.conv",
+            "--budget",
+            "0.01",
+            "--data",
+            "specs/missing.png",
+        ],
+        1,
     );
+    assert!(err.contains("specs/missing.png"), "{err}");
 }
 
 #[test]
 fn bad_budgets_are_usage_errors() {
     for bad in ["-1", "abc", "nan", "inf"] {
-        let o = convc(&[
+        let err = fail_stderr(
+            &[
+                "explain",
+                "specs/examples/classic_standard.conv",
+                "--budget",
+                bad,
+            ],
+            2,
+        );
+        assert!(err.contains("is not an error budget"), "{err}");
+        fail_stderr(
+            &[
+                "run",
+                "specs/examples/classic_standard.conv",
+                "specs/images/scene128.png",
+                "--budget",
+                bad,
+            ],
+            2,
+        );
+    }
+    fail_stderr(
+        &[
             "explain",
             "specs/examples/classic_standard.conv",
-            "--budget",
-            bad,
-        ]);
-        assert_eq!(
-            o.status.code(),
-            Some(2),
-            "--budget {bad}: {}",
-            text(&o.stderr)
-        );
-        assert!(
-            text(&o.stderr).contains("is not an error budget"),
-            "{}",
-            text(&o.stderr)
-        );
-        let o = convc(&[
+            "--plot",
+            "no/such/dir",
+        ],
+        2,
+    );
+    fail_stderr(
+        &[
             "run",
             "specs/examples/classic_standard.conv",
-            "specs/images/scene128.png",
+            "specs/images/",
+            "-o",
+            "target",
             "--budget",
-            bad,
-        ]);
-        assert_eq!(o.status.code(), Some(2), "run --budget {bad}");
-    }
-    let o = convc(&[
-        "explain",
-        "specs/examples/classic_standard.conv",
-        "--plot",
-        "no/such/dir",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    let o = convc(&[
-        "run",
-        "specs/examples/classic_standard.conv",
-        "specs/images/",
-        "-o",
-        "target",
-        "--budget",
-        "0.1",
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+            "0.1",
+        ],
+        2,
+    );
 }
 
 #[test]
@@ -240,21 +198,21 @@ fn run_with_a_budget_runs_the_chosen_network() {
         "--budget",
         "0.05",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
     assert!(
         err.contains("budget: network output error <= 0.05"),
         "{err}"
     );
     assert!(number_after(&err, ", measured ") <= 0.05, "{err}");
-    assert!(text(&o.stdout).contains("y:"), "{}", text(&o.stdout));
+    assert!(stdout(&o).contains("y:"), "{}", stdout(&o));
 }
 
 #[test]
 fn plots_are_written_and_their_svg_is_stable() {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path().to_str().expect("utf-8 temp path");
-    let out = ok(&[
+    let out = ok_stdout(&[
         "explain",
         "specs/examples/classic_standard.conv",
         "--budget",
@@ -278,20 +236,19 @@ fn plots_are_written_and_their_svg_is_stable() {
 
 #[test]
 fn dump_svg_uses_graphviz_or_says_it_is_missing() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // PATH names only an empty folder: no `dot` to find.
     let empty = tempfile::tempdir().expect("temp dir");
-    let o = convc_in(
-        root,
+    let o = convc_with_env(
         &[
             "dump",
             "specs/examples/classic_standard.conv",
             "--format",
             "svg",
         ],
-        empty.path().to_str(),
+        &[("PATH", path_str(empty.path()))],
     );
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
-    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
     assert!(
         err.contains("Graphviz") && err.contains("not installed"),
         "{err}"
@@ -299,7 +256,7 @@ fn dump_svg_uses_graphviz_or_says_it_is_missing() {
     let has_dot = std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("dot").is_file()));
     if has_dot {
-        let out = ok(&[
+        let out = ok_stdout(&[
             "dump",
             "specs/examples/classic_standard.conv",
             "--format",
@@ -309,12 +266,14 @@ fn dump_svg_uses_graphviz_or_says_it_is_missing() {
     } else {
         eprintln!("Graphviz is not installed: only the error path is tested");
     }
-    let o = convc(&[
-        "dump",
-        "specs/examples/classic_standard.conv",
-        "--format",
-        "svg",
-        "--print-after-all",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
+    fail_stderr(
+        &[
+            "dump",
+            "specs/examples/classic_standard.conv",
+            "--format",
+            "svg",
+            "--print-after-all",
+        ],
+        2,
+    );
 }

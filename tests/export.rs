@@ -6,48 +6,13 @@
 //! `python3`; without it, those checks are skipped with a note (`.ci/run` runs this test again
 //! with its venv).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use convc_tensor::{Tensor, npy};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn convc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_convc"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("convc runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = convc(args);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "convc {args:?} failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn read_npy(p: &Path) -> Tensor {
-    npy::read(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).expect("npy")
-}
-
-fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.shape(), b.shape());
-    let scale = 1.0 + b.data().iter().fold(0f64, |m, v| m.max(v.abs() as f64));
-    let worst = a
-        .data()
-        .iter()
-        .zip(b.data())
-        .fold(0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()));
-    worst / scale
-}
+use common::{fail_stderr, ok_stderr, read_npy, rel_err_same_shape, root, write_npy};
+use convc_tensor::Tensor;
 
 /// `[1, C, H, W]` deterministic values in [-1, 1).
 fn input(dir: &Path, c: usize, h: usize, w: usize) -> PathBuf {
@@ -55,7 +20,7 @@ fn input(dir: &Path, c: usize, h: usize, w: usize) -> PathBuf {
         .map(|i| ((i * 7919 + 13) % 1000) as f32 / 500.0 - 1.0)
         .collect();
     let p = dir.join("x.npy");
-    std::fs::write(&p, npy::write(&Tensor::new(vec![1, c, h, w], x).unwrap())).unwrap();
+    write_npy(&p, vec![1, c, h, w], x);
     p
 }
 
@@ -73,7 +38,7 @@ fn run(model: &Path, x: &Path, n: usize, dir: &Path, tag: &str) -> Vec<Tensor> {
         args.extend(["-o".to_string(), o.display().to_string()]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    ok(&args);
+    ok_stderr(&args);
     outs.iter().map(|o| read_npy(o)).collect()
 }
 
@@ -174,7 +139,7 @@ fn every_op_exports_and_runs_to_the_same_numbers() {
     let spec = dir.path().join("every.conv");
     std::fs::write(&spec, EVERY_OP).unwrap();
     let out = dir.path().join("every.onnx");
-    ok(&[
+    ok_stderr(&[
         "export",
         spec.to_str().unwrap(),
         "-o",
@@ -184,7 +149,7 @@ fn every_op_exports_and_runs_to_the_same_numbers() {
     let want = run(&spec, &x, 3, dir.path(), "want");
     let got = run(&out, &x, 3, dir.path(), "got");
     for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-        let e = rel_err(a, b);
+        let e = rel_err_same_shape(a, b);
         assert!(
             e <= 1e-5,
             "output {i}: convc on the export: relative error {e:.2e}"
@@ -193,7 +158,7 @@ fn every_op_exports_and_runs_to_the_same_numbers() {
     if let Some(ys) = ort(&out, &x, 3, dir.path()) {
         for (i, (a, b)) in ys.iter().zip(&want).enumerate() {
             // ONNX Runtime gives [N, C, 1, 1] for the pooled output as convc does.
-            let e = rel_err(a, b);
+            let e = rel_err_same_shape(a, b);
             assert!(e <= 1e-4, "output {i}: onnxruntime: relative error {e:.2e}");
         }
     }
@@ -204,9 +169,9 @@ fn a_low_rank_conv_is_exported_decomposed_and_smaller() {
     let dir = tempfile::tempdir().unwrap();
     let spec = "specs/bench/lowrank_conv.conv";
     let (opt, plain) = (dir.path().join("opt.onnx"), dir.path().join("plain.onnx"));
-    let note = ok(&["export", spec, "-o", opt.to_str().unwrap()]);
+    let note = ok_stderr(&["export", spec, "-o", opt.to_str().unwrap()]);
     assert!(note.contains("decompose"), "{note}");
-    ok(&["export", spec, "-o", plain.to_str().unwrap(), "--no-opt"]);
+    ok_stderr(&["export", spec, "-o", plain.to_str().unwrap(), "--no-opt"]);
     let (a, b) = (
         std::fs::metadata(&opt).unwrap().len(),
         std::fs::metadata(&plain).unwrap().len(),
@@ -225,9 +190,9 @@ fn a_low_rank_conv_is_exported_decomposed_and_smaller() {
     let x = input(dir.path(), 64, 56, 56);
     let want = run(Path::new(spec), &x, 1, dir.path(), "want");
     let got = run(&opt, &x, 1, dir.path(), "got");
-    assert!(rel_err(&got[0], &want[0]) <= 1e-5);
+    assert!(rel_err_same_shape(&got[0], &want[0]) <= 1e-5);
     if let Some(ys) = ort(&opt, &x, 1, dir.path()) {
-        let e = rel_err(&ys[0], &want[0]);
+        let e = rel_err_same_shape(&ys[0], &want[0]);
         assert!(e <= 1e-4, "onnxruntime: relative error {e:.2e}");
     }
 }
@@ -237,25 +202,26 @@ fn an_onnx_model_exports_too_and_usage_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.onnx");
     let model = "tests/fixtures/onnx/ops/mul_squeeze_excitation.onnx";
-    ok(&["export", model, "-o", out.to_str().unwrap()]);
+    ok_stderr(&["export", model, "-o", out.to_str().unwrap()]);
     let x = Path::new(model)
         .with_extension("")
         .with_extension("input.npy");
     let x = root().join(x);
     let want = run(&root().join(model), &x, 1, dir.path(), "want");
     let got = run(&out, &x, 1, dir.path(), "got");
-    assert!(rel_err(&got[0], &want[0]) <= 1e-6);
-    let o = convc(&["export", model, "-o", "x.conv"]);
-    assert_eq!(o.status.code(), Some(2));
-    let o = convc(&[
-        "export",
-        model,
-        "-o",
-        out.to_str().unwrap(),
-        "--passes",
-        "nope",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
+    assert!(rel_err_same_shape(&got[0], &want[0]) <= 1e-6);
+    fail_stderr(&["export", model, "-o", "x.conv"], 2);
+    fail_stderr(
+        &[
+            "export",
+            model,
+            "-o",
+            out.to_str().unwrap(),
+            "--passes",
+            "nope",
+        ],
+        2,
+    );
     // A shuffle on symbolic sizes needs them bound.
     let spec = dir.path().join("s.conv");
     std::fs::write(
@@ -263,15 +229,17 @@ fn an_onnx_model_exports_too_and_usage_errors_exit_2() {
         "input x: [4, H, W]\ny = shuffle(x, groups=2)\noutput y\n",
     )
     .unwrap();
-    let o = convc(&[
-        "export",
-        spec.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--size"));
-    ok(&[
+    let err = fail_stderr(
+        &[
+            "export",
+            spec.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(err.contains("--size"));
+    ok_stderr(&[
         "export",
         spec.to_str().unwrap(),
         "-o",
@@ -320,8 +288,7 @@ fn a_budgeted_export_is_smaller_and_stays_within_the_budget() {
             }
         }
     }
-    let t = Tensor::new(vec![o, c, k, k], w).unwrap();
-    std::fs::write(dir.path().join("w.npy"), npy::write(&t)).unwrap();
+    write_npy(&dir.path().join("w.npy"), vec![o, c, k, k], w);
     let spec = dir.path().join("n.conv");
     std::fs::write(
         &spec,
@@ -330,14 +297,14 @@ fn a_budgeted_export_is_smaller_and_stays_within_the_budget() {
     .unwrap();
     let x = input(dir.path(), c, 12, 12);
     let (exact, cheap) = (dir.path().join("exact.onnx"), dir.path().join("cheap.onnx"));
-    ok(&[
+    ok_stderr(&[
         "export",
         spec.to_str().unwrap(),
         "-o",
         exact.to_str().unwrap(),
     ]);
     let budget = 0.05;
-    let note = ok(&[
+    let note = ok_stderr(&[
         "export",
         spec.to_str().unwrap(),
         "-o",
@@ -374,6 +341,6 @@ fn a_budgeted_export_is_smaller_and_stays_within_the_budget() {
     for extra in bad {
         let mut args = vec!["export", spec.to_str().unwrap(), "-o", out];
         args.extend_from_slice(extra);
-        assert_eq!(convc(&args).status.code(), Some(2), "{extra:?}");
+        fail_stderr(&args, 2);
     }
 }

@@ -1,17 +1,15 @@
 //! The onnxruntime fixtures of `tests/fixtures/` (made by `make_fixtures.py`) on the JIT, with
 //! and without the default passes, on 1 and 2 threads.
 
+mod common;
+
 use std::path::PathBuf;
 
-use convc_tensor::{Tensor, npy};
-
-fn load(p: &std::path::Path) -> Tensor {
-    npy::read(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).expect("npy")
-}
+use common::{read_npy, root};
 
 #[test]
 fn every_fixture_matches_on_the_jit() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = root().join("tests/fixtures");
     let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("fixtures")
         .filter_map(|e| e.ok())
@@ -22,8 +20,8 @@ fn every_fixture_matches_on_the_jit() {
     assert!(cases.len() >= 30, "fixtures missing");
     for case in &cases {
         let src = std::fs::read_to_string(case.join("model.conv")).expect("spec");
-        let input = load(&case.join("input.npy"));
-        let expected = load(&case.join("expected.npy"));
+        let input = read_npy(&case.join("input.npy"));
+        let expected = read_npy(&case.join("expected.npy"));
         let scale = 1.0
             + expected
                 .data()

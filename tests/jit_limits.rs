@@ -2,28 +2,17 @@
 //! layers with distinct bounds made `convc run` panic with "constant pool full") run with
 //! the `convc` binary on both backends, with and without the passes, and agree.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
-use convc_tensor::{Tensor, npy};
-
-fn convc(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_convc"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("convc runs");
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(o.status.code(), Some(0), "convc {args:?}:\n{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
+use common::{ok_stderr_in, read_npy, rel_err_same_shape, write_npy};
 
 /// Runs `spec` on `x.npy` in `dir` on both backends (and the JIT without passes) and checks
 /// the outputs agree within `1e-4 * (1 + max|expected|)`.
 fn agree(dir: &Path, spec: &str) {
     std::fs::write(dir.join("net.conv"), spec).expect("write spec");
-    convc(
+    ok_stderr_in(
         dir,
         &[
             "run",
@@ -38,20 +27,10 @@ fn agree(dir: &Path, spec: &str) {
     for (out, extra) in [("jit.npy", None), ("jit_noopt.npy", Some("--no-opt"))] {
         let mut args = vec!["run", "net.conv", "x.npy", "-o", out, "--backend", "jit"];
         args.extend(extra);
-        convc(dir, &args);
-        let read = |f: &str| npy::read(&std::fs::read(dir.join(f)).expect("output")).expect("npy");
-        let (want, got) = (read("interp.npy"), read(out));
-        assert_eq!(want.shape(), got.shape());
-        let tol = 1e-4 * (1.0 + want.data().iter().fold(0f32, |m, v| m.max(v.abs())));
-        let worst = got
-            .data()
-            .iter()
-            .zip(want.data())
-            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        assert!(
-            worst <= tol,
-            "{out}: differs by {worst} (tolerance {tol})\n{spec}"
-        );
+        ok_stderr_in(dir, &args);
+        let (want, got) = (read_npy(&dir.join("interp.npy")), read_npy(&dir.join(out)));
+        let e = rel_err_same_shape(&got, &want);
+        assert!(e <= 1e-4, "{out}: relative error {e:.2e}\n{spec}");
     }
 }
 
@@ -60,8 +39,7 @@ fn input(dir: &Path, shape: Vec<usize>) {
     let data = (0..n)
         .map(|i| ((i * 7919) % 997) as f32 / 100.0 - 5.0)
         .collect();
-    let t = Tensor::new(shape, data).expect("tensor");
-    std::fs::write(dir.join("x.npy"), npy::write(&t)).expect("write input");
+    write_npy(&dir.join("x.npy"), shape, data);
 }
 
 #[test]

@@ -2,55 +2,20 @@
 //! (`tests/fixtures/onnx/make_onnx_fixtures.py`), the benchmark networks' ONNX twins against
 //! their `.conv` specs, the real-architecture models of the onnx wheel, and the errors.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use convc_tensor::{Tensor, npy};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn convc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_convc"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("convc runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = convc(args);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "convc {args:?} failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn read_npy(p: &Path) -> Tensor {
-    npy::read(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).expect("npy")
-}
-
-/// Largest |a - b| over `1 + max|b|`; the shapes must hold the same values in the same order
-/// (convc gives a 2-D ONNX output `[N, K]` as `[N, K, 1, 1]`).
-fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.numel(), b.numel(), "{:?} vs {:?}", a.shape(), b.shape());
-    let scale = 1.0 + b.data().iter().fold(0f64, |m, v| m.max(v.abs() as f64));
-    let worst = a
-        .data()
-        .iter()
-        .zip(b.data())
-        .fold(0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()));
-    worst / scale
-}
+use common::{
+    BENCH_NAMES, fail_stderr, ok_stdout, read_npy, rel_err_same_numel, rel_err_same_shape, root,
+    write_npy,
+};
+use convc_tensor::Tensor;
 
 /// Runs `model` on `input` with `backend`, returning the first output.
 fn run(model: &Path, input: &Path, backend: &str, dir: &Path) -> Tensor {
     let out = dir.join("out.npy");
-    ok(&[
+    ok_stdout(&[
         "run",
         model.to_str().unwrap(),
         input.to_str().unwrap(),
@@ -83,7 +48,7 @@ fn every_op_fixture_matches_onnxruntime_on_both_backends() {
                 backend,
                 dir.path(),
             );
-            let e = rel_err(&got, &want);
+            let e = rel_err_same_numel(&got, &want);
             assert!(e <= 1e-5, "{stem} ({backend}): relative error {e:.2e}");
         }
     }
@@ -92,16 +57,7 @@ fn every_op_fixture_matches_onnxruntime_on_both_backends() {
 #[test]
 fn bench_twins_run_to_the_numbers_of_their_conv_specs() {
     let dir = tempfile::tempdir().unwrap();
-    for name in [
-        "seed_3to8",
-        "blur7",
-        "sobel",
-        "lowrank_conv",
-        "resnet_block",
-        "mobilenet_block",
-        "inception_7x7",
-        "vgg_head",
-    ] {
+    for name in BENCH_NAMES {
         let spec = root().join(format!("specs/bench/{name}.conv"));
         let g = convc_ir::compile(
             &std::fs::read_to_string(&spec).unwrap(),
@@ -115,16 +71,12 @@ fn bench_twins_run_to_the_numbers_of_their_conv_specs() {
             .map(|i| ((i * 7919 + 13) % 1000) as f32 / 1000.0 - 0.5)
             .collect();
         let input = dir.path().join("x.npy");
-        std::fs::write(
-            &input,
-            npy::write(&Tensor::new(vec![1, s.c, h, w], x).unwrap()),
-        )
-        .unwrap();
+        write_npy(&input, vec![1, s.c, h, w], x);
         let onnx = root().join(format!("tests/fixtures/bench/onnx/{name}.onnx"));
         let a = run(&onnx, &input, "jit", dir.path());
         let b = run(&spec, &input, "jit", dir.path());
         assert_eq!(a.shape(), b.shape(), "{name}");
-        let e = rel_err(&a, &b);
+        let e = rel_err_same_shape(&a, &b);
         assert!(e <= 1e-6, "{name}: relative error {e:.2e}");
     }
 }
@@ -137,11 +89,7 @@ fn light_input(dir: &Path) -> PathBuf {
         .map(|i| (((i * 7919 + 13) % 1000) as f64 / 1000.0 - 0.5) as f32)
         .collect();
     let p = dir.join("light.npy");
-    std::fs::write(
-        &p,
-        npy::write(&Tensor::new(vec![1, 3, 224, 224], x).unwrap()),
-    )
-    .unwrap();
+    write_npy(&p, vec![1, 3, 224, 224], x);
     p
 }
 
@@ -171,22 +119,19 @@ fn every_light_model_of_the_onnx_wheel_matches_onnxruntime() {
         let want = read_npy(&light.join(format!("{name}.expected.npy")));
         for backend in *backends {
             let got = run(&m, &input, backend, dir.path());
-            let e = rel_err(&got, &want);
+            let e = rel_err_same_numel(&got, &want);
             assert!(e <= 1e-4, "{name} ({backend}): relative error {e:.2e}");
         }
     }
 }
 
-fn error_of(args: &[&str]) -> String {
-    let o = convc(args);
-    assert_eq!(o.status.code(), Some(1), "convc {args:?}");
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 #[test]
 fn every_unsupported_op_is_listed_at_once() {
     assert_eq!(
-        error_of(&["check", "tests/fixtures/onnx/bad/unsupported_ops.onnx"]),
+        fail_stderr(
+            &["check", "tests/fixtures/onnx/bad/unsupported_ops.onnx"],
+            1
+        ),
         "tests/fixtures/onnx/bad/unsupported_ops.onnx: error: the model uses 2 operator type(s) convc does not support (opset 17):\n  \
          Softplus: 2 node(s): node `/sp/Softplus`, node `/sp2/Softplus`\n  \
          Softsign: 1 node(s): node `/ss/Softsign`\n"
@@ -196,11 +141,14 @@ fn every_unsupported_op_is_listed_at_once() {
 #[test]
 fn refused_settings_of_supported_ops_name_the_node() {
     assert_eq!(
-        error_of(&["check", "tests/fixtures/onnx/bad/resize_cubic.onnx"]),
+        fail_stderr(&["check", "tests/fixtures/onnx/bad/resize_cubic.onnx"], 1),
         "tests/fixtures/onnx/bad/resize_cubic.onnx: error: node `/up/Resize` (Resize, opset 17): mode `cubic` is not supported (nearest, linear)\n"
     );
     assert_eq!(
-        error_of(&["run", "tests/fixtures/onnx/bad/pad_negative.onnx", "x.npy"]),
+        fail_stderr(
+            &["run", "tests/fixtures/onnx/bad/pad_negative.onnx", "x.npy"],
+            1
+        ),
         "tests/fixtures/onnx/bad/pad_negative.onnx: error: node `/crop/Pad` (Pad, opset 17): pad -1 is not from 0 to 65536 (negative pads, which crop, are not supported)\n"
     );
 }
@@ -208,11 +156,11 @@ fn refused_settings_of_supported_ops_name_the_node() {
 #[test]
 fn div_of_computed_tensors_and_batch_arithmetic_name_the_node() {
     assert_eq!(
-        error_of(&["check", "tests/fixtures/onnx/bad/div_computed.onnx"]),
+        fail_stderr(&["check", "tests/fixtures/onnx/bad/div_computed.onnx"], 1),
         "tests/fixtures/onnx/bad/div_computed.onnx: error: node `/div/Div` (Div, opset 17): Div of two computed tensors is not supported (only division by a constant)\n"
     );
     assert_eq!(
-        error_of(&["check", "tests/fixtures/onnx/bad/batch_arith.onnx"]),
+        fail_stderr(&["check", "tests/fixtures/onnx/bad/batch_arith.onnx"], 1),
         "tests/fixtures/onnx/bad/batch_arith.onnx: error: node `/twice/Mul` (Mul, opset 17): Mul needs the batch size, which convc leaves open (any batch runs): only a Reshape's first dimension may be the batch size\n"
     );
 }
@@ -223,7 +171,7 @@ fn div_of_computed_tensors_and_batch_arithmetic_name_the_node() {
 fn folded_shape_arithmetic_leaves_no_layer() {
     for opset in [9, 13] {
         let m = format!("tests/fixtures/onnx/ops/shape_gather_concat_reshape_opset{opset}.onnx");
-        let out = ok(&["check", &m]);
+        let out = ok_stdout(&["check", &m]);
         assert!(out.contains("1 input, 2 layers, 1 output"), "{out}");
     }
 }
@@ -231,11 +179,14 @@ fn folded_shape_arithmetic_leaves_no_layer() {
 #[test]
 fn external_data_may_not_leave_the_model_folder() {
     assert_eq!(
-        error_of(&[
-            "run",
-            "tests/fixtures/onnx/bad/external_escape.onnx",
-            "x.npy"
-        ]),
+        fail_stderr(
+            &[
+                "run",
+                "tests/fixtures/onnx/bad/external_escape.onnx",
+                "x.npy"
+            ],
+            1
+        ),
         "tests/fixtures/onnx/bad/external_escape.onnx: error: external data location `../secret.bin` \
          must be a relative path inside the model's folder (no `..`, no absolute path)\n"
     );
@@ -251,13 +202,13 @@ fn external_data_beside_the_model_is_read() {
         "interp",
         dir.path(),
     );
-    let e = rel_err(&got, &read_npy(&bad.join("external_ok.expected.npy")));
+    let e = rel_err_same_numel(&got, &read_npy(&bad.join("external_ok.expected.npy")));
     assert!(e <= 1e-6, "relative error {e:.2e}");
 }
 
 #[test]
 fn a_truncated_model_is_an_error() {
-    let err = error_of(&["dump", "tests/fixtures/onnx/bad/truncated.onnx"]);
+    let err = fail_stderr(&["dump", "tests/fixtures/onnx/bad/truncated.onnx"], 1);
     assert!(
         err.starts_with("tests/fixtures/onnx/bad/truncated.onnx: error: the file is not a valid ONNX model (its protobuf cannot be decoded: "),
         "{err}"
@@ -269,17 +220,17 @@ fn a_model_is_recognised_by_its_content_too() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("model.bin");
     std::fs::copy(root().join("tests/fixtures/bench/onnx/sobel.onnx"), &p).unwrap();
-    let out = ok(&["check", p.to_str().unwrap()]);
+    let out = ok_stdout(&["check", p.to_str().unwrap()]);
     assert!(out.contains("1 input, 1 layer, 1 output"), "{out}");
 }
 
 #[test]
 fn check_dump_and_explain_read_onnx() {
     let m = "tests/fixtures/bench/onnx/lowrank_conv.onnx";
-    insta::assert_snapshot!("onnx_check_lowrank_conv", ok(&["check", m]));
-    let dump = ok(&["dump", m]);
+    insta::assert_snapshot!("onnx_check_lowrank_conv", ok_stdout(&["check", m]));
+    let dump = ok_stdout(&["dump", m]);
     assert!(dump.contains("depthwise"), "{dump}");
-    let explain = ok(&["explain", m]);
+    let explain = ok_stdout(&["explain", m]);
     assert!(explain.contains("conv1"), "{explain}");
 }
 
@@ -331,18 +282,12 @@ fn import_round_trips_to_the_same_numbers() {
     ));
     for (model, input) in cases {
         let spec = dir.path().join("net.conv");
-        let o = convc(&[
+        ok_stdout(&[
             "import",
             model.to_str().unwrap(),
             "-o",
             spec.to_str().unwrap(),
         ]);
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
         assert!(dir.path().join("net.safetensors").is_file());
         let text = std::fs::read_to_string(&spec).unwrap();
         assert!(
@@ -361,7 +306,7 @@ fn import_round_trips_to_the_same_numbers() {
 fn import_writes_a_readable_spec() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("m.conv");
-    ok(&[
+    ok_stdout(&[
         "import",
         "tests/fixtures/onnx/ops/conv_depthwise_bn_relu.onnx",
         "-o",
@@ -371,11 +316,13 @@ fn import_writes_a_readable_spec() {
         "onnx_import_conv_depthwise_bn_relu",
         std::fs::read_to_string(&spec).unwrap()
     );
-    let o = convc(&[
-        "import",
-        "tests/fixtures/onnx/ops/add_sum_concat.onnx",
-        "-o",
-        "x.txt",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
+    fail_stderr(
+        &[
+            "import",
+            "tests/fixtures/onnx/ops/add_sum_concat.onnx",
+            "-o",
+            "x.txt",
+        ],
+        2,
+    );
 }

@@ -1,59 +1,23 @@
 //! End-to-end tests of `convc run`: images and arrays in, arrays and pictures out, batches,
 //! several inputs, and every input error with its exit code and message.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::PathBuf;
+
+use common::{
+    convc, convc_with_env, examples, fail_stderr, ok_stderr, ok_stdout, path_str, read_npy,
+    rel_err_same_shape, root, stderr, write_npy,
+};
 use convc_tensor::{Tensor, npy};
 
-fn convc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_convc"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("convc runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = convc(args);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "convc {args:?} failed:\n{}",
-        stderr(&o)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
+/// Runs convc with `args`, asserting it exits with `code` and says `needle` on stderr.
 fn fails(args: &[&str], code: i32, needle: &str) {
-    let o = convc(args);
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "convc {args:?}:\n{}",
-        stderr(&o)
-    );
+    let err = fail_stderr(args, code);
     assert!(
-        stderr(&o).contains(needle),
-        "convc {args:?}: expected `{needle}` in:\n{}",
-        stderr(&o)
+        err.contains(needle),
+        "convc {args:?}: expected `{needle}` in:\n{err}"
     );
-}
-
-fn read_npy(p: &Path) -> Tensor {
-    npy::read(&std::fs::read(p).expect("output written")).expect("valid npy")
-}
-
-fn write_npy(p: &Path, shape: Vec<usize>, data: Vec<f32>) {
-    std::fs::write(p, npy::write(&Tensor::new(shape, data).unwrap())).unwrap();
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 struct Dir(tempfile::TempDir);
@@ -75,14 +39,10 @@ impl Dir {
 #[test]
 fn every_example_runs_on_the_scene() {
     let d = Dir::new();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/examples");
     let mut n = 0;
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_none_or(|x| x != "conv") {
-            continue;
-        }
-        let src = std::fs::read_to_string(&p).unwrap();
+    for name in examples() {
+        let rel = format!("specs/examples/{name}");
+        let src = std::fs::read_to_string(root().join(&rel)).unwrap();
         let input = src.lines().find(|l| l.starts_with("input")).unwrap();
         let c: usize = input
             .split('[')
@@ -94,10 +54,6 @@ fn every_example_runs_on_the_scene() {
             .trim()
             .parse()
             .unwrap();
-        let rel = format!(
-            "specs/examples/{}",
-            p.file_name().unwrap().to_string_lossy()
-        );
         let out_png = d.p(&format!("{n}.png"));
         let out_npy = d.p(&format!("{n}.npy"));
         let img = match c {
@@ -123,13 +79,29 @@ fn every_example_runs_on_the_scene() {
                 path.to_str().unwrap().to_string()
             }
         };
-        ok(&["run", &rel, &img, "-o", s(&out_png), "--backend", "interp"]);
+        ok_stdout(&[
+            "run",
+            &rel,
+            &img,
+            "-o",
+            path_str(&out_png),
+            "--backend",
+            "interp",
+        ]);
         let bytes = std::fs::read(&out_png).unwrap();
         assert!(
             convc_tensor::image::read_png(&bytes).is_ok(),
             "{rel}: output PNG unreadable"
         );
-        ok(&["run", &rel, &img, "-o", s(&out_npy), "--backend", "interp"]);
+        ok_stdout(&[
+            "run",
+            &rel,
+            &img,
+            "-o",
+            path_str(&out_npy),
+            "--backend",
+            "interp",
+        ]);
         assert_eq!(read_npy(&out_npy).shape().len(), 3, "{rel}");
         n += 1;
     }
@@ -143,7 +115,7 @@ fn values_are_right_for_a_known_filter() {
     let inp = d.p("x.npy");
     write_npy(&inp, vec![1, 3, 4], (0..12).map(|v| v as f32).collect());
     let out = d.p("y.npy");
-    ok(&["run", s(&spec), s(&inp), "-o", s(&out)]);
+    ok_stdout(&["run", path_str(&spec), path_str(&inp), "-o", path_str(&out)]);
     let t = read_npy(&out);
     assert_eq!(t.shape(), [1, 3, 4]);
     // y[i, j] = x[i, j] + 10 * x[i, j+1] + 0.5, with x[i, 4] = 0 (padding right).
@@ -162,15 +134,21 @@ fn batches_and_dimensions() {
     let d = Dir::new();
     let spec = "specs/examples/classic_standard.conv";
     let out = d.p("o.npy");
-    ok(&["run", spec, "specs/images/scene128.png", "-o", s(&out)]);
+    ok_stdout(&[
+        "run",
+        spec,
+        "specs/images/scene128.png",
+        "-o",
+        path_str(&out),
+    ]);
     assert_eq!(read_npy(&out).shape(), [8, 128, 128]);
-    ok(&[
+    ok_stdout(&[
         "run",
         spec,
         "specs/images/scene128.png",
         "specs/images/scene128.png",
         "-o",
-        s(&out),
+        path_str(&out),
     ]);
     let two = read_npy(&out);
     assert_eq!(two.shape(), [2, 8, 128, 128]);
@@ -179,17 +157,17 @@ fn batches_and_dimensions() {
     // A 4-D array with N = 1 gives a 4-D output.
     let inp = d.p("in.npy");
     write_npy(&inp, vec![1, 3, 128, 128], vec![0.25; 3 * 128 * 128]);
-    ok(&["run", spec, s(&inp), "-o", s(&out)]);
+    ok_stdout(&["run", spec, path_str(&inp), "-o", path_str(&out)]);
     assert_eq!(read_npy(&out).shape(), [1, 8, 128, 128]);
     // A batch written as PNG: images stacked.
     let png = d.p("o.png");
-    ok(&[
+    ok_stdout(&[
         "run",
         "specs/examples/gaussian_blur.conv",
         "specs/images/scene128.png",
         "specs/images/scene128.png",
         "-o",
-        s(&png),
+        path_str(&png),
     ]);
     let t = convc_tensor::image::read_png(&std::fs::read(&png).unwrap()).unwrap();
     assert_eq!(t.shape(), [3, 256, 128]);
@@ -197,7 +175,7 @@ fn batches_and_dimensions() {
 
 #[test]
 fn summary_without_output() {
-    let out = ok(&[
+    let out = ok_stdout(&[
         "run",
         "specs/examples/sobel_edges.conv",
         "specs/images/scene128.png",
@@ -213,9 +191,7 @@ fn verbose_reports_pass_time_apart_from_code_generation() {
         "specs/examples/sobel_edges.conv",
         "specs/images/scene128.png",
     ];
-    let o = convc(&[&args[..], &["-v"]].concat());
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let e = stderr(&o);
+    let e = ok_stderr(&[&args[..], &["-v"]].concat());
     let line = e
         .lines()
         .find(|l| l.starts_with("time: "))
@@ -238,27 +214,27 @@ fn several_inputs_by_name() {
     write_npy(&pa, vec![2, 2, 3, 5], (0..60).map(|v| v as f32).collect());
     write_npy(&pb, vec![2, 2, 3, 5], vec![1.0; 60]);
     let (os, oc) = (d.p("s.npy"), d.p("c.npy"));
-    ok(&[
+    ok_stdout(&[
         "run",
-        s(&spec),
-        &format!("b={}", s(&pb)),
-        &format!("a={}", s(&pa)),
+        path_str(&spec),
+        &format!("b={}", path_str(&pb)),
+        &format!("a={}", path_str(&pa)),
         "-o",
-        s(&os),
+        path_str(&os),
         "-o",
-        s(&oc),
+        path_str(&oc),
     ]);
     let sum = read_npy(&os);
     assert_eq!(sum.shape(), [2, 2, 3, 5]);
     assert_eq!(sum.data()[7], 8.0);
     assert_eq!(read_npy(&oc).shape(), [2, 4, 3, 5]);
     fails(
-        &["run", s(&spec), s(&pa), s(&pb)],
+        &["run", path_str(&spec), path_str(&pa), path_str(&pb)],
         2,
         "give each as NAME=PATH",
     );
     fails(
-        &["run", s(&spec), &format!("a={}", s(&pa))],
+        &["run", path_str(&spec), &format!("a={}", path_str(&pa))],
         2,
         "no data for input `b`",
     );
@@ -266,9 +242,9 @@ fn several_inputs_by_name() {
     fails(
         &[
             "run",
-            s(&spec),
-            &format!("a={}", s(&pa)),
-            &format!("b={}", s(&pb)),
+            path_str(&spec),
+            &format!("a={}", path_str(&pa)),
+            &format!("b={}", path_str(&pb)),
         ],
         1,
         "different numbers of images",
@@ -277,9 +253,9 @@ fn several_inputs_by_name() {
     fails(
         &[
             "run",
-            s(&spec),
-            &format!("a={}", s(&pa)),
-            &format!("b={}", s(&pb)),
+            path_str(&spec),
+            &format!("a={}", path_str(&pa)),
+            &format!("b={}", path_str(&pb)),
         ],
         1,
         "size `W` is 5",
@@ -287,9 +263,9 @@ fn several_inputs_by_name() {
     fails(
         &[
             "run",
-            s(&spec),
-            &format!("a={}", s(&pa)),
-            &format!("b={}", s(&pb)),
+            path_str(&spec),
+            &format!("a={}", path_str(&pa)),
+            &format!("b={}", path_str(&pb)),
         ],
         1,
         "input `b` from `",
@@ -313,39 +289,39 @@ fn bad_inputs_exit_1_naming_the_file() {
     let dirpng = d.p("dir.png");
     std::fs::create_dir(&dirpng).unwrap();
     // A directory is a folder run, which needs an output folder: a usage error without one.
-    fails(&["run", spec, s(&dirpng)], 2, "is a directory");
+    fails(&["run", spec, path_str(&dirpng)], 2, "is a directory");
     let bytes = std::fs::read("specs/images/scene128.png").unwrap();
     let trunc = d.p("t.png");
     std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
-    fails(&["run", spec, s(&trunc)], 1, "t.png`");
+    fails(&["run", spec, path_str(&trunc)], 1, "t.png`");
     let tnpy = d.p("t.npy");
     let full = npy::write(&Tensor::zeros(vec![3, 128, 128]));
     std::fs::write(&tnpy, &full[..full.len() - 7]).unwrap();
-    fails(&["run", spec, s(&tnpy)], 1, "t.npy`");
+    fails(&["run", spec, path_str(&tnpy)], 1, "t.npy`");
     let rank = d.p("r.npy");
     write_npy(&rank, vec![3, 128], vec![0.0; 384]);
     fails(
-        &["run", spec, s(&rank)],
+        &["run", spec, path_str(&rank)],
         1,
         "expected [C, H, W] or [N, C, H, W]",
     );
     let wrong = d.p("w.npy");
     write_npy(&wrong, vec![3, 64, 128], vec![0.0; 3 * 64 * 128]);
     fails(
-        &["run", spec, s(&wrong)],
+        &["run", spec, path_str(&wrong)],
         1,
         "has height 64, but input `image` is [3,128,128]",
     );
     let txt = d.p("x.txt");
     std::fs::write(&txt, "hello").unwrap();
     fails(
-        &["run", spec, s(&txt)],
+        &["run", spec, path_str(&txt)],
         1,
         "neither a .png image nor a .npy array",
     );
     let empty = d.p("e.npy");
     std::fs::write(&empty, b"").unwrap();
-    fails(&["run", spec, s(&empty)], 1, "e.npy`");
+    fails(&["run", spec, path_str(&empty)], 1, "e.npy`");
 }
 
 #[test]
@@ -365,15 +341,19 @@ fn outputs_are_safe() {
             spec,
             img,
             "-o",
-            s(&d.p("a.npy")),
+            path_str(&d.p("a.npy")),
             "-o",
-            s(&d.p("b.npy")),
+            path_str(&d.p("b.npy")),
         ],
         2,
         "network has 1 output",
     );
     let missing = d.p("no/such/dir/o.npy");
-    fails(&["run", spec, img, "-o", s(&missing)], 1, "cannot write");
+    fails(
+        &["run", spec, img, "-o", path_str(&missing)],
+        1,
+        "cannot write",
+    );
     assert!(
         std::fs::read_dir(d.0.path()).unwrap().count() == 0,
         "a failed write left files behind"
@@ -381,7 +361,7 @@ fn outputs_are_safe() {
     // An existing output is replaced whole.
     let o = d.p("o.npy");
     std::fs::write(&o, b"old").unwrap();
-    ok(&["run", spec, img, "-o", s(&o)]);
+    ok_stdout(&["run", spec, img, "-o", path_str(&o)]);
     assert_eq!(read_npy(&o).shape(), [8, 128, 128]);
     assert_eq!(
         std::fs::read_dir(d.0.path()).unwrap().count(),
@@ -437,11 +417,10 @@ fn memory_limit_refuses_before_allocating() {
     );
     let inp = d.p("x.npy");
     write_npy(&inp, vec![1, 512, 512], vec![0.0; 512 * 512]);
-    let o = Command::new(env!("CARGO_BIN_EXE_convc"))
-        .args(["run", s(&spec), s(&inp)])
-        .env("CONVC_MAX_MEMORY", "1G")
-        .output()
-        .unwrap();
+    let o = convc_with_env(
+        &["run", path_str(&spec), path_str(&inp)],
+        &[("CONVC_MAX_MEMORY", "1G")],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("would need 4.0 GiB") && stderr(&o).contains("CONVC_MAX_MEMORY"),
@@ -477,28 +456,23 @@ fn optimised_and_unoptimised_runs_agree() {
     ];
     for (spec, img) in cases {
         let (a, b) = (d.p("a.npy"), d.p("b.npy"));
-        ok(&["run", spec, img, "-o", s(&a), "--backend", "interp"]);
-        ok(&[
+        ok_stdout(&["run", spec, img, "-o", path_str(&a), "--backend", "interp"]);
+        ok_stdout(&[
             "run",
             spec,
             img,
             "-o",
-            s(&b),
+            path_str(&b),
             "--backend",
             "interp",
             "--no-opt",
         ]);
         let (ta, tb) = (read_npy(&a), read_npy(&b));
         assert_eq!(ta.shape(), tb.shape(), "{spec}");
-        let scale = 1.0 + tb.data().iter().fold(0f32, |m, v| m.max(v.abs()));
-        let worst = ta
-            .data()
-            .iter()
-            .zip(tb.data())
-            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        let e = rel_err_same_shape(&ta, &tb);
         assert!(
-            worst <= 1e-5 * scale,
-            "{spec}: optimised differs by {worst}"
+            e <= 1e-5,
+            "{spec}: optimised differs, relative error {e:.2e}"
         );
     }
     // The rewrite is reported on stderr.
