@@ -73,9 +73,13 @@ pub(crate) struct PadCopy {
 pub(crate) struct Tile {
     /// The layout (`c` = channels; `hp` = all padded rows), as for a whole copy.
     pub pad: PadCopy,
-    /// Work items per group (blocks × row groups) and row groups per block.
+    /// Work items per group (blocks × row groups), output-channel blocks per group and row
+    /// groups per block.
     pub per_group: usize,
+    pub nb: usize,
     pub row_groups: usize,
+    /// Groups.
+    pub groups: usize,
     /// Output rows per row group, the vertical stride, and the padded input rows of one window
     /// (`dh * (kh - 1) + 1`).
     pub rows: usize,
@@ -87,9 +91,32 @@ pub(crate) struct Tile {
     pub oh: usize,
     /// Input channels per group (padded one after the other, `rows_per_channel` rows apart).
     pub cg: usize,
+    /// EXPERIMENT: run band-major (see `Tile::band_rows`).
+    pub band_major: bool,
 }
 
+/// Bands a thread claims, at least, of a band-major tile ([`Tile::band_rows`]): claims are
+/// whole bands, and fewer than this balance badly (7 bands split 4 / 3 over 2 threads).
+pub(crate) const TILE_BANDS_PER_THREAD: usize = 4;
+
 impl Tile {
+    /// Whether the runtime runs the items band-major: per group, band by band, every block's
+    /// row groups of the band after padding the band once (block-major, a 3 -> 64 stem on the
+    /// AVX-512 path padded and phase-split each band once per block: 6 times). The kernel's
+    /// own item numbering stays block-major; the runtime maps claims onto it. With one block
+    /// a group (depthwise convs) the two orders are the same.
+    pub fn band_major(&self) -> bool {
+        self.nb > 1 && self.band_major
+    }
+    /// Row groups per band on `threads` threads: `band`, or fewer for a band-major tile where
+    /// there would be under [`TILE_BANDS_PER_THREAD`] bands a thread.
+    pub fn band_rows(&self, threads: usize) -> usize {
+        if !self.band_major() || threads <= 1 {
+            return self.band;
+        }
+        let per_group = (threads * TILE_BANDS_PER_THREAD).div_ceil(self.groups.max(1));
+        (self.row_groups / per_group).clamp(1, self.band)
+    }
     /// Padded rows a band reads, per channel.
     pub fn rows_per_channel(&self) -> usize {
         self.band * self.rows * self.sh + self.span
@@ -1468,6 +1495,8 @@ fn pad_layout(
         Some(p) if kg.cg <= TILE_MAX_CG && kg.oh > 1 && !flat => {
             let tile = Tile {
                 per_group: nb * kg.oh.div_ceil(rows),
+                nb,
+                groups: kg.groups,
                 row_groups: kg.oh.div_ceil(rows),
                 rows,
                 sh: kg.sh,
@@ -1475,6 +1504,7 @@ fn pad_layout(
                 band: (TILE_BAND_ROWS / rows).max(1),
                 oh: kg.oh,
                 cg: kg.cg,
+                band_major: std::env::var_os("CONVC_BAND_MAJOR").is_some(),
                 pad: p,
             };
             (None, Some(tile))
