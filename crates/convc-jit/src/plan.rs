@@ -91,8 +91,6 @@ pub(crate) struct Tile {
     pub oh: usize,
     /// Input channels per group (padded one after the other, `rows_per_channel` rows apart).
     pub cg: usize,
-    /// EXPERIMENT: run band-major (see `Tile::band_rows`).
-    pub band_major: bool,
 }
 
 /// Bands a thread claims, at least, of a band-major tile ([`Tile::band_rows`]): claims are
@@ -106,7 +104,7 @@ impl Tile {
     /// own item numbering stays block-major; the runtime maps claims onto it. With one block
     /// a group (depthwise convs) the two orders are the same.
     pub fn band_major(&self) -> bool {
-        self.nb > 1 && self.band_major
+        self.nb > 1
     }
     /// Row groups per band on `threads` threads: `band`, or fewer for a band-major tile where
     /// there would be under [`TILE_BANDS_PER_THREAD`] bands a thread.
@@ -1481,8 +1479,9 @@ fn packed_long_rows(vpr: usize, oh: usize, short_block: bool) -> usize {
 
 /// Where a padded input lives. Few input channels per group ([`TILE_MAX_CG`]: depthwise, or an
 /// image's 3) pad per band of rows into the thread's scratch instead of copying the whole
-/// input first (block-major items, so that consecutive items read the same rows; the kernel
-/// then sees channels `tile_rows` rows apart). A whole copy for many channels that is not read
+/// input first (the kernel's items block-major, so that consecutive items read the same rows;
+/// with several blocks the runtime runs them band-major, [`Tile::band_major`]; the kernel then
+/// sees channels `tile_rows` rows apart). A whole copy for many channels that is not read
 /// as long rows (`flat`, `flat_pad`) has rows outermost.
 fn pad_layout(
     pad: Option<PadCopy>,
@@ -1504,7 +1503,6 @@ fn pad_layout(
                 band: (TILE_BAND_ROWS / rows).max(1),
                 oh: kg.oh,
                 cg: kg.cg,
-                band_major: std::env::var_os("CONVC_BAND_MAJOR").is_some(),
                 pad: p,
             };
             (None, Some(tile))
