@@ -73,9 +73,13 @@ pub(crate) struct PadCopy {
 pub(crate) struct Tile {
     /// The layout (`c` = channels; `hp` = all padded rows), as for a whole copy.
     pub pad: PadCopy,
-    /// Work items per group (blocks × row groups) and row groups per block.
+    /// Work items per group (blocks × row groups), output-channel blocks per group and row
+    /// groups per block.
     pub per_group: usize,
+    pub nb: usize,
     pub row_groups: usize,
+    /// Groups.
+    pub groups: usize,
     /// Output rows per row group, the vertical stride, and the padded input rows of one window
     /// (`dh * (kh - 1) + 1`).
     pub rows: usize,
@@ -89,7 +93,28 @@ pub(crate) struct Tile {
     pub cg: usize,
 }
 
+/// Bands a thread claims, at least, of a band-major tile ([`Tile::band_rows`]): claims are
+/// whole bands, and fewer than this balance badly (7 bands split 4 / 3 over 2 threads).
+pub(crate) const TILE_BANDS_PER_THREAD: usize = 4;
+
 impl Tile {
+    /// Whether the runtime runs the items band-major: per group, band by band, every block's
+    /// row groups of the band after padding the band once (block-major, a 3 -> 64 stem on the
+    /// AVX-512 path padded and phase-split each band once per block: 6 times). The kernel's
+    /// own item numbering stays block-major; the runtime maps claims onto it. With one block
+    /// a group (depthwise convs) the two orders are the same.
+    pub fn band_major(&self) -> bool {
+        self.nb > 1
+    }
+    /// Row groups per band on `threads` threads: `band`, or fewer for a band-major tile where
+    /// there would be under [`TILE_BANDS_PER_THREAD`] bands a thread.
+    pub fn band_rows(&self, threads: usize) -> usize {
+        if !self.band_major() || threads <= 1 {
+            return self.band;
+        }
+        let per_group = (threads * TILE_BANDS_PER_THREAD).div_ceil(self.groups.max(1));
+        (self.row_groups / per_group).clamp(1, self.band)
+    }
     /// Padded rows a band reads, per channel.
     pub fn rows_per_channel(&self) -> usize {
         self.band * self.rows * self.sh + self.span
@@ -1515,8 +1540,9 @@ fn packed_long_rows(vpr: usize, oh: usize, short_block: bool) -> usize {
 
 /// Where a padded input lives. Few input channels per group ([`TILE_MAX_CG`]: depthwise, or an
 /// image's 3) pad per band of rows into the thread's scratch instead of copying the whole
-/// input first (block-major items, so that consecutive items read the same rows; the kernel
-/// then sees channels `tile_rows` rows apart). A whole copy for many channels that is not read
+/// input first (the kernel's items block-major, so that consecutive items read the same rows;
+/// with several blocks the runtime runs them band-major, [`Tile::band_major`]; the kernel then
+/// sees channels `tile_rows` rows apart). A whole copy for many channels that is not read
 /// as long rows (`flat`, `flat_pad`) has rows outermost.
 fn pad_layout(
     pad: Option<PadCopy>,
@@ -1529,6 +1555,8 @@ fn pad_layout(
         Some(p) if kg.cg <= TILE_MAX_CG && kg.oh > 1 && !flat => {
             let tile = Tile {
                 per_group: nb * kg.oh.div_ceil(rows),
+                nb,
+                groups: kg.groups,
                 row_groups: kg.oh.div_ceil(rows),
                 rows,
                 sh: kg.sh,

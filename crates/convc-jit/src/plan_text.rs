@@ -107,11 +107,21 @@ fn step(
     if let Some(tile) = &s.tile {
         let _ = writeln!(
             t,
-            "  input {} padded per band of {} row groups into the thread's scratch: {}",
+            "  input {} padded per band of {}{} row groups into the thread's scratch: {}",
             name(tile.pad.src),
+            if tile.band_major() { "up to " } else { "" },
             tile.band,
             layout(&tile.pad)
         );
+        // The kernel's line above gives its own (block-major) numbering; the runtime runs
+        // those items in another order (see `Tile::band_major`).
+        if tile.band_major() {
+            let _ = writeln!(
+                t,
+                "  run band-major: each band padded once, then every block's rows of it (bands shorter where a thread would get under {} of them)",
+                crate::plan::TILE_BANDS_PER_THREAD
+            );
+        }
     }
     if let Some(z) = &s.zero {
         let _ = writeln!(t, "  writes its consumer's padded layout: {}", layout(z));

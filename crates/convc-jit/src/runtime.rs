@@ -29,6 +29,12 @@ const CLAIMS_PER_THREAD_BAND: usize = 2;
 /// than one). A pointwise GEMM step's items are the same (band, channel group), each band's
 /// input packed once per thread.
 fn claim_items(step: &Step, items: usize, threads: usize) -> usize {
+    if let Some(t) = step.tile.as_ref().filter(|t| t.band_major()) {
+        // Whole bands, so that two threads do not pad the same band.
+        let unit = t.nb * t.band_rows(threads);
+        let bands = items.div_ceil(unit);
+        return unit * (bands / (threads * CLAIMS_PER_THREAD)).max(1);
+    }
     let groups = match &step.spec {
         KernelSpec::Wino(w) => Some(w.groups()),
         KernelSpec::Gemm(g) => Some(g.groups()),
@@ -570,44 +576,92 @@ impl Exec<'_> {
             unsafe { self.band(step, band, bufs, img, a, b, tscratch) };
             return;
         }
+        match &step.tile {
+            Some(t) if t.band_major() => {
+                let src = self.src_ptr(img, &t.pad);
+                // SAFETY: as in `tile_bands`.
+                unsafe { self.tile_bands(f, t, src, bufs, (a, b), tscratch) };
+            }
+            _ => self.run_items(step, bufs, img, a, b, tscratch),
+        }
+    }
+
+    /// Runs the kernel's own items `a..b` of `step` (block-major with a tile: a band is row
+    /// groups of one block, padded before the kernel runs over it).
+    fn run_items(
+        &self,
+        step: &Step,
+        bufs: &mut [*mut f32],
+        img: usize,
+        a: usize,
+        b: usize,
+        tscratch: P,
+    ) {
+        let f = self.fns[step.kernel];
         let Some(t) = &step.tile else {
             // SAFETY: the buffer table matches the kernel's spec (built together).
             unsafe { f(bufs.as_ptr(), a as u64, b as u64) };
             return;
         };
         let src = self.src_ptr(img, &t.pad);
-        let rs = t.pad.row_len();
         let mut i = a;
         while i < b {
             // Item i = (group g, block, row group rg); a band: row groups of one block.
             let g = i / t.per_group;
             let rg = i % t.row_groups;
             let n = (b - i).min(t.row_groups - rg).min(t.band);
-            // Padded rows read: from the band's first output row's window to its last one's.
-            let y_lo = rg * t.rows * t.sh;
-            let last = ((rg + n) * t.rows).min(t.oh) - 1;
-            let y_hi = last * t.sh + t.span;
-            let tcs = t.rows_per_channel() * rs;
-            for ci in 0..t.cg {
-                // SAFETY: the scratch holds `t.len()` floats: `cg` channels of
-                // `rows_per_channel >= y_hi - y_lo` rows; `src` holds the input's `c*h*w`.
-                unsafe {
-                    pad_rows(
-                        src,
-                        tscratch.0.add(ci * tcs),
-                        &t.pad,
-                        g * t.cg + ci,
-                        y_lo,
-                        y_hi,
-                    )
-                };
-            }
-            // The kernel adds `g * cg * chan_stride + oy * sh * row_stride` to the input pointer,
-            // with the scratch's channel stride.
-            bufs[1] = tscratch.0.wrapping_sub(g * t.cg * tcs + y_lo * rs);
+            // SAFETY: `n <= t.band` row groups of group `g`.
+            bufs[1] = unsafe { pad_band(t, src, g, (rg, rg + n), tscratch) };
             // SAFETY: as above; every input row the items read is in the scratch.
             unsafe { f(bufs.as_ptr(), i as u64, (i + n) as u64) };
             i += n;
+        }
+    }
+
+    /// Runs items `a..b` of a band-major tiled step (see `Tile::band_major`): item =
+    /// (group, band of `t.band_rows` row groups, block, row group within the band). Each band
+    /// is padded once, then the kernel runs over every block's rows of it (the kernel's items
+    /// are block-major: block `blk`'s row group `rg` of group `g` is `g * per_group + blk *
+    /// row_groups + rg`).
+    ///
+    /// # Safety
+    /// `bufs` is the step's table, `src` its unpadded input, `tscratch` holds `t.len()` floats.
+    unsafe fn tile_bands(
+        &self,
+        f: KernelFn,
+        t: &crate::plan::Tile,
+        src: *const f32,
+        bufs: &mut [*mut f32],
+        (a, b): (usize, usize),
+        tscratch: P,
+    ) {
+        let eb = t.band_rows(self.threads);
+        let unit = t.nb * eb;
+        let mut i = a;
+        while i < b {
+            let (g, r) = (i / t.per_group, i % t.per_group);
+            let rg0 = r / unit * eb;
+            // The band's row groups (the last band may be short), and its first item.
+            let len = eb.min(t.row_groups - rg0);
+            let first = i - r % unit;
+            let (lo, hi) = (i - first, b.min(first + t.nb * len) - first);
+            let (b0, b1) = (lo / len, (hi - 1) / len);
+            // Rows of the band the range reads: all of it, unless it lies within one block.
+            let rows = if b0 == b1 {
+                (rg0 + lo % len, rg0 + (hi - 1) % len + 1)
+            } else {
+                (rg0, rg0 + len)
+            };
+            // SAFETY: `len <= t.band` row groups of group `g`.
+            bufs[1] = unsafe { pad_band(t, src, g, rows, tscratch) };
+            for blk in b0..=b1 {
+                let s = lo.max(blk * len) - blk * len;
+                let e = hi.min((blk + 1) * len) - blk * len;
+                let k = g * t.per_group + blk * t.row_groups + rg0;
+                // SAFETY: rows `rg0 + s..rg0 + e` read only padded rows of the scratch.
+                unsafe { f(bufs.as_ptr(), (k + s) as u64, (k + e) as u64) };
+            }
+            i = first + hi;
         }
     }
 
@@ -674,7 +728,7 @@ impl Exec<'_> {
             // `a`'s items are block-major (block, row group); the band's row groups of each.
             let (r0, r1) = (y0 / sa.rows, y1.div_ceil(sa.rows).min(rga));
             for blk in 0..blocks_a {
-                self.kernel(
+                self.run_items(
                     &band.step,
                     &mut abufs,
                     img,
@@ -814,6 +868,42 @@ pub(crate) fn in_len(plan: &Plan, i: usize) -> usize {
 pub(crate) fn out_len(plan: &Plan, j: usize) -> usize {
     let [c, h, w] = plan.out_shapes[j];
     c * h * w
+}
+
+/// Pads the input rows that row groups `rg0..rg1` (at most `t.band`) of group `g` read into
+/// the thread's scratch (`cg` channels `rows_per_channel` rows apart), and returns the input
+/// pointer the kernel takes for them: it adds `g * cg * chan_stride + oy * sh * row_stride`
+/// to it, with the scratch's channel stride.
+///
+/// # Safety
+/// `src` holds the input's `c * h * w` floats; the scratch `t.len()`.
+unsafe fn pad_band(
+    t: &crate::plan::Tile,
+    src: *const f32,
+    g: usize,
+    (rg0, rg1): (usize, usize),
+    tscratch: P,
+) -> *mut f32 {
+    let rs = t.pad.row_len();
+    // Padded rows read: from the first output row's window to the last one's.
+    let y_lo = rg0 * t.rows * t.sh;
+    let last = (rg1 * t.rows).min(t.oh) - 1;
+    let y_hi = last * t.sh + t.span;
+    let tcs = t.rows_per_channel() * rs;
+    for ci in 0..t.cg {
+        // SAFETY: the scratch holds `cg` channels of `rows_per_channel >= y_hi - y_lo` rows.
+        unsafe {
+            pad_rows(
+                src,
+                tscratch.0.add(ci * tcs),
+                &t.pad,
+                g * t.cg + ci,
+                y_lo,
+                y_hi,
+            )
+        };
+    }
+    tscratch.0.wrapping_sub(g * t.cg * tcs + y_lo * rs)
 }
 
 /// Writes the padded rows `y_lo..y_hi` of channel `c` of `src` (`[c, h, w]`), in the layout

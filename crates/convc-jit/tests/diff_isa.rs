@@ -183,3 +183,44 @@ fn depthwise_3x3_rows_kernels() {
     // Band pairs took it too.
     assert!(fast > 0 || Isa::available() == [Isa::Sse], "{fast}");
 }
+
+/// Strided and plain stems of few input channels pad per band of rows into the thread's
+/// scratch; with several blocks of output channels they run band-major (every block of a band
+/// after padding it once, claims of whole bands). Kernels 7x7 / 3x3, strides 1 / 2, 1-3 input
+/// channels (and a grouped conv of 4 a group), output channels a multiple of the block or not,
+/// an odd and a tiny plane (short last bands, one band), 1 and 2 threads, with a fused
+/// epilogue, on every path the host runs.
+#[test]
+fn tiled_stems_band_major() {
+    let cases = [
+        (3, 64, "kernel=7x7, stride=2", (37, 23)),
+        (1, 29, "kernel=3x3", (37, 23)),
+        (2, 29, "kernel=3x3, stride=2", (37, 23)),
+        (3, 29, "kernel=7x7", (3, 4)),
+        (8, 58, "kernel=3x3, groups=2", (21, 9)),
+    ];
+    let mut band_major = 0;
+    for isa in Isa::available() {
+        for (c, out, k, (h, w)) in cases {
+            let src = format!(
+                "input x: [{c}, {h}, {w}]\n\
+                 y = conv(x, out={out}, {k}, pad=same, weights=random(seed=1), bias=random(seed=2))\n\
+                 b = batchnorm(y, mean=random(seed=3), var=random(seed=4), gamma=random(seed=5), beta=random(seed=6))\n\
+                 r = relu(b)\n\
+                 output r\n"
+            );
+            for threads in [1, 2] {
+                check_on(&src, isa, threads);
+            }
+            let g = graph(&src, Path::new("."));
+            let o = convc_jit::JitOptions {
+                isa: Some(isa),
+                ..opts(2)
+            };
+            let net = convc_jit::compile(&g, &[(h, w)], &o).expect("compiles");
+            band_major += usize::from(net.plan_text().contains("run band-major:"));
+        }
+    }
+    // Every case has several blocks of output channels on every path.
+    assert_eq!(band_major, cases.len() * Isa::available().len());
+}
