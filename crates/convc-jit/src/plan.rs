@@ -2350,15 +2350,17 @@ impl Builder<'_> {
 
     /// Whether conv `n` runs as a GEMM on packed bands: a wide path; a one-group conv with
     /// weights of its shape whose padding gives its output size, 1x1 or strided by 2 or 4
-    /// along the row; an epilogue whose activations the microkernel applies. Returns its input
+    /// along the row over more than [`TILE_MAX_CG`] input channels; an epilogue whose activations the microkernel applies. Returns its input
     /// and its top and left padding.
     ///
     /// Larger unstrided kernels pack as well (the band's slice of the im2col matrix), but
     /// measured slower than the direct kernels, which read their padded input in place (one
     /// process, alternating, one thread: inception_7x7's 1x7 and 7x1 layers 0.91x, vgg_head
     /// with its 3 -> 64 3x3 layer 1.0x). Strided ones gain: a 128 -> 256 3x3/2 at 56x56
-    /// 1.23x, a 3 -> 64 7x7/2 stem 1.04x (their direct kernels split every row into phases
-    /// for each block of output channels).
+    /// 1.23x (its direct kernel splits every row into phases for each block of output
+    /// channels). Stems with few input channels ([`TILE_MAX_CG`]) stay direct: their kernels
+    /// pad and split each band once for all blocks, band-major (a 3 -> 64 7x7/2 stem 0.89x
+    /// the time of the GEMM step).
     fn gemm_shape(
         &self,
         n: NodeIndex,
@@ -2390,7 +2392,7 @@ impl Builder<'_> {
         };
         let fits = self.isa != Isa::Sse
             && self.gemm_cols != Some(0)
-            && ((kh == 1 && kw == 1) || sw == 2 || sw == 4)
+            && ((kh == 1 && kw == 1) || ((sw == 2 || sw == 4) && c > TILE_MAX_CG))
             && conv.groups == 1
             && conv.out == oc
             && conv.weight.data.shape() == [oc, c, kh, kw]
