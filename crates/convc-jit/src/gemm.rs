@@ -227,9 +227,17 @@ impl Sizes {
     fn taps(&self) -> usize {
         self.c * self.kh * self.kw
     }
-    /// A 1x1, unstrided, unpadded conv: a band's positions are contiguous in every channel.
+    /// A 1x1, unstrided, unpadded conv (no padding on any side: the output plane is the
+    /// input's): a band's positions are contiguous in every channel.
     fn plain(&self) -> bool {
-        self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.pt == 0 && self.pl == 0
+        self.kh == 1
+            && self.kw == 1
+            && self.sh == 1
+            && self.sw == 1
+            && self.pt == 0
+            && self.pl == 0
+            && self.oh == self.h
+            && self.ow == self.w
     }
 }
 
@@ -393,6 +401,11 @@ unsafe fn pack_row(s: &Sizes, row: *const f32, out: &mut [f32], ox: usize, kx: u
         let lo = s.pl.saturating_sub(ox + shift).min(out.len());
         let x0 = ox + lo + shift - s.pl.min(ox + lo + shift);
         let len = (out.len() - lo).min(s.w.saturating_sub(x0));
+        if len == 0 {
+            // The whole run is padding (and `x0` may be past the row).
+            out.fill(0.0);
+            return;
+        }
         out[..lo].fill(0.0);
         // SAFETY: columns `x0 .. x0 + len <= w` of the row.
         let src = unsafe { std::slice::from_raw_parts(row.add(x0), len) };
