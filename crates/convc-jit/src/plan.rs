@@ -617,6 +617,11 @@ fn gemm_schedule(
     (cols.max(1), (blocks.div_ceil(groups) * ocb).min(oc))
 }
 
+/// The largest packed band of a GEMM step (floats of each thread's scratch, 64 MB): a
+/// reduction so long that even one tile's columns exceed it (millions of input channels)
+/// runs direct, in chunks, instead.
+const GEMM_MAX_BAND_FLOATS: usize = 16 << 20;
+
 /// Bands a pointwise GEMM aims at: enough for 2 threads to split evenly in whole bands (each
 /// band is packed by the thread that claims it).
 const GEMM_BANDS: usize = 16;
@@ -2288,7 +2293,7 @@ impl Builder<'_> {
         let ocb =
             crate::spec::blocks_of_at_most(oc, crate::wide::block_ocb_for_width(isa, positions));
         let (cols, group) = gemm_schedule(taps, oc, positions, ocb, isa, self.gemm_cols);
-        if taps * crate::gemm::packed_stride(cols) > MAX_BUFFER_FLOATS {
+        if taps.saturating_mul(crate::gemm::packed_stride(cols)) > GEMM_MAX_BAND_FLOATS {
             return Ok(None);
         }
         let chunk = (chunk_bytes() / crate::packed::tap_bytes(ocb, 1)).clamp(1, taps);
