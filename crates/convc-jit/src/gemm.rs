@@ -241,37 +241,6 @@ impl Sizes {
     }
 }
 
-/// The epilogue as the microkernel takes it, for output channel 0 and position 0: affine and
-/// bias tables at their first channel, residuals at their first value (see [`at_block`]).
-///
-/// # Safety
-/// `ep` is the epilogue part of a [`GemmSpec::params`] table; `bufs` the step's buffers.
-unsafe fn epilogue(ep: *const i64, bufs: *const *mut f32) -> Vec<EpStep> {
-    let n = unsafe { *ep } as usize;
-    let mut v = Vec::with_capacity(n + 1);
-    for i in 0..n {
-        let q = |k: usize| unsafe { *ep.add(1 + 4 * i + k) };
-        let kind = q(0) as u64;
-        let ptr = match kind {
-            wide::EP_AFFINE | wide::EP_BIAS | wide::EP_ADD => unsafe { *bufs.add(q(1) as usize) },
-            _ => std::ptr::null_mut(),
-        };
-        v.push(EpStep {
-            kind,
-            ptr,
-            a: f32::from_bits(q(2) as u32),
-            b: f32::from_bits(q(3) as u32),
-        });
-    }
-    v.push(EpStep {
-        kind: wide::EP_END,
-        ptr: std::ptr::null(),
-        a: 0.0,
-        b: 0.0,
-    });
-    v
-}
-
 /// `base` moved to the block of channels from `o` and the band from position `p0`.
 fn at_block(base: &[EpStep], out: &mut [EpStep], o: usize, p0: usize, positions: usize) {
     for (d, s) in out.iter_mut().zip(base) {
@@ -437,7 +406,8 @@ unsafe fn run(isa: Isa, bufs: *const *mut f32, start: u64, end: u64, p: *const i
     // The packed band, aligned to 64 bytes (the scratch has 16 floats of room).
     let raw = unsafe { *bufs.add(s.scratch_slot) };
     let band_buf = unsafe { raw.add((16 - (raw as usize / 4) % 16) % 16) };
-    let base = unsafe { epilogue(ep, bufs) };
+    // The epilogue at output channel 0 and position 0 (see `at_block`).
+    let base = unsafe { crate::wino::read_epilogue(ep, bufs, |_, b| b) };
     let mut eps = base.clone();
     let has_ep = base.len() > 1;
     let positions = s.positions();

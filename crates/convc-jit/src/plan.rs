@@ -2138,6 +2138,15 @@ impl Builder<'_> {
         s
     }
 
+    /// Whether the wide paths' epilogue (the microkernel's, Winograd's output transform)
+    /// applies every activation among a conv's fused `members`.
+    fn acts_fit_wide(&self, members: &[NodeIndex]) -> bool {
+        members.iter().all(|&m| match &self.g.node(m).op {
+            Op::Unary(u) => crate::wino::epilogue_fits(&[Ep::Act(Act::from_unary(*u))]),
+            _ => true,
+        })
+    }
+
     /// Whether Winograd can run conv `n` at all: a wide path; a 3x3, stride-1, dilation-1,
     /// one-group conv with weights of its shape whose padding keeps the output size; an
     /// epilogue whose activations the Winograd kernel applies. Returns its input and its top
@@ -2151,10 +2160,7 @@ impl Builder<'_> {
         let x = operand(self.g, n, 0)?;
         let [c, h, w] = self.conc.get(x);
         let [oc, oh, ow] = self.conc.get(n);
-        let acts_fit = members.iter().all(|&m| match &self.g.node(m).op {
-            Op::Unary(u) => crate::wino::epilogue_fits(&[Ep::Act(Act::from_unary(*u))]),
-            _ => true,
-        });
+        let acts_fit = self.acts_fit_wide(members);
         if self.isa == Isa::Sse
             || conv.kernel != [3, 3]
             || conv.stride != [1, 1]
@@ -2375,10 +2381,7 @@ impl Builder<'_> {
         let x = operand(self.g, n, 0)?;
         let [c, h, w] = self.conc.get(x);
         let [oc, oh, ow] = self.conc.get(n);
-        let acts_fit = members.iter().all(|&m| match &self.g.node(m).op {
-            Op::Unary(u) => crate::wino::epilogue_fits(&[Ep::Act(Act::from_unary(*u))]),
-            _ => true,
-        });
+        let acts_fit = self.acts_fit_wide(members);
         let ([kh, kw], [sh, sw], [dh, dw]) = (conv.kernel, conv.stride, conv.dilation);
         if [kh, kw, sh, sw, dh, dw].contains(&0) {
             return Ok(None);

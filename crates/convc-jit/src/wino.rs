@@ -381,6 +381,24 @@ unsafe fn epilogue(
     y0: usize,
     s: &Sizes,
 ) -> Vec<EpStep> {
+    let at = |kind: u64, base: *mut f32| match kind {
+        wide::EP_ADD => base.wrapping_add(o0 * s.oh * s.ow + y0 * s.ow),
+        _ => base.wrapping_add(8 * o0),
+    };
+    unsafe { read_epilogue(ep, bufs, at) }
+}
+
+/// The epilogue steps of a step's table (`n`, then `kind, slot, a, b` per step; [`ep_code`]),
+/// ended by [`wide::EP_END`]: affine, bias and residual steps point into their buffer at
+/// `at(kind, the buffer)`.
+///
+/// # Safety
+/// `ep` is such a table; `bufs` the step's buffers, which hold every slot it names.
+pub(crate) unsafe fn read_epilogue(
+    ep: *const i64,
+    bufs: *const *mut f32,
+    at: impl Fn(u64, *mut f32) -> *mut f32,
+) -> Vec<EpStep> {
     let n = unsafe { *ep } as usize;
     let mut v = Vec::with_capacity(n + 1);
     for i in 0..n {
@@ -388,8 +406,7 @@ unsafe fn epilogue(
         let kind = q(0) as u64;
         let slot = q(1) as usize;
         let ptr = match kind {
-            wide::EP_AFFINE | wide::EP_BIAS => unsafe { (*bufs.add(slot)).add(8 * o0) },
-            wide::EP_ADD => unsafe { (*bufs.add(slot)).add(o0 * s.oh * s.ow + y0 * s.ow) },
+            wide::EP_AFFINE | wide::EP_BIAS | wide::EP_ADD => at(kind, unsafe { *bufs.add(slot) }),
             _ => std::ptr::null_mut(),
         };
         v.push(EpStep {
