@@ -21,11 +21,7 @@ fn wide_isas() -> Vec<Isa> {
 /// interpreter (batches of 2); returns the kernels' names.
 fn check_cols(src: &str, isa: Isa, cols: Option<usize>, threads: usize) -> Vec<String> {
     let g = graph(src, Path::new("."));
-    let sh = &g.node(g.inputs[0]).shape;
-    let sizes = [(
-        sh.h.known().unwrap_or(1) as usize,
-        sh.w.known().unwrap_or(1) as usize,
-    )];
+    let sizes = [first_input_size(&g)];
     let o = JitOptions {
         isa: Some(isa),
         conv_algo: ConvAlgo::Direct,

@@ -74,11 +74,7 @@ impl Drop for Guarded {
 /// after one, against the interpreter.
 fn check_guarded(src: &str, seed: u64) {
     let g = graph(src, Path::new("."));
-    let sh = &g.node(g.inputs[0]).shape;
-    let sizes = [(
-        sh.h.known().unwrap_or(1) as usize,
-        sh.w.known().unwrap_or(1) as usize,
-    )];
+    let sizes = [first_input_size(&g)];
     let batch = 1 + (seed % 2) as usize;
     let x = inputs_for(&g, &sizes, batch, seed);
     let want = convc_interp::run(&g, &x).expect("interp");

@@ -106,10 +106,7 @@ proptest! {
     fn random_graphs_mul_add(seed in any::<u64>(), threads in 1usize..=2) {
         let src = specgen::spec(seed, seed % 2 == 0);
         let g = graph(&src, Path::new("."));
-        let n = g.inputs[0];
-        let sh = &g.node(n).shape;
-        let size = (sh.h.known().unwrap_or(1) as usize, sh.w.known().unwrap_or(1) as usize);
-        check_graph(&g, &[size], 1, &with_fma(threads, false), &src);
+        check_graph(&g, &[first_input_size(&g)], 1, &with_fma(threads, false), &src);
     }
 }
 

@@ -108,6 +108,15 @@ pub fn check_graph(
     net
 }
 
+/// The first input's size as the spec writes it (1 where it is symbolic).
+pub fn first_input_size(g: &Graph) -> (usize, usize) {
+    let sh = &g.node(g.inputs[0]).shape;
+    (
+        sh.h.known().unwrap_or(1) as usize,
+        sh.w.known().unwrap_or(1) as usize,
+    )
+}
+
 /// Options for tests: verifier on, `threads` threads, every step split across them.
 pub fn opts(threads: usize) -> JitOptions {
     JitOptions {
@@ -149,11 +158,7 @@ pub fn check_isa_algo_opt(
             .expect("passes");
         assert!(g.fusion.is_some(), "the pipeline stores fusion groups");
     }
-    let sh = &g.node(g.inputs[0]).shape;
-    let sizes = [(
-        sh.h.known().unwrap_or(1) as usize,
-        sh.w.known().unwrap_or(1) as usize,
-    )];
+    let sizes = [first_input_size(&g)];
     let o = JitOptions {
         isa: Some(isa),
         conv_algo: algo,
