@@ -63,6 +63,11 @@ pub(crate) struct PadCopy {
     /// Rows outermost (`[H][C][W]`): the rows a conv's window reads, of all channels, are
     /// contiguous (a few pages instead of one per channel on big planes).
     pub hcw: bool,
+    /// Zero floats after the last row of the last channel. Rows may share their padding
+    /// columns (a row `w + max(pl, pr)` long instead of `pl + w + pr`, see
+    /// [`shared_gap_row`]): a window then reads up to `min(pl, pr)` floats past its row,
+    /// into the next row's left padding, and past the last row into this tail.
+    pub tail: usize,
 }
 
 /// Per-band padding of a conv with few input channels per group (see [`Step::tile`]): the
@@ -146,8 +151,9 @@ impl PadCopy {
             self.hp * self.row_len()
         }
     }
+    /// Floats of the whole layout, the tail included.
     pub fn len(&self) -> usize {
-        self.c * self.hp * self.row_len()
+        self.c * self.hp * self.row_len() + self.tail
     }
 }
 
@@ -1394,6 +1400,7 @@ fn whole_pad(g: &ConvGeom) -> Option<PadCopy> {
         sw: g.sw,
         wq: g.wp.div_ceil(g.sw),
         hcw: false,
+        tail: 0,
     })
 }
 
@@ -1426,21 +1433,40 @@ fn flat_rows(g: &ConvGeom, role: BandRole, in_rs: usize, blk: &Blocking) -> Opti
 /// The padded row length a microkernel on a narrow padded plane (7 of 16 lanes filled on a
 /// 7x7 plane) runs its rows as one flat row of, padding columns included (their results are
 /// dropped: the item's sums go to the thread's scratch, then the epilogue copies the valid
-/// columns out, `ConvSpec::flat_pad`); 0 for one row per item (the last tile masked).
+/// columns out, `ConvSpec::flat_pad`); 0 for one row per item (the last tile masked). The rows
+/// share their padding columns ([`shared_gap_row`]), so fewer of the positions computed are
+/// dropped.
 fn flat_pad_width(pad: Option<&PadCopy>, kg: &ConvGeom, blk: &Blocking, role: BandRole) -> usize {
     match (pad, blk.wide) {
         (Some(p), Some(isa))
             if kg.sh == 1
                 && kg.sw == 1
+                && p.sw == 1
                 && kg.cg > TILE_MAX_CG
                 && kg.oh > 1
                 && role == BandRole::Alone
-                && p.wq > kg.ow
-                && flat_fills_more(kg.ow, p.wq, isa.lanes()) =>
+                && shared_gap_row(kg) > kg.ow
+                && flat_fills_more(kg.ow, shared_gap_row(kg), isa.lanes()) =>
         {
-            p.wq
+            shared_gap_row(kg)
         }
         _ => 0,
+    }
+}
+
+/// The row length of a padded stride-1 layout whose rows share their padding columns: `w`
+/// columns and a gap of `max(pl, pr)` zeros that is both this row's right padding and the
+/// next row's left padding (each row's columns still start at `pl`). A 1x7 conv on a 17x17
+/// plane computes rows of 20 positions instead of 23, 17 of them kept. Its windows read
+/// `min(pl, pr)` floats past a row's end (`PadCopy::tail`). Rows that short would put a
+/// row's last tap where the next row's first one is (`ow <= min(pl, pr)`), and a zero step
+/// between taps ends the microkernels' weight stream ([`crate::packed`]): those keep the whole
+/// padded width.
+fn shared_gap_row(kg: &ConvGeom) -> usize {
+    if kg.ow > kg.pl.min(kg.pr) {
+        kg.w + kg.pl.max(kg.pr)
+    } else {
+        kg.pl + kg.w + kg.pr
     }
 }
 
@@ -1689,6 +1715,12 @@ fn conv_layout(g: &ConvGeom, blk: &Blocking, role: BandRole) -> Result<ConvLayou
     };
     let flat = k.is_some();
     let flat_pad = flat_pad_width(pad.as_ref(), &kg, blk, role);
+    let mut pad = pad;
+    if let Some(p) = pad.as_mut().filter(|_| flat_pad > 0) {
+        // The padded width less the shared row: `min(pl, pr)` where rows share their gap.
+        p.tail = p.wq.saturating_sub(flat_pad);
+        p.wq = flat_pad;
+    }
     let dw_rows = dw_rows(&kg, blk, flat, flat_pad, role);
     let rows = item_rows(&kg, blk, flat_pad, dw_rows, role);
     let (pad, tile) = pad_layout(pad, &kg, blk.nb, rows, (flat, flat_pad));
@@ -2224,6 +2256,7 @@ impl Builder<'_> {
             sw: m,
             wq,
             hcw: false,
+            tail: 0,
         };
         if pad.len() > MAX_BUFFER_FLOATS {
             return Ok(None);

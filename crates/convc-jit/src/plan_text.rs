@@ -308,7 +308,7 @@ fn conv(t: &mut String, c: &ConvSpec, indent: &str) {
 /// A padded layout.
 fn layout(p: &PadCopy) -> String {
     format!(
-        "{} [{}][{}][{}] (pad top {}, left {}, {} phase{})",
+        "{} [{}][{}][{}] (pad top {}, left {}, {} phase{}{})",
         if p.hcw {
             "rows outermost"
         } else {
@@ -320,6 +320,14 @@ fn layout(p: &PadCopy) -> String {
         p.pt,
         p.pl,
         p.sw,
-        if p.sw == 1 { "" } else { "s" }
+        if p.sw == 1 { "" } else { "s" },
+        if p.tail > 0 {
+            format!(
+                ", rows sharing their padding columns, {} floats of tail",
+                p.tail
+            )
+        } else {
+            String::new()
+        }
     )
 }

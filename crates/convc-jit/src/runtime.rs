@@ -1028,6 +1028,17 @@ unsafe fn zero_borders(dst: *mut f32, p: &PadCopy) {
             }
         }
     }
+    // SAFETY: the tail is the last `p.tail` floats of `p.len()`.
+    unsafe { zero_tail(dst, p) };
+}
+
+/// Zeroes the tail of the padded layout `p` (`PadCopy::tail`).
+///
+/// # Safety
+/// `dst` holds `p.len()` floats.
+unsafe fn zero_tail(dst: *mut f32, p: &PadCopy) {
+    // SAFETY: `p.len() - p.tail .. p.len()` is inside the buffer.
+    unsafe { std::ptr::write_bytes(dst.add(p.len() - p.tail), 0, p.tail) };
 }
 
 /// Copies channels `c0..c1` of `src` (`[c, h, w]`) into the zero-bordered, phase-split layout
@@ -1058,5 +1069,9 @@ unsafe fn pad_copy(src: *const f32, dst: *mut f32, p: &PadCopy, c0: usize, c1: u
                 }
             }
         }
+    }
+    if c1 == p.c {
+        // SAFETY: `dst` holds `p.len()` floats.
+        unsafe { zero_tail(dst, p) };
     }
 }

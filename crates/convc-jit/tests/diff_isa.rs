@@ -92,17 +92,26 @@ fn microkernel_blocks_and_row_tails() {
 /// fill an item, a residual add and activations, 1 and 2 threads.
 #[test]
 fn narrow_padded_planes_run_as_flat_rows() {
-    // (conv, C, out, H, W, the padded width)
+    // (conv, C, out, H, W, the row length: W and the larger of the left and right padding,
+    // which rows share, where the output row is longer than the smaller side)
     let cases = [
-        ("kernel=3x3, pad=1", 16, 13, 7, 7, 9),
-        ("kernel=3x3, pad=same", 64, 24, 14, 14, 16),
-        ("kernel=1x7, pad=(0, 3)", 12, 20, 17, 17, 23),
+        ("kernel=3x3, pad=1", 16, 13, 7, 7, 8),
+        ("kernel=3x3, pad=same", 64, 24, 14, 14, 15),
+        ("kernel=1x7, pad=(0, 3)", 12, 20, 17, 17, 20),
         ("kernel=7x1, pad=(3, 0)", 12, 20, 17, 17, 17),
-        ("kernel=3x3, dilation=2, pad=same", 8, 9, 9, 6, 10),
-        ("kernel=3x3, groups=2, pad=(0, 2, 1, 1)", 20, 10, 5, 11, 13),
-        ("kernel=3x3, pad=1", 512, 12, 7, 7, 9),
-        ("kernel=5x5, pad=2", 24, 7, 40, 9, 13),
-        ("kernel=3x3, pad=1", 32, 16, 12, 56, 58),
+        ("kernel=3x3, dilation=2, pad=same", 8, 9, 9, 6, 8),
+        ("kernel=3x3, groups=2, pad=(0, 2, 1, 1)", 20, 10, 5, 11, 12),
+        ("kernel=3x3, pad=1", 512, 12, 7, 7, 8),
+        ("kernel=5x5, pad=2", 24, 7, 40, 9, 11),
+        ("kernel=3x3, pad=1", 32, 16, 12, 56, 57),
+        // Padding wider than the row, and unequal sides: windows read into the next row's
+        // left padding and, from the last row, into the tail.
+        ("kernel=1x9, pad=(0, 0, 6, 2)", 8, 6, 5, 3, 9),
+        ("kernel=2x5, pad=(0, 1, 1, 3)", 6, 5, 4, 10, 13),
+        // Rows no longer than the smaller padding side keep the whole padded width: a shared
+        // one would make a row's last tap the next row's first (a zero step between taps).
+        ("kernel=3x3, pad=1", 16, 5, 4, 1, 3),
+        ("kernel=5x5, pad=2", 16, 5, 3, 2, 6),
     ];
     for isa in Isa::available() {
         for (args, c, out, h, w, wq) in cases {
@@ -129,6 +138,10 @@ fn narrow_padded_planes_run_as_flat_rows() {
                     expect,
                     "{src}\n{names:?}"
                 );
+                if expect {
+                    let tag = format!("_flat{wq}_");
+                    assert!(names.iter().any(|n| n.contains(&tag)), "{src}\n{names:?}");
+                }
             }
         }
     }
