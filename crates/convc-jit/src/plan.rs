@@ -1470,20 +1470,21 @@ fn shared_gap_row(kg: &ConvGeom) -> usize {
     }
 }
 
-/// Rows a call of a depthwise 3x3 kernel on a wide path computes, sharing their input rows
-/// (`ConvSpec::dw_rows`): 4, or in a band pair as many as divide the band; 0 for other convs.
+/// Rows a call of a depthwise 3x3, 5x5 or 7x7 kernel on a wide path computes, sharing their
+/// input rows (`ConvSpec::dw_rows`): 4, or in a band pair as many as divide the band; 0 for
+/// other convs.
 fn dw_rows(kg: &ConvGeom, blk: &Blocking, flat: bool, flat_pad: usize, role: BandRole) -> usize {
-    let dw3 = blk.wide.is_some()
+    let dw = blk.wide.is_some()
         && kg.cg == 1
         && kg.og == 1
-        && kg.kh == 3
-        && kg.kw == 3
+        && matches!(kg.kh, 3 | 5 | 7)
+        && kg.kw == kg.kh
         && kg.dh == 1
         && (kg.sh == 1 || kg.sh == 2)
         && !flat
         && flat_pad == 0
         && kg.oh >= 2;
-    if !dw3 {
+    if !dw {
         return 0;
     }
     match role {

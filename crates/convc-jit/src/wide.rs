@@ -350,12 +350,12 @@ pub(crate) fn copy_kernel(isa: Isa) -> Option<CopyFn> {
     }
 }
 
-/// A depthwise 3x3 kernel over `R` output rows of one channel at once: `(input of the first
-/// tap of the first row, the channel's weight stream, output, output row stride, columns,
-/// input row stride, the three column taps' offsets (floats), epilogue or null)`. The nine
-/// weights stay in registers, and each input row is loaded once per column tap for every
-/// output row it serves (with vertical stride 1 and 4 rows: 18 loads of a vector position
-/// for 36 FMAs, against 36 for 36 one row at a time).
+/// A depthwise KxK kernel (K = 3, 5 or 7) over `R` output rows of one channel at once:
+/// `(input of the first tap of the first row, the channel's weight stream, output, output row
+/// stride, columns, input row stride, the K column taps' offsets (floats), epilogue or null)`.
+/// The weights stay in registers (or L1), and each input row is loaded once per column tap for
+/// every output row it serves (3x3, vertical stride 1, 4 rows: 18 loads of a vector position
+/// for 36 FMAs, against 36 for 36 one row at a time; 5x5: 40 for 100).
 pub(crate) type DwFn = unsafe extern "C" fn(
     *const f32,
     *const u8,
@@ -367,28 +367,35 @@ pub(crate) type DwFn = unsafe extern "C" fn(
     *const EpStep,
 );
 
-/// The depthwise 3x3 kernel of `isa` for `rows` (2 or 4) output rows with vertical stride `sh`
-/// (1 or 2).
-pub(crate) fn dw3_kernel(isa: Isa, rows: usize, sh: usize) -> Option<DwFn> {
+/// The depthwise KxK kernel of `isa` for a `k` x `k` window (3, 5 or 7), `rows` (2 or 4)
+/// output rows and vertical stride `sh` (1 or 2).
+pub(crate) fn dw_kernel(isa: Isa, k: usize, rows: usize, sh: usize) -> Option<DwFn> {
     #[cfg(target_arch = "x86_64")]
     {
         use x86::*;
-        let f: DwFn = match (isa, rows, sh) {
-            (Isa::Avx512, 2, 1) => dw3_512::<2, 1>,
-            (Isa::Avx512, 4, 1) => dw3_512::<4, 1>,
-            (Isa::Avx512, 2, 2) => dw3_512::<2, 2>,
-            (Isa::Avx512, 4, 2) => dw3_512::<4, 2>,
-            (Isa::Avx2, 2, 1) => dw3_256::<2, 1>,
-            (Isa::Avx2, 4, 1) => dw3_256::<4, 1>,
-            (Isa::Avx2, 2, 2) => dw3_256::<2, 2>,
-            (Isa::Avx2, 4, 2) => dw3_256::<4, 2>,
-            _ => return None,
-        };
+        macro_rules! pick {
+            ($($k:literal)*) => {
+                match (isa, k, rows, sh) {
+                    $(
+                        (Isa::Avx512, $k, 2, 1) => dw_512::<$k, 2, 1>,
+                        (Isa::Avx512, $k, 4, 1) => dw_512::<$k, 4, 1>,
+                        (Isa::Avx512, $k, 2, 2) => dw_512::<$k, 2, 2>,
+                        (Isa::Avx512, $k, 4, 2) => dw_512::<$k, 4, 2>,
+                        (Isa::Avx2, $k, 2, 1) => dw_256::<$k, 2, 1>,
+                        (Isa::Avx2, $k, 4, 1) => dw_256::<$k, 4, 1>,
+                        (Isa::Avx2, $k, 2, 2) => dw_256::<$k, 2, 2>,
+                        (Isa::Avx2, $k, 4, 2) => dw_256::<$k, 4, 2>,
+                    )*
+                    _ => return None,
+                }
+            };
+        }
+        let f: DwFn = pick!(3 5 7);
         Some(f)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (isa, rows, sh);
+        let _ = (isa, k, rows, sh);
         None
     }
 }
@@ -753,12 +760,12 @@ mod x86 {
         }
     }
 
-    /// The nine weights of a depthwise 3x3 channel from its weight stream (12 bytes a tap:
-    /// the offset, then the weight).
+    /// The `K * K` weights of a depthwise channel from its weight stream (12 bytes a tap: the
+    /// offset, then the weight).
     #[inline(always)]
-    unsafe fn dw3_weights(w: *const u8) -> [f32; 9] {
-        let mut k = [0f32; 9];
-        for (t, v) in k.iter_mut().enumerate() {
+    unsafe fn dw_weights<const K: usize>(w: *const u8) -> [[f32; K]; K] {
+        let mut k = [[0f32; K]; K];
+        for (t, v) in k.iter_mut().flatten().enumerate() {
             *v = unsafe { (w.add(12 * t + 8) as *const f32).read_unaligned() };
         }
         k
@@ -767,7 +774,7 @@ mod x86 {
     /// See [`super::DwFn`]: tiles of 2 vectors (32 columns), the last masked.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe extern "C" fn dw3_512<const R: usize, const SH: usize>(
+    pub(super) unsafe extern "C" fn dw_512<const K: usize, const R: usize, const SH: usize>(
         inp: *const f32,
         w: *const u8,
         out: *mut f32,
@@ -778,9 +785,17 @@ mod x86 {
         ep: *const EpStep,
     ) {
         unsafe {
-            let k = dw3_weights(w);
-            let wv: [__m512; 9] = k.map(|v| _mm512_set1_ps(v));
-            let kwo = [*kw_offs, *kw_offs.add(1), *kw_offs.add(2)];
+            // Plain loops: `array::map` and `from_fn` are functions of their own, and were
+            // left out of line (8% of a depthwise layer's time).
+            let k = dw_weights::<K>(w);
+            let mut wv = [[_mm512_set1_ps(0.0); K]; K];
+            let mut kwo = [0isize; K];
+            for i in 0..K {
+                for b in 0..K {
+                    wv[i][b] = _mm512_set1_ps(k[i][b]);
+                }
+                kwo[i] = *kw_offs.add(i);
+            }
             let mut x = 0;
             while x < width {
                 let n = width - x;
@@ -795,14 +810,14 @@ mod x86 {
                 let mut acc = [[_mm512_setzero_ps(); 2]; R];
                 // Input row `ii` (of the window of all R rows) serves output row r with
                 // kernel row ii - r*SH.
-                for ii in 0..(R - 1) * SH + 3 {
+                for ii in 0..(R - 1) * SH + K {
                     for (b, &o) in kwo.iter().enumerate() {
                         let p = inp.offset((ii * in_rs + x) as isize + o);
                         let v0 = _mm512_maskz_loadu_ps(m0, p);
                         let v1 = _mm512_maskz_loadu_ps(m1, p.add(16));
                         for (r, a) in acc.iter_mut().enumerate() {
-                            if ii >= r * SH && ii - r * SH < 3 {
-                                let wt = wv[(ii - r * SH) * 3 + b];
+                            if ii >= r * SH && ii - r * SH < K {
+                                let wt = wv[ii - r * SH][b];
                                 a[0] = _mm512_fmadd_ps(v0, wt, a[0]);
                                 a[1] = _mm512_fmadd_ps(v1, wt, a[1]);
                             }
@@ -828,7 +843,7 @@ mod x86 {
     /// See [`super::DwFn`]: tiles of one 8-column vector, the last masked.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe extern "C" fn dw3_256<const R: usize, const SH: usize>(
+    pub(super) unsafe extern "C" fn dw_256<const K: usize, const R: usize, const SH: usize>(
         inp: *const f32,
         w: *const u8,
         out: *mut f32,
@@ -839,16 +854,24 @@ mod x86 {
         ep: *const EpStep,
     ) {
         unsafe {
-            let k = dw3_weights(w);
-            let wv: [__m256; 9] = k.map(|v| _mm256_set1_ps(v));
-            let kwo = [*kw_offs, *kw_offs.add(1), *kw_offs.add(2)];
+            // Plain loops: `array::map` and `from_fn` are functions of their own, and were
+            // left out of line (8% of a depthwise layer's time).
+            let k = dw_weights::<K>(w);
+            let mut wv = [[_mm256_set1_ps(0.0); K]; K];
+            let mut kwo = [0isize; K];
+            for i in 0..K {
+                for b in 0..K {
+                    wv[i][b] = _mm256_set1_ps(k[i][b]);
+                }
+                kwo[i] = *kw_offs.add(i);
+            }
             let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
             let mut x = 0;
             while x < width {
                 let n = (width - x).min(8);
                 let m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes);
                 let mut acc = [_mm256_setzero_ps(); R];
-                for ii in 0..(R - 1) * SH + 3 {
+                for ii in 0..(R - 1) * SH + K {
                     for (b, &o) in kwo.iter().enumerate() {
                         let p = inp.offset((ii * in_rs + x) as isize + o);
                         let v = if n == 8 {
@@ -857,8 +880,8 @@ mod x86 {
                             _mm256_maskload_ps(p, m)
                         };
                         for (r, a) in acc.iter_mut().enumerate() {
-                            if ii >= r * SH && ii - r * SH < 3 {
-                                *a = _mm256_fmadd_ps(v, wv[(ii - r * SH) * 3 + b], *a);
+                            if ii >= r * SH && ii - r * SH < K {
+                                *a = _mm256_fmadd_ps(v, wv[ii - r * SH][b], *a);
                             }
                         }
                     }

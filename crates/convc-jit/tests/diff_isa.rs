@@ -147,18 +147,23 @@ fn narrow_padded_planes_run_as_flat_rows() {
     }
 }
 
-/// Depthwise 3x3 convs on the wide paths compute 2 or 4 rows a call (kernel names `_dw<rows>`):
-/// vertical strides 1 and 2, horizontal stride and dilation, every padding form, heights that
-/// leave a short last item, alone and as the first half of a band pair, with epilogues the
-/// kernel applies and ones it does not (sigmoid), 1 and 2 threads.
+/// Depthwise 3x3, 5x5 and 7x7 convs on the wide paths compute 2 or 4 rows a call (kernel
+/// names `_dw<rows>`): vertical strides 1 and 2, horizontal stride and dilation, every padding
+/// form, heights that leave a short last item, alone and as the first half of a band pair,
+/// with epilogues the kernel applies and ones it does not (sigmoid), 1 and 2 threads.
 #[test]
-fn depthwise_3x3_rows_kernels() {
+fn depthwise_rows_kernels() {
     let dws = [
         "kernel=3x3, pad=same",
         "kernel=3x3, stride=2, pad=same",
         "kernel=3x3, stride=(2, 1), pad=(0, 2, 1, 1)",
         "kernel=3x3, stride=(1, 2), dilation=(1, 2), pad=same",
         "kernel=3x3, pad=valid",
+        "kernel=5x5, pad=same",
+        "kernel=5x5, stride=2, pad=same",
+        "kernel=5x5, stride=(1, 2), dilation=(1, 3), pad=(1, 3, 0, 5)",
+        "kernel=7x7, pad=same",
+        "kernel=7x7, stride=2, pad=(3, 1, 2, 4)",
     ];
     let mut fast = 0;
     for isa in Isa::available() {

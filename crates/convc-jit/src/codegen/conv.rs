@@ -197,7 +197,7 @@ impl Em<'_> {
         if let Some(isa) = s.wide
             && s.dw_rows > 0
         {
-            self.wide_dw3(s, row, rows, width, isa);
+            self.wide_dw(s, row, rows, width, isa);
             return;
         }
         if let Some(isa) = s.wide

@@ -1,22 +1,15 @@
-//! Depthwise 3x3 rows on the wide paths ([`ConvSpec::dw_rows`]): several output rows a call of
+//! Depthwise 3x3, 5x5 and 7x7 rows on the wide paths ([`ConvSpec::dw_rows`]): several output rows a call of
 //! `crate::wide`'s rows kernel. Other depthwise convs run as direct convs of one channel per
 //! group (`conv.rs`).
 
 use super::*;
 
 impl Em<'_> {
-    /// `rows` output rows of a depthwise 3x3 channel ([`ConvSpec::dw_rows`]): all of them in
+    /// `rows` output rows of a depthwise KxK channel ([`ConvSpec::dw_rows`]): all of them in
     /// one call of the rows kernel when the item is whole and the kernel can apply the
     /// epilogue, else row by row through the row kernel.
-    pub(super) fn wide_dw3(
-        &mut self,
-        s: &ConvSpec,
-        row: &Row,
-        rows: usize,
-        width: usize,
-        isa: Isa,
-    ) {
-        let f = crate::wide::dw3_kernel(isa, s.dw_rows, s.sh);
+    pub(super) fn wide_dw(&mut self, s: &ConvSpec, row: &Row, rows: usize, width: usize, isa: Isa) {
+        let f = crate::wide::dw_kernel(isa, s.kw, s.dw_rows, s.sh);
         let ep = if s.ep.is_empty() {
             Some(self.iconst(0))
         } else {
@@ -24,7 +17,7 @@ impl Em<'_> {
         };
         if let (Some(f), Some(ep), true) = (f, ep, rows == s.dw_rows) {
             // The column taps' offsets in the (phase-split) input row.
-            let kwo: Box<[i64]> = (0..3)
+            let kwo: Box<[i64]> = (0..s.kw)
                 .map(|b| {
                     let x = b * s.dw;
                     ((x % s.sw) * s.wq + x / s.sw) as i64
