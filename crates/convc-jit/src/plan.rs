@@ -2688,9 +2688,16 @@ impl Builder<'_> {
         let tail_a = members_a.last().copied().unwrap_or(a);
         let [chans, oh, width] = self.conc.get(tail_a);
         // As many rows as fit the band buffer's budget, but at least 8 bands (work for
-        // threads) where the plane has the rows.
+        // threads) where the plane has the rows; then down to a multiple of 4 (or 2), the
+        // rows a call of the depthwise rows kernel computes (`dw_rows`): a 5x5 pair's bands of
+        // 6 rows ran 2 rows a call, in bands of 4 rows 4 (5.6% faster at one thread).
         let row_bytes = chans.saturating_mul(width).saturating_mul(4).max(1);
         let rows = (BAND_BYTES / row_bytes).clamp(1, oh.div_ceil(8).max(1));
+        let rows = match rows {
+            4.. => rows / 4 * 4,
+            2.. => rows / 2 * 2,
+            _ => rows,
+        };
         let step_a = self.conv_step(a, ca, members_a, BandRole::Writes(rows))?;
         let step_b = self.conv_step(b, cb, members_b, BandRole::Reads(rows))?;
         if step_a.pad.is_some() || step_b.pad.is_some() || step_b.tile.is_some() {
