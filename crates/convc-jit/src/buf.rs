@@ -41,20 +41,7 @@ impl HugeMap {
     fn new(bytes: usize) -> Option<HugeMap> {
         let data_bytes = bytes.checked_next_multiple_of(HUGE_PAGE)?;
         let map_bytes = data_bytes.checked_add(HUGE_PAGE)?;
-        // SAFETY: a fresh private anonymous mapping (zero-filled), owned by the result.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return None;
-        }
+        let base = anonymous_map(map_bytes)?;
         let skip = (HUGE_PAGE - base as usize % HUGE_PAGE) % HUGE_PAGE;
         // SAFETY: `skip < HUGE_PAGE`, so `data_bytes` bytes from there are inside the mapping.
         let data = unsafe { base.cast::<u8>().add(skip) };
@@ -133,6 +120,23 @@ impl AlignedBuf {
     }
 }
 
+/// A fresh private anonymous read-write mapping of `bytes` bytes (zero-filled), which the caller
+/// owns and unmaps; `None` when it cannot be had.
+fn anonymous_map(bytes: usize) -> Option<*mut libc::c_void> {
+    // SAFETY: a new mapping at an address the kernel picks; nothing else is touched.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    (base != libc::MAP_FAILED).then_some(base)
+}
+
 /// Bytes of a page, the unit of protection of a [`GuardedBuf`].
 pub(crate) const PAGE: usize = 4096;
 
@@ -154,20 +158,7 @@ impl GuardedBuf {
     /// cannot be had.
     pub fn new(pages: usize, guards: &[usize]) -> Option<GuardedBuf> {
         let bytes = pages.max(1).checked_mul(PAGE)?;
-        // SAFETY: a fresh private anonymous mapping, owned by the result.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return None;
-        }
+        let base = anonymous_map(bytes)?;
         let buf = GuardedBuf { base, bytes };
         // SAFETY: the mapping is `bytes` long and writable.
         unsafe {
