@@ -1437,18 +1437,18 @@ fn flat_rows(g: &ConvGeom, role: BandRole, in_rs: usize, blk: &Blocking) -> Opti
 /// share their padding columns ([`shared_gap_row`]), so fewer of the positions computed are
 /// dropped.
 fn flat_pad_width(pad: Option<&PadCopy>, kg: &ConvGeom, blk: &Blocking, role: BandRole) -> usize {
+    let row = shared_gap_row(kg);
     match (pad, blk.wide) {
-        (Some(p), Some(isa))
+        (Some(_), Some(isa))
             if kg.sh == 1
                 && kg.sw == 1
-                && p.sw == 1
                 && kg.cg > TILE_MAX_CG
                 && kg.oh > 1
                 && role == BandRole::Alone
-                && shared_gap_row(kg) > kg.ow
-                && flat_fills_more(kg.ow, shared_gap_row(kg), isa.lanes()) =>
+                && row > kg.ow
+                && flat_fills_more(kg.ow, row, isa.lanes()) =>
         {
-            shared_gap_row(kg)
+            row
         }
         _ => 0,
     }
