@@ -570,13 +570,13 @@ const WINO_COLS: usize = 64;
 /// written by the GEMMs and read back by the output transform.
 const WINO_PRODUCT_BYTES: usize = 128 * 1024;
 
-/// Tile rows per Winograd work item: rows of `txp` tiles up to [`WINO_COLS`] tiles, while the
+/// Tile rows per Winograd work item: rows of `tx` tiles up to [`WINO_COLS`] tiles, while the
 /// transformed input stays within [`wino_input_bytes`] (the weights stream once per band, so
 /// longer bands read them less often).
-fn wino_rows(nn: usize, c: usize, txp: usize, tiles_y: usize) -> usize {
-    let by_cache = wino_input_bytes() / (nn * c * txp * 4).max(1);
+fn wino_rows(nn: usize, c: usize, tx: usize, tiles_y: usize) -> usize {
+    let by_cache = wino_input_bytes() / (nn * c * tx * 4).max(1);
     WINO_COLS
-        .div_ceil(txp)
+        .div_ceil(tx)
         .min(by_cache)
         .clamp(1, tiles_y.max(1))
 }
@@ -2262,8 +2262,8 @@ impl Builder<'_> {
         if pad.len() > MAX_BUFFER_FLOATS {
             return Ok(None);
         }
-        let rows = wino_rows(nn, c, txp, tiles_y);
-        let cols = rows * txp;
+        let rows = wino_rows(nn, c, tiles_x, tiles_y);
+        let cols = rows * tiles_x;
         let ocb = crate::spec::blocks_of_at_most(oc, crate::wide::block_ocb_for_width(isa, cols));
         let group = wino_group(nn, cols, ocb, oc, tiles_y.div_ceil(rows));
         let packed = pack_weights(conv.weight.data.data(), oc, c, variant, ocb, cols);

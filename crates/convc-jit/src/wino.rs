@@ -97,15 +97,17 @@ pub(crate) struct WinoSpec {
     pub oh: usize,
     pub ow: usize,
     /// Tiles down and across the plane; `txp`: tiles a row, rounded up to whole vectors of
-    /// the transforms (`tl` floats).
+    /// the transforms (`tl` floats). The GEMMs' columns are a band's tiles without that
+    /// padding (rows `tiles_x` apart): the transforms' last vector of a row spills into the
+    /// next row's first columns, which the next row's vectors then write (or into the
+    /// planes' spare line, [`skewed`], after the last row).
     pub tiles_y: usize,
     pub tiles_x: usize,
     pub txp: usize,
     /// Floats a vector of the transforms: the path's, or fewer (8, 4) on planes only a few
     /// tiles wide, whose rows would otherwise be mostly padding (a 14x14 plane is 4 tiles a
-    /// row in F(4x4,3x3): 16-float vectors would make the GEMMs 4x longer). The GEMMs run on
-    /// the path's microkernels either way: their columns are the band's tiles, rows `txp`
-    /// apart.
+    /// row in F(4x4,3x3): 16-float vectors would do 4x the transforms' work). The GEMMs run
+    /// on the path's microkernels either way.
     pub tl: usize,
     /// Tile rows per work item.
     pub rows: usize,
@@ -132,9 +134,9 @@ impl WinoSpec {
     pub fn items(&self) -> usize {
         self.tiles_y.div_ceil(self.rows) * self.groups()
     }
-    /// Columns of the GEMMs: the tiles of a band, rows `txp` apart.
+    /// Columns of the GEMMs: the tiles of a band, rows `tiles_x` apart.
     pub fn cols(&self) -> usize {
-        self.rows * self.txp
+        self.rows * self.tiles_x
     }
     /// Floats of thread scratch: transformed input, products, staging band.
     pub fn scratch_len(&self) -> usize {
@@ -143,10 +145,10 @@ impl WinoSpec {
         let mm = n2 * skewed(self.group * self.cols());
         v + mm + 64
     }
-    /// Multiplications the GEMMs do per image (tiles padded to whole vectors included).
+    /// Multiplications the GEMMs do per image.
     pub fn gemm_macs(&self) -> u64 {
         let n2 = (self.variant.n() * self.variant.n()) as u64;
-        n2 * (self.c * self.oc) as u64 * (self.tiles_y * self.txp) as u64
+        n2 * (self.c * self.oc) as u64 * (self.tiles_y * self.tiles_x) as u64
     }
     /// The table [`run_avx2`] / [`run_avx512`] read.
     pub fn params(&self) -> Vec<i64> {
@@ -325,6 +327,7 @@ struct Sizes {
     oh: usize,
     ow: usize,
     tiles_y: usize,
+    tx: usize,
     txp: usize,
     rows: usize,
     group: usize,
@@ -349,6 +352,7 @@ impl Sizes {
                 oh: v(3),
                 ow: v(4),
                 tiles_y: v(5),
+                tx: v(6),
                 txp: v(7),
                 rows: v(8),
                 group: v(9),
@@ -366,7 +370,7 @@ impl Sizes {
         self.m + 2
     }
     fn cols(&self) -> usize {
-        self.rows * self.txp
+        self.rows * self.tx
     }
 }
 
@@ -574,7 +578,9 @@ macro_rules! transforms {
                             }
                             *cl_l = $tin(d);
                         }
-                        let dst = unsafe { v.add(c * cols + r * s.txp + tx0) };
+                        // The last vector of a row spills into the next row's first columns
+                        // (written after it) or the plane's spare line (see `WinoSpec::txp`).
+                        let dst = unsafe { v.add(c * cols + r * s.tx + tx0) };
                         for i in 0..$n {
                             let mut d = [V::splat(0.0); $n];
                             for (l, dl) in d.iter_mut().enumerate() {
@@ -617,7 +623,8 @@ macro_rules! transforms {
                         if x0 >= s.ow {
                             break;
                         }
-                        let src = unsafe { mm.add(o * cols + r * s.txp + tx0) };
+                        // Lanes past the row's tiles read the next row's or the spare line.
+                        let src = unsafe { mm.add(o * cols + r * s.tx + tx0) };
                         let mut t = [[V::splat(0.0); $m]; $n];
                         for (j, tj) in t.iter_mut().enumerate() {
                             let mut d = [V::splat(0.0); $n];
@@ -700,7 +707,7 @@ unsafe fn run<V: F32Vec>(isa: Isa, bufs: *const *mut f32, start: u64, end: u64, 
         }
         let o0 = gi * s.group;
         let o1 = (o0 + s.group).min(s.oc);
-        let width = rows * s.txp;
+        let width = rows * s.tx;
         for xi in 0..n2 {
             for bo in (o0..o1).step_by(s.ocb) {
                 let ocb = s.ocb.min(o1 - bo);
@@ -902,6 +909,7 @@ unsafe fn time_transforms<V: F32Vec>(m: usize) -> (f64, f64) {
         oh: m * rows,
         ow: m * txp,
         tiles_y: rows,
+        tx: txp,
         txp,
         rows,
         group: c,
@@ -1067,14 +1075,14 @@ pub(crate) fn choose(
 }
 
 /// Winograd's estimated work on an `oh x ow` plane, in multiply-add equivalents: `n² c oc`
-/// per GEMM column (the tiles, each row rounded up to whole transform vectors, the whole
-/// rounded up to the microkernel's `lanes`), plus the transforms per tile and channel.
+/// per GEMM column (the tiles, rounded up to the microkernel's `lanes`), plus the transforms
+/// per tile and channel (each row's tiles rounded up to whole transform vectors).
 fn winograd_cost(t: TransformCost, c: usize, oc: usize, oh: usize, ow: usize, lanes: usize) -> f64 {
     let (v, tl, kin, kout) = t;
     let m = v.m();
     let n2 = (v.n() * v.n()) as f64;
     let tiles = oh.div_ceil(m) * ow.div_ceil(m).div_ceil(tl) * tl;
-    let gemm_cols = tiles.div_ceil(lanes) * lanes;
+    let gemm_cols = (oh.div_ceil(m) * ow.div_ceil(m)).div_ceil(lanes) * lanes;
     n2 * (c * oc) as f64 * gemm_cols as f64 + tiles as f64 * (c as f64 * kin + oc as f64 * kout)
 }
 
