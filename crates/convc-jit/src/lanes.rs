@@ -58,6 +58,9 @@ pub(crate) unsafe trait F32Vec: Copy {
     fn max_from(self, a: Self) -> Self;
     /// Lane-wise `b < self ? b : self`.
     fn min_from(self, b: Self) -> Self;
+    /// Lane-wise maximum of `self` and `v` where NaN wins (either NaN gives a NaN, `self`'s
+    /// first), on ties `self`: max pooling's fold as the interpreter writes it.
+    fn max_nan(self, v: Self) -> Self;
     /// Lane-wise `self < 0 ? self * a : self`.
     fn leaky(self, a: f32) -> Self;
     /// `self * k`.
@@ -148,6 +151,15 @@ unsafe impl F32Vec for V8 {
     #[inline(always)]
     fn min_from(self, b: Self) -> Self {
         V8(unsafe { _mm256_min_ps(b.0, self.0) })
+    }
+    #[inline(always)]
+    fn max_nan(self, v: Self) -> Self {
+        // `maxps(v, self)` gives `self` when either is NaN; then `v` where `v` is NaN.
+        unsafe {
+            let m = _mm256_max_ps(v.0, self.0);
+            let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(v.0, v.0);
+            V8(_mm256_blendv_ps(m, v.0, nan))
+        }
     }
     #[inline(always)]
     fn leaky(self, a: f32) -> Self {
@@ -293,6 +305,15 @@ unsafe impl F32Vec for V16 {
     #[inline(always)]
     fn min_from(self, b: Self) -> Self {
         V16(unsafe { _mm512_min_ps(b.0, self.0) })
+    }
+    #[inline(always)]
+    fn max_nan(self, v: Self) -> Self {
+        // `maxps(v, self)` gives `self` when either is NaN; then `v` where `v` is NaN.
+        unsafe {
+            let m = _mm512_max_ps(v.0, self.0);
+            let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v.0, v.0);
+            V16(_mm512_mask_mov_ps(m, nan, v.0))
+        }
     }
     #[inline(always)]
     fn leaky(self, a: f32) -> Self {
@@ -459,6 +480,15 @@ unsafe impl F32Vec for V4 {
     #[inline(always)]
     fn min_from(self, b: Self) -> Self {
         V4(unsafe { _mm_min_ps(b.0, self.0) })
+    }
+    #[inline(always)]
+    fn max_nan(self, v: Self) -> Self {
+        // `maxps(v, self)` gives `self` when either is NaN; then `v` where `v` is NaN.
+        unsafe {
+            let m = _mm_max_ps(v.0, self.0);
+            let nan = _mm_cmpunord_ps(v.0, v.0);
+            V4(_mm_blendv_ps(m, v.0, nan))
+        }
     }
     #[inline(always)]
     fn leaky(self, a: f32) -> Self {

@@ -15,6 +15,7 @@ mod buf;
 mod codegen;
 mod gemm;
 mod lanes;
+mod maxpool;
 mod packed;
 mod plan;
 mod plan_text;

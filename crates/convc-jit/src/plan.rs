@@ -2995,6 +2995,36 @@ impl Builder<'_> {
             pl,
         };
         let args = vec![val(n), val(x), Arg::Null];
+        if spec.max && self.isa != Isa::Sse && crate::maxpool::fits(sw) {
+            let sizes = crate::maxpool::MaxPoolSizes {
+                c,
+                h,
+                w,
+                oh,
+                ow,
+                kh,
+                kw,
+                sh,
+                sw,
+                pt,
+                pl,
+            };
+            let rust = crate::spec::RustSpec {
+                kind: crate::spec::RustKind::MaxPool(self.isa),
+                params: sizes.params(),
+                items: c * oh,
+            };
+            // Per output row: the window's rows over the input row, then the row's windows.
+            let work_ns = (c * oh * (kh * w + kw * ow)) as f64 / self.isa.lanes() as f64;
+            return Ok(Step::plain(
+                name.clone(),
+                KernelSpec::Rust(rust),
+                args,
+                work_ns,
+                0,
+                n.index(),
+            ));
+        }
         let work_ns = (c * oh * ow * (kh * kw + work::POOL_OVERHEAD_LOADS)) as f64;
         Ok(Step::plain(
             name.clone(),

@@ -470,6 +470,9 @@ pub(crate) enum RustKind {
     /// `rstep::conv_transpose`: params in `rstep::conv_transpose`'s order, items output
     /// channels; weights then biases in one parameter buffer.
     ConvTranspose,
+    /// `maxpool::run_*` on a wide path: params `MaxPoolSizes::params`, items (channel,
+    /// output row).
+    MaxPool(crate::wide::Isa),
 }
 
 impl RustKind {
@@ -484,6 +487,8 @@ impl RustKind {
             RustKind::Pad => crate::rstep::pad,
             RustKind::Upsample => crate::rstep::upsample,
             RustKind::ConvTranspose => crate::rstep::conv_transpose,
+            RustKind::MaxPool(crate::wide::Isa::Avx512) => crate::maxpool::run_avx512,
+            RustKind::MaxPool(_) => crate::maxpool::run_avx2,
         }
     }
 
@@ -498,6 +503,8 @@ impl RustKind {
             RustKind::Pad => "pad",
             RustKind::Upsample => "upsample",
             RustKind::ConvTranspose => "conv_transpose",
+            RustKind::MaxPool(crate::wide::Isa::Avx512) => "maxpool_avx512",
+            RustKind::MaxPool(_) => "maxpool_avx2",
         }
     }
 }

@@ -242,3 +242,68 @@ fn tiled_stems_band_major() {
     // Every case has several blocks of output channels on every path.
     assert_eq!(band_major, cases.len() * Isa::available().len());
 }
+
+/// Max pools on the wide paths run as a plain-Rust step (kernel names `maxpool_avx2` /
+/// `maxpool_avx512`), separable: window rows, then the row's windows, stride 1 or 2 along the
+/// row (any down the plane). Every padding form, windows from 1x1 to 5x7, rows narrower than
+/// a vector and rows of several with a tail, 1 and 2 threads; and NaN wins a window, as in
+/// the interpreter, wherever it lies in the window. Other strides keep Cranelift's kernel.
+#[test]
+fn max_pools_on_wide_paths() {
+    let pools = [
+        ("kernel=3x3, stride=1, pad=same", true),
+        ("kernel=3x3", false),
+        ("kernel=2x2", true),
+        ("kernel=3x3, stride=2, pad=1", true),
+        ("kernel=1x1, stride=1", true),
+        ("kernel=5x7, stride=(3, 1), pad=(2, 0, 3, 1)", true),
+        ("kernel=2x3, stride=(1, 2), pad=(1, 0, 2, 0)", true),
+        ("kernel=3x3, stride=3", false),
+    ];
+    for isa in Isa::available() {
+        for (pool, fits) in pools {
+            let mut ran = 0;
+            for (h, w) in [(9, 13), (16, 40), (5, 3), (12, 67)] {
+                let src = format!(
+                    "input x: [5, {h}, {w}]\n\
+                     p = maxpool(x, {pool})\n\
+                     output p\n"
+                );
+                let Ok(g) = convc_ir::compile(&src, Path::new(".")) else {
+                    continue; // a window larger than the padded plane
+                };
+                ran += 1;
+                for threads in [1, 2] {
+                    let names = check_on(&src, isa, threads);
+                    let rust = names.iter().any(|n| n.contains("maxpool_avx"));
+                    assert_eq!(rust, fits && isa != Isa::Sse, "{src}\n{names:?}");
+                    // NaN at several places of the plane (corners, borders, inside).
+                    let mut x = inputs_for(&g, &[(h, w)], 1, 3);
+                    let len = x[0].data().len();
+                    let data: Vec<f32> = x[0]
+                        .data()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &v)| {
+                            if i % 7 == 0 || i == len - 1 {
+                                f32::NAN
+                            } else {
+                                v
+                            }
+                        })
+                        .collect();
+                    x[0] = convc_tensor::Tensor::new(x[0].shape().to_vec(), data).expect("shape");
+                    let o = convc_jit::JitOptions {
+                        isa: Some(isa),
+                        ..opts(threads)
+                    };
+                    let net = convc_jit::compile(&g, &[(h, w)], &o).expect("compile");
+                    let want = convc_interp::run(&g, &x).expect("interpreter");
+                    let got = net.run(&x).expect("run");
+                    assert_close(&got, &want, &format!("NaN input, isa={isa}\n{src}"));
+                }
+            }
+            assert!(ran >= 3, "{pool}: {ran} sizes compiled");
+        }
+    }
+}
