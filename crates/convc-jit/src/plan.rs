@@ -455,6 +455,58 @@ fn band_pre(g: &Graph, steps: Vec<Step>) -> Vec<Step> {
     slots.into_iter().flatten().collect()
 }
 
+/// Producers write straight into their channels of a concat: a concat's copy of operand `x`
+/// goes away when `x` is written by one step, plain (not a padded layout), read by that copy
+/// alone, and is neither a network input nor an output; its producer then writes at the
+/// copy's offset of the concat's buffer (a plain `[C][H][W]` too, so channel strides agree).
+/// An Inception block's four branch copies were 4% of its time on one thread.
+fn concat_in_place(g: &Graph, conc: &Concrete, steps: &mut Vec<Step>, len: &[usize]) {
+    let plain = |n: usize| {
+        let [c, h, w] = conc.get(NodeIndex::new(n));
+        len.get(n) == Some(&(c * h * w))
+    };
+    let outside = |n: usize| g.inputs.iter().chain(&g.outputs).any(|v| v.index() == n);
+    let mut gone = vec![false; steps.len()];
+    for ci in 0..steps.len() {
+        let copy = &steps[ci];
+        let y = copy.writes;
+        let (Some(Arg::Value { node: into, off }), Some(&Arg::Value { node: x, off: 0 })) =
+            (copy.args.first().copied(), copy.args.get(1))
+        else {
+            continue;
+        };
+        let is_concat = y < g.node_bound()
+            && matches!(g.node(NodeIndex::new(y)).op, Op::Concat)
+            && into == y
+            && matches!(&copy.spec, KernelSpec::Elt(e) if e.ep.is_empty());
+        if !is_concat || outside(x) || !plain(x) || !plain(y) {
+            continue;
+        }
+        let writers: Vec<usize> = (0..steps.len())
+            .filter(|&s| !gone[s] && steps[s].writes == x)
+            .collect();
+        let readers = (0..steps.len())
+            .filter(|&s| !gone[s] && steps[s].reads().contains(&x))
+            .count();
+        let [p] = writers[..] else { continue };
+        let writes_plain = matches!(
+            steps[p].args.first(),
+            Some(&Arg::Value { node, off: 0 }) if node == x
+        );
+        if readers != 1 || p == ci || !writes_plain {
+            continue;
+        }
+        steps[p].args[0] = Arg::Value { node: y, off };
+        steps[p].writes = y;
+        gone[ci] = true;
+    }
+    let mut i = 0;
+    steps.retain(|_| {
+        i += 1;
+        !gone[i - 1]
+    });
+}
+
 /// Producers write straight into their consumer's padded input. A conv whose input needs
 /// padding reads a zero-bordered copy (`Step::pad`, rows outermost) or pads a band of rows at a
 /// time (`Step::tile`). When the value is written by a conv step (standard layout, no residual
@@ -824,6 +876,7 @@ pub(crate) fn build(g: &Graph, conc: &Concrete, ch: &Choices) -> Result<Plan, Ji
     for (node, n) in pad_in_place(g, &mut steps) {
         len[node] = n;
     }
+    concat_in_place(g, conc, &mut steps, &len);
     let mut loc = value_homes(g, conc, &mut steps);
     let arena = allocate(&steps, &len, &mut loc, guard);
     let thread_scratch = thread_scratch(&steps);

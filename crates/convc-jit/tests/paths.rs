@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use convc_jit::{Isa, JitOptions};
+use convc_jit::{ConvAlgo, Isa, JitOptions};
 use proptest::prelude::*;
 use std::path::Path;
 
@@ -613,6 +613,79 @@ fn sigmoid_and_tanh_are_accurate() {
                         "{op}({})",
                         vals[i]
                     );
+                }
+            }
+        }
+    }
+}
+
+/// A concat's operands written by one step each, read by the concat alone and not network
+/// outputs, are written by their producers straight into their channels of the concat (no
+/// copy kernel `_copy`): direct, Winograd, GEMM, pool and band-pair producers. An operand
+/// that is also an output, one read twice, and one read by another layer keep their copies.
+#[test]
+fn producers_write_into_concats() {
+    let cases = [
+        // (spec, size, copy kernels left: copies of one size share a kernel)
+        (
+            "input x: [24, 14, 12]\n\
+             a = pointwise(x, out=8, weights=random(seed=1))\n\
+             b = conv(x, out=16, kernel=3x3, pad=same, weights=random(seed=2), bias=random(seed=3))\n\
+             rb = relu(b)\n\
+             c = conv(x, out=6, kernel=5x5, pad=same, weights=random(seed=4))\n\
+             p = maxpool(x, kernel=3x3, stride=1, pad=same)\n\
+             q = pointwise(p, out=4, weights=random(seed=5))\n\
+             y = concat(a, rb, c, q)\n\
+             output y\n",
+            (14, 12),
+            0,
+        ),
+        (
+            "input x: [8, 20, 16]\n\
+             e = pointwise(x, out=24, weights=random(seed=1))\n\
+             r = relu6(e)\n\
+             d = depthwise(r, kernel=3x3, pad=same, weights=random(seed=2))\n\
+             p = pointwise(d, out=8, weights=random(seed=3))\n\
+             y = concat(x, p)\n\
+             output y\n",
+            (20, 16),
+            1,
+        ),
+        (
+            "input x: [6, 10, 10]\n\
+             a = conv(x, out=4, kernel=3x3, pad=same, weights=random(seed=1))\n\
+             b = conv(x, out=5, kernel=1x1, weights=random(seed=2))\n\
+             y = concat(a, b, a)\n\
+             z = relu(b)\n\
+             output y\n\
+             output z\n",
+            (10, 10),
+            2,
+        ),
+        (
+            "input x: [6, 10, 10]\n\
+             a = conv(x, out=4, kernel=3x3, pad=same, weights=random(seed=1))\n\
+             b = conv(x, out=5, kernel=1x1, weights=random(seed=2))\n\
+             y = concat(a, b)\n\
+             w = concat(y, a)\n\
+             output a\n\
+             output w\n",
+            (10, 10),
+            2,
+        ),
+    ];
+    for isa in Isa::available() {
+        for (src, size, copies) in cases {
+            for algo in [ConvAlgo::Auto, ConvAlgo::Direct, ConvAlgo::Winograd] {
+                for threads in [1, 2] {
+                    let o = JitOptions {
+                        isa: Some(isa),
+                        conv_algo: algo,
+                        ..opts(threads)
+                    };
+                    let names = kernel_names(src, size, &o);
+                    let n = names.iter().filter(|k| k.contains("_copy")).count();
+                    assert_eq!(n, copies, "{isa} {algo:?}\n{src}\n{names:?}");
                 }
             }
         }
