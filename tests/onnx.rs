@@ -13,17 +13,22 @@ use common::{
 use convc_tensor::Tensor;
 
 /// Runs `model` on `input` with `backend`, returning the first output.
+/// Runs `model` on `input`. The JIT runs every 3x3 stride-1 conv as Winograd: tests here
+/// compare runs of two processes (a model and its import) to 1e-6 or exactly, and `auto`
+/// chooses per layer from transform costs measured on the host at each run, which a loaded
+/// machine can tip (vgg_head's twins differed by 8e-6 with other processes running).
 fn run(model: &Path, input: &Path, backend: &str, dir: &Path) -> Tensor {
     let out = dir.join("out.npy");
-    ok_stdout(&[
-        "run",
+    let (m, i, o) = (
         model.to_str().unwrap(),
         input.to_str().unwrap(),
-        "-o",
         out.to_str().unwrap(),
-        "--backend",
-        backend,
-    ]);
+    );
+    let mut args = vec!["run", m, i, "-o", o, "--backend", backend];
+    if backend == "jit" {
+        args.extend(["--conv-algo", "winograd"]);
+    }
+    ok_stdout(&args);
     read_npy(&out)
 }
 

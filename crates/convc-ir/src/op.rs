@@ -490,6 +490,22 @@ impl Upsample {
         let [sh, sw] = self.scale;
         let (ty, tx) = (self.taps(h, sh), self.taps(w, sw));
         let ow = w * sw;
+        if self.mode == UpMode::Nearest {
+            // A copy of the value (what the f64 path below computes): an output row is its
+            // source row's values in tap order, and the next output rows of the same source
+            // row are copies of it (a 64x80x80 plane took 5.6 ms through the f64 path).
+            for (oy, &(y0, ..)) in ty.iter().enumerate() {
+                if oy > 0 && ty[oy - 1].0 == y0 {
+                    out.copy_within((oy - 1) * ow..oy * ow, oy * ow);
+                    continue;
+                }
+                let row = &x[y0 * w..(y0 + 1) * w];
+                for (o, &(x0, ..)) in out[oy * ow..(oy + 1) * ow].iter_mut().zip(&tx) {
+                    *o = row[x0];
+                }
+            }
+            return;
+        }
         // `t == 0` reads one input only, so an infinity stays one (not `inf * 0`).
         let lerp = |a: f64, b: f64, t: f64| if t == 0.0 { a } else { a * (1.0 - t) + b * t };
         for (oy, &(y0, y1, fy)) in ty.iter().enumerate() {
@@ -615,4 +631,47 @@ pub struct ConvTranspose {
     pub weight: Param,
     /// Bias `[out]`.
     pub bias: Option<Param>,
+}
+
+#[cfg(test)]
+mod upsample_tests {
+    use super::{Coords, UpMode, Upsample};
+
+    /// Nearest upsampling's row copies give `x[oy / sh][ox / sw]` at every scale, and NaN and
+    /// infinities stay as they are.
+    #[test]
+    fn nearest_is_the_source_value() {
+        for (h, w, sh, sw) in [
+            (3, 4, 2, 2),
+            (2, 5, 1, 3),
+            (4, 1, 3, 1),
+            (1, 1, 1, 1),
+            (5, 7, 4, 2),
+        ] {
+            let x: Vec<f32> = (0..h * w)
+                .map(|i| match i % 5 {
+                    3 => f32::INFINITY,
+                    4 if i > 5 => f32::NAN,
+                    _ => i as f32 * 0.5 - 3.0,
+                })
+                .collect();
+            let up = Upsample {
+                scale: [sh, sw],
+                mode: UpMode::Nearest,
+                coords: Coords::Asymmetric,
+            };
+            let (oh, ow) = (h * sh, w * sw);
+            let mut out = vec![0f32; oh * ow];
+            up.plane(&x, h, w, &mut out);
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (got, want) = (out[oy * ow + ox], x[(oy / sh) * w + ox / sw]);
+                    assert!(
+                        got.to_bits() == want.to_bits(),
+                        "{h}x{w} by {sh}x{sw} at ({oy}, {ox}): {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
 }
