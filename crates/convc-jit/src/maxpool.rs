@@ -8,59 +8,44 @@
 //! NaN wins a window, as in the interpreter (`F32Vec::max_nan`).
 
 use crate::lanes::F32Vec;
+use crate::spec::PoolSpec;
 
-/// The table [`run`] reads: sizes, window, strides, padding (top, left).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct MaxPoolSizes {
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-    pub oh: usize,
-    pub ow: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub sh: usize,
-    pub sw: usize,
-    pub pt: usize,
-    pub pl: usize,
+/// The table [`run`] reads: the pool's sizes, window, strides and padding (top, left).
+pub(crate) fn params(p: &PoolSpec) -> Vec<i64> {
+    [
+        p.c, p.h, p.w, p.oh, p.ow, p.kh, p.kw, p.sh, p.sw, p.pt, p.pl,
+    ]
+    .iter()
+    .map(|&v| v as i64)
+    .collect()
 }
 
-impl MaxPoolSizes {
-    /// The constants table of the step.
-    pub fn params(&self) -> Vec<i64> {
-        [
-            self.c, self.h, self.w, self.oh, self.ow, self.kh, self.kw, self.sh, self.sw, self.pt,
-            self.pl,
-        ]
-        .iter()
-        .map(|&v| v as i64)
-        .collect()
+/// The pool of a table of [`params`].
+///
+/// # Safety
+/// `p` points to a table of [`params`].
+unsafe fn read(p: *const i64) -> PoolSpec {
+    let v = |i: usize| unsafe { *p.add(i) as usize };
+    PoolSpec {
+        max: true,
+        c: v(0),
+        h: v(1),
+        w: v(2),
+        oh: v(3),
+        ow: v(4),
+        kh: v(5),
+        kw: v(6),
+        sh: v(7),
+        sw: v(8),
+        pt: v(9),
+        pl: v(10),
     }
+}
 
-    /// # Safety
-    /// `p` points to a table of [`MaxPoolSizes::params`].
-    unsafe fn read(p: *const i64) -> MaxPoolSizes {
-        let v = |i: usize| unsafe { *p.add(i) as usize };
-        MaxPoolSizes {
-            c: v(0),
-            h: v(1),
-            w: v(2),
-            oh: v(3),
-            ow: v(4),
-            kh: v(5),
-            kw: v(6),
-            sh: v(7),
-            sw: v(8),
-            pt: v(9),
-            pl: v(10),
-        }
-    }
-
-    /// Floats of the row buffer: `pl` then the row's `w` columns, then `-inf` up to the last
-    /// window's end and a vector beyond (the last output vector loads whole vectors).
-    fn row_len(&self, lanes: usize) -> usize {
-        self.pl + self.w + self.kw + self.sw * 2 * lanes
-    }
+/// Floats of the row buffer: `pl` then the row's `w` columns, then `-inf` up to the last
+/// window's end and a vector beyond (the last output vector loads whole vectors).
+fn row_len(p: &PoolSpec, lanes: usize) -> usize {
+    p.pl + p.w + p.kw + p.sw * 2 * lanes
 }
 
 /// Whether the step handles a max pool of these strides along the row (the vertical stride
@@ -73,11 +58,11 @@ pub(crate) fn fits(sw: usize) -> bool {
 ///
 /// # Safety
 /// `bufs[SLOT_OUT]` holds the `[c][oh][ow]` output, `bufs[SLOT_IN]` the `[c][h][w]` input;
-/// `p` a table of [`MaxPoolSizes::params`] whose padding is smaller than the window (every
+/// `p` a table of [`params`] whose padding is smaller than the window (every
 /// window holds an input row and column); the host runs `V`'s path.
 #[inline(always)]
 unsafe fn run<V: F32Vec>(bufs: *const *mut f32, start: u64, end: u64, p: *const i64) {
-    let s = unsafe { MaxPoolSizes::read(p) };
+    let s = unsafe { read(p) };
     let (out, inp) = unsafe {
         (
             *bufs.add(crate::spec::SLOT_OUT),
@@ -85,7 +70,7 @@ unsafe fn run<V: F32Vec>(bufs: *const *mut f32, start: u64, end: u64, p: *const 
         )
     };
     let l = V::LANES;
-    let mut row = vec![f32::NEG_INFINITY; s.row_len(l)];
+    let mut row = vec![f32::NEG_INFINITY; row_len(&s, l)];
     let buf = row.as_mut_ptr();
     for item in start as usize..end as usize {
         let (c, oy) = (item / s.oh, item % s.oh);

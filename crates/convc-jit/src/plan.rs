@@ -3057,40 +3057,25 @@ impl Builder<'_> {
             pl,
         };
         let args = vec![val(n), val(x), Arg::Null];
-        if spec.max && self.isa != Isa::Sse && crate::maxpool::fits(sw) {
-            let sizes = crate::maxpool::MaxPoolSizes {
-                c,
-                h,
-                w,
-                oh,
-                ow,
-                kh,
-                kw,
-                sh,
-                sw,
-                pt,
-                pl,
-            };
+        let (kernel, work_ns) = if spec.max && self.isa != Isa::Sse && crate::maxpool::fits(sw) {
             let rust = crate::spec::RustSpec {
                 kind: crate::spec::RustKind::MaxPool(self.isa),
-                params: sizes.params(),
+                params: crate::maxpool::params(&spec),
                 items: c * oh,
             };
             // Per output row: the window's rows over the input row, then the row's windows.
-            let work_ns = (c * oh * (kh * w + kw * ow)) as f64 / self.isa.lanes() as f64;
-            return Ok(Step::plain(
-                name.clone(),
+            let per_row = kh * w + kw * ow;
+            (
                 KernelSpec::Rust(rust),
-                args,
-                work_ns,
-                0,
-                n.index(),
-            ));
-        }
-        let work_ns = (c * oh * ow * (kh * kw + work::POOL_OVERHEAD_LOADS)) as f64;
+                (c * oh * per_row) as f64 / self.isa.lanes() as f64,
+            )
+        } else {
+            let loads = kh * kw + work::POOL_OVERHEAD_LOADS;
+            (KernelSpec::Pool(spec), (c * oh * ow * loads) as f64)
+        };
         Ok(Step::plain(
             name.clone(),
-            KernelSpec::Pool(spec),
+            kernel,
             args,
             work_ns,
             0,
