@@ -466,6 +466,19 @@ fn concat_in_place(g: &Graph, conc: &Concrete, steps: &mut Vec<Step>, len: &[usi
         len.get(n) == Some(&(c * h * w))
     };
     let outside = |n: usize| g.inputs.iter().chain(&g.outputs).any(|v| v.index() == n);
+    // Writers and readers of each value, counted once: a copy taken out changes only its
+    // operand's counts, and that operand is not looked at again.
+    let (mut writers, mut readers) = (vec![0usize; len.len()], vec![0usize; len.len()]);
+    for st in steps.iter() {
+        if let Some(w) = writers.get_mut(st.writes) {
+            *w += 1;
+        }
+        for r in st.reads() {
+            if let Some(r) = readers.get_mut(r) {
+                *r += 1;
+            }
+        }
+    }
     let mut gone = vec![false; steps.len()];
     for ci in 0..steps.len() {
         let copy = &steps[ci];
@@ -482,18 +495,17 @@ fn concat_in_place(g: &Graph, conc: &Concrete, steps: &mut Vec<Step>, len: &[usi
         if !is_concat || outside(x) || !plain(x) || !plain(y) {
             continue;
         }
-        let writers: Vec<usize> = (0..steps.len())
-            .filter(|&s| !gone[s] && steps[s].writes == x)
-            .collect();
-        let readers = (0..steps.len())
-            .filter(|&s| !gone[s] && steps[s].reads().contains(&x))
-            .count();
-        let [p] = writers[..] else { continue };
+        if writers.get(x) != Some(&1) || readers.get(x) != Some(&1) {
+            continue;
+        }
+        let Some(p) = (0..steps.len()).find(|&s| steps[s].writes == x) else {
+            continue;
+        };
         let writes_plain = matches!(
             steps[p].args.first(),
             Some(&Arg::Value { node, off: 0 }) if node == x
         );
-        if readers != 1 || p == ci || !writes_plain {
+        if p == ci || !writes_plain {
             continue;
         }
         steps[p].args[0] = Arg::Value { node: y, off };
