@@ -635,15 +635,32 @@ const WINO_COLS: usize = 64;
 const WINO_PRODUCT_BYTES: usize = 128 * 1024;
 
 /// Tile rows per Winograd work item: rows of `tx` tiles up to [`WINO_COLS`] tiles, while the
-/// transformed input stays within [`wino_input_bytes`] (the weights stream once per band, so
-/// longer bands read them less often), and at most half the plane's where that still gives
-/// a band a vector of the microkernel's columns (`lanes`), so that two threads each transform
-/// bands of their own. A 96 -> 128 3x3 layer at 28x28 (7 tile rows of 7), one process
-/// alternating: two bands (4 and 3 rows) against one, 0.91-0.92x the time at one thread and
-/// 0.87-0.92x at two (where one band's channel groups are split, both threads transform all
-/// of it). A 256 -> 256 layer at 14x14 (4 rows of 4): bands of 8 tiles ran 1.8x slower.
-fn wino_rows(nn: usize, c: usize, tx: usize, tiles_y: usize, lanes: usize) -> usize {
-    let by_cache = wino_input_bytes() / (nn * c * tx * 4).max(1);
+/// transformed input stays within its share of the core's L2 ([`wino_input_bytes`]), and at
+/// most half the plane's where that still gives a band a vector of the microkernel's columns
+/// (`lanes`), so that two threads each transform bands of their own.
+///
+/// The share: where the transformed weights (`n² c oc`) take at most half the L2, both stay
+/// there, and the input gets the rest (longer bands read the weights less often). Where they
+/// take more, they stream from L3 once per band whatever its length, and each channel group
+/// reads the band's input again: the band gets a quarter of the L2, so that the stream does
+/// not evict it. A 128 -> 128 layer at 112x112 (2.4 MB of weights, 2 MB L2), one process
+/// alternating: bands of 1 tile row against 3, 0.75-0.78x the time at one thread, 0.89x at
+/// two; vgg_head 0.92-0.96x and 0.94-0.96x. A 64 -> 64 layer at 224x224 (0.6 MB of weights)
+/// keeps its 2 rows: 1 row ran 1.08x slower.
+///
+/// A 96 -> 128 3x3 layer at 28x28 (7 tile rows of 7), one process alternating: two bands (4
+/// and 3 rows) against one, 0.91-0.92x the time at one thread and 0.87-0.92x at two (where one
+/// band's channel groups are split, both threads transform all of it). A 256 -> 256 layer at
+/// 14x14 (4 rows of 4): bands of 8 tiles ran 1.8x slower.
+fn wino_rows(nn: usize, c: usize, oc: usize, tx: usize, tiles_y: usize, lanes: usize) -> usize {
+    let l2 = wino_input_bytes();
+    let weights = nn * c * oc * 4;
+    let budget = if 2 * weights <= l2 {
+        l2 - weights
+    } else {
+        l2 / 4
+    };
+    let by_cache = budget / (nn * c * tx * 4).max(1);
     let half = tiles_y.div_ceil(2);
     let rows = WINO_COLS.div_ceil(tx).min(by_cache);
     let rows = if half * tx >= lanes {
@@ -2336,7 +2353,7 @@ impl Builder<'_> {
         if pad.len() > MAX_BUFFER_FLOATS {
             return Ok(None);
         }
-        let rows = wino_rows(nn, c, tiles_x, tiles_y, lanes);
+        let rows = wino_rows(nn, c, oc, tiles_x, tiles_y, lanes);
         let cols = rows * tiles_x;
         let ocb = crate::spec::blocks_of_at_most(oc, crate::wide::block_ocb_for_width(isa, cols));
         let group = wino_group(nn, cols, ocb, oc, tiles_y.div_ceil(rows));

@@ -75,13 +75,17 @@ fn g_matrix(v: Variant) -> Vec<[f64; 3]> {
 }
 
 /// Floats between two of the `n²` planes of the transformed input `V` or of the products `M`
-/// that hold `floats` each: one cache line more, so that the planes do not start at multiples
-/// of 4 KiB from each other. A transform touches all `n²` planes at the same offset; at such
-/// strides every access falls in the same L1 set (and 4K-aliases with the loads), and 36
-/// streams thrash a 12-way set: the transforms ran several times slower (F(4x4) on 64
-/// channels of 64 tiles is a 16 KiB plane).
+/// that hold `floats` each: whole cache lines, at least one spare (the transforms' last vector
+/// of a band spills into it, [`WinoSpec::txp`]), and an odd number of them. A transform touches
+/// all `n²` planes at the same offset; with an odd stride in lines, 64 planes in a row fall in
+/// 64 different L1 sets (and never 4 KiB apart, where stores 4K-alias with loads). At strides
+/// of a multiple of 4 KiB every access of the 36 planes falls in one 12-way set: the
+/// transforms ran several times slower (F(4x4) on 64 channels of 64 tiles is a 16 KiB plane).
+/// One spare line alone can still land there: 12 channels of 84 tiles (1008 floats) plus one
+/// line is 4 KiB exactly.
 fn skewed(floats: usize) -> usize {
-    floats + 16
+    let lines = floats.div_ceil(16) + 1;
+    (lines | 1) * 16
 }
 
 /// A Winograd step: sizes, the schedule (tile rows per item, output channels per group) and
