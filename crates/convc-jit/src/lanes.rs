@@ -48,6 +48,12 @@ pub(crate) unsafe trait F32Vec: Copy {
     /// # Safety
     /// `p` points to `n` writable floats.
     unsafe fn store_first(self, p: *mut f32, n: usize);
+    /// A streaming (non-temporal) store: the line goes to memory without being read into the
+    /// cache first. Weakly ordered: the writer ends with [`store_fence`] before others read.
+    ///
+    /// # Safety
+    /// As `store`, and `p` aligned to the vector's size.
+    unsafe fn store_nt(self, p: *mut f32);
     /// Lane-wise `self + o`.
     fn add(self, o: Self) -> Self;
     /// Lane-wise `self - o`.
@@ -127,6 +133,10 @@ unsafe impl F32Vec for V8 {
     #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
         unsafe { _mm256_storeu_ps(p, self.0) }
+    }
+    #[inline(always)]
+    unsafe fn store_nt(self, p: *mut f32) {
+        unsafe { _mm256_stream_ps(p, self.0) }
     }
     #[inline(always)]
     unsafe fn store_first(self, p: *mut f32, n: usize) {
@@ -281,6 +291,10 @@ unsafe impl F32Vec for V16 {
     #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
         unsafe { _mm512_storeu_ps(p, self.0) }
+    }
+    #[inline(always)]
+    unsafe fn store_nt(self, p: *mut f32) {
+        unsafe { _mm512_stream_ps(p, self.0) }
     }
     #[inline(always)]
     unsafe fn store_first(self, p: *mut f32, n: usize) {
@@ -458,6 +472,10 @@ unsafe impl F32Vec for V4 {
         unsafe { _mm_storeu_ps(p, self.0) }
     }
     #[inline(always)]
+    unsafe fn store_nt(self, p: *mut f32) {
+        unsafe { _mm_stream_ps(p, self.0) }
+    }
+    #[inline(always)]
     unsafe fn store_first(self, p: *mut f32, n: usize) {
         unsafe { _mm_maskstore_ps(p, lanes_mask4(0, n), self.0) }
     }
@@ -600,6 +618,17 @@ unsafe fn window<V: F32Vec>(src: *const f32, w: usize, xp: usize, pl: usize) -> 
         } else {
             V::load_lanes(src.wrapping_offset(s), lo, hi)
         }
+    }
+}
+
+/// Orders the streaming stores ([`F32Vec::store_nt`]) made so far before any later store, so
+/// that the thread that next synchronises with this one sees them.
+#[inline(always)]
+pub(crate) fn store_fence() {
+    // SAFETY: SSE, part of x86-64.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        _mm_sfence()
     }
 }
 

@@ -2386,6 +2386,7 @@ impl Builder<'_> {
             wq,
             ep,
             scratch_slot: args.len() - 1,
+            stream: oc * oh * ow * 4 > wino_input_bytes(),
         };
         let macs = (oc * oh * ow) as u64 * (9 * c) as u64;
         let work = spec.gemm_macs() as f64 * work::WINO_TRANSFORM_FACTOR;

@@ -186,7 +186,7 @@ fn schedule(t: &mut String, spec: &KernelSpec, indent: &str) {
         KernelSpec::Wino(w) => {
             let _ = writeln!(
                 t,
-                "{indent}Winograd {} on the {} path: {} x {} tiles ({} a row with the vector padding of the transforms, {}-float vectors), items (band of {} tile rows, group of {} channels): {} x {}; GEMMs {} channels x {} tiles x {} taps, blocks of {}",
+                "{indent}Winograd {} on the {} path: {} x {} tiles ({} a row with the vector padding of the transforms, {}-float vectors), items (band of {} tile rows, group of {} channels): {} x {}; GEMMs {} channels x {} tiles x {} taps, blocks of {}{}",
                 w.variant.name(),
                 w.isa,
                 w.tiles_y,
@@ -200,7 +200,12 @@ fn schedule(t: &mut String, spec: &KernelSpec, indent: &str) {
                 w.oc,
                 w.cols(),
                 w.c,
-                w.ocb
+                w.ocb,
+                if w.stream {
+                    "; output written with streaming stores (larger than the L2)"
+                } else {
+                    ""
+                }
             );
         }
         KernelSpec::Gemm(g) => {

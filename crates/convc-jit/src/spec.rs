@@ -668,7 +668,7 @@ impl KernelSpec {
                 ep_name(&g.ep)
             ),
             KernelSpec::Wino(w) => format!(
-                "wino{}_{}x{}x{}_b{}_g{}_r{}_t{}_{}{}",
+                "wino{}_{}x{}x{}_b{}_g{}_r{}_t{}{}_{}{}",
                 w.variant.m(),
                 w.oc,
                 w.oh,
@@ -677,6 +677,7 @@ impl KernelSpec {
                 w.group,
                 w.rows,
                 w.tl,
+                if w.stream { "_nt" } else { "" },
                 w.isa,
                 ep_name(&w.ep)
             ),

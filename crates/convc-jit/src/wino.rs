@@ -126,6 +126,10 @@ pub(crate) struct WinoSpec {
     pub ep: Vec<Ep>,
     /// Buffer-table slot of the thread's scratch.
     pub scratch_slot: usize,
+    /// Whether the output transform writes whole aligned vectors with streaming stores
+    /// ([`F32Vec::store_nt`]): for outputs larger than the core's L2, which the next step
+    /// cannot find there anyway. A plain store first reads the line it writes.
+    pub stream: bool,
 }
 
 impl WinoSpec {
@@ -173,6 +177,7 @@ impl WinoSpec {
             self.wq as i64,
             self.scratch_slot as i64,
             self.tl as i64,
+            i64::from(self.stream),
             self.ep.len() as i64,
         ];
         for e in &self.ep {
@@ -341,6 +346,7 @@ struct Sizes {
     wq: usize,
     scratch_slot: usize,
     tl: usize,
+    stream: bool,
 }
 
 impl Sizes {
@@ -366,8 +372,9 @@ impl Sizes {
                 wq: v(13),
                 scratch_slot: v(14),
                 tl: v(15),
+                stream: v(16) != 0,
             },
-            unsafe { p.add(16) },
+            unsafe { p.add(17) },
         )
     }
     fn n(&self) -> usize {
@@ -661,10 +668,13 @@ macro_rules! transforms {
                                 // SAFETY: columns `x0 + k l .. + cnt <= ow` of row `yy` of
                                 // channel `o`.
                                 unsafe {
-                                    if cnt == l {
-                                        v.store(out.add(at));
+                                    let p = out.add(at);
+                                    if cnt == l && s.stream && p as usize % (4 * l) == 0 {
+                                        v.store_nt(p);
+                                    } else if cnt == l {
+                                        v.store(p);
                                     } else {
-                                        v.store_first(out.add(at), cnt);
+                                        v.store_first(p, cnt);
                                     }
                                 }
                             }
@@ -737,6 +747,9 @@ unsafe fn run<V: F32Vec>(isa: Isa, bufs: *const *mut f32, start: u64, end: u64, 
         let eps = unsafe { epilogue(ep, bufs, o0, y0, &s) };
         let dst = unsafe { out.add(o0 * s.oh * s.ow + y0 * s.ow) };
         unsafe { output_any::<V>(&s, mm, dst, &eps, o1 - o0, rows, y0) };
+    }
+    if s.stream {
+        crate::lanes::store_fence();
     }
 }
 
@@ -923,6 +936,7 @@ unsafe fn time_transforms<V: F32Vec>(m: usize) -> (f64, f64) {
         wq,
         scratch_slot: 0,
         tl: l,
+        stream: false,
     };
     let inp = vec![0.5f32; c * s.in_cs];
     let mut v = vec![0f32; n * n * skewed(c * s.cols())];

@@ -112,6 +112,33 @@ fn winograd_every_transform_width() {
     }
 }
 
+/// Outputs larger than any core's L2 (over 4 MB, the planner's cap) are written with
+/// streaming stores where a vector is whole and aligned, plain stores elsewhere: rows of 256
+/// columns (every vector aligned) and of 261 (most not), read back by a second layer.
+#[test]
+fn winograd_streaming_stores_on_large_outputs() {
+    for isa in wide_isas() {
+        for (h, w) in [(258, 256), (250, 261)] {
+            let src = format!(
+                "input x: [16, {h}, {w}]\n\
+                 a = conv(x, out=17, kernel=3x3, pad=same, weights=random(seed=1), bias=random(seed=2))\n\
+                 b = relu(a)\n\
+                 c = conv(b, out=3, kernel=3x3, pad=same, weights=random(seed=3))\n\
+                 output c\n"
+            );
+            for threads in [1, 2] {
+                let names = check_on(&src, isa, ConvAlgo::Winograd, threads);
+                assert!(
+                    names
+                        .iter()
+                        .any(|n| n.contains("_wino") && n.contains("_nt_")),
+                    "{names:?}"
+                );
+            }
+        }
+    }
+}
+
 /// Batchnorm and leaky relu in the epilogue, a second 3x3 layer reading the first, and
 /// `sigmoid` (which the copy kernel does not apply: that layer runs direct).
 #[test]
