@@ -238,36 +238,44 @@ pub(crate) fn pack_weights(
 ) -> Vec<f32> {
     let n = v.n();
     let g = g_matrix(v);
-    // U[ξ][o][c] = (G g Gᵀ)[i][j], ξ = i * n + j, in f64, as (G g) then its product with Gᵀ:
-    // 3n² + 9n multiply-adds a kernel instead of 9n² (vgg_head's code generation spent
-    // about 10 ms here).
-    let mut u = vec![0f32; n * n * oc * c];
-    let mut gk = vec![[0f64; 3]; n];
-    for o in 0..oc {
-        for ci in 0..c {
-            let k = &w[(o * c + ci) * 9..(o * c + ci) * 9 + 9];
-            for (gi, row) in g.iter().zip(gk.iter_mut()) {
-                for (b, v) in row.iter_mut().enumerate() {
-                    *v = (0..3).map(|a| gi[a] * f64::from(k[a * 3 + b])).sum();
-                }
-            }
-            for (i, row) in gk.iter().enumerate() {
-                for (j, gj) in g.iter().enumerate() {
-                    let s: f64 = (0..3).map(|b| row[b] * gj[b]).sum();
-                    u[((i * n + j) * oc + o) * c + ci] = s as f32;
-                }
+    let (per_xi, per_block) = packed_sizes(c, oc, ocb);
+    let mut out = vec![0f32; n * n * per_xi];
+    // Every tap's offset to the next input channel's row of `V` (0 after the last).
+    let step = (cols * 4) as i64;
+    for xi in 0..n * n {
+        for o0 in (0..oc).step_by(ocb) {
+            let b = (o0 + ocb).min(oc) - o0;
+            for ci in 0..c {
+                let d = if ci + 1 < c { step as u64 } else { 0 };
+                let at = xi * per_xi + (o0 / ocb) * per_block + ci * (2 + b);
+                out[at] = f32::from_bits(d as u32);
+                out[at + 1] = f32::from_bits((d >> 32) as u32);
             }
         }
     }
-    let step = (cols * 4) as i64;
-    let mut out = Vec::with_capacity(n * n * c * (2 * oc.div_ceil(ocb) + oc));
-    for xi in 0..n * n {
-        for o0 in (0..oc).step_by(ocb) {
-            let o1 = (o0 + ocb).min(oc);
-            for ci in 0..c {
-                let d = if ci + 1 < c { step } else { 0 };
-                let w = (o0..o1).map(|o| u[(xi * oc + o) * c + ci]);
-                crate::packed::push_tap(&mut out, d, w, 1);
+    // U[ξ][o][c] = (G g Gᵀ)[i][j], ξ = i * n + j, in f64, as (G g) then its product with Gᵀ:
+    // 3n² + 9n multiply-adds a kernel instead of 9n². Kernels in the packed order (block,
+    // input channel, channel of the block), so that each of the n² products' streams is
+    // written in order: written product-major, kernel by kernel, the 36 stores of a kernel
+    // fell on 36 pages and vgg_head's code generation spent 15 ms here.
+    let mut gk = vec![[0f64; 3]; n];
+    for o0 in (0..oc).step_by(ocb) {
+        let b = (o0 + ocb).min(oc) - o0;
+        for ci in 0..c {
+            let base = (o0 / ocb) * per_block + ci * (2 + b) + 2;
+            for o in o0..o0 + b {
+                let k = &w[(o * c + ci) * 9..(o * c + ci) * 9 + 9];
+                for (gi, row) in g.iter().zip(gk.iter_mut()) {
+                    for (bb, v) in row.iter_mut().enumerate() {
+                        *v = (0..3).map(|a| gi[a] * f64::from(k[a * 3 + bb])).sum();
+                    }
+                }
+                for (i, row) in gk.iter().enumerate() {
+                    for (j, gj) in g.iter().enumerate() {
+                        let s: f64 = (0..3).map(|bb| row[bb] * gj[bb]).sum();
+                        out[(i * n + j) * per_xi + base + (o - o0)] = s as f32;
+                    }
+                }
             }
         }
     }
@@ -1111,4 +1119,51 @@ fn winograd_cost(t: TransformCost, c: usize, oc: usize, oh: usize, ow: usize, la
 /// under 2e-6 at C = 2048, below direct convolution's own error.
 pub fn f4_within_budget(c: usize) -> bool {
     c <= 256
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The packed stream against its definition, built the plain way: per product, per block,
+    /// per input channel the offset then `(G g Gᵀ)[i][j]` of each channel of the block, that
+    /// product computed directly (`Σ G[i][a] g[a][b] G[j][b]`).
+    #[test]
+    fn packed_weights_are_the_transformed_kernels_in_stream_order() {
+        for v in [Variant::F2, Variant::F4] {
+            for (oc, c, ocb, cols) in [(5, 3, 2, 7), (12, 4, 12, 16), (13, 2, 6, 1)] {
+                let w: Vec<f32> = (0..oc * c * 9)
+                    .map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0)
+                    .collect();
+                let got = pack_weights(&w, oc, c, v, ocb, cols);
+                let n = v.n();
+                let g = g_matrix(v);
+                let mut want = Vec::new();
+                for xi in 0..n * n {
+                    let (i, j) = (xi / n, xi % n);
+                    for o0 in (0..oc).step_by(ocb) {
+                        for ci in 0..c {
+                            let d = if ci + 1 < c { (cols * 4) as i64 } else { 0 };
+                            let u = (o0..(o0 + ocb).min(oc)).map(|o| {
+                                let k = &w[(o * c + ci) * 9..][..9];
+                                let mut s = 0f64;
+                                for a in 0..3 {
+                                    for b in 0..3 {
+                                        s += g[i][a] * f64::from(k[a * 3 + b]) * g[j][b];
+                                    }
+                                }
+                                s as f32
+                            });
+                            crate::packed::push_tap(&mut want, d, u, 1);
+                        }
+                    }
+                }
+                assert_eq!(got.len(), want.len());
+                for (p, (a, b)) in got.iter().zip(&want).enumerate() {
+                    let close = (a - b).abs() <= 1e-6 * (1.0 + b.abs());
+                    assert!(a.to_bits() == b.to_bits() || close, "{v:?} {oc}x{c}: {p}");
+                }
+            }
+        }
+    }
 }
