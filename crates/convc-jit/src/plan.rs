@@ -2357,7 +2357,8 @@ impl Builder<'_> {
         let cols = rows * tiles_x;
         let ocb = crate::spec::blocks_of_at_most(oc, crate::wide::block_ocb_for_width(isa, cols));
         let group = wino_group(nn, cols, ocb, oc, tiles_y.div_ceil(rows));
-        let packed = pack_weights(conv.weight.data.data(), oc, c, variant, ocb, cols);
+        let cs = crate::wino::col_stride(cols);
+        let packed = pack_weights(conv.weight.data.data(), oc, c, variant, ocb, cs);
         let wslot = self.param(&packed)?;
         let tail = members.last().copied().unwrap_or(n);
         let mut args = vec![val(tail), Arg::Scratch, Arg::Param(wslot)];
