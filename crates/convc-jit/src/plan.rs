@@ -2361,7 +2361,21 @@ impl Builder<'_> {
         let packed = pack_weights(conv.weight.data.data(), oc, c, variant, ocb, cs);
         let wslot = self.param(&packed)?;
         let tail = members.last().copied().unwrap_or(n);
-        let mut args = vec![val(tail), Arg::Scratch, Arg::Param(wslot)];
+        // A padded copy larger than the L2 goes to memory and back; per band and channel, the
+        // input transform reads its rows from L1 instead (see `WinoSpec::band_pad`).
+        let band_pad = (pad.len() * 4 > wino_input_bytes()).then_some(crate::wino::BandPad {
+            h,
+            w,
+            pt,
+            pl,
+            hp,
+        });
+        let input = if band_pad.is_some() {
+            val(x)
+        } else {
+            Arg::Scratch
+        };
+        let mut args = vec![val(tail), input, Arg::Param(wslot)];
         let bias = conv_bias(conv);
         if bias.as_ref().is_some_and(|b| b.len() != oc) {
             return Ok(None);
@@ -2382,11 +2396,16 @@ impl Builder<'_> {
             rows,
             group,
             ocb,
-            in_cs: pad.chan_stride(),
+            in_cs: if band_pad.is_some() {
+                0
+            } else {
+                pad.chan_stride()
+            },
             in_rs: pad.row_stride(),
             wq,
             ep,
             scratch_slot: args.len() - 1,
+            band_pad,
             stream: oc * oh * ow * 4 > wino_input_bytes(),
         };
         let macs = (oc * oh * ow) as u64 * (9 * c) as u64;
@@ -2396,7 +2415,7 @@ impl Builder<'_> {
             spec: KernelSpec::Wino(spec),
             kernel: 0,
             args,
-            pad: Some(pad),
+            pad: band_pad.is_none().then_some(pad),
             tile: None,
             band: None,
             zero: None,

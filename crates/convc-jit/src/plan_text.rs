@@ -104,6 +104,22 @@ fn step(
             layout(p)
         );
     }
+    if let KernelSpec::Wino(w) = &s.spec
+        && let (Some(b), Some(Arg::Value { node, .. })) = (&w.band_pad, s.args.get(1))
+    {
+        let _ = writeln!(
+            t,
+            "  input {} ({}x{}) padded by the input transform, per band and channel ({} rows of {} floats, pad top {}, left {}, {} phases) into the thread's scratch",
+            name(*node),
+            b.h,
+            b.w,
+            w.rows * w.variant.m() + 2,
+            w.in_rs,
+            b.pt,
+            b.pl,
+            w.variant.m()
+        );
+    }
     if let Some(tile) = &s.tile {
         let _ = writeln!(
             t,

@@ -915,7 +915,7 @@ unsafe fn pad_band(
 ///
 /// # Safety
 /// `src` holds `p.c * p.h * p.w` floats and `dst` `(y_hi - y_lo) * p.row_len()` floats.
-unsafe fn pad_rows(
+pub(crate) unsafe fn pad_rows(
     src: *const f32,
     dst: *mut f32,
     p: &PadCopy,

@@ -677,7 +677,12 @@ impl KernelSpec {
                 w.group,
                 w.rows,
                 w.tl,
-                if w.stream { "_nt" } else { "" },
+                match (w.band_pad.is_some(), w.stream) {
+                    (true, true) => "_bp_nt",
+                    (true, false) => "_bp",
+                    (false, true) => "_nt",
+                    (false, false) => "",
+                },
                 w.isa,
                 ep_name(&w.ep)
             ),

@@ -112,6 +112,38 @@ fn winograd_every_transform_width() {
     }
 }
 
+/// Inputs whose padded copy is larger than any core's L2 (over 4 MB, the planner's cap): the
+/// input transform pads each band of each channel itself (kernel names `_bp`), on every
+/// padding form, odd sizes and H != W.
+#[test]
+fn winograd_band_padding_on_large_inputs() {
+    let pads = [
+        "pad=same",
+        "pad=valid",
+        "pad=(0, 2, 1, 1)",
+        "pad=(2, 0, 0, 2)",
+    ];
+    for isa in wide_isas() {
+        for pad in pads {
+            let src = format!(
+                "input x: [32, 181, 179]\n\
+                 y = conv(x, out=9, kernel=3x3, {pad}, weights=random(seed=1), bias=random(seed=2))\n\
+                 r = relu6(y)\n\
+                 output r\n"
+            );
+            for threads in [1, 2] {
+                let names = check_on(&src, isa, ConvAlgo::Winograd, threads);
+                assert!(
+                    names
+                        .iter()
+                        .any(|n| n.contains("_wino") && n.contains("_bp")),
+                    "{pad}: {names:?}"
+                );
+            }
+        }
+    }
+}
+
 /// Outputs larger than any core's L2 (over 4 MB, the planner's cap) are written with
 /// streaming stores where a vector is whole and aligned, plain stores elsewhere: rows of 256
 /// columns (every vector aligned) and of 261 (most not), read back by a second layer.
