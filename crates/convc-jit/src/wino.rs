@@ -666,11 +666,12 @@ macro_rules! transforms {
     ($input:ident, $output:ident, $m:literal, $n:literal, $tin:ident, $tout:ident,
      $interleave:ident) => {
         /// The input transform of one band (tile rows `ty0..ty0 + rows`) into `v`
-        /// (`[n²][c][cols]`).
+        /// (`[n²][c][cs]`).
         ///
         /// # Safety
         /// `inp` is the padded, phase-split input of [`WinoSpec`], or with band padding the
-        /// unpadded input and `chan` room for [`band_rows`]; `v` holds `n² c cols` floats.
+        /// unpadded input and `chan` room for one channel's `rows m + 2` padded rows; `v`
+        /// holds `n² c cs` floats.
         #[inline(always)]
         unsafe fn $input<V: F32Vec>(
             s: &Sizes,
