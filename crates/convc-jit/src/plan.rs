@@ -2363,13 +2363,8 @@ impl Builder<'_> {
         let tail = members.last().copied().unwrap_or(n);
         // A padded copy larger than the L2 goes to memory and back; per band and channel, the
         // input transform reads its rows from L1 instead (see `WinoSpec::band_pad`).
-        let band_pad = (pad.len() * 4 > wino_input_bytes()).then_some(crate::wino::BandPad {
-            h,
-            w,
-            pt,
-            pl,
-            hp,
-        });
+        let band_pad =
+            (pad.len() * 4 > wino_input_bytes()).then_some(crate::wino::BandPad { h, w, pt, pl });
         let input = if band_pad.is_some() {
             val(x)
         } else {

@@ -105,8 +105,6 @@ pub(crate) struct BandPad {
     pub w: usize,
     pub pt: usize,
     pub pl: usize,
-    /// Padded rows (`m tiles_y + 2`).
-    pub hp: usize,
 }
 
 /// A Winograd step: sizes, the schedule (tile rows per item, output channels per group) and
@@ -229,7 +227,6 @@ impl WinoSpec {
             b.w as i64,
             b.pt as i64,
             b.pl as i64,
-            b.hp as i64,
             self.ep.len() as i64,
         ]);
         for e in &self.ep {
@@ -407,7 +404,8 @@ struct Sizes {
     scratch_slot: usize,
     tl: usize,
     stream: bool,
-    band_pad: Option<BandPad>,
+    /// With band padding, the padded layout of the whole input (`WinoSpec::band_pad`).
+    band_pad: Option<crate::plan::PadCopy>,
 }
 
 impl Sizes {
@@ -434,15 +432,21 @@ impl Sizes {
                 scratch_slot: v(14),
                 tl: v(15),
                 stream: v(16) != 0,
-                band_pad: (v(17) != 0).then(|| BandPad {
+                band_pad: (v(17) != 0).then(|| crate::plan::PadCopy {
+                    src: 0,
+                    c: v(1),
                     h: v(18),
                     w: v(19),
                     pt: v(20),
                     pl: v(21),
-                    hp: v(22),
+                    hp: v(0) * v(5) + 2,
+                    sw: v(0),
+                    wq: v(13),
+                    hcw: false,
+                    tail: 0,
                 }),
             },
-            unsafe { p.add(23) },
+            unsafe { p.add(22) },
         )
     }
     fn n(&self) -> usize {
@@ -636,25 +640,12 @@ unsafe fn channel_input(
     ty0: usize,
     rows: usize,
 ) -> *const f32 {
-    let Some(b) = s.band_pad else {
+    let Some(p) = &s.band_pad else {
         return inp.wrapping_add(c * s.in_cs);
     };
-    let p = crate::plan::PadCopy {
-        src: 0,
-        c: s.c,
-        h: b.h,
-        w: b.w,
-        pt: b.pt,
-        pl: b.pl,
-        hp: b.hp,
-        sw: s.m,
-        wq: s.wq,
-        hcw: false,
-        tail: 0,
-    };
-    let (y_lo, y_hi) = (ty0 * s.m, ((ty0 + rows) * s.m + 2).min(b.hp));
+    let (y_lo, y_hi) = (ty0 * s.m, ((ty0 + rows) * s.m + 2).min(p.hp));
     // SAFETY: `inp` holds the `[c, h, w]` input, `chan` `rows m + 2` padded rows.
-    unsafe { crate::runtime::pad_rows(inp, chan, &p, c, y_lo, y_hi) };
+    unsafe { crate::runtime::pad_rows(inp, chan, p, c, y_lo, y_hi) };
     chan.wrapping_sub(y_lo * s.in_rs)
 }
 
