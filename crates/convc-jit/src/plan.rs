@@ -652,7 +652,14 @@ const WINO_PRODUCT_BYTES: usize = 128 * 1024;
 /// and 3 rows) against one, 0.91-0.92x the time at one thread and 0.87-0.92x at two (where one
 /// band's channel groups are split, both threads transform all of it). A 256 -> 256 layer at
 /// 14x14 (4 rows of 4): bands of 8 tiles ran 1.8x slower.
-fn wino_rows(nn: usize, c: usize, oc: usize, tx: usize, tiles_y: usize, lanes: usize) -> usize {
+pub(crate) fn wino_rows(
+    nn: usize,
+    c: usize,
+    oc: usize,
+    tx: usize,
+    tiles_y: usize,
+    lanes: usize,
+) -> usize {
     let l2 = wino_input_bytes();
     let weights = nn * c * oc * 4;
     let budget = if 2 * weights <= l2 {
@@ -668,8 +675,42 @@ fn wino_rows(nn: usize, c: usize, oc: usize, tx: usize, tiles_y: usize, lanes: u
     } else {
         rows
     };
-    rows.clamp(1, tiles_y.max(1))
+    fill_lanes(rows.clamp(1, tiles_y.max(1)), tx, tiles_y, lanes)
 }
+
+/// GEMM columns the microkernel computes for bands of `rows` tile rows of `tx` tiles (of
+/// `tiles_y`): each band's columns rounded up to whole vectors of `lanes`.
+pub(crate) fn wino_lane_cols(rows: usize, tx: usize, tiles_y: usize, lanes: usize) -> usize {
+    let rows = rows.clamp(1, tiles_y.max(1));
+    let whole = tiles_y / rows;
+    let rest = tiles_y % rows;
+    let lanes_of = |r: usize| (r * tx).div_ceil(lanes.max(1)) * lanes.max(1);
+    whole * lanes_of(rows) + if rest > 0 { lanes_of(rest) } else { 0 }
+}
+
+/// [`wino_rows`]' bands made longer where they would leave more than a quarter of the
+/// microkernel's lanes idle (`WINO_MIN_FILL`): the rows, from `rows` up to the plane's, that
+/// fill the most, the fewest of those. Bands of a small plane's few tiles ran on vectors
+/// mostly masked: a 256 -> 256 layer at 14x14 (4 x 4 tiles of F(4x4)) had bands of 1 row, 4
+/// columns of 16-float vectors; one band of the whole plane ran 3.4x faster (AMD Zen4, one
+/// thread, 4.5 -> 1.3 ms), although its transformed input (590 KB) then shares the L2 with
+/// weights streamed from L3.
+fn fill_lanes(rows: usize, tx: usize, tiles_y: usize, lanes: usize) -> usize {
+    let tiles = (tx * tiles_y) as f64;
+    let fill = |r: usize| tiles / wino_lane_cols(r, tx, tiles_y, lanes).max(1) as f64;
+    if fill(rows) >= WINO_MIN_FILL {
+        return rows;
+    }
+    (rows..=tiles_y.max(rows))
+        .fold((rows, fill(rows)), |best, r| {
+            if fill(r) > best.1 { (r, fill(r)) } else { best }
+        })
+        .0
+}
+
+/// The least share of the microkernel's lanes a Winograd band's GEMM columns fill before
+/// [`fill_lanes`] makes the bands longer.
+const WINO_MIN_FILL: f64 = 0.75;
 
 /// Output channels per Winograd channel group: whole blocks of `ocb` whose products fit in
 /// [`WINO_PRODUCT_BYTES`], fewer while the items (`bands` x groups) are under 4, so that two
@@ -3153,5 +3194,35 @@ mod guard_tests {
                 prev_end = off + n;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod wino_band_tests {
+    use super::{fill_lanes, wino_lane_cols};
+
+    /// Columns are rounded up per band, the last band's own rest included.
+    #[test]
+    fn lane_columns_round_each_band() {
+        // 4 x 4 tiles on 16-float vectors: bands of 1 row pay 16 columns for 4.
+        assert_eq!(wino_lane_cols(1, 4, 4, 16), 64);
+        assert_eq!(wino_lane_cols(4, 4, 4, 16), 16);
+        // 7 x 7 tiles: bands 3, 3, 1 -> 32 + 32 + 16.
+        assert_eq!(wino_lane_cols(3, 7, 7, 16), 80);
+        assert_eq!(wino_lane_cols(2, 7, 7, 16), 64);
+        // Rows beyond the plane are the plane.
+        assert_eq!(wino_lane_cols(9, 7, 7, 16), 64);
+    }
+
+    /// Bands that fill at least 3/4 of the lanes stay; others grow to the best-filling rows.
+    #[test]
+    fn bands_grow_only_where_lanes_idle() {
+        assert_eq!(fill_lanes(1, 4, 4, 16), 4);
+        assert_eq!(fill_lanes(2, 7, 7, 16), 2);
+        assert_eq!(fill_lanes(1, 28, 28, 16), 1);
+        // 8 x 8 tiles, bands of 1 row (8 of 16 lanes): 2 rows fill them all.
+        assert_eq!(fill_lanes(1, 8, 8, 16), 2);
+        // Narrow vectors fill anyway.
+        assert_eq!(fill_lanes(1, 4, 4, 4), 1);
     }
 }

@@ -1220,14 +1220,18 @@ pub(crate) fn choose(
 }
 
 /// Winograd's estimated work on an `oh x ow` plane, in multiply-add equivalents: `n² c oc`
-/// per GEMM column (the tiles, rounded up to the microkernel's `lanes`), plus the transforms
-/// per tile and channel (each row's tiles rounded up to whole transform vectors).
+/// per GEMM column (the tiles of each band the planner will cut, rounded up to the
+/// microkernel's `lanes`: a small plane's bands may fill few lanes), plus the transforms per
+/// tile and channel (each row's tiles rounded up to whole transform vectors).
 fn winograd_cost(t: TransformCost, c: usize, oc: usize, oh: usize, ow: usize, lanes: usize) -> f64 {
     let (v, tl, kin, kout) = t;
     let m = v.m();
-    let n2 = (v.n() * v.n()) as f64;
-    let tiles = oh.div_ceil(m) * ow.div_ceil(m).div_ceil(tl) * tl;
-    let gemm_cols = (oh.div_ceil(m) * ow.div_ceil(m)).div_ceil(lanes) * lanes;
+    let nn = v.n() * v.n();
+    let n2 = nn as f64;
+    let (tiles_y, tiles_x) = (oh.div_ceil(m), ow.div_ceil(m));
+    let tiles = tiles_y * tiles_x.div_ceil(tl) * tl;
+    let rows = crate::plan::wino_rows(nn, c, oc, tiles_x, tiles_y, lanes);
+    let gemm_cols = crate::plan::wino_lane_cols(rows, tiles_x, tiles_y, lanes);
     n2 * (c * oc) as f64 * gemm_cols as f64 + tiles as f64 * (c as f64 * kin + oc as f64 * kout)
 }
 
