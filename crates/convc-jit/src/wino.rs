@@ -1014,11 +1014,31 @@ mod x86 {
 }
 
 /// Multiply-add equivalents of the transforms per tile and channel (input transform per input
-/// channel, output transform with its epilogue and stores per output channel), estimated from
-/// instruction counts: used only where the host's own measurement ([`transform_costs`]) is not
-/// available.
-const TRANSFORM_COST: [(Variant, f64, f64); 2] =
-    [(Variant::F2, 40.0, 120.0), (Variant::F4, 110.0, 330.0)];
+/// channel, output transform with its epilogue and stores per output channel) on vectors of 4,
+/// 8 and 16 floats: fixed estimates, rounded from the measurements of [`transform_costs`] (AMD
+/// Zen4: F(2x2) 65-96 / 39-83, F(4x4) 169-400 / 183-375, the narrower vectors the dearer; an
+/// Intel Xeon under load measured about twice as much). `auto` decides with these, not with the
+/// measurement, whether a layer runs Winograd and which variant ([`choose`]): the variant
+/// changes the output's rounding, and a measurement that varies from process to process made
+/// the same network give different bits from run to run (a 3 -> 8 layer at 128x128 sits near
+/// the break-even). They also stand in where the host's path cannot be measured.
+const TRANSFORM_COST: [TransformCost; 6] = [
+    (Variant::F2, 4, 90.0, 80.0),
+    (Variant::F2, 8, 85.0, 50.0),
+    (Variant::F2, 16, 80.0, 45.0),
+    (Variant::F4, 4, 380.0, 370.0),
+    (Variant::F4, 8, 260.0, 220.0),
+    (Variant::F4, 16, 240.0, 200.0),
+];
+
+/// [`TRANSFORM_COST`] for the vector widths of path `isa`.
+fn estimated_costs(isa: Isa) -> Vec<TransformCost> {
+    TRANSFORM_COST
+        .iter()
+        .copied()
+        .filter(|t| t.1 <= isa.lanes())
+        .collect()
+}
 
 /// Times the input and the output transform (with a bias and relu epilogue) of variant `m` on
 /// `V`, on a band of 16 channels, 2 tile rows and 2 vectors of tiles a row whose data sit in
@@ -1158,10 +1178,7 @@ pub(crate) fn transform_costs(isa: Isa) -> Vec<TransformCost> {
                 ]
             })
             .collect(),
-        _ => TRANSFORM_COST
-            .iter()
-            .map(|&(v, i, o)| (v, isa.lanes(), i, o))
-            .collect(),
+        _ => estimated_costs(isa),
     };
     let costs = monotone(costs);
     cache.push((isa, costs.clone()));
@@ -1184,9 +1201,11 @@ fn monotone(mut costs: Vec<TransformCost>) -> Vec<TransformCost> {
 
 /// The variant a layer runs with on path `isa` and the vector width of its transforms, or
 /// `None` for direct convolution. `Auto` estimates both in multiply-add equivalents: direct,
-/// `9 c oc` per output (rows rounded up to whole vectors); Winograd ([`winograd_cost`]); it
-/// takes Winograd only where it saves more than 10%. F(4x4,3x3) only where its error is within
-/// the budget ([`f4_within_budget`]). A forced variant takes its cheapest transform width.
+/// `9 c oc` per output (rows rounded up to whole vectors); Winograd ([`winograd_cost`], with
+/// the fixed [`TRANSFORM_COST`], so that the choice, which changes the rounding, is the same in
+/// every run); it takes Winograd only where it saves more than 10%. F(4x4,3x3) only where its
+/// error is within the budget ([`f4_within_budget`]). The variant then takes the transform
+/// width cheapest by the host's measurement (the width changes no result).
 pub(crate) fn choose(
     algo: crate::ConvAlgo,
     c: usize,
@@ -1196,14 +1215,14 @@ pub(crate) fn choose(
     isa: Isa,
 ) -> Option<(Variant, usize)> {
     let f4 = f4_within_budget(c);
-    let cheapest = |keep: &dyn Fn(Variant) -> bool| {
-        transform_costs(isa)
+    let cheapest_of = |costs: Vec<TransformCost>, keep: &dyn Fn(Variant) -> bool| {
+        costs
             .into_iter()
             .filter(|&(v, ..)| keep(v))
             .map(|t| ((t.0, t.1), winograd_cost(t, c, oc, oh, ow, isa.lanes())))
             .min_by(|a, b| a.1.total_cmp(&b.1))
     };
-    let forced = |v: Variant| cheapest(&|w| w == v).map(|(vt, _)| vt);
+    let forced = |v: Variant| cheapest_of(transform_costs(isa), &|w| w == v).map(|(vt, _)| vt);
     match algo {
         crate::ConvAlgo::Direct => None,
         crate::ConvAlgo::Winograd => forced(if f4 { Variant::F4 } else { Variant::F2 }),
@@ -1212,9 +1231,9 @@ pub(crate) fn choose(
         crate::ConvAlgo::Auto => {
             let lanes = isa.lanes();
             let direct = 9.0 * (c * oc * oh * ow.div_ceil(lanes) * lanes) as f64;
-            cheapest(&|v| v != Variant::F4 || f4)
+            cheapest_of(estimated_costs(isa), &|v| v != Variant::F4 || f4)
                 .filter(|&(_, w)| w < 0.9 * direct)
-                .map(|(vt, _)| vt)
+                .and_then(|((v, _), _)| forced(v))
         }
     }
 }
