@@ -283,6 +283,10 @@ pub(crate) struct Pre {
     pub tile_rows: usize,
     pub sh: usize,
     pub span: usize,
+    /// Where the tile splits each row into stride phases (`pad.sw > 1`): the offset in the
+    /// thread's scratch of one row of every channel (`[C][w]`), which the producer writes,
+    /// row by row, before the runtime splits it into the tile.
+    pub stage: Option<usize>,
 }
 
 /// Floats a region of thread scratch takes for `len` floats: rounded up to whole 64-byte lines,
@@ -351,11 +355,17 @@ fn private_to_consumer(
     readers: &std::collections::HashMap<usize, usize>,
     layout: &PadCopy,
 ) -> bool {
-    let n = NodeIndex::new(layout.src);
-    layout.sw == 1
-        && readers.get(&layout.src) == Some(&1)
-        && !g.is_output(n)
-        && !g.inputs.contains(&n)
+    layout.sw == 1 && read_once_inside(g, readers, layout.src)
+}
+
+/// Whether value `v` is read once (`readers`) and is neither a network input nor an output.
+fn read_once_inside(
+    g: &Graph,
+    readers: &std::collections::HashMap<usize, usize>,
+    v: usize,
+) -> bool {
+    let n = NodeIndex::new(v);
+    readers.get(&v) == Some(&1) && !g.is_output(n) && !g.inputs.contains(&n)
 }
 
 /// Whether the conv `ps` writes the plain `[C][H][W]` layout of the value `layout` pads (its
@@ -374,8 +384,12 @@ fn writes_plain(ps: &ConvSpec, layout: &PadCopy) -> bool {
 /// projection then run as one step and the expanded value (6x the block's channels) never goes
 /// to memory. The producer reads its input directly (no padded copy or tile of its own), has
 /// one output row per item, no residual add and is not flattened; the depthwise conv has one
-/// input channel per group (its packed weights do not depend on the tile's channel stride),
-/// stride 1 along the row and pads through a tile.
+/// input channel per group (its packed weights do not depend on the tile's channel stride)
+/// and pads through a tile. Where that tile splits rows into stride phases (a stride-2
+/// depthwise conv), the producer writes one row of every channel at a time into a row of
+/// thread scratch, and the runtime splits it into the tile ([`Pre::stage`]): a MobileNet
+/// block of stride 2 wrote its 6x expanded value to memory and padded it back, phase by
+/// phase, band by band.
 fn band_pre(g: &Graph, steps: Vec<Step>) -> Vec<Step> {
     let readers = read_counts(&steps);
     let mut slots: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
@@ -391,7 +405,7 @@ fn band_pre(g: &Graph, steps: Vec<Step>) -> Vec<Step> {
             continue;
         };
         let v = t.pad.src;
-        if cg != 1 || !private_to_consumer(g, &readers, &t.pad) {
+        if cg != 1 || t.pad.hcw || !read_once_inside(g, &readers, v) {
             continue;
         }
         let Some(pi) = (0..si)
@@ -423,9 +437,14 @@ fn band_pre(g: &Graph, steps: Vec<Step>) -> Vec<Step> {
         let pad = t.pad.clone();
         let tile_rows = (rows - 1) * sh + span;
         let rs = pad.row_len();
+        let tile_len = scratch_span(pad.c * tile_rows * rs);
+        let stage = (pad.sw > 1).then_some(tile_len);
         if let KernelSpec::Conv(ps) = &mut pstep.spec {
-            ps.out_cs = tile_rows * rs;
-            ps.out_rs = rs;
+            // Staged: one row of each channel (the runtime offsets the pointer per row).
+            (ps.out_cs, ps.out_rs) = match stage {
+                Some(_) => (pad.w, pad.w),
+                None => (tile_rows * rs, rs),
+            };
             ps.row_major = true;
         }
         pstep.args[0] = Arg::Null;
@@ -443,13 +462,14 @@ fn band_pre(g: &Graph, steps: Vec<Step>) -> Vec<Step> {
         }
         band.step.tile = None;
         band.step.args[1] = Arg::Null;
-        band.buf_off = scratch_span(pad.c * tile_rows * rs);
+        band.buf_off = tile_len + stage.map_or(0, |_| scratch_span(pad.c * pad.w));
         band.pre = Some(Box::new(Pre {
             step: pstep,
             pad,
             tile_rows,
             sh,
             span,
+            stage,
         }));
     }
     slots.into_iter().flatten().collect()

@@ -806,14 +806,35 @@ impl Exec<'_> {
         // Rows inside: the producer's output rows `ya..yb` (row-major items, one row each).
         let ya = from.max(pad.pt) - pad.pt;
         let yb = hi.min(pad.pt + pad.h).saturating_sub(pad.pt);
-        if ya < yb {
+        let blocks = (sp.groups * sp.nb()) as u64;
+        let f = self.fns[p.step.kernel];
+        if let Some(off) = p.stage {
+            for y in ya..yb {
+                // It writes row y of channel c at `c * w + y * w + x` from its pointer: the
+                // stage's row of channel c at `c * w`.
+                let stage = tscratch.0.wrapping_add(off);
+                pbufs[0] = stage.wrapping_sub(y * pad.w);
+                // SAFETY: the table is the producer's; row `y` lands in the stage (`c * w`
+                // floats of the scratch at `off`, see `Pre::stage`).
+                unsafe { f(pbufs.as_ptr(), y as u64 * blocks, (y as u64 + 1) * blocks) };
+                for c in 0..pad.c {
+                    // SAFETY: the stage holds `w` floats of channel `c`; padded row
+                    // `y + pt - lo < tile_rows` of channel `c` holds `rs` floats.
+                    unsafe {
+                        split_row(
+                            stage.add(c * pad.w),
+                            tile.add(c * cs + (y + pad.pt - lo) * rs),
+                            pad,
+                        )
+                    };
+                }
+            }
+        } else if ya < yb {
             // It writes row y of channel c at `c * cs + y * rs + x` from its pointer: row `y`
             // is padded row `y + pt`, at tile row `y + pt - lo`, column `pl + x`.
             pbufs[0] = tile
                 .wrapping_add(pad.pt * rs + pad.pl)
                 .wrapping_sub(lo * rs);
-            let blocks = (sp.groups * sp.nb()) as u64;
-            let f = self.fns[p.step.kernel];
             // SAFETY: the table is the producer's; rows `ya..yb` land inside the tile.
             unsafe { f(pbufs.as_ptr(), ya as u64 * blocks, yb as u64 * blocks) };
         }

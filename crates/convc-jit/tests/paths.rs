@@ -445,15 +445,21 @@ fn producers_write_into_padded_inputs() {
 
 /// A band pair whose depthwise input comes from a conv used only there runs that conv inside
 /// the band step, row by row, keeping rows between consecutive bands (`plan::Pre`): MobileNet's
-/// expansion, vertical strides and dilations, every padding form, producers that are not 1x1
-/// (a `valid` conv reads its input in place), residual adds after the projection, bands that
-/// do not divide the plane, 1 and 2 threads (claims of several bands), batches, repeated runs.
+/// expansion, strides and dilations (strides along the row through a row of staging split into
+/// phases), every padding form, producers that are not 1x1 (a `valid` conv reads its input in
+/// place), residual adds after the projection, bands that do not divide the plane, 1 and 2
+/// threads (claims of several bands), batches, repeated runs.
 #[test]
 fn producers_run_inside_band_steps() {
     let mut fused = 0;
+    // Runs whose depthwise conv strides along the row, and how many of them fused.
+    let (mut row_strided, mut row_strided_fused) = (0, 0);
     for (e_args, d_args) in [
         ("kernel=1x1", "kernel=3x3, pad=same"),
         ("kernel=1x1", "kernel=3x3, stride=2, pad=same"),
+        ("kernel=1x1", "kernel=3x3, stride=(1, 2), pad=(1, 0, 1, 2)"),
+        ("kernel=1x1", "kernel=5x5, stride=2, pad=same"),
+        ("kernel=1x1", "kernel=3x3, stride=3, pad=(0, 1, 2, 1)"),
         ("kernel=1x1", "kernel=3x3, stride=(2, 1), pad=(0, 2, 1, 1)"),
         ("kernel=1x1", "kernel=5x3, dilation=(2, 1), pad=same"),
         ("kernel=3x3, pad=valid", "kernel=3x3, pad=1"),
@@ -479,8 +485,14 @@ fn producers_run_inside_band_steps() {
                 let size = (h, w);
                 let net = check_graph(&g, &[size], 2, &opts(threads), &src);
                 let steps = net.steps();
-                if steps.len() == 1 && steps[0].kernel.matches(" then ").count() == 2 {
-                    fused += 1;
+                let one = steps.len() == 1 && steps[0].kernel.matches(" then ").count() == 2;
+                fused += usize::from(one);
+                if d_args.contains("stride=2")
+                    || d_args.contains("(1, 2)")
+                    || d_args.contains("stride=3")
+                {
+                    row_strided += 1;
+                    row_strided_fused += usize::from(one);
                 }
                 for seed in [21, 22] {
                     let x = inputs_for(&g, &[size], 3, seed);
@@ -494,6 +506,11 @@ fn producers_run_inside_band_steps() {
     assert!(
         fused >= 24,
         "{fused} nets ran their producer inside the band step"
+    );
+    assert!(row_strided > 0);
+    assert_eq!(
+        row_strided_fused, row_strided,
+        "depthwise convs strided along the row that ran their producer inside"
     );
 }
 
