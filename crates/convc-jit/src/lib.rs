@@ -28,8 +28,9 @@ mod wino;
 pub use wide::{Isa, Tuning, tune};
 pub use wino::f4_within_budget as winograd_f4_within_budget;
 
-/// The Winograd transforms' costs that `--conv-algo auto` weighs on path `isa`, measured on
-/// this host at first use (then cached for the process): per variant (`F(2x2,3x3)`,
+/// The Winograd transforms' costs measured on this host at first use for path `isa` (then
+/// cached for the process), from which `--conv-algo` takes the transforms' vector width (the
+/// variant `auto` picks by fixed estimates, so that results do not vary from run to run): per variant (`F(2x2,3x3)`,
 /// `F(4x4,3x3)`) and vector width of the transforms, the input and the output transform in multiply-add equivalents per tile and
 /// channel, and how long the measurement took (0 when cached).
 pub fn winograd_costs(isa: Isa) -> (Vec<(String, f64, f64)>, std::time::Duration) {
