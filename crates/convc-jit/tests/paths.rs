@@ -119,10 +119,11 @@ fn the_pool_serves_many_and_concurrent_runs() {
     let want = convc_interp::run(&g, &x).expect("interp");
     let first = net.run(&x).expect("run");
     assert_close(&first, &want, "first run");
-    // Many runs in a row: the workers sleep and wake between some of them.
+    // Many runs in a row: the workers sleep and wake between some of them (they spin for
+    // 2 ms before they sleep).
     for i in 0..40 {
         if i % 10 == 9 {
-            std::thread::sleep(std::time::Duration::from_millis(2));
+            std::thread::sleep(std::time::Duration::from_millis(6));
         }
         let got = net.run(&x).expect("run");
         for (a, b) in got.iter().zip(&first) {
