@@ -733,14 +733,18 @@ fn fill_lanes(rows: usize, tx: usize, tiles_y: usize, lanes: usize) -> usize {
 const WINO_MIN_FILL: f64 = 0.75;
 
 /// Output channels per Winograd channel group: whole blocks of `ocb` whose products fit in
-/// [`WINO_PRODUCT_BYTES`], fewer while the items (`bands` x groups) are under 4, so that two
-/// threads share the work.
+/// [`WINO_PRODUCT_BYTES`], fewer while the items (`bands` x groups) are under 4 or odd, so
+/// that two threads share the work evenly. Where the bands are fewer than the threads, claims
+/// are shares of a band's groups (`runtime::claim_items`): a 512 -> 512 layer at 7x7 (one band
+/// of 43 blocks) had 5 groups, 3 for one thread and 2 for the other.
 fn wino_group(nn: usize, cols: usize, ocb: usize, oc: usize, bands: usize) -> usize {
     let blocks = oc.div_ceil(ocb);
     let fit = (WINO_PRODUCT_BYTES / (nn * cols * 4 * ocb).max(1)).clamp(1, blocks);
-    // As few groups as fit, at least as many as make 4 items, then blocks spread evenly.
+    // As few groups as fit, at least as many as make 4 items, and an even number of items
+    // where the blocks allow, then blocks spread evenly.
+    let count = |groups: usize| blocks.div_ceil(blocks.div_ceil(groups));
     let mut groups = blocks.div_ceil(fit);
-    while groups < blocks && bands * groups < 4 {
+    while groups < blocks && (bands * count(groups) < 4 || (bands * count(groups)) % 2 == 1) {
         groups += 1;
     }
     blocks.div_ceil(groups) * ocb
