@@ -3225,28 +3225,30 @@ mod guard_tests {
 mod wino_band_tests {
     use super::{fill_lanes, wino_lane_cols};
 
-    /// Columns are rounded up per band, the last band's own rest included.
+    /// Columns are rounded up per band, the last band's own rest included; bands that fill at
+    /// least 3/4 of the lanes stay, others grow to the best-filling rows. Rows: (rows, tiles a
+    /// row, tile rows, lanes, GEMM columns computed, rows after `fill_lanes`).
     #[test]
-    fn lane_columns_round_each_band() {
-        // 4 x 4 tiles on 16-float vectors: bands of 1 row pay 16 columns for 4.
-        assert_eq!(wino_lane_cols(1, 4, 4, 16), 64);
-        assert_eq!(wino_lane_cols(4, 4, 4, 16), 16);
-        // 7 x 7 tiles: bands 3, 3, 1 -> 32 + 32 + 16.
-        assert_eq!(wino_lane_cols(3, 7, 7, 16), 80);
-        assert_eq!(wino_lane_cols(2, 7, 7, 16), 64);
-        // Rows beyond the plane are the plane.
-        assert_eq!(wino_lane_cols(9, 7, 7, 16), 64);
-    }
-
-    /// Bands that fill at least 3/4 of the lanes stay; others grow to the best-filling rows.
-    #[test]
-    fn bands_grow_only_where_lanes_idle() {
-        assert_eq!(fill_lanes(1, 4, 4, 16), 4);
-        assert_eq!(fill_lanes(2, 7, 7, 16), 2);
-        assert_eq!(fill_lanes(1, 28, 28, 16), 1);
-        // 8 x 8 tiles, bands of 1 row (8 of 16 lanes): 2 rows fill them all.
-        assert_eq!(fill_lanes(1, 8, 8, 16), 2);
-        // Narrow vectors fill anyway.
-        assert_eq!(fill_lanes(1, 4, 4, 4), 1);
+    fn bands_fill_the_lanes() {
+        for (rows, tx, ty, lanes, cols, filled) in [
+            // 4 x 4 tiles on 16-float vectors: bands of 1 row pay 16 columns for 4.
+            (1, 4, 4, 16, 64, 4),
+            (4, 4, 4, 16, 16, 4),
+            // 7 x 7 tiles: bands 3, 3, 1 -> 32 + 32 + 16 (49 of 80: bands of 4 and 3 fill 64);
+            // bands of 2 fill 49 of 64.
+            (3, 7, 7, 16, 80, 4),
+            (2, 7, 7, 16, 64, 2),
+            // Rows beyond the plane are the plane.
+            (9, 7, 7, 16, 64, 9),
+            (1, 28, 28, 16, 28 * 32, 1),
+            // 8 x 8 tiles, bands of 1 row (8 of 16 lanes): 2 rows fill them all.
+            (1, 8, 8, 16, 128, 2),
+            // Narrow vectors fill anyway.
+            (1, 4, 4, 4, 16, 1),
+        ] {
+            let case = format!("rows {rows}, {tx} x {ty} tiles, {lanes} lanes");
+            assert_eq!(wino_lane_cols(rows, tx, ty, lanes), cols, "{case}");
+            assert_eq!(fill_lanes(rows, tx, ty, lanes), filled, "{case}");
+        }
     }
 }
