@@ -722,9 +722,11 @@ fn fill_lanes(rows: usize, tx: usize, tiles_y: usize, lanes: usize) -> usize {
         return rows;
     }
     (rows..=tiles_y.max(rows))
-        .fold((rows, fill(rows)), |best, r| {
-            if fill(r) > best.1 { (r, fill(r)) } else { best }
-        })
+        .map(|r| (r, fill(r)))
+        .fold(
+            (rows, 0.0),
+            |best, (r, f)| if f > best.1 { (r, f) } else { best },
+        )
         .0
 }
 

@@ -824,10 +824,10 @@ impl Exec<'_> {
         let blocks = (sp.groups * sp.nb()) as u64;
         let f = self.fns[p.step.kernel];
         if let Some(off) = p.stage {
+            let stage = tscratch.0.wrapping_add(off);
             for y in ya..yb {
                 // It writes row y of channel c at `c * w + y * w + x` from its pointer: the
                 // stage's row of channel c at `c * w`.
-                let stage = tscratch.0.wrapping_add(off);
                 pbufs[0] = stage.wrapping_sub(y * pad.w);
                 // SAFETY: the table is the producer's; row `y` lands in the stage (`c * w`
                 // floats of the scratch at `off`, see `Pre::stage`).
