@@ -1,8 +1,9 @@
 //! Filetests of the JIT's plan (`convc dump --format plan`): every example spec and the small
 //! bench specs in, the plan out, as insta snapshots, so a change of a planning heuristic shows
 //! as a diff (bless with `INSTA_UPDATE=always cargo test --test plan_snapshots`). The plans
-//! are made for Cranelift's own path and a 48 KB L1, whatever the machine running the tests
-//! (`CONVC_ISA=sse`, `CONVC_L1D_BYTES`): the wide paths' register blocks are measured per host.
+//! are made for Cranelift's own path, a 48 KB L1 and a 1 MB L2, whatever the machine running
+//! the tests (`CONVC_ISA=sse`, `CONVC_L1D_BYTES`, `CONVC_L2_BYTES`): the wide paths' register
+//! blocks are measured per host.
 
 mod common;
 
@@ -13,7 +14,14 @@ fn plan(spec: &str, size: Option<&str>) -> String {
     if let Some(s) = size {
         args.extend(["--size", s]);
     }
-    ok_stdout_with_env(&args, &[("CONVC_ISA", "sse"), ("CONVC_L1D_BYTES", "49152")])
+    ok_stdout_with_env(
+        &args,
+        &[
+            ("CONVC_ISA", "sse"),
+            ("CONVC_L1D_BYTES", "49152"),
+            ("CONVC_L2_BYTES", "1048576"),
+        ],
+    )
 }
 
 #[test]

@@ -96,13 +96,11 @@ fn step(
     let _ = writeln!(t, "  kernel {}", kname(s.kernel));
     schedule(t, &s.spec, "    ");
     if let Some(p) = &s.pad {
-        let at = plan.scratch.get(i).copied().unwrap_or(0);
-        let _ = writeln!(
-            t,
-            "  input {} padded: {} at arena @{at}",
-            name(p.src),
-            layout(p)
-        );
+        let at = match s.pad_private {
+            Some(off) => format!("by each thread into its scratch @{off}"),
+            None => format!("at arena @{}", plan.scratch.get(i).copied().unwrap_or(0)),
+        };
+        let _ = writeln!(t, "  input {} padded: {} {at}", name(p.src), layout(p));
     }
     if let KernelSpec::Wino(w) = &s.spec
         && let (Some(b), Some(Arg::Value { node, .. })) = (&w.band_pad, s.args.get(1))

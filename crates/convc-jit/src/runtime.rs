@@ -453,7 +453,7 @@ impl Exec<'_> {
                 }
                 match ctx.as_deref_mut() {
                     Some(ctx) if self.parallel(step) => {
-                        if let Some(pad) = &step.pad
+                        if let Some(pad) = step.pad.as_ref().filter(|_| step.pad_private.is_none())
                             && !self.job(ctx, img, si, Phase::Pad, pad.c, 1)
                         {
                             return;
@@ -466,11 +466,7 @@ impl Exec<'_> {
                     }
                     _ => {
                         self.fill(&mut bufs, img, si, self.tscratch);
-                        if let Some(pad) = &step.pad {
-                            // SAFETY: slot 1 of a step with padding is its scratch buffer, sized
-                            // by the planner for `pad`; the source holds `c*h*w` values.
-                            unsafe { pad_copy(self.src_ptr(img, pad), bufs[1], pad, 0, pad.c) };
-                        }
+                        self.pad_input(step, &mut bufs, img, self.tscratch);
                         self.kernel(step, &mut bufs, img, 0, step.items(), self.tscratch);
                     }
                 }
@@ -543,6 +539,8 @@ impl Exec<'_> {
         } = job;
         let step = &self.plan.steps[si];
         self.fill(bufs, img, si, tscratch);
+        // A padded copy of the thread's own is written before its first item.
+        let mut unpadded = phase == Phase::Kernel && step.pad_private.is_some();
         loop {
             let cur = sh.work.load(Ordering::Acquire);
             if cur >> ITEM_BITS != seq {
@@ -571,10 +569,30 @@ impl Exec<'_> {
                     unsafe { pad_copy(self.src_ptr(img, pad), bufs[1], pad, a, b) };
                 }
             } else {
+                if unpadded {
+                    self.pad_input(step, bufs, img, tscratch);
+                    unpadded = false;
+                }
                 self.kernel(step, bufs, img, a, b, tscratch);
             }
             sh.done.fetch_add(b - a, Ordering::Release);
         }
+    }
+
+    /// Writes `step`'s padded input (if it has one) into its scratch buffer, slot 1 of `bufs`;
+    /// or, where the thread keeps its own copy (`Step::pad_private`), into `tscratch` at the
+    /// planned offset, pointing slot 1 there.
+    fn pad_input(&self, step: &Step, bufs: &mut [*mut f32], img: usize, tscratch: P) {
+        let Some(pad) = &step.pad else {
+            return;
+        };
+        if let Some(off) = step.pad_private {
+            bufs[1] = tscratch.0.wrapping_add(off);
+        }
+        // SAFETY: slot 1 of a step with padding is its scratch buffer, sized by the planner for
+        // `pad` (in the arena, or `pad.len()` floats from `off` in the thread's scratch, see
+        // `plan::thread_scratch`); the source holds `c*h*w` values.
+        unsafe { pad_copy(self.src_ptr(img, pad), bufs[1], pad, 0, pad.c) };
     }
 
     /// Runs items `a..b` of `step`'s kernel (`bufs` filled for it; items a..b are this
