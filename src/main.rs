@@ -55,10 +55,11 @@ pub struct IsaOpt {
     /// lacks is an error.
     #[arg(long, value_name = "ISA", value_parser = ["sse", "avx2", "avx512"])]
     pub isa: Option<String>,
-    /// How 3x3 stride-1 convolutions run on the avx2 and avx512 paths: direct, winograd
-    /// (F(4x4,3x3), or F(2x2,3x3) where F(4x4)'s error exceeds the budget), winograd-f2,
-    /// winograd-f4 (one variant wherever it applies), or auto (per layer, by a cost model; the
-    /// default, or CONVC_CONV_ALGO).
+    /// How 3x3 and Kx1 stride-1 convolutions run on the avx2 and avx512 paths: direct,
+    /// winograd (F(4x4,3x3), or F(2x2,3x3) where F(4x4)'s error exceeds the budget; for Kx1,
+    /// F(m,K) down the columns with the cheapest m within the budget), winograd-f2,
+    /// winograd-f4 (output tiles of 2 or 4 wherever they apply), or auto (per layer, by a cost
+    /// model; the default, or CONVC_CONV_ALGO).
     #[arg(long, value_name = "ALGO", value_parser = ["direct", "winograd", "winograd-f2", "winograd-f4", "auto"])]
     pub conv_algo: Option<String>,
 }

@@ -26,6 +26,7 @@ mod wide;
 mod wino;
 
 pub use wide::{Isa, Tuning, tune};
+pub use wino::col_within_budget as winograd_col_within_budget;
 pub use wino::f4_within_budget as winograd_f4_within_budget;
 
 /// The Winograd transforms' costs measured on this host at first use for path `isa` (then
@@ -84,8 +85,8 @@ pub struct JitOptions {
     /// variable `CONVC_JIT_GUARD_PAGES` says (`end` or `start`), so that any test or run can
     /// be repeated in this mode.
     pub guard_pages: GuardPages,
-    /// How 3x3 stride-1 convolutions run on the wide paths: direct, Winograd, or chosen per
-    /// layer by a cost model (the default).
+    /// How 3x3 and Kx1 stride-1 convolutions run on the wide paths: direct, Winograd, or
+    /// chosen per layer by a cost model (the default).
     pub conv_algo: ConvAlgo,
     /// Test hook: the vector width of Winograd's transforms (4, 8, or the path's lanes)
     /// instead of the cheapest by the cost model, so that tests cover every width; a width
@@ -97,8 +98,10 @@ pub struct JitOptions {
     pub gemm_cols: Option<usize>,
 }
 
-/// The algorithm of 3x3, stride-1, dilation-1, one-group convolutions on the wide paths
-/// (`--conv-algo`). Other convolutions, and every convolution on the SSE path, run direct.
+/// The algorithm of 3x3 and `K x 1` (K up to 7), stride-1, dilation-1, one-group
+/// convolutions on the wide paths (`--conv-algo`): Winograd F(2x2,3x3) and F(4x4,3x3), and
+/// F(m, K) down the columns of a `K x 1` kernel (`m + K - 1 <= 8`). Other convolutions, and
+/// every convolution on the SSE path, run direct.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ConvAlgo {
     /// Per layer, whichever a cost model expects to be faster (Winograd variants within the
@@ -108,11 +111,12 @@ pub enum ConvAlgo {
     /// Direct convolution everywhere.
     Direct,
     /// Winograd wherever it applies: F(4x4,3x3), or F(2x2,3x3) where F(4x4) would exceed the
-    /// error budget.
+    /// error budget; down columns, the cheapest output tile within the budget.
     Winograd,
-    /// F(2x2,3x3) wherever Winograd applies (for measurements).
+    /// Output tiles of 2 wherever Winograd applies: F(2x2,3x3), F(2,K) (for measurements).
     WinogradF2,
-    /// F(4x4,3x3) wherever Winograd applies, whatever its error (for measurements).
+    /// Output tiles of 4 wherever Winograd applies, whatever the error: F(4x4,3x3), F(4,K)
+    /// with `K <= 5` (for measurements).
     WinogradF4,
 }
 

@@ -2187,12 +2187,14 @@ impl Builder<'_> {
             return Ok((tail_b, self.band_step(n, c, chain, bn, &chain_b)?));
         }
         let tail = chain.last().copied().unwrap_or(n);
-        let step = match self.wino_step(n, c, chain)? {
-            Some(step) => step,
-            None => match self.gemm_step(n, c, chain)? {
-                Some(step) => step,
-                None => self.conv_step(n, c, chain, BandRole::Alone)?,
-            },
+        let step = if let Some(step) = self.wino_step(n, c, chain)? {
+            step
+        } else if let Some(step) = self.wino_col_step(n, c, chain)? {
+            step
+        } else if let Some(step) = self.gemm_step(n, c, chain)? {
+            step
+        } else {
+            self.conv_step(n, c, chain, BandRole::Alone)?
         };
         Ok((tail, step))
     }
@@ -2469,7 +2471,9 @@ impl Builder<'_> {
         let ocb = crate::spec::blocks_of_at_most(oc, crate::wide::block_ocb_for_width(isa, cols));
         let group = wino_group(nn, cols, ocb, oc, tiles_y.div_ceil(rows));
         let cs = crate::wino::col_stride(cols);
-        let packed = pack_weights(conv.weight.data.data(), oc, c, variant, ocb, cs);
+        let Some(packed) = pack_weights(conv.weight.data.data(), oc, c, variant, ocb, cs) else {
+            return Ok(None);
+        };
         let wslot = self.param(&packed)?;
         let tail = members.last().copied().unwrap_or(n);
         // A padded copy larger than the L2 goes to memory and back; per band and channel, the
@@ -2522,6 +2526,124 @@ impl Builder<'_> {
             kernel: 0,
             args,
             pad: band_pad.is_none().then_some(pad),
+            tile: None,
+            band: None,
+            zero: None,
+            pad_private: None,
+            work_ns: work::dense_ns(work, lanes),
+            macs,
+            writes: tail.index(),
+        }))
+    }
+
+    /// The Winograd step down columns (`crate::wino::Variant::Col`) of an `r x 1`, stride-1,
+    /// dilation-1, one-group conv on a wide path, when [`crate::wino::choose_col`] takes it
+    /// (`None`: run it direct). The input is copied zero-padded to whole tiles down and whole
+    /// vectors across (one phase); a copy larger than the L2 runs direct.
+    fn wino_col_step(
+        &mut self,
+        n: NodeIndex,
+        conv: &Conv,
+        members: &[NodeIndex],
+    ) -> Result<Option<Step>, JitError> {
+        use crate::wino::{Variant, WinoSpec, choose_col, pack_weights};
+        let x = operand(self.g, n, 0)?;
+        let [c, h, w] = self.conc.get(x);
+        let [oc, oh, ow] = self.conc.get(n);
+        let r = conv.kernel[0];
+        if self.isa == Isa::Sse
+            || conv.kernel[1] != 1
+            || r < 2
+            || conv.stride != [1, 1]
+            || conv.dilation != [1, 1]
+            || conv.groups != 1
+            || conv.out != oc
+            || conv.weight.data.shape() != [oc, c, r, 1]
+            || !self.acts_fit_wide(members)
+            || oh == 0
+            || ow == 0
+        {
+            return Ok(None);
+        }
+        let [pt, pb, pl, pr] = conv
+            .pad
+            .resolve(h, w, conv.kernel, conv.stride, conv.dilation);
+        if h + pt + pb != oh + r - 1 || w + pl + pr != ow {
+            return Ok(None);
+        }
+        let isa = self.isa;
+        let lanes = isa.lanes();
+        let flat = pl + pr == 0;
+        let Some(m) = choose_col(self.algo, (r, c, oc, oh, ow), flat, lanes) else {
+            return Ok(None);
+        };
+        let variant = Variant::Col { m, r };
+        let np = variant.products();
+        let tiles_y = oh.div_ceil(m);
+        let txp = ow.div_ceil(lanes) * lanes;
+        let pad = PadCopy {
+            src: x.index(),
+            c,
+            h,
+            w,
+            pt,
+            pl,
+            hp: m * tiles_y + r - 1,
+            sw: 1,
+            wq: txp,
+            hcw: false,
+            tail: 0,
+        };
+        if pad.len() * 4 > wino_input_bytes() {
+            return Ok(None);
+        }
+        let rows = wino_rows(np, c, oc, ow, tiles_y, lanes);
+        let cols = rows * ow;
+        let ocb = crate::spec::blocks_of_at_most(oc, crate::wide::block_ocb_for_width(isa, cols));
+        let group = wino_group(np, cols, ocb, oc, tiles_y.div_ceil(rows));
+        let cs = crate::wino::col_stride(cols);
+        let Some(packed) = pack_weights(conv.weight.data.data(), oc, c, variant, ocb, cs) else {
+            return Ok(None);
+        };
+        let bias = conv_bias(conv);
+        if bias.as_ref().is_some_and(|b| b.len() != oc) {
+            return Ok(None);
+        }
+        let wslot = self.param(&packed)?;
+        let tail = members.last().copied().unwrap_or(n);
+        let mut args = vec![val(tail), Arg::Scratch, Arg::Param(wslot)];
+        let ep = self.epilogue(n, members, bias, &mut args)?;
+        args.push(Arg::ThreadScratch);
+        let spec = WinoSpec {
+            variant,
+            isa,
+            c,
+            oc,
+            oh,
+            ow,
+            tiles_y,
+            tiles_x: ow,
+            txp,
+            tl: lanes,
+            rows,
+            group,
+            ocb,
+            in_cs: pad.chan_stride(),
+            in_rs: pad.row_stride(),
+            wq: txp,
+            ep,
+            scratch_slot: args.len() - 1,
+            band_pad: None,
+            stream: oc * oh * ow * 4 > wino_input_bytes(),
+        };
+        let macs = (oc * oh * ow) as u64 * (r * c) as u64;
+        let work = spec.gemm_macs() as f64 * work::WINO_TRANSFORM_FACTOR;
+        Ok(Some(Step {
+            name: self.group_name(n, members),
+            spec: KernelSpec::Wino(spec),
+            kernel: 0,
+            args,
+            pad: Some(pad),
             tile: None,
             band: None,
             zero: None,

@@ -669,7 +669,7 @@ impl KernelSpec {
             ),
             KernelSpec::Wino(w) => format!(
                 "wino{}_{}x{}x{}_b{}_g{}_r{}_t{}{}_{}{}",
-                w.variant.m(),
+                w.variant.tag(),
                 w.oc,
                 w.oh,
                 w.ow,

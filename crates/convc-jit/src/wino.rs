@@ -24,34 +24,150 @@ use crate::lanes::{V4, V8};
 use crate::spec::{Act, Ep, SLOT_IN, SLOT_OUT, SLOT_W};
 use crate::wide::{self, EpStep, Isa};
 
-/// A Winograd variant: the output tile's side.
+/// A Winograd variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Variant {
     /// F(2x2,3x3): 4x4 input tiles, 16 products for 36 multiplications.
     F2,
     /// F(4x4,3x3): 6x6 input tiles, 36 products for 144 multiplications.
     F4,
+    /// F(m, r) down the columns of an `r x 1` kernel: tiles of `m` outputs of one column from
+    /// `n = m + r - 1` input rows, `n` products for `m r` multiplications ([`col_matrices`]).
+    Col { m: usize, r: usize },
 }
 
 impl Variant {
-    /// Output tile side `m`.
+    /// Output tile side `m` (rows of a tile in `Col`).
     pub fn m(self) -> usize {
         match self {
             Variant::F2 => 2,
             Variant::F4 => 4,
+            Variant::Col { m, .. } => m,
         }
     }
-    /// Input tile side `n = m + 2`.
+    /// Input tile side `n = m + r - 1`.
     pub fn n(self) -> usize {
-        self.m() + 2
-    }
-    /// The name used in plans and kernel names.
-    pub fn name(self) -> &'static str {
         match self {
-            Variant::F2 => "F(2x2,3x3)",
-            Variant::F4 => "F(4x4,3x3)",
+            Variant::Col { m, r } => m + r - 1,
+            _ => self.m() + 2,
         }
     }
+    /// Products per tile and channel pair (the GEMMs of a band): `n²`, or `n` down columns.
+    pub fn products(self) -> usize {
+        match self {
+            Variant::Col { .. } => self.n(),
+            _ => self.n() * self.n(),
+        }
+    }
+    /// The kernel's rows `r` of a `Col` variant, 0 for the 3x3 ones.
+    pub fn col_r(self) -> usize {
+        match self {
+            Variant::Col { r, .. } => r,
+            _ => 0,
+        }
+    }
+    /// The name used in plans.
+    pub fn name(self) -> String {
+        match self {
+            Variant::F2 => "F(2x2,3x3)".into(),
+            Variant::F4 => "F(4x4,3x3)".into(),
+            Variant::Col { m, r } => format!("F({m},{r}) down columns"),
+        }
+    }
+    /// The variant's part of kernel names: `2`, `4`, `2c7`.
+    pub fn tag(self) -> String {
+        match self {
+            Variant::Col { m, r } => format!("{m}c{r}"),
+            _ => self.m().to_string(),
+        }
+    }
+}
+
+/// The finite interpolation points of the `Col` variants, in the order they are taken (the
+/// last point is always ∞): the usual small ones, whose powers stay exact in f32.
+const COL_POINTS: [f64; 9] = [0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0, -3.0];
+
+/// The most input rows of a `Col` tile ([`COL_POINTS`] and ∞).
+pub(crate) const COL_MAX_N: usize = COL_POINTS.len() + 1;
+
+/// The matrices of F(m, r) down columns (Toom-Cook with points [`COL_POINTS`] and ∞), in f64:
+/// `Bᵀ` (`n x n`, row-major), `Aᵀ` (`m x n`) and `G` (`n x r`), such that the correlation
+/// `y_i = Σ_k g_k d_(i+k)` of `n` inputs is `Aᵀ [(G g) ⊙ (Bᵀ d)]`. With `V` the Vandermonde
+/// matrix of the points (row `j`: the powers of point `j`; the ∞ row picks the leading
+/// coefficient), a linear convolution of `g` with `h` is `V⁻¹ [(G g) ⊙ (H h)]` (`G`, `H` the
+/// evaluations at the points); correlation is its transpose, so `Aᵀ = Hᵀ` and `Bᵀ = V⁻ᵀ`.
+/// `None` where `n` exceeds [`COL_MAX_N`].
+pub(crate) fn col_matrices(m: usize, r: usize) -> Option<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+    let n = m + r - 1;
+    if m == 0 || r == 0 || n > COL_MAX_N || n < 2 {
+        return None;
+    }
+    let pow = |j: usize, e: usize| -> f64 {
+        if j + 1 == n {
+            f64::from(u8::from(e + 1 == n))
+        } else {
+            COL_POINTS[j].powi(e as i32)
+        }
+    };
+    let vand: Vec<f64> = (0..n * n).map(|i| pow(i / n, i % n)).collect();
+    let inv = invert(&vand, n)?;
+    let bt = (0..n * n).map(|i| inv[(i % n) * n + i / n]).collect();
+    let at = (0..m * n)
+        .map(|i| {
+            let (row, j) = (i / n, i % n);
+            if j + 1 == n {
+                f64::from(u8::from(row + 1 == m))
+            } else {
+                COL_POINTS[j].powi(row as i32)
+            }
+        })
+        .collect();
+    let g = (0..n * r)
+        .map(|i| {
+            let (j, k) = (i / r, i % r);
+            if j + 1 == n {
+                f64::from(u8::from(k + 1 == r))
+            } else {
+                COL_POINTS[j].powi(k as i32)
+            }
+        })
+        .collect();
+    Some((bt, at, g))
+}
+
+/// The inverse of the `n x n` row-major matrix `a` by Gauss-Jordan elimination with partial
+/// pivoting, or `None` if it is singular.
+fn invert(a: &[f64], n: usize) -> Option<Vec<f64>> {
+    let mut a = a.to_vec();
+    let mut inv: Vec<f64> = (0..n * n)
+        .map(|i| f64::from(u8::from(i / n == i % n)))
+        .collect();
+    for col in 0..n {
+        let piv =
+            (col..n).max_by(|&x, &y| a[x * n + col].abs().total_cmp(&a[y * n + col].abs()))?;
+        if a[piv * n + col].abs() < 1e-12 {
+            return None;
+        }
+        for k in 0..n {
+            a.swap(col * n + k, piv * n + k);
+            inv.swap(col * n + k, piv * n + k);
+        }
+        let d = a[col * n + col];
+        for k in 0..n {
+            a[col * n + k] /= d;
+            inv[col * n + k] /= d;
+        }
+        for row in (0..n).filter(|&row| row != col) {
+            let f = a[row * n + col];
+            if f != 0.0 {
+                for k in 0..n {
+                    a[row * n + k] -= f * a[col * n + k];
+                    inv[row * n + k] -= f * inv[col * n + k];
+                }
+            }
+        }
+    }
+    Some(inv)
 }
 
 /// `G` of F(2x2,3x3) and F(4x4,3x3) (points 0, ±1, ±2 and ∞ for the latter).
@@ -63,7 +179,7 @@ fn g_matrix(v: Variant) -> Vec<[f64; 3]> {
             [0.5, -0.5, 0.5],
             [0.0, 0.0, 1.0],
         ],
-        Variant::F4 => vec![
+        Variant::F4 | Variant::Col { .. } => vec![
             [0.25, 0.0, 0.0],
             [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
             [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
@@ -183,7 +299,7 @@ impl WinoSpec {
     }
     /// Floats of thread scratch: transformed input, products, one channel's padded band.
     pub fn scratch_len(&self) -> usize {
-        let n2 = self.variant.n() * self.variant.n();
+        let n2 = self.variant.products();
         let v = n2 * skewed(self.c * self.cs());
         let mm = n2 * skewed(self.group * self.cs());
         v + mm + self.band_floats() + 64
@@ -196,7 +312,7 @@ impl WinoSpec {
     }
     /// Multiplications the GEMMs do per image.
     pub fn gemm_macs(&self) -> u64 {
-        let n2 = (self.variant.n() * self.variant.n()) as u64;
+        let n2 = self.variant.products() as u64;
         n2 * (self.c * self.oc) as u64 * (self.tiles_y * self.tiles_x) as u64
     }
     /// The table [`run_avx2`] / [`run_avx512`] read.
@@ -227,8 +343,19 @@ impl WinoSpec {
             b.w as i64,
             b.pt as i64,
             b.pl as i64,
-            self.ep.len() as i64,
+            self.variant.col_r() as i64,
         ]);
+        // A `Col` variant's `Bᵀ` and `Aᵀ`, as f32 bits (checked by the planner to exist).
+        if let Variant::Col { m, r } = self.variant
+            && let Some((bt, at, _)) = col_matrices(m, r)
+        {
+            p.extend(
+                bt.iter()
+                    .chain(&at)
+                    .map(|&x| i64::from((x as f32).to_bits())),
+            );
+        }
+        p.push(self.ep.len() as i64);
         for e in &self.ep {
             let (kind, slot, a, b) = ep_code(e);
             p.extend_from_slice(&[kind as i64, slot as i64, i64::from(a), i64::from(b)]);
@@ -273,10 +400,11 @@ pub(crate) fn epilogue_fits(ep: &[Ep]) -> bool {
         .any(|e| matches!(e, Ep::Act(a) if a.cranelift_only()))
 }
 
-/// The packed transformed weights: per product `ξ` (of `n²`), per block of `ocb` output
-/// channels, per input channel the byte offset to the next channel's row of `V` (`cs`
-/// floats on; an `i64` in two floats; 0 after the last) and the block's `U[ξ][o][c]`: the
-/// row microkernel's stream. `w`: `[oc][c][3][3]`.
+/// The packed transformed weights: per product `ξ` (of [`Variant::products`]), per block of
+/// `ocb` output channels, per input channel the byte offset to the next channel's row of `V`
+/// (`cs` floats on; an `i64` in two floats; 0 after the last) and the block's `U[ξ][o][c]`: the
+/// row microkernel's stream. `w`: `[oc][c][3][3]`, or `[oc][c][r][1]` for `Col { r, .. }`.
+/// `None` for a `Col` variant without matrices ([`col_matrices`]).
 pub(crate) fn pack_weights(
     w: &[f32],
     oc: usize,
@@ -284,14 +412,13 @@ pub(crate) fn pack_weights(
     v: Variant,
     ocb: usize,
     cs: usize,
-) -> Vec<f32> {
-    let n = v.n();
-    let g = g_matrix(v);
+) -> Option<Vec<f32>> {
+    let np = v.products();
     let (per_xi, per_block) = packed_sizes(c, oc, ocb);
-    let mut out = vec![0f32; n * n * per_xi];
+    let mut out = vec![0f32; np * per_xi];
     // Every tap's offset to the next input channel's row of `V` (0 after the last).
     let step = (cs * 4) as i64;
-    for xi in 0..n * n {
+    for xi in 0..np {
         for o0 in (0..oc).step_by(ocb) {
             let b = (o0 + ocb).min(oc) - o0;
             for ci in 0..c {
@@ -302,6 +429,52 @@ pub(crate) fn pack_weights(
             }
         }
     }
+    match v {
+        Variant::Col { m, r } => {
+            let (_, _, g) = col_matrices(m, r)?;
+            pack_col(w, (oc, c, ocb, r), &g, per_xi, per_block, &mut out);
+        }
+        _ => pack_square(w, (oc, c, ocb), v, per_xi, per_block, &mut out),
+    }
+    Some(out)
+}
+
+/// The `U = G g` of the `Col` variants (`g`: `n x r`) into the packed stream `out`.
+fn pack_col(
+    w: &[f32],
+    (oc, c, ocb, r): (usize, usize, usize, usize),
+    g: &[f64],
+    per_xi: usize,
+    per_block: usize,
+    out: &mut [f32],
+) {
+    let n = g.len() / r;
+    for o0 in (0..oc).step_by(ocb) {
+        let b = (o0 + ocb).min(oc) - o0;
+        for ci in 0..c {
+            let base = (o0 / ocb) * per_block + ci * (2 + b) + 2;
+            for o in o0..o0 + b {
+                let k = &w[(o * c + ci) * r..(o * c + ci) * r + r];
+                for xi in 0..n {
+                    let u: f64 = (0..r).map(|a| g[xi * r + a] * f64::from(k[a])).sum();
+                    out[xi * per_xi + base + (o - o0)] = u as f32;
+                }
+            }
+        }
+    }
+}
+
+/// The `U = G g Gᵀ` of F(2x2,3x3) and F(4x4,3x3) into the packed stream `out`.
+fn pack_square(
+    w: &[f32],
+    (oc, c, ocb): (usize, usize, usize),
+    v: Variant,
+    per_xi: usize,
+    per_block: usize,
+    out: &mut [f32],
+) {
+    let n = v.n();
+    let g = g_matrix(v);
     // U[ξ][o][c] = (G g Gᵀ)[i][j], ξ = i * n + j, in f64, as (G g) then its product with Gᵀ:
     // 3n² + 9n multiply-adds a kernel instead of 9n². Kernels in the packed order (block,
     // input channel, channel of the block), so that each of the n² products' streams is
@@ -328,7 +501,6 @@ pub(crate) fn pack_weights(
             }
         }
     }
-    out
 }
 
 /// Floats of one product's packed weights (all blocks), and of one full block's.
@@ -406,6 +578,11 @@ struct Sizes {
     stream: bool,
     /// With band padding, the padded layout of the whole input (`WinoSpec::band_pad`).
     band_pad: Option<crate::plan::PadCopy>,
+    /// A `Col` variant's kernel rows (0: F(2x2,3x3) or F(4x4,3x3)) and its `Bᵀ` (`n x n`) and
+    /// `Aᵀ` (`m x n`), row-major.
+    r: usize,
+    bt: [f32; COL_MAX_N * COL_MAX_N],
+    at: [f32; COL_MAX_N * COL_MAX_N],
 }
 
 impl Sizes {
@@ -413,6 +590,20 @@ impl Sizes {
     /// `p` is a table of [`WinoSpec::params`].
     unsafe fn read(p: *const i64) -> (Sizes, *const i64) {
         let v = |i: usize| unsafe { *p.add(i) as usize };
+        let r = v(22);
+        let (mut bt, mut at) = ([0f32; COL_MAX_N * COL_MAX_N], [0f32; COL_MAX_N * COL_MAX_N]);
+        let mut next = 23;
+        if r > 0 {
+            let (m, n) = (v(0), v(0) + r - 1);
+            for (i, x) in bt.iter_mut().take(n * n).enumerate() {
+                *x = f32::from_bits(v(next + i) as u32);
+            }
+            next += n * n;
+            for (i, x) in at.iter_mut().take(m * n).enumerate() {
+                *x = f32::from_bits(v(next + i) as u32);
+            }
+            next += m * n;
+        }
         (
             Sizes {
                 m: v(0),
@@ -445,12 +636,27 @@ impl Sizes {
                     hcw: false,
                     tail: 0,
                 }),
+                r,
+                bt,
+                at,
             },
-            unsafe { p.add(22) },
+            unsafe { p.add(next) },
         )
     }
     fn n(&self) -> usize {
-        self.m + 2
+        if self.r > 0 {
+            self.m + self.r - 1
+        } else {
+            self.m + 2
+        }
+    }
+    /// Products per tile and channel pair ([`Variant::products`]).
+    fn products(&self) -> usize {
+        if self.r > 0 {
+            self.n()
+        } else {
+            self.n() * self.n()
+        }
     }
     fn cols(&self) -> usize {
         self.rows * self.tx
@@ -793,6 +999,169 @@ macro_rules! transforms {
 transforms!(input_f2, output_f2, 2, 4, in2, out2, interleave2);
 transforms!(input_f4, output_f4, 4, 6, in4, out4, interleave4);
 
+/// The input transform of a band down columns (`Col` variants, `N` input rows a tile): per
+/// channel, tile row and vector of columns, `Bᵀ d` of the tile's `N` rows into `v`
+/// (`[N][c][cs]`). The input is the padded copy (one phase, rows `in_rs` apart).
+///
+/// # Safety
+/// `inp` is the padded input of [`WinoSpec`] (rows `m ty + j < hp`, columns `x0 + LANES <=
+/// wq`); `v` holds `N c cs` floats and its planes' spare line.
+#[inline(always)]
+unsafe fn input_col<V: F32Vec, const N: usize>(
+    s: &Sizes,
+    inp: *const f32,
+    v: *mut f32,
+    ty0: usize,
+    rows: usize,
+) {
+    let cols = s.cs();
+    let plane = skewed(s.c * cols);
+    let bt: [[V; N]; N] =
+        std::array::from_fn(|i| std::array::from_fn(|j| V::splat(s.bt[i * N + j])));
+    for c in 0..s.c {
+        for r in 0..rows {
+            let base = inp.wrapping_add(c * s.in_cs + (ty0 + r) * s.m * s.in_rs);
+            for x0 in (0..s.txp).step_by(V::LANES) {
+                // SAFETY: rows and columns inside the padded copy (the contract).
+                let d: [V; N] =
+                    std::array::from_fn(|j| unsafe { V::load(base.add(j * s.in_rs + x0)) });
+                // The last vector of a row spills into the next row's first columns (written
+                // after it) or the plane's spare line, as in the 3x3 transforms.
+                let dst = unsafe { v.add(c * cols + r * s.tx + x0) };
+                for (xi, row) in bt.iter().enumerate() {
+                    let mut t = d[0].mul(row[0]);
+                    for j in 1..N {
+                        t = t.add(d[j].mul(row[j]));
+                    }
+                    // SAFETY: product `xi` of channel `c`, inside the band.
+                    unsafe { t.store(dst.add(xi * plane)) };
+                }
+            }
+        }
+    }
+}
+
+/// The output transform down columns (`Col` variants) with the epilogue: per channel, tile row
+/// and vector of columns, the `m` output rows `Aᵀ M` of the tile's `N` products.
+///
+/// # Safety
+/// As [`output_f2`].
+#[inline(always)]
+unsafe fn output_col<V: F32Vec, const N: usize>(
+    s: &Sizes,
+    mm: *const f32,
+    out: *mut f32,
+    eps: &[EpStep],
+    chans: usize,
+    rows: usize,
+    y0: usize,
+) {
+    let cols = s.cs();
+    let plane = skewed(s.group * cols);
+    let l = V::LANES;
+    for o in 0..chans {
+        let ce = ChannelEp::<V>::new(eps, o);
+        for r in 0..rows {
+            for x0 in (0..s.txp).step_by(l).take_while(|&x0| x0 < s.ow) {
+                // Lanes past the row's columns read the next row's or the spare line.
+                let src = unsafe { mm.add(o * cols + r * s.tx + x0) };
+                // SAFETY: product `xi < N` of channel `o`, in the band.
+                let mv: [V; N] = std::array::from_fn(|xi| unsafe { V::load(src.add(xi * plane)) });
+                let cnt = l.min(s.ow - x0);
+                for i in 0..s.m {
+                    let yy = y0 + r * s.m + i;
+                    if yy >= s.oh {
+                        break;
+                    }
+                    let a = &s.at[i * N..i * N + N];
+                    let mut y = mv[0].scale(a[0]);
+                    for xi in 1..N {
+                        y = y.add(mv[xi].scale(a[xi]));
+                    }
+                    let at = o * s.oh * s.ow + (yy - y0) * s.ow + x0;
+                    let y = ce.apply(y, eps, o, at, cnt);
+                    // SAFETY: columns `x0 .. x0 + cnt <= ow` of row `yy` of channel `o`.
+                    unsafe { store_out(y, out.add(at), cnt, s.stream) };
+                }
+            }
+        }
+    }
+}
+
+/// Stores the first `cnt` lanes of `v` at `p`: a streaming store where asked (`stream`) and
+/// the vector is whole and aligned.
+///
+/// # Safety
+/// `p` points to `cnt <= LANES` writable floats.
+#[inline(always)]
+unsafe fn store_out<V: F32Vec>(v: V, p: *mut f32, cnt: usize, stream: bool) {
+    let l = V::LANES;
+    // SAFETY: the caller's `cnt` floats (aligned for the streaming store).
+    unsafe {
+        if cnt == l && stream && p as usize % (4 * l) == 0 {
+            v.store_nt(p);
+        } else if cnt == l {
+            v.store(p);
+        } else {
+            v.store_first(p, cnt);
+        }
+    }
+}
+
+/// [`input_col`] for the variant's `n` (the planner keeps `n` within 3..=[`COL_MAX_N`]).
+///
+/// # Safety
+/// As [`input_col`].
+#[inline(always)]
+unsafe fn input_col_any<V: F32Vec>(
+    s: &Sizes,
+    inp: *const f32,
+    v: *mut f32,
+    ty0: usize,
+    rows: usize,
+) {
+    unsafe {
+        match s.n() {
+            3 => input_col::<V, 3>(s, inp, v, ty0, rows),
+            4 => input_col::<V, 4>(s, inp, v, ty0, rows),
+            5 => input_col::<V, 5>(s, inp, v, ty0, rows),
+            6 => input_col::<V, 6>(s, inp, v, ty0, rows),
+            7 => input_col::<V, 7>(s, inp, v, ty0, rows),
+            8 => input_col::<V, 8>(s, inp, v, ty0, rows),
+            9 => input_col::<V, 9>(s, inp, v, ty0, rows),
+            _ => input_col::<V, 10>(s, inp, v, ty0, rows),
+        }
+    }
+}
+
+/// [`output_col`] for the variant's `n`.
+///
+/// # Safety
+/// As [`output_col`].
+#[inline(always)]
+unsafe fn output_col_any<V: F32Vec>(
+    s: &Sizes,
+    mm: *const f32,
+    out: *mut f32,
+    eps: &[EpStep],
+    chans: usize,
+    rows: usize,
+    y0: usize,
+) {
+    unsafe {
+        match s.n() {
+            3 => output_col::<V, 3>(s, mm, out, eps, chans, rows, y0),
+            4 => output_col::<V, 4>(s, mm, out, eps, chans, rows, y0),
+            5 => output_col::<V, 5>(s, mm, out, eps, chans, rows, y0),
+            6 => output_col::<V, 6>(s, mm, out, eps, chans, rows, y0),
+            7 => output_col::<V, 7>(s, mm, out, eps, chans, rows, y0),
+            8 => output_col::<V, 8>(s, mm, out, eps, chans, rows, y0),
+            9 => output_col::<V, 9>(s, mm, out, eps, chans, rows, y0),
+            _ => output_col::<V, 10>(s, mm, out, eps, chans, rows, y0),
+        }
+    }
+}
+
 /// The step's body on the path's vectors `V`: items `start..end`.
 ///
 /// # Safety
@@ -800,7 +1169,7 @@ transforms!(input_f4, output_f4, 4, 6, in4, out4, interleave4);
 #[inline(always)]
 unsafe fn run<V: F32Vec>(isa: Isa, bufs: *const *mut f32, start: u64, end: u64, p: *const i64) {
     let (s, ep) = unsafe { Sizes::read(p) };
-    let n2 = s.n() * s.n();
+    let n2 = s.products();
     let cols = s.cs();
     let (inp, out, w) = unsafe {
         (
@@ -821,7 +1190,11 @@ unsafe fn run<V: F32Vec>(isa: Isa, bufs: *const *mut f32, start: u64, end: u64, 
         let ty0 = b * s.rows;
         let rows = s.rows.min(s.tiles_y - ty0);
         if b != band {
-            unsafe { input_any::<V>(&s, inp, chan, v, ty0, rows) };
+            if s.r > 0 {
+                unsafe { input_col_any::<V>(&s, inp, v, ty0, rows) };
+            } else {
+                unsafe { input_any::<V>(&s, inp, chan, v, ty0, rows) };
+            }
             band = b;
         }
         let o0 = gi * s.group;
@@ -851,7 +1224,11 @@ unsafe fn run<V: F32Vec>(isa: Isa, bufs: *const *mut f32, start: u64, end: u64, 
         let y0 = ty0 * s.m;
         let eps = unsafe { epilogue(ep, bufs, o0, y0, &s) };
         let dst = unsafe { out.add(o0 * s.oh * s.ow + y0 * s.ow) };
-        unsafe { output_any::<V>(&s, mm, dst, &eps, o1 - o0, rows, y0) };
+        if s.r > 0 {
+            unsafe { output_col_any::<V>(&s, mm, dst, &eps, o1 - o0, rows, y0) };
+        } else {
+            unsafe { output_any::<V>(&s, mm, dst, &eps, o1 - o0, rows, y0) };
+        }
     }
     if s.stream {
         crate::lanes::store_fence();
@@ -1070,6 +1447,9 @@ unsafe fn time_transforms<V: F32Vec>(m: usize) -> (f64, f64) {
         tl: l,
         stream: false,
         band_pad: None,
+        r: 0,
+        bt: [0.0; COL_MAX_N * COL_MAX_N],
+        at: [0.0; COL_MAX_N * COL_MAX_N],
     };
     let inp = vec![0.5f32; c * s.in_cs];
     let mut v = vec![0f32; n * n * skewed(c * s.cs())];
@@ -1238,6 +1618,73 @@ pub(crate) fn choose(
     }
 }
 
+/// The output rows `m` of F(m, r) down columns ([`Variant::Col`]) for an `r x 1` layer of `c`
+/// -> `oc` channels on an `oh x ow` plane, or `None` for direct convolution. `Auto` takes the
+/// cheapest `m` by [`col_cost`] where it saves more than 10% against direct convolution
+/// (`r c oc` per output, the plane's positions rounded up to whole vectors: one flat run of
+/// them where the layer pads no columns (`flat`), else each row), among the `m` within the
+/// error budget ([`col_within_budget`]); `winograd` the cheapest within it;
+/// `winograd-f2` / `-f4` take `m = 2` / `4` whatever the error, where the points allow.
+pub(crate) fn choose_col(
+    algo: crate::ConvAlgo,
+    (r, c, oc, oh, ow): (usize, usize, usize, usize, usize),
+    flat: bool,
+    lanes: usize,
+) -> Option<usize> {
+    let fits = |m: usize| m >= 2 && m + r - 1 <= COL_MAX_N;
+    let cost = |m: usize| col_cost(m, (r, c, oc, oh, ow), lanes);
+    let cheapest = || {
+        (2..=COL_MAX_N)
+            .filter(|&m| fits(m) && col_within_budget(m, r, c))
+            .map(|m| (m, cost(m)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+    };
+    match algo {
+        crate::ConvAlgo::Direct => None,
+        crate::ConvAlgo::Winograd => cheapest().map(|(m, _)| m),
+        crate::ConvAlgo::WinogradF2 => fits(2).then_some(2),
+        crate::ConvAlgo::WinogradF4 => fits(4).then_some(4),
+        crate::ConvAlgo::Auto => {
+            let positions = if flat {
+                (oh * ow).div_ceil(lanes) * lanes
+            } else {
+                oh * ow.div_ceil(lanes) * lanes
+            };
+            let direct = (r * c * oc * positions) as f64;
+            cheapest()
+                .filter(|&(_, w)| w < 0.9 * direct)
+                .map(|(m, _)| m)
+        }
+    }
+}
+
+/// F(m, r) down columns' estimated work in multiply-add equivalents: `n c oc` per GEMM column
+/// (each band's columns rounded up to the microkernel's lanes, as [`winograd_cost`]), plus the
+/// transforms per column of each tile row (rounded up to whole vectors): `2 n²` vector
+/// operations per input channel, `2 n m` and the epilogue's stores per output channel, each
+/// operation worth a multiply-add per lane.
+fn col_cost(
+    m: usize,
+    (r, c, oc, oh, ow): (usize, usize, usize, usize, usize),
+    lanes: usize,
+) -> f64 {
+    let n = m + r - 1;
+    let tiles_y = oh.div_ceil(m);
+    let rows = crate::plan::wino_rows(n, c, oc, ow, tiles_y, lanes);
+    let gemm_cols = crate::plan::wino_lane_cols(rows, ow, tiles_y, lanes);
+    let columns = (tiles_y * ow.div_ceil(lanes) * lanes) as f64;
+    let per_in = (2 * n * n) as f64;
+    let per_out = (2 * n * m + 4 * m) as f64;
+    (n * c * oc * gemm_cols) as f64 + columns * (c as f64 * per_in + oc as f64 * per_out)
+}
+
+/// Whether F(m, r) down columns keeps its error within the budget (`2e-5 (1 + max|y|)`, as
+/// [`f4_within_budget`]) for a reduction over `c` input channels.
+pub fn col_within_budget(m: usize, r: usize, c: usize) -> bool {
+    let _ = c;
+    m + r - 1 <= 8
+}
+
 /// Winograd's estimated work on an `oh x ow` plane, in multiply-add equivalents: `n² c oc`
 /// per GEMM column (the tiles of each band the planner will cut, rounded up to the
 /// microkernel's `lanes`: a small plane's bands may fill few lanes), plus the transforms per
@@ -1267,6 +1714,35 @@ pub fn f4_within_budget(c: usize) -> bool {
 mod tests {
     use super::*;
 
+    /// `Aᵀ [(G g) ⊙ (Bᵀ d)]` is the correlation `y_i = Σ_k g_k d_(i+k)` for every `(m, r)` the
+    /// points allow, in f64 on pseudo-random data; and no matrices past [`COL_MAX_N`].
+    #[test]
+    fn col_matrices_compute_the_correlation() {
+        for r in 1..=COL_MAX_N {
+            for m in 1..=COL_MAX_N {
+                let n = m + r - 1;
+                let Some((bt, at, g)) = col_matrices(m, r) else {
+                    assert!(n > COL_MAX_N || n < 2, "F({m},{r})");
+                    continue;
+                };
+                let val = |i: usize| ((i * 7919 + 13) % 97) as f64 / 48.0 - 1.0;
+                let gk: Vec<f64> = (0..r).map(|k| val(k + 50)).collect();
+                let d: Vec<f64> = (0..n).map(val).collect();
+                let u: Vec<f64> = (0..n)
+                    .map(|j| (0..r).map(|k| g[j * r + k] * gk[k]).sum())
+                    .collect();
+                let v: Vec<f64> = (0..n)
+                    .map(|j| (0..n).map(|l| bt[j * n + l] * d[l]).sum())
+                    .collect();
+                for i in 0..m {
+                    let y: f64 = (0..n).map(|j| at[i * n + j] * u[j] * v[j]).sum();
+                    let want: f64 = (0..r).map(|k| gk[k] * d[i + k]).sum();
+                    assert!((y - want).abs() < 1e-9, "F({m},{r}) row {i}: {y} vs {want}");
+                }
+            }
+        }
+    }
+
     /// The packed stream against its definition, built the plain way: per product, per block,
     /// per input channel the offset then `(G g Gᵀ)[i][j]` of each channel of the block, that
     /// product computed directly (`Σ G[i][a] g[a][b] G[j][b]`).
@@ -1277,7 +1753,7 @@ mod tests {
                 let w: Vec<f32> = (0..oc * c * 9)
                     .map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0)
                     .collect();
-                let got = pack_weights(&w, oc, c, v, ocb, cols);
+                let got = pack_weights(&w, oc, c, v, ocb, cols).expect("packed");
                 let n = v.n();
                 let g = g_matrix(v);
                 let mut want = Vec::new();

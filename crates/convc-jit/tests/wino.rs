@@ -199,9 +199,14 @@ fn winograd_epilogues_and_chains() {
 /// The worst `max|jit - interp| / (1 + max|interp|)` of one 3x3 layer of `c` input channels
 /// with `algo`, on inputs scaled by `scale` (mixed signs), over a few seeds.
 fn error_ratio(isa: Isa, algo: ConvAlgo, c: usize, scale: f32) -> f64 {
+    error_ratio_of(isa, algo, c, scale, "3x3")
+}
+
+/// [`error_ratio`] of a layer with kernel `kernel` (`3x3`, `7x1`, ...).
+fn error_ratio_of(isa: Isa, algo: ConvAlgo, c: usize, scale: f32, kernel: &str) -> f64 {
     let src = format!(
         "input x: [{c}, 20, 20]\n\
-         y = conv(x, out=16, kernel=3x3, pad=same, weights=random(seed=1), bias=random(seed=2))\n\
+         y = conv(x, out=16, kernel={kernel}, pad=same, weights=random(seed=1), bias=random(seed=2))\n\
          output y\n"
     );
     let g = graph(&src, Path::new("."));
@@ -266,6 +271,87 @@ fn winograd_error_budget() {
                 assert!(f2 <= 2e-5, "F(2x2,3x3) C={c} scale={scale}: {f2:e}");
                 if convc_jit::winograd_f4_within_budget(c) {
                     assert!(f4 <= 2e-5, "F(4x4,3x3) C={c} scale={scale}: {f4:e}");
+                }
+            }
+        }
+    }
+}
+
+/// Winograd down columns (`r x 1` kernels, F(m, r) per column) against the interpreter: every
+/// kernel height it takes, paddings with and without columns, odd sizes, tiny planes, channel
+/// counts off the block, a residual add and relu6 in the epilogue, each forced variant, 1 and
+/// 2 threads.
+#[test]
+fn winograd_down_columns_matches_the_interpreter() {
+    let pads = [
+        "pad=same",
+        "pad=valid",
+        "pad=(1, 2, 0, 3)",
+        "pad=(3, 0, 2, 1)",
+    ];
+    // (C, out, H, W)
+    let shapes = [
+        (4, 5, 9, 13),
+        (16, 13, 17, 17),
+        (3, 7, 2, 1),
+        (8, 25, 23, 6),
+        (33, 20, 12, 40),
+    ];
+    let mut took = 0;
+    for isa in wide_isas() {
+        for r in [2, 3, 5, 7, 9] {
+            for pad in pads {
+                for (c, out, h, w) in shapes {
+                    let src = format!(
+                        "input x: [{c}, {h}, {w}]\n\
+                         y = conv(x, out={out}, kernel={r}x1, {pad}, weights=random(seed=1), bias=random(seed=2))\n\
+                         z = conv(x, out={out}, kernel={r}x1, {pad}, weights=random(seed=3))\n\
+                         a = add(y, z)\n\
+                         q = relu6(a)\n\
+                         output q\n"
+                    );
+                    if convc_ir::compile(&src, Path::new(".")).is_err() {
+                        continue; // a padding the plane is too small for
+                    }
+                    for (algo, threads) in [
+                        (ConvAlgo::Winograd, 1),
+                        (ConvAlgo::WinogradF2, 2),
+                        (ConvAlgo::WinogradF4, 1),
+                    ] {
+                        let names = check_on(&src, isa, algo, threads);
+                        took += usize::from(names.iter().any(|n| n.contains("_wino")));
+                    }
+                }
+            }
+        }
+    }
+    assert!(took > 0 || wide_isas().is_empty());
+}
+
+/// The error of Winograd down columns on 7x1, 5x1 and 3x1 layers, each `m` the points allow
+/// (F(2, r) and F(4, r) forced): printed with `--nocapture`; `auto` and `winograd` take only
+/// those within `2e-5 (1 + max|y|)` ([`convc_jit::winograd_col_within_budget`]).
+#[test]
+fn winograd_down_columns_error_budget() {
+    for isa in wide_isas() {
+        for kernel in ["7x1", "5x1", "3x1"] {
+            let r: usize = kernel[..1].parse().expect("r");
+            for c in [16, 64, 128] {
+                for scale in [1.0f32, 0.0] {
+                    let d = error_ratio_of(isa, ConvAlgo::Direct, c, scale, kernel);
+                    let w = error_ratio_of(isa, ConvAlgo::Winograd, c, scale, kernel);
+                    let f2 = error_ratio_of(isa, ConvAlgo::WinogradF2, c, scale, kernel);
+                    let f4 = error_ratio_of(isa, ConvAlgo::WinogradF4, c, scale, kernel);
+                    println!(
+                        "{isa} {kernel} C={c} inputs x {scale}: direct {d:.2e}, winograd {w:.2e}, F(2,{r}) {f2:.2e}, F(4,{r}) {f4:.2e}"
+                    );
+                    assert!(w <= 2e-5, "winograd {kernel} C={c} scale={scale}: {w:e}");
+                    if convc_jit::winograd_col_within_budget(2, r, c) {
+                        assert!(f2 <= 2e-5, "F(2,{r}) C={c} scale={scale}: {f2:e}");
+                    }
+                    if convc_jit::winograd_col_within_budget(4, r, c) {
+                        assert!(f4 <= 2e-5, "F(4,{r}) C={c} scale={scale}: {f4:e}");
+                    }
                 }
             }
         }
