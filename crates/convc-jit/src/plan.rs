@@ -2189,7 +2189,7 @@ impl Builder<'_> {
         let tail = chain.last().copied().unwrap_or(n);
         let step = if let Some(step) = self.wino_step(n, c, chain)? {
             step
-        } else if let Some(step) = self.wino_col_step(n, c, chain)? {
+        } else if let Some(step) = self.wino_line_step(n, c, chain)? {
             step
         } else if let Some(step) = self.gemm_step(n, c, chain)? {
             step
@@ -2536,29 +2536,32 @@ impl Builder<'_> {
         }))
     }
 
-    /// The Winograd step down columns (`crate::wino::Variant::Col`) of an `r x 1`, stride-1,
-    /// dilation-1, one-group conv on a wide path, when [`crate::wino::choose_col`] takes it
-    /// (`None`: run it direct). The input is copied zero-padded to whole tiles down and whole
-    /// vectors across (one phase); a copy larger than the L2 runs direct.
-    fn wino_col_step(
+    /// The Winograd step of a one-dimensional kernel: down the columns of an `r x 1` conv
+    /// (`crate::wino::Variant::Col`) or along the rows of a `1 x r` one (`Variant::Row`),
+    /// stride 1, dilation 1, one group, on a wide path, when [`crate::wino::choose_col`] /
+    /// [`crate::wino::choose_row`] take it (`None`: run it direct). The input is copied
+    /// zero-padded to whole tiles and whole vectors of them (along rows, split into `m`
+    /// phases); a copy larger than the L2 runs direct.
+    fn wino_line_step(
         &mut self,
         n: NodeIndex,
         conv: &Conv,
         members: &[NodeIndex],
     ) -> Result<Option<Step>, JitError> {
-        use crate::wino::{Variant, WinoSpec, choose_col, pack_weights};
+        use crate::wino::{Variant, WinoSpec, choose_col, choose_row, pack_weights};
         let x = operand(self.g, n, 0)?;
         let [c, h, w] = self.conc.get(x);
         let [oc, oh, ow] = self.conc.get(n);
-        let r = conv.kernel[0];
+        let [kh, kw] = conv.kernel;
+        let down = kw == 1 && kh >= 2;
+        let r = if down { kh } else { kw };
         if self.isa == Isa::Sse
-            || conv.kernel[1] != 1
-            || r < 2
+            || !(down || (kh == 1 && kw >= 2))
             || conv.stride != [1, 1]
             || conv.dilation != [1, 1]
             || conv.groups != 1
             || conv.out != oc
-            || conv.weight.data.shape() != [oc, c, r, 1]
+            || conv.weight.data.shape() != [oc, c, kh, kw]
             || !self.acts_fit_wide(members)
             || oh == 0
             || ow == 0
@@ -2568,19 +2571,38 @@ impl Builder<'_> {
         let [pt, pb, pl, pr] = conv
             .pad
             .resolve(h, w, conv.kernel, conv.stride, conv.dilation);
-        if h + pt + pb != oh + r - 1 || w + pl + pr != ow {
+        if h + pt + pb != oh + kh - 1 || w + pl + pr != ow + kw - 1 {
             return Ok(None);
         }
         let isa = self.isa;
         let lanes = isa.lanes();
-        let flat = pl + pr == 0;
-        let Some(m) = choose_col(self.algo, (r, c, oc, oh, ow), flat, lanes) else {
-            return Ok(None);
+        let shape = (r, c, oc, oh, ow);
+        let variant = if down {
+            let Some(m) = choose_col(self.algo, shape, pl + pr == 0, lanes) else {
+                return Ok(None);
+            };
+            Variant::Col { m, r }
+        } else {
+            let Some(m) = choose_row(self.algo, shape, pl.max(pr), lanes) else {
+                return Ok(None);
+            };
+            Variant::Row { m, r }
         };
-        let variant = Variant::Col { m, r };
-        let np = variant.products();
-        let tiles_y = oh.div_ceil(m);
-        let txp = ow.div_ceil(lanes) * lanes;
+        let (m, np) = (variant.m(), variant.products());
+        // Tiles down and across: down columns, `m` rows by one column; along rows, one row
+        // by `m` columns.
+        let (tiles_y, tiles_x) = if down {
+            (oh.div_ceil(m), ow)
+        } else {
+            (oh, ow.div_ceil(m))
+        };
+        let txp = tiles_x.div_ceil(lanes) * lanes;
+        let (hp, sw, wq) = if down {
+            (m * tiles_y + r - 1, 1, txp)
+        } else {
+            // Value `l` of a vector of tiles is phase `l % m`, `l / m` tiles on.
+            (h + pt + pb, m, txp + (r - 1) / m + 1)
+        };
         let pad = PadCopy {
             src: x.index(),
             c,
@@ -2588,17 +2610,17 @@ impl Builder<'_> {
             w,
             pt,
             pl,
-            hp: m * tiles_y + r - 1,
-            sw: 1,
-            wq: txp,
+            hp,
+            sw,
+            wq,
             hcw: false,
             tail: 0,
         };
         if pad.len() * 4 > wino_input_bytes() {
             return Ok(None);
         }
-        let rows = wino_rows(np, c, oc, ow, tiles_y, lanes);
-        let cols = rows * ow;
+        let rows = wino_rows(np, c, oc, tiles_x, tiles_y, lanes);
+        let cols = rows * tiles_x;
         let ocb = crate::spec::blocks_of_at_most(oc, crate::wide::block_ocb_for_width(isa, cols));
         let group = wino_group(np, cols, ocb, oc, tiles_y.div_ceil(rows));
         let cs = crate::wino::col_stride(cols);
@@ -2622,7 +2644,7 @@ impl Builder<'_> {
             oh,
             ow,
             tiles_y,
-            tiles_x: ow,
+            tiles_x,
             txp,
             tl: lanes,
             rows,
@@ -2630,7 +2652,7 @@ impl Builder<'_> {
             ocb,
             in_cs: pad.chan_stride(),
             in_rs: pad.row_stride(),
-            wq: txp,
+            wq,
             ep,
             scratch_slot: args.len() - 1,
             band_pad: None,

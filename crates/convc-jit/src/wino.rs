@@ -34,6 +34,9 @@ pub(crate) enum Variant {
     /// F(m, r) down the columns of an `r x 1` kernel: tiles of `m` outputs of one column from
     /// `n = m + r - 1` input rows, `n` products for `m r` multiplications ([`col_matrices`]).
     Col { m: usize, r: usize },
+    /// F(m, r) along the rows of a `1 x r` kernel (`m` 2 or 4): tiles of `m` outputs of one
+    /// row from `n = m + r - 1` input columns, the same matrices.
+    Row { m: usize, r: usize },
 }
 
 impl Variant {
@@ -42,28 +45,36 @@ impl Variant {
         match self {
             Variant::F2 => 2,
             Variant::F4 => 4,
-            Variant::Col { m, .. } => m,
+            Variant::Col { m, .. } | Variant::Row { m, .. } => m,
         }
     }
     /// Input tile side `n = m + r - 1`.
     pub fn n(self) -> usize {
         match self {
-            Variant::Col { m, r } => m + r - 1,
+            Variant::Col { m, r } | Variant::Row { m, r } => m + r - 1,
             _ => self.m() + 2,
         }
     }
     /// Products per tile and channel pair (the GEMMs of a band): `n²`, or `n` down columns.
     pub fn products(self) -> usize {
         match self {
-            Variant::Col { .. } => self.n(),
+            Variant::Col { .. } | Variant::Row { .. } => self.n(),
             _ => self.n() * self.n(),
         }
     }
-    /// The kernel's rows `r` of a `Col` variant, 0 for the 3x3 ones.
-    pub fn col_r(self) -> usize {
+    /// The kernel's length `r` of a one-dimensional variant, 0 for the 3x3 ones.
+    pub fn line_r(self) -> usize {
         match self {
-            Variant::Col { r, .. } => r,
+            Variant::Col { r, .. } | Variant::Row { r, .. } => r,
             _ => 0,
+        }
+    }
+    /// The parameter table's code of the variant's shape ([`Sizes::kind`]).
+    fn kind(self) -> i64 {
+        match self {
+            Variant::F2 | Variant::F4 => 0,
+            Variant::Col { .. } => 1,
+            Variant::Row { .. } => 2,
         }
     }
     /// The name used in plans.
@@ -72,12 +83,14 @@ impl Variant {
             Variant::F2 => "F(2x2,3x3)".into(),
             Variant::F4 => "F(4x4,3x3)".into(),
             Variant::Col { m, r } => format!("F({m},{r}) down columns"),
+            Variant::Row { m, r } => format!("F({m},{r}) along rows"),
         }
     }
     /// The variant's part of kernel names: `2`, `4`, `2c7`.
     pub fn tag(self) -> String {
         match self {
             Variant::Col { m, r } => format!("{m}c{r}"),
+            Variant::Row { m, r } => format!("{m}r{r}"),
             _ => self.m().to_string(),
         }
     }
@@ -179,7 +192,7 @@ fn g_matrix(v: Variant) -> Vec<[f64; 3]> {
             [0.5, -0.5, 0.5],
             [0.0, 0.0, 1.0],
         ],
-        Variant::F4 | Variant::Col { .. } => vec![
+        Variant::F4 | Variant::Col { .. } | Variant::Row { .. } => vec![
             [0.25, 0.0, 0.0],
             [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
             [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
@@ -343,10 +356,12 @@ impl WinoSpec {
             b.w as i64,
             b.pt as i64,
             b.pl as i64,
-            self.variant.col_r() as i64,
+            self.variant.kind(),
+            self.variant.line_r() as i64,
         ]);
-        // A `Col` variant's `Bᵀ` and `Aᵀ`, as f32 bits (checked by the planner to exist).
-        if let Variant::Col { m, r } = self.variant
+        // A one-dimensional variant's `Bᵀ` and `Aᵀ`, as f32 bits (checked by the planner to
+        // exist).
+        if let Variant::Col { m, r } | Variant::Row { m, r } = self.variant
             && let Some((bt, at, _)) = col_matrices(m, r)
         {
             p.extend(
@@ -430,7 +445,7 @@ pub(crate) fn pack_weights(
         }
     }
     match v {
-        Variant::Col { m, r } => {
+        Variant::Col { m, r } | Variant::Row { m, r } => {
             let (_, _, g) = col_matrices(m, r)?;
             pack_col(w, (oc, c, ocb, r), &g, per_xi, per_block, &mut out);
         }
@@ -578,8 +593,10 @@ struct Sizes {
     stream: bool,
     /// With band padding, the padded layout of the whole input (`WinoSpec::band_pad`).
     band_pad: Option<crate::plan::PadCopy>,
-    /// A `Col` variant's kernel rows (0: F(2x2,3x3) or F(4x4,3x3)) and its `Bᵀ` (`n x n`) and
-    /// `Aᵀ` (`m x n`), row-major.
+    /// The variant's shape ([`Variant::kind`]: 0 3x3, 1 down columns, 2 along rows), a
+    /// one-dimensional variant's kernel length `r` (else 0) and its `Bᵀ` (`n x n`) and `Aᵀ`
+    /// (`m x n`), row-major.
+    kind: usize,
     r: usize,
     bt: [f32; COL_MAX_N * COL_MAX_N],
     at: [f32; COL_MAX_N * COL_MAX_N],
@@ -590,9 +607,9 @@ impl Sizes {
     /// `p` is a table of [`WinoSpec::params`].
     unsafe fn read(p: *const i64) -> (Sizes, *const i64) {
         let v = |i: usize| unsafe { *p.add(i) as usize };
-        let r = v(22);
+        let (kind, r) = (v(22), v(23));
         let (mut bt, mut at) = ([0f32; COL_MAX_N * COL_MAX_N], [0f32; COL_MAX_N * COL_MAX_N]);
-        let mut next = 23;
+        let mut next = 24;
         if r > 0 {
             let (m, n) = (v(0), v(0) + r - 1);
             for (i, x) in bt.iter_mut().take(n * n).enumerate() {
@@ -636,6 +653,7 @@ impl Sizes {
                     hcw: false,
                     tail: 0,
                 }),
+                kind,
                 r,
                 bt,
                 at,
@@ -649,6 +667,10 @@ impl Sizes {
         } else {
             self.m + 2
         }
+    }
+    /// Output rows of a tile ([`Variant::tile_rows`]).
+    fn tile_rows(&self) -> usize {
+        if self.kind == 2 { 1 } else { self.m }
     }
     /// Products per tile and channel pair ([`Variant::products`]).
     fn products(&self) -> usize {
@@ -1016,15 +1038,17 @@ unsafe fn input_col<V: F32Vec, const N: usize>(
 ) {
     let cols = s.cs();
     let plane = skewed(s.c * cols);
-    let bt: [[V; N]; N] =
-        std::array::from_fn(|i| std::array::from_fn(|j| V::splat(s.bt[i * N + j])));
+    let bt: [[V; N]; N] = splat_matrix::<V, N>(&s.bt);
     for c in 0..s.c {
         for r in 0..rows {
             let base = inp.wrapping_add(c * s.in_cs + (ty0 + r) * s.m * s.in_rs);
             for x0 in (0..s.txp).step_by(V::LANES) {
                 // SAFETY: rows and columns inside the padded copy (the contract).
-                let d: [V; N] =
-                    std::array::from_fn(|j| unsafe { V::load(base.add(j * s.in_rs + x0)) });
+                let mut d = [V::splat(0.0); N];
+                for (j, dj) in d.iter_mut().enumerate() {
+                    // SAFETY: rows and columns inside the padded copy (the contract).
+                    *dj = unsafe { V::load(base.add(j * s.in_rs + x0)) };
+                }
                 // The last vector of a row spills into the next row's first columns (written
                 // after it) or the plane's spare line, as in the 3x3 transforms.
                 let dst = unsafe { v.add(c * cols + r * s.tx + x0) };
@@ -1066,7 +1090,11 @@ unsafe fn output_col<V: F32Vec, const N: usize>(
                 // Lanes past the row's columns read the next row's or the spare line.
                 let src = unsafe { mm.add(o * cols + r * s.tx + x0) };
                 // SAFETY: product `xi < N` of channel `o`, in the band.
-                let mv: [V; N] = std::array::from_fn(|xi| unsafe { V::load(src.add(xi * plane)) });
+                let mut mv = [V::splat(0.0); N];
+                for (xi, m) in mv.iter_mut().enumerate() {
+                    // SAFETY: product `xi < N` of channel `o`, in the band.
+                    *m = unsafe { V::load(src.add(xi * plane)) };
+                }
                 let cnt = l.min(s.ow - x0);
                 for i in 0..s.m {
                     let yy = y0 + r * s.m + i;
@@ -1162,6 +1190,196 @@ unsafe fn output_col_any<V: F32Vec>(
     }
 }
 
+/// The input transform of a band along rows (`Row` variants, `N` input columns and `M` outputs
+/// a tile): per channel, image row and vector of tiles, `Bᵀ d` into `v` (`[N][c][cs]`). The
+/// input is the padded copy split into `M` phases, so value `l` of a vector of tiles is one
+/// load (phase `l % M`, `l / M` tiles on), as in the 3x3 transforms.
+///
+/// # Safety
+/// `inp` is the padded, phase-split input of [`WinoSpec`] (rows `< hp`, indices `t0 + l / M +
+/// LANES <= wq`); `v` holds `N c cs` floats and its planes' spare line.
+#[inline(always)]
+unsafe fn input_row<V: F32Vec, const N: usize, const M: usize>(
+    s: &Sizes,
+    inp: *const f32,
+    v: *mut f32,
+    ty0: usize,
+    rows: usize,
+) {
+    let cols = s.cs();
+    let plane = skewed(s.c * cols);
+    let bt: [[V; N]; N] = splat_matrix::<V, N>(&s.bt);
+    for c in 0..s.c {
+        for r in 0..rows {
+            let base = inp.wrapping_add(c * s.in_cs + (ty0 + r) * s.in_rs);
+            for t0 in (0..s.txp).step_by(V::LANES) {
+                // SAFETY: inside the padded row (the contract).
+                let mut d = [V::splat(0.0); N];
+                for (l, dl) in d.iter_mut().enumerate() {
+                    // SAFETY: inside the padded row (the contract).
+                    *dl = unsafe { V::load(base.add((l % M) * s.wq + t0 + l / M)) };
+                }
+                // The last vector of a row spills into the next row's first columns (written
+                // after it) or the plane's spare line, as in the 3x3 transforms.
+                let dst = unsafe { v.add(c * cols + r * s.tx + t0) };
+                for (xi, row) in bt.iter().enumerate() {
+                    let mut t = d[0].mul(row[0]);
+                    for j in 1..N {
+                        t = t.add(d[j].mul(row[j]));
+                    }
+                    // SAFETY: product `xi` of channel `c`, inside the band.
+                    unsafe { t.store(dst.add(xi * plane)) };
+                }
+            }
+        }
+    }
+}
+
+/// `M` (2 or 4) vectors whose lane `t` holds column `M t + j` of a row (`y[j]`), in column
+/// order. (No closures: a closure is compiled without the caller's target features, and its
+/// vector operations become calls.)
+#[inline(always)]
+fn interleave_m<V: F32Vec, const M: usize>(y: [V; M]) -> [V; M] {
+    let mut out = y;
+    if M == 2 {
+        let r = V::interleave2([y[0], y[1 % M]]);
+        out[0] = r[0];
+        out[1 % M] = r[1];
+    } else {
+        let r = V::interleave4([y[0], y[1 % M], y[2 % M], y[3 % M]]);
+        for (k, v) in r.into_iter().enumerate() {
+            out[k % M] = v;
+        }
+    }
+    out
+}
+
+/// The `N x N` matrix `m` (row-major) as splat vectors.
+#[inline(always)]
+fn splat_matrix<V: F32Vec, const N: usize>(m: &[f32]) -> [[V; N]; N] {
+    let mut out = [[V::splat(0.0); N]; N];
+    for (i, row) in out.iter_mut().enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = V::splat(m[i * N + j]);
+        }
+    }
+    out
+}
+
+/// The output transform along rows (`Row` variants) with the epilogue: per channel, image row
+/// and vector of tiles, the `M` outputs `Aᵀ M` of each tile, put in column order.
+///
+/// # Safety
+/// As [`output_f2`].
+#[inline(always)]
+unsafe fn output_row<V: F32Vec, const N: usize, const M: usize>(
+    s: &Sizes,
+    mm: *const f32,
+    out: *mut f32,
+    eps: &[EpStep],
+    chans: usize,
+    rows: usize,
+    y0: usize,
+) {
+    let cols = s.cs();
+    let plane = skewed(s.group * cols);
+    let l = V::LANES;
+    for o in 0..chans {
+        let ce = ChannelEp::<V>::new(eps, o);
+        for r in 0..rows.min(s.oh - y0) {
+            for t0 in (0..s.txp).step_by(l).take_while(|&t0| t0 * M < s.ow) {
+                let x0 = t0 * M;
+                // Lanes past the row's tiles read the next row's or the spare line.
+                let src = unsafe { mm.add(o * cols + r * s.tx + t0) };
+                // SAFETY: product `xi < N` of channel `o`, in the band.
+                let mut mv = [V::splat(0.0); N];
+                for (xi, m) in mv.iter_mut().enumerate() {
+                    // SAFETY: product `xi < N` of channel `o`, in the band.
+                    *m = unsafe { V::load(src.add(xi * plane)) };
+                }
+                let mut y = [V::splat(0.0); M];
+                for (i, yi) in y.iter_mut().enumerate() {
+                    let a = &s.at[i * N..i * N + N];
+                    *yi = mv[0].scale(a[0]);
+                    for xi in 1..N {
+                        *yi = yi.add(mv[xi].scale(a[xi]));
+                    }
+                }
+                let width = (M * l).min(s.ow - x0);
+                for (k, v) in interleave_m::<V, M>(y).into_iter().enumerate() {
+                    if k * l >= width {
+                        break;
+                    }
+                    let cnt = l.min(width - k * l);
+                    let at = o * s.oh * s.ow + r * s.ow + x0 + k * l;
+                    let v = ce.apply(v, eps, o, at, cnt);
+                    // SAFETY: columns `x0 + k l .. + cnt <= ow` of row `y0 + r` of channel `o`.
+                    unsafe { store_out(v, out.add(at), cnt, s.stream) };
+                }
+            }
+        }
+    }
+}
+
+/// [`input_row`] for the variant's `n` and `m` (the planner keeps `m` 2 or 4 and `n` within
+/// `m + 1..=8`).
+///
+/// # Safety
+/// As [`input_row`].
+#[inline(always)]
+unsafe fn input_row_any<V: F32Vec>(
+    s: &Sizes,
+    inp: *const f32,
+    v: *mut f32,
+    ty0: usize,
+    rows: usize,
+) {
+    unsafe {
+        match (s.n(), s.m) {
+            (3, _) => input_row::<V, 3, 2>(s, inp, v, ty0, rows),
+            (4, _) => input_row::<V, 4, 2>(s, inp, v, ty0, rows),
+            (5, 2) => input_row::<V, 5, 2>(s, inp, v, ty0, rows),
+            (5, _) => input_row::<V, 5, 4>(s, inp, v, ty0, rows),
+            (6, 2) => input_row::<V, 6, 2>(s, inp, v, ty0, rows),
+            (6, _) => input_row::<V, 6, 4>(s, inp, v, ty0, rows),
+            (7, 2) => input_row::<V, 7, 2>(s, inp, v, ty0, rows),
+            (7, _) => input_row::<V, 7, 4>(s, inp, v, ty0, rows),
+            (_, 2) => input_row::<V, 8, 2>(s, inp, v, ty0, rows),
+            _ => input_row::<V, 8, 4>(s, inp, v, ty0, rows),
+        }
+    }
+}
+
+/// [`output_row`] for the variant's `n` and `m`.
+///
+/// # Safety
+/// As [`output_row`].
+#[inline(always)]
+unsafe fn output_row_any<V: F32Vec>(
+    s: &Sizes,
+    mm: *const f32,
+    out: *mut f32,
+    eps: &[EpStep],
+    chans: usize,
+    rows: usize,
+    y0: usize,
+) {
+    unsafe {
+        match (s.n(), s.m) {
+            (3, _) => output_row::<V, 3, 2>(s, mm, out, eps, chans, rows, y0),
+            (4, _) => output_row::<V, 4, 2>(s, mm, out, eps, chans, rows, y0),
+            (5, 2) => output_row::<V, 5, 2>(s, mm, out, eps, chans, rows, y0),
+            (5, _) => output_row::<V, 5, 4>(s, mm, out, eps, chans, rows, y0),
+            (6, 2) => output_row::<V, 6, 2>(s, mm, out, eps, chans, rows, y0),
+            (6, _) => output_row::<V, 6, 4>(s, mm, out, eps, chans, rows, y0),
+            (7, 2) => output_row::<V, 7, 2>(s, mm, out, eps, chans, rows, y0),
+            (7, _) => output_row::<V, 7, 4>(s, mm, out, eps, chans, rows, y0),
+            (_, 2) => output_row::<V, 8, 2>(s, mm, out, eps, chans, rows, y0),
+            _ => output_row::<V, 8, 4>(s, mm, out, eps, chans, rows, y0),
+        }
+    }
+}
+
 /// The step's body on the path's vectors `V`: items `start..end`.
 ///
 /// # Safety
@@ -1190,7 +1408,9 @@ unsafe fn run<V: F32Vec>(isa: Isa, bufs: *const *mut f32, start: u64, end: u64, 
         let ty0 = b * s.rows;
         let rows = s.rows.min(s.tiles_y - ty0);
         if b != band {
-            if s.r > 0 {
+            if s.kind == 2 {
+                unsafe { input_row_any::<V>(&s, inp, v, ty0, rows) };
+            } else if s.r > 0 {
                 unsafe { input_col_any::<V>(&s, inp, v, ty0, rows) };
             } else {
                 unsafe { input_any::<V>(&s, inp, chan, v, ty0, rows) };
@@ -1221,10 +1441,12 @@ unsafe fn run<V: F32Vec>(isa: Isa, bufs: *const *mut f32, start: u64, end: u64, 
                 };
             }
         }
-        let y0 = ty0 * s.m;
+        let y0 = ty0 * s.tile_rows();
         let eps = unsafe { epilogue(ep, bufs, o0, y0, &s) };
         let dst = unsafe { out.add(o0 * s.oh * s.ow + y0 * s.ow) };
-        if s.r > 0 {
+        if s.kind == 2 {
+            unsafe { output_row_any::<V>(&s, mm, dst, &eps, o1 - o0, rows, y0) };
+        } else if s.r > 0 {
             unsafe { output_col_any::<V>(&s, mm, dst, &eps, o1 - o0, rows, y0) };
         } else {
             unsafe { output_any::<V>(&s, mm, dst, &eps, o1 - o0, rows, y0) };
@@ -1447,6 +1669,7 @@ unsafe fn time_transforms<V: F32Vec>(m: usize) -> (f64, f64) {
         tl: l,
         stream: false,
         band_pad: None,
+        kind: 0,
         r: 0,
         bt: [0.0; COL_MAX_N * COL_MAX_N],
         at: [0.0; COL_MAX_N * COL_MAX_N],
@@ -1675,6 +1898,57 @@ fn col_cost(
     let columns = (tiles_y * ow.div_ceil(lanes) * lanes) as f64;
     let per_in = (2 * n * n) as f64;
     let per_out = (2 * n * m + 4 * m) as f64;
+    (n * c * oc * gemm_cols) as f64 + columns * (c as f64 * per_in + oc as f64 * per_out)
+}
+
+/// The output columns `m` (2 or 4) of F(m, r) along the rows ([`Variant::Row`]) of a `1 x r`
+/// layer, or `None` for direct convolution: as [`choose_col`], with direct convolution's
+/// positions counted as its flat rows share their padding columns (`ow + max(pl, pr)` a row,
+/// `pad_cols`), and the tiles of a row as the transforms' vectors across.
+pub(crate) fn choose_row(
+    algo: crate::ConvAlgo,
+    (r, c, oc, oh, ow): (usize, usize, usize, usize, usize),
+    pad_cols: usize,
+    lanes: usize,
+) -> Option<usize> {
+    let fits = |m: usize| (m == 2 || m == 4) && m + r - 1 <= COL_MAX_N.min(8);
+    let cost = |m: usize| row_cost(m, (r, c, oc, oh, ow), lanes);
+    let cheapest = || {
+        [2, 4]
+            .into_iter()
+            .filter(|&m| fits(m) && col_within_budget(m, r, c))
+            .map(|m| (m, cost(m)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+    };
+    match algo {
+        crate::ConvAlgo::Direct => None,
+        crate::ConvAlgo::Winograd => cheapest().map(|(m, _)| m),
+        crate::ConvAlgo::WinogradF2 => fits(2).then_some(2),
+        crate::ConvAlgo::WinogradF4 => fits(4).then_some(4),
+        crate::ConvAlgo::Auto => {
+            let positions = (oh * (ow + pad_cols)).div_ceil(lanes) * lanes;
+            let direct = (r * c * oc * positions) as f64;
+            cheapest()
+                .filter(|&(_, w)| w < 0.9 * direct)
+                .map(|(m, _)| m)
+        }
+    }
+}
+
+/// F(m, r) along rows' estimated work, as [`col_cost`]: tiles `ceil(ow / m)` a row, one image
+/// row a tile row, and `m` shuffles more per output vector.
+fn row_cost(
+    m: usize,
+    (r, c, oc, oh, ow): (usize, usize, usize, usize, usize),
+    lanes: usize,
+) -> f64 {
+    let n = m + r - 1;
+    let tx = ow.div_ceil(m);
+    let rows = crate::plan::wino_rows(n, c, oc, tx, oh, lanes);
+    let gemm_cols = crate::plan::wino_lane_cols(rows, tx, oh, lanes);
+    let columns = (oh * tx.div_ceil(lanes) * lanes) as f64;
+    let per_in = (2 * n * n) as f64;
+    let per_out = (2 * n * m + 5 * m) as f64;
     (n * c * oc * gemm_cols) as f64 + columns * (c as f64 * per_in + oc as f64 * per_out)
 }
 
