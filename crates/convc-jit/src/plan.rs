@@ -2519,13 +2519,30 @@ impl Builder<'_> {
             stream: oc * oh * ow * 4 > wino_input_bytes(),
         };
         let macs = (oc * oh * ow) as u64 * (9 * c) as u64;
+        let pad = band_pad.is_none().then_some(pad);
+        Ok(Some(self.wino_finish(n, members, spec, args, pad, macs)))
+    }
+
+    /// The step of a Winograd `spec` of conv `n` (its fused `members`), whose `macs` are the
+    /// conv's as written.
+    fn wino_finish(
+        &self,
+        n: NodeIndex,
+        members: &[NodeIndex],
+        spec: crate::wino::WinoSpec,
+        args: Vec<Arg>,
+        pad: Option<PadCopy>,
+        macs: u64,
+    ) -> Step {
+        let tail = members.last().copied().unwrap_or(n);
         let work = spec.gemm_macs() as f64 * work::WINO_TRANSFORM_FACTOR;
-        Ok(Some(Step {
+        let lanes = spec.isa.lanes();
+        Step {
             name: self.group_name(n, members),
             spec: KernelSpec::Wino(spec),
             kernel: 0,
             args,
-            pad: band_pad.is_none().then_some(pad),
+            pad,
             tile: None,
             band: None,
             zero: None,
@@ -2533,7 +2550,44 @@ impl Builder<'_> {
             work_ns: work::dense_ns(work, lanes),
             macs,
             writes: tail.index(),
-        }))
+        }
+    }
+
+    /// The input and padding (top, bottom, left, right) of conv `n` if its Winograd step of a
+    /// one-dimensional kernel applies: an `r x 1` or `1 x r` kernel (`r >= 2`), stride 1,
+    /// dilation 1, one group, on a wide path, with an epilogue the step applies.
+    fn wino_line_shape(
+        &self,
+        n: NodeIndex,
+        conv: &Conv,
+        members: &[NodeIndex],
+    ) -> Result<Option<(NodeIndex, [usize; 4])>, JitError> {
+        let x = operand(self.g, n, 0)?;
+        let [c, h, w] = self.conc.get(x);
+        let [oc, oh, ow] = self.conc.get(n);
+        let [kh, kw] = conv.kernel;
+        let line = (kw == 1 && kh >= 2) || (kh == 1 && kw >= 2);
+        if self.isa == Isa::Sse
+            || !line
+            || conv.stride != [1, 1]
+            || conv.dilation != [1, 1]
+            || conv.groups != 1
+            || conv.out != oc
+            || conv.weight.data.shape() != [oc, c, kh, kw]
+            || !self.acts_fit_wide(members)
+            || oh == 0
+            || ow == 0
+        {
+            return Ok(None);
+        }
+        let pads = conv
+            .pad
+            .resolve(h, w, conv.kernel, conv.stride, conv.dilation);
+        let [pt, pb, pl, pr] = pads;
+        if h + pt + pb != oh + kh - 1 || w + pl + pr != ow + kw - 1 {
+            return Ok(None);
+        }
+        Ok(Some((x, pads)))
     }
 
     /// The Winograd step of a one-dimensional kernel: down the columns of an `r x 1` conv
@@ -2549,31 +2603,14 @@ impl Builder<'_> {
         members: &[NodeIndex],
     ) -> Result<Option<Step>, JitError> {
         use crate::wino::{Variant, WinoSpec, choose_col, choose_row, pack_weights};
-        let x = operand(self.g, n, 0)?;
+        let Some((x, [pt, pb, pl, pr])) = self.wino_line_shape(n, conv, members)? else {
+            return Ok(None);
+        };
         let [c, h, w] = self.conc.get(x);
         let [oc, oh, ow] = self.conc.get(n);
         let [kh, kw] = conv.kernel;
-        let down = kw == 1 && kh >= 2;
+        let down = kw == 1;
         let r = if down { kh } else { kw };
-        if self.isa == Isa::Sse
-            || !(down || (kh == 1 && kw >= 2))
-            || conv.stride != [1, 1]
-            || conv.dilation != [1, 1]
-            || conv.groups != 1
-            || conv.out != oc
-            || conv.weight.data.shape() != [oc, c, kh, kw]
-            || !self.acts_fit_wide(members)
-            || oh == 0
-            || ow == 0
-        {
-            return Ok(None);
-        }
-        let [pt, pb, pl, pr] = conv
-            .pad
-            .resolve(h, w, conv.kernel, conv.stride, conv.dilation);
-        if h + pt + pb != oh + kh - 1 || w + pl + pr != ow + kw - 1 {
-            return Ok(None);
-        }
         let isa = self.isa;
         let lanes = isa.lanes();
         let shape = (r, c, oc, oh, ow);
@@ -2659,21 +2696,14 @@ impl Builder<'_> {
             stream: oc * oh * ow * 4 > wino_input_bytes(),
         };
         let macs = (oc * oh * ow) as u64 * (r * c) as u64;
-        let work = spec.gemm_macs() as f64 * work::WINO_TRANSFORM_FACTOR;
-        Ok(Some(Step {
-            name: self.group_name(n, members),
-            spec: KernelSpec::Wino(spec),
-            kernel: 0,
+        Ok(Some(self.wino_finish(
+            n,
+            members,
+            spec,
             args,
-            pad: Some(pad),
-            tile: None,
-            band: None,
-            zero: None,
-            pad_private: None,
-            work_ns: work::dense_ns(work, lanes),
+            Some(pad),
             macs,
-            writes: tail.index(),
-        }))
+        )))
     }
 
     /// The GEMM step on packed bands (`crate::gemm`) of a one-group conv on a wide path whose

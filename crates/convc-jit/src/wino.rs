@@ -1052,14 +1052,8 @@ unsafe fn input_col<V: F32Vec, const N: usize>(
                 // The last vector of a row spills into the next row's first columns (written
                 // after it) or the plane's spare line, as in the 3x3 transforms.
                 let dst = unsafe { v.add(c * cols + r * s.tx + x0) };
-                for (xi, row) in bt.iter().enumerate() {
-                    let mut t = d[0].mul(row[0]);
-                    for j in 1..N {
-                        t = t.add(d[j].mul(row[j]));
-                    }
-                    // SAFETY: product `xi` of channel `c`, inside the band.
-                    unsafe { t.store(dst.add(xi * plane)) };
-                }
+                // SAFETY: the `N` products of channel `c`, inside the band.
+                unsafe { store_bt(&d, &bt, dst, plane) };
             }
         }
     }
@@ -1101,11 +1095,7 @@ unsafe fn output_col<V: F32Vec, const N: usize>(
                     if yy >= s.oh {
                         break;
                     }
-                    let a = &s.at[i * N..i * N + N];
-                    let mut y = mv[0].scale(a[0]);
-                    for xi in 1..N {
-                        y = y.add(mv[xi].scale(a[xi]));
-                    }
+                    let y = combine(&mv, &s.at[i * N..i * N + N]);
                     let at = o * s.oh * s.ow + (yy - y0) * s.ow + x0;
                     let y = ce.apply(y, eps, o, at, cnt);
                     // SAFETY: columns `x0 .. x0 + cnt <= ow` of row `yy` of channel `o`.
@@ -1222,14 +1212,8 @@ unsafe fn input_row<V: F32Vec, const N: usize, const M: usize>(
                 // The last vector of a row spills into the next row's first columns (written
                 // after it) or the plane's spare line, as in the 3x3 transforms.
                 let dst = unsafe { v.add(c * cols + r * s.tx + t0) };
-                for (xi, row) in bt.iter().enumerate() {
-                    let mut t = d[0].mul(row[0]);
-                    for j in 1..N {
-                        t = t.add(d[j].mul(row[j]));
-                    }
-                    // SAFETY: product `xi` of channel `c`, inside the band.
-                    unsafe { t.store(dst.add(xi * plane)) };
-                }
+                // SAFETY: the `N` products of channel `c`, inside the band.
+                unsafe { store_bt(&d, &bt, dst, plane) };
             }
         }
     }
@@ -1252,6 +1236,39 @@ fn interleave_m<V: F32Vec, const M: usize>(y: [V; M]) -> [V; M] {
         }
     }
     out
+}
+
+/// Stores `Bᵀ d` of a one-dimensional tile (`bt`'s rows as splat vectors): product `ξ` at
+/// `dst + ξ plane`.
+///
+/// # Safety
+/// `dst + ξ plane` holds `LANES` writable floats for every `ξ < N`.
+#[inline(always)]
+unsafe fn store_bt<V: F32Vec, const N: usize>(
+    d: &[V; N],
+    bt: &[[V; N]; N],
+    dst: *mut f32,
+    plane: usize,
+) {
+    for (xi, row) in bt.iter().enumerate() {
+        let mut t = d[0].mul(row[0]);
+        for j in 1..N {
+            t = t.add(d[j].mul(row[j]));
+        }
+        // SAFETY: the caller's product `xi`.
+        unsafe { t.store(dst.add(xi * plane)) };
+    }
+}
+
+/// One output of a one-dimensional tile: row `a` of `Aᵀ` (`N` coefficients) times the
+/// products `mv`.
+#[inline(always)]
+fn combine<V: F32Vec, const N: usize>(mv: &[V; N], a: &[f32]) -> V {
+    let mut y = mv[0].scale(a[0]);
+    for xi in 1..N {
+        y = y.add(mv[xi].scale(a[xi]));
+    }
+    y
 }
 
 /// The `N x N` matrix `m` (row-major) as splat vectors.
@@ -1299,11 +1316,7 @@ unsafe fn output_row<V: F32Vec, const N: usize, const M: usize>(
                 }
                 let mut y = [V::splat(0.0); M];
                 for (i, yi) in y.iter_mut().enumerate() {
-                    let a = &s.at[i * N..i * N + N];
-                    *yi = mv[0].scale(a[0]);
-                    for xi in 1..N {
-                        *yi = yi.add(mv[xi].scale(a[xi]));
-                    }
+                    *yi = combine(&mv, &s.at[i * N..i * N + N]);
                 }
                 let width = (M * l).min(s.ow - x0);
                 for (k, v) in interleave_m::<V, M>(y).into_iter().enumerate() {
@@ -1854,30 +1867,39 @@ pub(crate) fn choose_col(
     flat: bool,
     lanes: usize,
 ) -> Option<usize> {
-    let fits = |m: usize| m >= 2 && m + r - 1 <= COL_MAX_N;
-    let cost = |m: usize| col_cost(m, (r, c, oc, oh, ow), lanes);
-    let cheapest = || {
-        (2..=COL_MAX_N)
-            .filter(|&m| fits(m) && col_within_budget(m, r, c))
-            .map(|m| (m, cost(m)))
-            .min_by(|a, b| a.1.total_cmp(&b.1))
+    let positions = if flat {
+        (oh * ow).div_ceil(lanes) * lanes
+    } else {
+        oh * ow.div_ceil(lanes) * lanes
     };
+    let fits = |m: usize| m >= 2 && m + r - 1 <= COL_MAX_N;
+    let direct = (r * c * oc * positions) as f64;
+    choose_line(algo, (r, c), 2..=COL_MAX_N, &fits, direct, &|m| {
+        col_cost(m, (r, c, oc, oh, ow), lanes)
+    })
+}
+
+/// The choice of [`choose_col`] and [`choose_row`]: among the candidate `ms` that `fit` the
+/// points, `winograd` takes the cheapest by `cost` within the error budget, `auto` the same
+/// where it costs under 90% of `direct`, `winograd-f2` / `-f4` `m` = 2 / 4 if it fits.
+fn choose_line(
+    algo: crate::ConvAlgo,
+    (r, c): (usize, usize),
+    ms: impl Iterator<Item = usize>,
+    fits: &dyn Fn(usize) -> bool,
+    direct: f64,
+    cost: &dyn Fn(usize) -> f64,
+) -> Option<usize> {
+    let cheapest = ms
+        .filter(|&m| fits(m) && col_within_budget(m, r, c))
+        .map(|m| (m, cost(m)))
+        .min_by(|a, b| a.1.total_cmp(&b.1));
     match algo {
         crate::ConvAlgo::Direct => None,
-        crate::ConvAlgo::Winograd => cheapest().map(|(m, _)| m),
+        crate::ConvAlgo::Winograd => cheapest.map(|(m, _)| m),
         crate::ConvAlgo::WinogradF2 => fits(2).then_some(2),
         crate::ConvAlgo::WinogradF4 => fits(4).then_some(4),
-        crate::ConvAlgo::Auto => {
-            let positions = if flat {
-                (oh * ow).div_ceil(lanes) * lanes
-            } else {
-                oh * ow.div_ceil(lanes) * lanes
-            };
-            let direct = (r * c * oc * positions) as f64;
-            cheapest()
-                .filter(|&(_, w)| w < 0.9 * direct)
-                .map(|(m, _)| m)
-        }
+        crate::ConvAlgo::Auto => cheapest.filter(|&(_, w)| w < 0.9 * direct).map(|(m, _)| m),
     }
 }
 
@@ -1911,28 +1933,12 @@ pub(crate) fn choose_row(
     pad_cols: usize,
     lanes: usize,
 ) -> Option<usize> {
+    let positions = (oh * (ow + pad_cols)).div_ceil(lanes) * lanes;
     let fits = |m: usize| (m == 2 || m == 4) && m + r - 1 <= COL_MAX_N.min(8);
-    let cost = |m: usize| row_cost(m, (r, c, oc, oh, ow), lanes);
-    let cheapest = || {
-        [2, 4]
-            .into_iter()
-            .filter(|&m| fits(m) && col_within_budget(m, r, c))
-            .map(|m| (m, cost(m)))
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-    };
-    match algo {
-        crate::ConvAlgo::Direct => None,
-        crate::ConvAlgo::Winograd => cheapest().map(|(m, _)| m),
-        crate::ConvAlgo::WinogradF2 => fits(2).then_some(2),
-        crate::ConvAlgo::WinogradF4 => fits(4).then_some(4),
-        crate::ConvAlgo::Auto => {
-            let positions = (oh * (ow + pad_cols)).div_ceil(lanes) * lanes;
-            let direct = (r * c * oc * positions) as f64;
-            cheapest()
-                .filter(|&(_, w)| w < 0.9 * direct)
-                .map(|(m, _)| m)
-        }
-    }
+    let direct = (r * c * oc * positions) as f64;
+    choose_line(algo, (r, c), [2, 4].into_iter(), &fits, direct, &|m| {
+        row_cost(m, (r, c, oc, oh, ow), lanes)
+    })
 }
 
 /// F(m, r) along rows' estimated work, as [`col_cost`]: tiles `ceil(ow / m)` a row, one image
