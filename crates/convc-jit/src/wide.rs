@@ -771,10 +771,79 @@ mod x86 {
         k
     }
 
-    /// See [`super::DwFn`]: tiles of 2 vectors (32 columns), the last masked.
+    /// One depthwise tile of `R` output rows by `NV` vectors at column `x`; the last vector
+    /// under `mask` when `MASKED`. `wv`: the weights, broadcast; `kwo`: the column taps'
+    /// offsets.
     #[target_feature(enable = "avx512f")]
+    #[inline]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe extern "C" fn dw_512<const K: usize, const R: usize, const SH: usize>(
+    unsafe fn dw_tile512<
+        const K: usize,
+        const R: usize,
+        const SH: usize,
+        const NV: usize,
+        const MASKED: bool,
+    >(
+        inp: *const f32,
+        wv: &[[__m512; K]; K],
+        kwo: &[isize; K],
+        out: *mut f32,
+        out_rs: usize,
+        in_rs: usize,
+        x: usize,
+        mask: __mmask16,
+        ep: *const EpStep,
+    ) {
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); NV]; R];
+            // Input row `ii` (of the window of all R rows) serves output row r with kernel
+            // row ii - r*SH.
+            for ii in 0..(R - 1) * SH + K {
+                for (b, &o) in kwo.iter().enumerate() {
+                    let p = inp.offset((ii * in_rs + x) as isize + o);
+                    let mut v = [_mm512_setzero_ps(); NV];
+                    for (k, v) in v.iter_mut().enumerate() {
+                        *v = if MASKED && k + 1 == NV {
+                            _mm512_maskz_loadu_ps(mask, p.add(16 * k))
+                        } else {
+                            _mm512_loadu_ps(p.add(16 * k))
+                        };
+                    }
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        if ii >= r * SH && ii - r * SH < K {
+                            let wt = wv[ii - r * SH][b];
+                            for k in 0..NV {
+                                a[k] = _mm512_fmadd_ps(v[k], wt, a[k]);
+                            }
+                        }
+                    }
+                }
+            }
+            for (r, a) in acc.iter().enumerate() {
+                for (k, &v) in a.iter().enumerate() {
+                    let off = r * out_rs + x + 16 * k;
+                    let last = MASKED && k + 1 == NV;
+                    let v = if ep.is_null() {
+                        v
+                    } else {
+                        ep512(v, ep, 0, off, mask, last)
+                    };
+                    if last {
+                        _mm512_mask_storeu_ps(out.add(off), mask, v);
+                    } else {
+                        _mm512_storeu_ps(out.add(off), v);
+                    }
+                }
+            }
+        }
+    }
+
+    /// See [`super::DwFn`]: tiles of `NV` vectors, then one tile of the vectors left, the
+    /// last masked.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn dw_row512<const K: usize, const R: usize, const SH: usize, const NV: usize>(
         inp: *const f32,
         w: *const u8,
         out: *mut f32,
@@ -796,46 +865,47 @@ mod x86 {
                 }
                 kwo[i] = *kw_offs.add(i);
             }
+            let (wv, kwo) = (&wv, &kwo);
             let mut x = 0;
-            while x < width {
-                let n = width - x;
-                let m0: __mmask16 = if n >= 16 { !0 } else { (1u16 << n) - 1 };
-                let m1: __mmask16 = if n >= 32 {
-                    !0
-                } else if n > 16 {
-                    (1u16 << (n - 16)) - 1
-                } else {
-                    0
-                };
-                let mut acc = [[_mm512_setzero_ps(); 2]; R];
-                // Input row `ii` (of the window of all R rows) serves output row r with
-                // kernel row ii - r*SH.
-                for ii in 0..(R - 1) * SH + K {
-                    for (b, &o) in kwo.iter().enumerate() {
-                        let p = inp.offset((ii * in_rs + x) as isize + o);
-                        let v0 = _mm512_maskz_loadu_ps(m0, p);
-                        let v1 = _mm512_maskz_loadu_ps(m1, p.add(16));
-                        for (r, a) in acc.iter_mut().enumerate() {
-                            if ii >= r * SH && ii - r * SH < K {
-                                let wt = wv[ii - r * SH][b];
-                                a[0] = _mm512_fmadd_ps(v0, wt, a[0]);
-                                a[1] = _mm512_fmadd_ps(v1, wt, a[1]);
-                            }
-                        }
-                    }
-                }
-                for (r, a) in acc.iter().enumerate() {
-                    for (q, (&v, m)) in a.iter().zip([m0, m1]).enumerate() {
-                        let off = r * out_rs + x + 16 * q;
-                        let v = if ep.is_null() {
-                            v
-                        } else {
-                            ep512(v, ep, 0, off, m, m != !0)
-                        };
-                        _mm512_mask_storeu_ps(out.add(off), m, v);
-                    }
-                }
-                x += 32;
+            while x + 16 * NV <= width {
+                dw_tile512::<K, R, SH, NV, false>(inp, wv, kwo, out, out_rs, in_rs, x, !0, ep);
+                x += 16 * NV;
+            }
+            let rest = width - x;
+            if rest == 0 {
+                return;
+            }
+            let nv = rest.div_ceil(16);
+            let tail = rest - 16 * (nv - 1);
+            let m: __mmask16 = if tail == 16 { !0 } else { (1u16 << tail) - 1 };
+            match nv {
+                1 => dw_tile512::<K, R, SH, 1, true>(inp, wv, kwo, out, out_rs, in_rs, x, m, ep),
+                2 => dw_tile512::<K, R, SH, 2, true>(inp, wv, kwo, out, out_rs, in_rs, x, m, ep),
+                3 => dw_tile512::<K, R, SH, 3, true>(inp, wv, kwo, out, out_rs, in_rs, x, m, ep),
+                _ => dw_tile512::<K, R, SH, 4, true>(inp, wv, kwo, out, out_rs, in_rs, x, m, ep),
+            }
+        }
+    }
+
+    /// See [`super::DwFn`]: 3x3 on two rows in tiles of 4 vectors (64 columns: 8
+    /// accumulators, so that the FMAs' latency hides), else tiles of 2 vectors.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe extern "C" fn dw_512<const K: usize, const R: usize, const SH: usize>(
+        inp: *const f32,
+        w: *const u8,
+        out: *mut f32,
+        out_rs: usize,
+        width: usize,
+        in_rs: usize,
+        kw_offs: *const isize,
+        ep: *const EpStep,
+    ) {
+        unsafe {
+            if K == 3 && R == 2 {
+                dw_row512::<K, R, SH, 4>(inp, w, out, out_rs, width, in_rs, kw_offs, ep)
+            } else {
+                dw_row512::<K, R, SH, 2>(inp, w, out, out_rs, width, in_rs, kw_offs, ep)
             }
         }
     }

@@ -929,9 +929,12 @@ macro_rules! transforms {
                             for (l, dl) in d.iter_mut().enumerate() {
                                 *dl = cl[l][i];
                             }
-                            for (k, t) in $tin(d).into_iter().enumerate() {
+                            // Index loops, not `into_iter()`: its iterator stayed on the
+                            // stack, its position stored at every step.
+                            let t = $tin(d);
+                            for k in 0..$n {
                                 // SAFETY: product `i n + k` of channel `c`, inside the band.
-                                unsafe { t.store(dst.add((i * $n + k) * plane)) };
+                                unsafe { t[k].store(dst.add((i * $n + k) * plane)) };
                             }
                         }
                     }
@@ -990,7 +993,9 @@ macro_rules! transforms {
                             // The row's values of the vector's tiles, in column order.
                             let row = V::$interleave($tout(d));
                             let off = o * s.oh * s.ow + (yy - y0) * s.ow + x0;
-                            for (k, v) in row.into_iter().enumerate() {
+                            // Index loops, not `into_iter()`, whose iterator stayed on the
+                            // stack (the output transform ran 3x slower).
+                            for (k, &v) in row.iter().enumerate() {
                                 if k * l >= width {
                                     break;
                                 }
@@ -1167,6 +1172,11 @@ unsafe fn output_col_any<V: F32Vec>(
     y0: usize,
 ) {
     unsafe {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(f) = x86::output_col_fn(V::LANES, s.n()) {
+            // Alone, as `output_out_of_line`.
+            return std::hint::black_box(f)(s, mm, out, eps, chans, rows, y0);
+        }
         match s.n() {
             3 => output_col::<V, 3>(s, mm, out, eps, chans, rows, y0),
             4 => output_col::<V, 4>(s, mm, out, eps, chans, rows, y0),
@@ -1231,8 +1241,8 @@ fn interleave_m<V: F32Vec, const M: usize>(y: [V; M]) -> [V; M] {
         out[1 % M] = r[1];
     } else {
         let r = V::interleave4([y[0], y[1 % M], y[2 % M], y[3 % M]]);
-        for (k, v) in r.into_iter().enumerate() {
-            out[k % M] = v;
+        for k in 0..4 {
+            out[k % M] = r[k];
         }
     }
     out
@@ -1319,7 +1329,8 @@ unsafe fn output_row<V: F32Vec, const N: usize, const M: usize>(
                     *yi = combine(&mv, &s.at[i * N..i * N + N]);
                 }
                 let width = (M * l).min(s.ow - x0);
-                for (k, v) in interleave_m::<V, M>(y).into_iter().enumerate() {
+                let row = interleave_m::<V, M>(y);
+                for (k, &v) in row.iter().enumerate() {
                     if k * l >= width {
                         break;
                     }
@@ -1378,6 +1389,11 @@ unsafe fn output_row_any<V: F32Vec>(
     y0: usize,
 ) {
     unsafe {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(f) = x86::output_row_fn(V::LANES, s.n(), s.m) {
+            // Alone, as `output_out_of_line`.
+            return std::hint::black_box(f)(s, mm, out, eps, chans, rows, y0);
+        }
         match (s.n(), s.m) {
             (3, _) => output_row::<V, 3, 2>(s, mm, out, eps, chans, rows, y0),
             (4, _) => output_row::<V, 4, 2>(s, mm, out, eps, chans, rows, y0),
@@ -1462,11 +1478,46 @@ unsafe fn run<V: F32Vec>(isa: Isa, bufs: *const *mut f32, start: u64, end: u64, 
         } else if s.r > 0 {
             unsafe { output_col_any::<V>(&s, mm, dst, &eps, o1 - o0, rows, y0) };
         } else {
-            unsafe { output_any::<V>(&s, mm, dst, &eps, o1 - o0, rows, y0) };
+            unsafe { output_out_of_line::<V>(&s, mm, dst, &eps, o1 - o0, rows, y0) };
         }
     }
     if s.stream {
         crate::lanes::store_fence();
+    }
+}
+
+/// A 3x3 input transform ([`input_any`]'s arms) compiled alone: `(sizes, input, channel
+/// buffer, transformed input, first tile row, tile rows)`.
+type InputFn = unsafe fn(&Sizes, *const f32, *mut f32, *mut f32, usize, usize);
+
+/// An output transform ([`output_any`]'s arms) compiled alone: `(sizes, products, output,
+/// epilogue, channels, rows, first row)`.
+type OutputFn = unsafe fn(&Sizes, *const f32, *mut f32, &[EpStep], usize, usize, usize);
+
+/// [`output_any`] through a function of its own per path and variant ([`x86::output_fn`]):
+/// inlined into [`run`] with the other transforms, or with the other variants, its tiles and
+/// iterators stayed on the stack and it ran 3-6x slower than alone (a 3 -> 64 layer at
+/// 224x224: 4.6 ms of output transform against 0.8-1.0 alone).
+///
+/// # Safety
+/// As [`output_any`].
+#[inline(always)]
+unsafe fn output_out_of_line<V: F32Vec>(
+    s: &Sizes,
+    mm: *const f32,
+    out: *mut f32,
+    eps: &[EpStep],
+    chans: usize,
+    rows: usize,
+    y0: usize,
+) {
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(f) = x86::output_fn(V::LANES, s.tl, s.m) {
+            // Through a pointer: `#[inline(never)]` alone did not keep it out of `run`.
+            return std::hint::black_box(f)(s, mm, out, eps, chans, rows, y0);
+        }
+        output_any::<V>(s, mm, out, eps, chans, rows, y0)
     }
 }
 
@@ -1485,6 +1536,11 @@ unsafe fn input_any<V: F32Vec>(
     rows: usize,
 ) {
     unsafe {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(f) = x86::input_fn(V::LANES, s.tl, s.m) {
+            // Alone, as `output_out_of_line`.
+            return std::hint::black_box(f)(s, inp, chan, v, ty0, rows);
+        }
         match (s.tl, s.m) {
             #[cfg(target_arch = "x86_64")]
             (4, 2) => input_f2::<V4>(s, inp, chan, v, ty0, rows),
@@ -1608,6 +1664,180 @@ mod x86 {
                 ),
             ]
         }
+    }
+
+    /// Defines an output transform variant compiled alone for a path ([`super::OutputFn`]).
+    macro_rules! output_alone {
+        ($name:ident, $feat:literal, $f:ident, $v:ty) => {
+            /// See [`super::output_out_of_line`].
+            ///
+            /// # Safety
+            /// As the output transforms; the host runs the path.
+            #[target_feature(enable = $feat)]
+            #[inline(never)]
+            unsafe fn $name(
+                s: &super::Sizes,
+                mm: *const f32,
+                out: *mut f32,
+                eps: &[crate::wide::EpStep],
+                chans: usize,
+                rows: usize,
+                y0: usize,
+            ) {
+                unsafe { super::$f::<$v>(s, mm, out, eps, chans, rows, y0) }
+            }
+        };
+    }
+    output_alone!(f2_v4_512, "avx512f", output_f2, V4);
+    output_alone!(f4_v4_512, "avx512f", output_f4, V4);
+    output_alone!(f2_v8_512, "avx512f", output_f2, V8);
+    output_alone!(f4_v8_512, "avx512f", output_f4, V8);
+    output_alone!(f2_v16_512, "avx512f", output_f2, V16);
+    output_alone!(f4_v16_512, "avx512f", output_f4, V16);
+    output_alone!(f2_v4_256, "avx2,fma", output_f2, V4);
+    output_alone!(f4_v4_256, "avx2,fma", output_f4, V4);
+    output_alone!(f2_v8_256, "avx2,fma", output_f2, V8);
+    output_alone!(f4_v8_256, "avx2,fma", output_f4, V8);
+
+    /// Defines a 3x3 input transform variant compiled alone for a path ([`super::InputFn`]).
+    macro_rules! input_alone {
+        ($name:ident, $feat:literal, $f:ident, $v:ty) => {
+            /// See [`super::input_any`].
+            ///
+            /// # Safety
+            /// As the input transforms; the host runs the path.
+            #[target_feature(enable = $feat)]
+            #[inline(never)]
+            unsafe fn $name(
+                s: &super::Sizes,
+                inp: *const f32,
+                chan: *mut f32,
+                v: *mut f32,
+                ty0: usize,
+                rows: usize,
+            ) {
+                unsafe { super::$f::<$v>(s, inp, chan, v, ty0, rows) }
+            }
+        };
+    }
+    input_alone!(in2_v4_512, "avx512f", input_f2, V4);
+    input_alone!(in4_v4_512, "avx512f", input_f4, V4);
+    input_alone!(in2_v8_512, "avx512f", input_f2, V8);
+    input_alone!(in4_v8_512, "avx512f", input_f4, V8);
+    input_alone!(in2_v16_512, "avx512f", input_f2, V16);
+    input_alone!(in4_v16_512, "avx512f", input_f4, V16);
+    input_alone!(in2_v4_256, "avx2,fma", input_f2, V4);
+    input_alone!(in4_v4_256, "avx2,fma", input_f4, V4);
+    input_alone!(in2_v8_256, "avx2,fma", input_f2, V8);
+    input_alone!(in4_v8_256, "avx2,fma", input_f4, V8);
+
+    /// The 3x3 input transform [`super::input_any`] picks, as [`output_fn`].
+    pub(super) fn input_fn(lanes: usize, tl: usize, m: usize) -> Option<super::InputFn> {
+        let f: super::InputFn = match (lanes, tl.min(lanes), m) {
+            (16, 4, 2) => in2_v4_512,
+            (16, 4, _) => in4_v4_512,
+            (16, 8, 2) => in2_v8_512,
+            (16, 8, _) => in4_v8_512,
+            (16, _, 2) => in2_v16_512,
+            (16, _, _) => in4_v16_512,
+            (8, 4, 2) => in2_v4_256,
+            (8, 4, _) => in4_v4_256,
+            (8, _, 2) => in2_v8_256,
+            (8, _, _) => in4_v8_256,
+            _ => return None,
+        };
+        Some(f)
+    }
+
+    /// A one-dimensional output transform compiled alone for a path: down columns (`ROW`
+    /// false, `n` = `N`) or along rows (`N` inputs, `M` outputs a tile).
+    macro_rules! line_alone {
+        ($name:ident, $feat:literal, $v:ty) => {
+            /// See [`super::output_col_any`] and [`super::output_row_any`].
+            ///
+            /// # Safety
+            /// As the output transforms; the host runs the path.
+            #[target_feature(enable = $feat)]
+            #[inline(never)]
+            unsafe fn $name<const ROW: bool, const N: usize, const M: usize>(
+                s: &super::Sizes,
+                mm: *const f32,
+                out: *mut f32,
+                eps: &[crate::wide::EpStep],
+                chans: usize,
+                rows: usize,
+                y0: usize,
+            ) {
+                unsafe {
+                    if ROW {
+                        super::output_row::<$v, N, M>(s, mm, out, eps, chans, rows, y0)
+                    } else {
+                        super::output_col::<$v, N>(s, mm, out, eps, chans, rows, y0)
+                    }
+                }
+            }
+        };
+    }
+    line_alone!(line_512, "avx512f", V16);
+    line_alone!(line_256, "avx2,fma", V8);
+
+    /// [`super::output_col_any`]'s transform for `n` on a path of `lanes` floats.
+    pub(super) fn output_col_fn(lanes: usize, n: usize) -> Option<super::OutputFn> {
+        macro_rules! pick {
+            ($($n:literal)*) => {
+                match (lanes, n) {
+                    $((16, $n) => line_512::<false, $n, 1> as super::OutputFn,
+                      (8, $n) => line_256::<false, $n, 1>,)*
+                    (16, _) => line_512::<false, 10, 1>,
+                    (8, _) => line_256::<false, 10, 1>,
+                    _ => return None,
+                }
+            };
+        }
+        Some(pick!(3 4 5 6 7 8 9))
+    }
+
+    /// [`super::output_row_any`]'s transform for `n` and `m` on a path of `lanes` floats.
+    pub(super) fn output_row_fn(lanes: usize, n: usize, m: usize) -> Option<super::OutputFn> {
+        macro_rules! pick {
+            ($($n:literal)*) => {
+                match (lanes, n, m) {
+                    (16, 3, _) => line_512::<true, 3, 2> as super::OutputFn,
+                    (16, 4, _) => line_512::<true, 4, 2>,
+                    (8, 3, _) => line_256::<true, 3, 2>,
+                    (8, 4, _) => line_256::<true, 4, 2>,
+                    $((16, $n, 2) => line_512::<true, $n, 2>,
+                      (16, $n, _) => line_512::<true, $n, 4>,
+                      (8, $n, 2) => line_256::<true, $n, 2>,
+                      (8, $n, _) => line_256::<true, $n, 4>,)*
+                    (16, _, 2) => line_512::<true, 8, 2>,
+                    (16, _, _) => line_512::<true, 8, 4>,
+                    (8, _, 2) => line_256::<true, 8, 2>,
+                    (8, _, _) => line_256::<true, 8, 4>,
+                    _ => return None,
+                }
+            };
+        }
+        Some(pick!(5 6 7))
+    }
+
+    /// The 3x3 output transform of a path of `lanes` floats on vectors of `tl` floats, F(2x2)
+    /// or F(4x4) (`m`), as [`super::output_any`] picks it; `None` for a path without one.
+    pub(super) fn output_fn(lanes: usize, tl: usize, m: usize) -> Option<super::OutputFn> {
+        let f: super::OutputFn = match (lanes, tl.min(lanes), m) {
+            (16, 4, 2) => f2_v4_512,
+            (16, 4, _) => f4_v4_512,
+            (16, 8, 2) => f2_v8_512,
+            (16, 8, _) => f4_v8_512,
+            (16, _, 2) => f2_v16_512,
+            (16, _, _) => f4_v16_512,
+            (8, 4, 2) => f2_v4_256,
+            (8, 4, _) => f4_v4_256,
+            (8, _, 2) => f2_v8_256,
+            (8, _, _) => f4_v8_256,
+            _ => return None,
+        };
+        Some(f)
     }
 
     /// The Winograd step on the AVX-512 path (16 tiles a vector).
@@ -1965,10 +2195,21 @@ pub fn col_within_budget(m: usize, r: usize, c: usize) -> bool {
     m + r - 1 <= 8
 }
 
-/// Winograd's estimated work on an `oh x ow` plane, in multiply-add equivalents: `n² c oc`
-/// per GEMM column (the tiles of each band the planner will cut, rounded up to the
-/// microkernel's `lanes`: a small plane's bands may fill few lanes), plus the transforms per
-/// tile and channel (each row's tiles rounded up to whole transform vectors).
+/// What each product of a Winograd GEMM costs beyond its reduction, in taps of the reduction:
+/// the microkernel stores it (its tile's sums, however short the reduction) and the output
+/// transform reads it back. Direct convolution has no such intermediate, so it wins on
+/// inputs of few channels. Measured on an AMD Zen4 at 1 thread, 3x3 -> 64 channels with bias
+/// and relu, F(4x4) against direct (best of 3): at 224x224, 3 channels 3.9 ms against 2.3, 4
+/// 4.0 / 2.9, 6 4.3 / 4.4, 8 4.3 / 5.3, 16 4.8 / 10.6; at 56x56, 3 channels 0.15 / 0.15, 4
+/// 0.17 / 0.19. Without it the model chose F(4x4) for every one of them (vgg_head's 3 -> 64
+/// layer 1.7x slower than direct). With 4 it picks direct up to 4 channels at 224x224.
+const PRODUCT_TAPS: f64 = 4.0;
+
+/// Winograd's estimated work on an `oh x ow` plane, in multiply-add equivalents: `n² (c +`
+/// [`PRODUCT_TAPS`]`) oc` per GEMM column (the tiles of each band the planner will cut,
+/// rounded up to the microkernel's `lanes`: a small plane's bands may fill few lanes), plus
+/// the transforms per tile and channel (each row's tiles rounded up to whole transform
+/// vectors).
 fn winograd_cost(t: TransformCost, c: usize, oc: usize, oh: usize, ow: usize, lanes: usize) -> f64 {
     let (v, tl, kin, kout) = t;
     let m = v.m();
@@ -1978,7 +2219,8 @@ fn winograd_cost(t: TransformCost, c: usize, oc: usize, oh: usize, ow: usize, la
     let tiles = tiles_y * tiles_x.div_ceil(tl) * tl;
     let rows = crate::plan::wino_rows(nn, c, oc, tiles_x, tiles_y, lanes);
     let gemm_cols = crate::plan::wino_lane_cols(rows, tiles_x, tiles_y, lanes);
-    n2 * (c * oc) as f64 * gemm_cols as f64 + tiles as f64 * (c as f64 * kin + oc as f64 * kout)
+    let gemm = n2 * (c as f64 + PRODUCT_TAPS) * oc as f64 * gemm_cols as f64;
+    gemm + tiles as f64 * (c as f64 * kin + oc as f64 * kout)
 }
 
 /// Whether F(4x4,3x3) keeps its error within the budget (`2e-5 (1 + max|y|)`) for a reduction
