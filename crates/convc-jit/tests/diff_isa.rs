@@ -245,7 +245,8 @@ fn tiled_stems_band_major() {
 
 /// Max pools on the wide paths run as a plain-Rust step (kernel names `maxpool_avx2` /
 /// `maxpool_avx512`), separable: window rows, then the row's windows, stride 1 or 2 along the
-/// row (any down the plane). Every padding form, windows from 1x1 to 5x7, rows narrower than
+/// row (any down the plane); windows of column pairs (2 wide, stride 2, no left pad) without
+/// the row buffer. Every padding form, windows from 1x1 to 5x7, rows narrower than
 /// a vector and rows of several with a tail, 1 and 2 threads; and NaN wins a window, as in
 /// the interpreter, wherever it lies in the window. Other strides keep Cranelift's kernel.
 #[test]
@@ -254,6 +255,9 @@ fn max_pools_on_wide_paths() {
         ("kernel=3x3, stride=1, pad=same", true),
         ("kernel=3x3", false),
         ("kernel=2x2", true),
+        // Column pairs without the row buffer (`maxpool::pairs`): taller windows, a top pad.
+        ("kernel=3x2, stride=2", true),
+        ("kernel=2x2, stride=2, pad=(1, 0, 0, 0)", true),
         ("kernel=3x3, stride=2, pad=1", true),
         ("kernel=1x1, stride=1", true),
         ("kernel=5x7, stride=(3, 1), pad=(2, 0, 3, 1)", true),
