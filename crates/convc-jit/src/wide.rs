@@ -600,6 +600,9 @@ mod x86 {
     /// (and of the residual, from column `x`) and takes channel `j * chan_step`'s parameters.
     #[target_feature(enable = "avx512f")]
     #[inline]
+    // Index loops, as in the Winograd transforms, where iterators over the tile stayed on the
+    // stack.
+    #[allow(clippy::needless_range_loop)]
     unsafe fn store_fast512<const OCB: usize, const NV: usize, const MASKED: bool>(
         acc: &[[__m512; NV]; OCB],
         f: &EpFast,
@@ -656,6 +659,9 @@ mod x86 {
     /// [`store_fast512`] for 8-float vectors; `mask`: lanes with the sign bit set.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
+    // Index loops, as in the Winograd transforms, where iterators over the tile stayed on the
+    // stack.
+    #[allow(clippy::needless_range_loop)]
     unsafe fn store_fast256<const OCB: usize, const NV: usize, const MASKED: bool>(
         acc: &[[__m256; NV]; OCB],
         f: &EpFast,

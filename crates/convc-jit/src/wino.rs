@@ -1666,16 +1666,17 @@ mod x86 {
         }
     }
 
-    /// Defines an output transform variant compiled alone for a path ([`super::OutputFn`]).
+    /// An output transform `$f::<$v>` compiled alone with features `$feat`
+    /// ([`super::OutputFn`]).
     macro_rules! output_alone {
-        ($name:ident, $feat:literal, $f:ident, $v:ty) => {
+        ($feat:literal, $f:ident, $v:ty) => {{
             /// See [`super::output_out_of_line`].
             ///
             /// # Safety
             /// As the output transforms; the host runs the path.
             #[target_feature(enable = $feat)]
             #[inline(never)]
-            unsafe fn $name(
+            unsafe fn alone(
                 s: &super::Sizes,
                 mm: *const f32,
                 out: *mut f32,
@@ -1686,29 +1687,21 @@ mod x86 {
             ) {
                 unsafe { super::$f::<$v>(s, mm, out, eps, chans, rows, y0) }
             }
-        };
+            alone as super::OutputFn
+        }};
     }
-    output_alone!(f2_v4_512, "avx512f", output_f2, V4);
-    output_alone!(f4_v4_512, "avx512f", output_f4, V4);
-    output_alone!(f2_v8_512, "avx512f", output_f2, V8);
-    output_alone!(f4_v8_512, "avx512f", output_f4, V8);
-    output_alone!(f2_v16_512, "avx512f", output_f2, V16);
-    output_alone!(f4_v16_512, "avx512f", output_f4, V16);
-    output_alone!(f2_v4_256, "avx2,fma", output_f2, V4);
-    output_alone!(f4_v4_256, "avx2,fma", output_f4, V4);
-    output_alone!(f2_v8_256, "avx2,fma", output_f2, V8);
-    output_alone!(f4_v8_256, "avx2,fma", output_f4, V8);
 
-    /// Defines a 3x3 input transform variant compiled alone for a path ([`super::InputFn`]).
+    /// An input transform `$f::<$v>` compiled alone with features `$feat`
+    /// ([`super::InputFn`]).
     macro_rules! input_alone {
-        ($name:ident, $feat:literal, $f:ident, $v:ty) => {
+        ($feat:literal, $f:ident, $v:ty) => {{
             /// See [`super::input_any`].
             ///
             /// # Safety
             /// As the input transforms; the host runs the path.
             #[target_feature(enable = $feat)]
             #[inline(never)]
-            unsafe fn $name(
+            unsafe fn alone(
                 s: &super::Sizes,
                 inp: *const f32,
                 chan: *mut f32,
@@ -1718,35 +1711,39 @@ mod x86 {
             ) {
                 unsafe { super::$f::<$v>(s, inp, chan, v, ty0, rows) }
             }
+            alone as super::InputFn
+        }};
+    }
+
+    /// The 3x3 transform (`$f2` for F(2x2), `$f4` for F(4x4), by `m`) of a path of `lanes`
+    /// floats on vectors of `tl` floats, as [`super::input_any`] and [`super::output_any`]
+    /// pick them, compiled alone by `$alone`; `None` for a path without one.
+    macro_rules! by_variant {
+        ($alone:ident, $f2:ident, $f4:ident, $lanes:expr, $tl:expr, $m:expr) => {
+            match ($lanes, $tl.min($lanes), $m) {
+                (16, 4, 2) => Some($alone!("avx512f", $f2, V4)),
+                (16, 4, _) => Some($alone!("avx512f", $f4, V4)),
+                (16, 8, 2) => Some($alone!("avx512f", $f2, V8)),
+                (16, 8, _) => Some($alone!("avx512f", $f4, V8)),
+                (16, _, 2) => Some($alone!("avx512f", $f2, V16)),
+                (16, _, _) => Some($alone!("avx512f", $f4, V16)),
+                (8, 4, 2) => Some($alone!("avx2,fma", $f2, V4)),
+                (8, 4, _) => Some($alone!("avx2,fma", $f4, V4)),
+                (8, _, 2) => Some($alone!("avx2,fma", $f2, V8)),
+                (8, _, _) => Some($alone!("avx2,fma", $f4, V8)),
+                _ => None,
+            }
         };
     }
-    input_alone!(in2_v4_512, "avx512f", input_f2, V4);
-    input_alone!(in4_v4_512, "avx512f", input_f4, V4);
-    input_alone!(in2_v8_512, "avx512f", input_f2, V8);
-    input_alone!(in4_v8_512, "avx512f", input_f4, V8);
-    input_alone!(in2_v16_512, "avx512f", input_f2, V16);
-    input_alone!(in4_v16_512, "avx512f", input_f4, V16);
-    input_alone!(in2_v4_256, "avx2,fma", input_f2, V4);
-    input_alone!(in4_v4_256, "avx2,fma", input_f4, V4);
-    input_alone!(in2_v8_256, "avx2,fma", input_f2, V8);
-    input_alone!(in4_v8_256, "avx2,fma", input_f4, V8);
 
-    /// The 3x3 input transform [`super::input_any`] picks, as [`output_fn`].
+    /// The 3x3 output transform [`super::output_any`] picks, compiled alone.
+    pub(super) fn output_fn(lanes: usize, tl: usize, m: usize) -> Option<super::OutputFn> {
+        by_variant!(output_alone, output_f2, output_f4, lanes, tl, m)
+    }
+
+    /// The 3x3 input transform [`super::input_any`] picks, compiled alone.
     pub(super) fn input_fn(lanes: usize, tl: usize, m: usize) -> Option<super::InputFn> {
-        let f: super::InputFn = match (lanes, tl.min(lanes), m) {
-            (16, 4, 2) => in2_v4_512,
-            (16, 4, _) => in4_v4_512,
-            (16, 8, 2) => in2_v8_512,
-            (16, 8, _) => in4_v8_512,
-            (16, _, 2) => in2_v16_512,
-            (16, _, _) => in4_v16_512,
-            (8, 4, 2) => in2_v4_256,
-            (8, 4, _) => in4_v4_256,
-            (8, _, 2) => in2_v8_256,
-            (8, _, _) => in4_v8_256,
-            _ => return None,
-        };
-        Some(f)
+        by_variant!(input_alone, input_f2, input_f4, lanes, tl, m)
     }
 
     /// A one-dimensional output transform compiled alone for a path: down columns (`ROW`
@@ -1819,25 +1816,6 @@ mod x86 {
             };
         }
         Some(pick!(5 6 7))
-    }
-
-    /// The 3x3 output transform of a path of `lanes` floats on vectors of `tl` floats, F(2x2)
-    /// or F(4x4) (`m`), as [`super::output_any`] picks it; `None` for a path without one.
-    pub(super) fn output_fn(lanes: usize, tl: usize, m: usize) -> Option<super::OutputFn> {
-        let f: super::OutputFn = match (lanes, tl.min(lanes), m) {
-            (16, 4, 2) => f2_v4_512,
-            (16, 4, _) => f4_v4_512,
-            (16, 8, 2) => f2_v8_512,
-            (16, 8, _) => f4_v8_512,
-            (16, _, 2) => f2_v16_512,
-            (16, _, _) => f4_v16_512,
-            (8, 4, 2) => f2_v4_256,
-            (8, 4, _) => f4_v4_256,
-            (8, _, 2) => f2_v8_256,
-            (8, _, _) => f4_v8_256,
-            _ => return None,
-        };
-        Some(f)
     }
 
     /// The Winograd step on the AVX-512 path (16 tiles a vector).
