@@ -1424,6 +1424,124 @@ mod tests {
         }
     }
 
+    /// The epilogue lists the microkernels apply in straight-line code (`EpFast`: scale,
+    /// shift, residual, clamp, each optional, in that order), and lists out of that order or
+    /// with a leaky relu (step by step), against `Unary::apply`'s semantics, every block size,
+    /// masked widths, NaN and -0 in the sums.
+    #[test]
+    fn row_kernels_apply_every_epilogue_form() {
+        let forms: [&[(u64, f32, f32)]; 7] = [
+            &[],
+            &[(EP_BIAS, 0.0, 0.0), (EP_CLAMP, 0.0, 6.0)],
+            &[
+                (EP_AFFINE, 0.0, 0.0),
+                (EP_ADD, 0.0, 0.0),
+                (EP_CLAMP, 0.0, f32::INFINITY),
+            ],
+            &[(EP_ADD, 0.0, 0.0)],
+            &[(EP_CLAMP, -0.5, 0.7)],
+            &[(EP_ADD, 0.0, 0.0), (EP_BIAS, 0.0, 0.0)],
+            &[(EP_AFFINE, 0.0, 0.0), (EP_LEAKY, 0.1, 0.0)],
+        ];
+        for isa in [Isa::Avx2, Isa::Avx512] {
+            if !isa.supported() {
+                continue;
+            }
+            for ocb in [1, 3, max_ocb(isa)] {
+                let f = row_kernel(isa, ocb).expect("kernel");
+                for width in [5, 16, 37] {
+                    for form in forms {
+                        check_epilogue(isa, f, ocb, width, form);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One call of `f` (one tap of weight 1) with the epilogue `form` against the reference.
+    fn check_epilogue(isa: Isa, f: RowFn, ocb: usize, width: usize, form: &[(u64, f32, f32)]) {
+        let out_cs = width + 3;
+        let inp: Vec<f32> = (0..width + 8)
+            .map(|i| match i % 7 {
+                0 => f32::NAN,
+                1 => -0.0,
+                k => (k as f32 - 3.5) * 1.7,
+            })
+            .collect();
+        let mut w = 0i64.to_le_bytes().to_vec();
+        for _ in 0..ocb {
+            w.extend_from_slice(&1f32.to_le_bytes());
+        }
+        let params: Vec<f32> = (0..ocb)
+            .flat_map(|j| {
+                let (sc, sh) = (0.5 + j as f32, 0.25 - j as f32);
+                [sc, sc, sc, sc, sh, sh, sh, sh]
+            })
+            .collect();
+        let res: Vec<f32> = (0..ocb * out_cs).map(|i| (i % 5) as f32 - 2.0).collect();
+        let mut steps: Vec<EpStep> = form
+            .iter()
+            .map(|&(kind, a, b)| EpStep {
+                kind,
+                ptr: match kind {
+                    EP_ADD => res.as_ptr(),
+                    EP_AFFINE | EP_BIAS => params.as_ptr(),
+                    _ => std::ptr::null(),
+                },
+                a,
+                b,
+            })
+            .collect();
+        steps.push(EpStep {
+            kind: EP_END,
+            ptr: std::ptr::null(),
+            a: 0.0,
+            b: 0.0,
+        });
+        let ep = if form.is_empty() {
+            std::ptr::null()
+        } else {
+            steps.as_ptr()
+        };
+        let mut got = vec![7.0f32; ocb * out_cs];
+        // SAFETY: one tap reads `inp[x]`, x < width; outputs and residuals are `ocb` rows of
+        // `out_cs >= width` floats.
+        unsafe {
+            f(
+                inp.as_ptr(),
+                w.as_ptr(),
+                got.as_mut_ptr(),
+                out_cs,
+                width,
+                0,
+                ep,
+            )
+        };
+        for j in 0..ocb {
+            for x in 0..width {
+                let (sc, sh) = (params[8 * j], params[8 * j + 4]);
+                let mut v = 0f32.mul_add(0.0, inp[x]);
+                for &(kind, a, b) in form {
+                    v = match kind {
+                        EP_AFFINE => v * sc + sh,
+                        EP_BIAS => v + sh,
+                        EP_ADD => v + res[j * out_cs + x],
+                        EP_CLAMP => convc_ir::Unary::Clamp { min: a, max: b }.apply(v),
+                        _ => convc_ir::Unary::LeakyRelu { alpha: a }.apply(v),
+                    };
+                }
+                let g = got[j * out_cs + x];
+                assert!(
+                    g.to_bits() == v.to_bits() || (g.is_nan() && v.is_nan()),
+                    "{isa} ocb {ocb} width {width} {form:?} ({j}, {x}): {g} vs {v}"
+                );
+            }
+            // Past the row: untouched.
+            let past = &got[j * out_cs + width..(j + 1) * out_cs];
+            assert!(past.iter().all(|&v| v == 7.0), "{form:?}");
+        }
+    }
+
     #[test]
     fn tuning_picks_a_measured_candidate_once() {
         for isa in Isa::available() {
