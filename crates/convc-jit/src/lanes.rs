@@ -48,6 +48,21 @@ pub(crate) unsafe trait F32Vec: Copy {
     /// # Safety
     /// `p` points to `n` writable floats.
     unsafe fn store_first(self, p: *mut f32, n: usize);
+    /// Stores the first `n <= LANES` lanes: one plain store when `n` is all.
+    ///
+    /// # Safety
+    /// `p` points to `n` writable floats.
+    #[inline(always)]
+    unsafe fn store_n(self, p: *mut f32, n: usize) {
+        // SAFETY: the caller's `n` floats.
+        unsafe {
+            if n == Self::LANES {
+                self.store(p)
+            } else {
+                self.store_first(p, n)
+            }
+        }
+    }
     /// A streaming (non-temporal) store: the line goes to memory without being read into the
     /// cache first. Weakly ordered: the writer ends with [`store_fence`] before others read.
     ///

@@ -54,23 +54,6 @@ pub(crate) fn fits(sw: usize) -> bool {
     sw == 1 || sw == 2
 }
 
-/// Stores the first `n` lanes of `v`: one plain store when `n` is all. Masked loads and
-/// stores of every vector made a 2x2 pool of 64 channels at 224x224 (12.8 MB, which numpy
-/// reads in 0.2 ms) take 1.9-2.2 ms on an AMD Zen4.
-///
-/// # Safety
-/// `p` points to `n` writable floats.
-#[inline(always)]
-unsafe fn store_n<V: F32Vec>(v: V, p: *mut f32, n: usize) {
-    unsafe {
-        if n == V::LANES {
-            v.store(p)
-        } else {
-            v.store_first(p, n)
-        }
-    }
-}
-
 /// Whether the pool's windows along the row are the column pairs `2 ox, 2 ox + 1` (2 wide,
 /// stride 2, no left padding), which [`pairs_row`] takes without the row buffer.
 fn pairs(s: &PoolSpec) -> bool {
@@ -117,7 +100,7 @@ unsafe fn pairs_row<V: F32Vec>(
                 }
             }
             let [even, odd] = V::deinterleave2([a, b]);
-            store_n(even.max_nan(odd), dst.add(ox), n);
+            even.max_nan(odd).store_n(dst.add(ox), n);
         }
         ox += n;
     }
@@ -163,7 +146,7 @@ unsafe fn run<V: F32Vec>(bufs: *const *mut f32, start: u64, end: u64, p: *const 
                 for y in y0 + 1..y1 {
                     m = m.max_nan(V::load_n(plane.add(y * s.w + x), n));
                 }
-                store_n(m, buf.add(s.pl + x), n);
+                m.store_n(buf.add(s.pl + x), n);
             }
             x += n;
         }
@@ -189,7 +172,7 @@ unsafe fn run<V: F32Vec>(bufs: *const *mut f32, start: u64, end: u64, p: *const 
                         m = m.max_nan(V::deinterleave2([V::load(q), V::load(q.add(l))])[0]);
                     }
                 }
-                store_n(m, dst.add(ox), n);
+                m.store_n(dst.add(ox), n);
             }
             ox += n;
         }
