@@ -585,12 +585,12 @@ unsafe fn split_row<V: F32Vec, const M: usize>(
     // and stores everywhere, with `M` a variable, took a stride-2 depthwise layer's split
     // about 3x its arithmetic.
     let last = ((w + pl) / M).checked_sub(l).zip(wq.checked_sub(l));
-    let body = last.map_or(1..=0, |(a, b)| pl.div_ceil(M)..=a.min(b));
+    let body = last.map(|(a, b)| pl.div_ceil(M)..=a.min(b));
     let mut i0 = 0;
     while i0 < wq {
         // SAFETY: as this function's contract; `split_vec`'s on `FULL` holds in `body`.
         unsafe {
-            if body.contains(&i0) {
+            if body.as_ref().is_some_and(|r| r.contains(&i0)) {
                 split_vec::<V, M, true>(src, w, pl, dst, wq, i0);
             } else {
                 split_vec::<V, M, false>(src, w, pl, dst, wq, i0);
