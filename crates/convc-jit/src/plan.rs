@@ -713,31 +713,41 @@ pub(crate) fn wino_lane_cols(rows: usize, tx: usize, tiles_y: usize, lanes: usiz
     whole * lanes_of(rows) + if rest > 0 { lanes_of(rest) } else { 0 }
 }
 
-/// [`wino_rows`]' bands made longer where they would leave more than a quarter of the
-/// microkernel's lanes idle (`WINO_MIN_FILL`): the rows, from `rows` up to the plane's, that
-/// fill the most, the fewest of those. Bands of a small plane's few tiles ran on vectors
-/// mostly masked: a 256 -> 256 layer at 14x14 (4 x 4 tiles of F(4x4)) had bands of 1 row, 4
-/// columns of 16-float vectors; one band of the whole plane ran 3.4x faster (AMD Zen4, one
-/// thread, 4.5 -> 1.3 ms), although its transformed input (590 KB) then shares the L2 with
-/// weights streamed from L3.
+/// [`wino_rows`]' bands resized where they would leave more than 15% of the microkernel's
+/// lanes idle (`WINO_MIN_FILL`): the rows, from half of `rows` up to the plane's, that fill
+/// the most, of those the nearest to `rows` (the longer on a tie). Bands of a small plane's
+/// few tiles ran on vectors mostly masked: a 256 -> 256 layer at 14x14 (4 x 4 tiles of
+/// F(4x4)) had bands of 1 row, 4 columns of 16-float vectors; one band of the whole plane ran
+/// 3.4x faster (AMD Zen4, one thread, 4.5 -> 1.3 ms), although its transformed input (590 KB)
+/// then shares the L2 with weights streamed from L3.
 fn fill_lanes(rows: usize, tx: usize, tiles_y: usize, lanes: usize) -> usize {
     let tiles = (tx * tiles_y) as f64;
     let fill = |r: usize| tiles / wino_lane_cols(r, tx, tiles_y, lanes).max(1) as f64;
     if fill(rows) >= WINO_MIN_FILL {
         return rows;
     }
-    (rows..=tiles_y.max(rows))
+    // From half the rows up: shorter bands read the weights more often.
+    let dist = |r: usize| r.abs_diff(rows);
+    (rows.div_ceil(2).max(1)..=tiles_y.max(rows))
         .map(|r| (r, fill(r)))
-        .fold(
-            (rows, 0.0),
-            |best, (r, f)| if f > best.1 { (r, f) } else { best },
-        )
+        .fold((rows, 0.0), |best, (r, f)| {
+            let nearer = dist(r) < dist(best.0) || (dist(r) == dist(best.0) && r > best.0);
+            if f > best.1 || (f == best.1 && nearer) {
+                (r, f)
+            } else {
+                best
+            }
+        })
         .0
 }
 
 /// The least share of the microkernel's lanes a Winograd band's GEMM columns fill before
-/// [`fill_lanes`] makes the bands longer.
-const WINO_MIN_FILL: f64 = 0.75;
+/// [`fill_lanes`] resizes the bands. At 0.75, a 7x1 conv 128 -> 192 on 17x17 (F(2,7), 17 x 9
+/// tiles) kept bands of 3 tile rows (51 columns on 64 lanes); the whole plane (153 on 160)
+/// ran 1.387 -> 1.327 ms (inception_7x7, one thread, medians of 7 alternating) and 0.736 ->
+/// 0.684 at two threads (though both threads then transform all of it); the same pair at 160
+/// channels 1.83 -> 1.69 and 1.14 -> 1.00 ms (AMD Zen4).
+const WINO_MIN_FILL: f64 = 0.85;
 
 /// Output channels per Winograd channel group: whole blocks of `ocb` whose products fit in
 /// [`WINO_PRODUCT_BYTES`], fewer while the items (`bands` x groups) are under 4 or odd, so
@@ -3451,7 +3461,7 @@ mod wino_band_tests {
     use super::{fill_lanes, wino_lane_cols};
 
     /// Columns are rounded up per band, the last band's own rest included; bands that fill at
-    /// least 3/4 of the lanes stay, others grow to the best-filling rows. Rows: (rows, tiles a
+    /// least 85% of the lanes stay, others change to the best-filling rows. Rows: (rows, tiles a
     /// row, tile rows, lanes, GEMM columns computed, rows after `fill_lanes`).
     #[test]
     fn bands_fill_the_lanes() {
@@ -3470,6 +3480,12 @@ mod wino_band_tests {
             (1, 8, 8, 16, 128, 2),
             // Narrow vectors fill anyway.
             (1, 4, 4, 4, 16, 1),
+            // 17 x 9 tiles (a 7x1 conv's F(2,7) on 17x17): bands of 3 fill 51 of 64 lanes
+            // each, the whole plane 153 of 160.
+            (3, 17, 9, 16, 192, 9),
+            // 6 x 24 tiles: bands of 11, 11, 2 fill 144 of 176 lanes; of 8 rows (not 16: nearer)
+            // all.
+            (11, 6, 24, 16, 80 + 80 + 16, 8),
         ] {
             let case = format!("rows {rows}, {tx} x {ty} tiles, {lanes} lanes");
             assert_eq!(wino_lane_cols(rows, tx, ty, lanes), cols, "{case}");
