@@ -96,6 +96,10 @@ pub struct JitOptions {
     /// wide paths, `crate::gemm`) instead of the planner's, so that tests cover several bands
     /// on small planes; `Some(0)` runs those convs direct instead.
     pub gemm_cols: Option<usize>,
+    /// Test hook: run every depthwise conv with the pointwise conv reading it in bands of rows
+    /// (`plan::Band`), whatever its row width; the planner pairs only rows that fill the
+    /// vectors, or an input a pointwise conv may produce inside the pair.
+    pub pair_any_width: bool,
 }
 
 /// The algorithm of 3x3 and `K x 1` (K up to 7), stride-1, dilation-1, one-group
@@ -179,6 +183,7 @@ impl Default for JitOptions {
             conv_algo: ConvAlgo::Auto,
             winograd_lanes: None,
             gemm_cols: None,
+            pair_any_width: false,
         }
     }
 }
@@ -319,6 +324,7 @@ pub fn compile(
         algo: opts.conv_algo,
         wino_lanes: opts.winograd_lanes,
         gemm_cols: opts.gemm_cols,
+        pair_any_width: opts.pair_any_width,
         guard: opts.guard_pages.at_end(),
     };
     let mut plan = plan::build(g, &conc, &choices)?;

@@ -237,10 +237,19 @@ fn vertical_then_horizontal_convs_fuse() {
     assert_eq!(fused, 2 * n, "nets fused (of {} runs)", 2 * n);
 }
 
+/// Options that pair every depthwise conv with its pointwise reader, whatever the row width.
+fn paired(threads: usize) -> JitOptions {
+    JitOptions {
+        pair_any_width: true,
+        ..opts(threads)
+    }
+}
+
 /// A depthwise conv feeding a pointwise one runs in bands of rows through the thread's
 /// scratch (`plan::Band`): multipliers, strides, dilations, every padding form, short rows
 /// packed across rows (17 columns), band heights that do not divide the plane, epilogues on
-/// both convs (a residual add on the pointwise), pointwise groups, 1 and 2 threads, batches.
+/// both convs (a residual add on the pointwise), pointwise groups, 1 and 2 threads, batches
+/// (every row width paired, `JitOptions::pair_any_width`).
 #[test]
 fn depthwise_then_pointwise_run_in_bands() {
     let mut n = 0;
@@ -271,7 +280,7 @@ fn depthwise_then_pointwise_run_in_bands() {
                 }
                 n += 1;
                 for threads in [1, 2] {
-                    let net = check_graph(&g, &[(h, w)], 2, &opts(threads), &src);
+                    let net = check_graph(&g, &[(h, w)], 2, &paired(threads), &src);
                     let steps = net.steps();
                     assert_eq!(steps.len(), 1, "{src}: {steps:?}");
                     assert!(steps[0].kernel.contains(" then "), "{src}: {steps:?}");
@@ -287,7 +296,7 @@ fn depthwise_then_pointwise_run_in_bands() {
                     && !a_args.contains("(3")
                 {
                     let g2 = graph(&src2, Path::new("."));
-                    let net = check_graph(&g2, &[(h, w)], 1, &opts(2), &src2);
+                    let net = check_graph(&g2, &[(h, w)], 1, &paired(2), &src2);
                     assert!(
                         net.steps().iter().any(|s| s.kernel.contains(" then ")),
                         "{src2}"
@@ -306,6 +315,37 @@ fn depthwise_then_pointwise_run_in_bands() {
         "{:?}",
         net.steps()
     );
+}
+
+/// On a wide path, a depthwise conv reading memory is paired with its pointwise reader only
+/// where the rows fill the vectors (at least 90%: AVX2's 8 lanes take 32 and 15 columns, not
+/// 28 or 13); with a pointwise conv producing its input, whatever the width (the producer then
+/// runs inside the pair).
+#[test]
+fn pairs_rows_that_fill_vectors_or_have_a_producer() {
+    if !convc_jit::Isa::Avx2.supported() {
+        return;
+    }
+    let o = JitOptions {
+        isa: Some(convc_jit::Isa::Avx2),
+        ..opts(2)
+    };
+    for (w, pair) in [(28, false), (32, true), (13, false), (15, true)] {
+        let src = format!(
+            "input x: [24, 12, {w}]\nd = depthwise(x, kernel=3x3, pad=same, weights=random(seed=1))\n\
+             p = pointwise(d, out=16, weights=random(seed=2))\noutput p\n"
+        );
+        let g = graph(&src, Path::new("."));
+        let net = check_graph(&g, &[(12, w)], 1, &o, &src);
+        let paired = net.steps().iter().any(|s| s.kernel.contains(" then "));
+        assert_eq!(paired, pair, "{src}: {:?}", net.steps());
+    }
+    let src = "input x: [8, 12, 28]\ne = pointwise(x, out=24, weights=random(seed=3))\nr = relu6(e)\n\
+               d = depthwise(r, kernel=3x3, pad=same, weights=random(seed=1))\n\
+               p = pointwise(d, out=16, weights=random(seed=2))\noutput p\n";
+    let g = graph(src, Path::new("."));
+    let net = check_graph(&g, &[(12, 28)], 1, &o, src);
+    assert_eq!(net.steps().len(), 1, "{:?}", net.steps());
 }
 
 /// Long reductions run in chunks of taps over the whole row (`ConvSpec::chunk_taps`), the
@@ -368,7 +408,7 @@ fn long_reductions_run_in_chunks() {
     }
     // A pointwise conv with many input channels reading a depthwise conv's bands.
     let src = "input x: [1200, 6, 8]\nd = depthwise(x, kernel=3x3, pad=same, weights=random(seed=1))\np = pointwise(d, out=6, weights=random(seed=2), bias=random(seed=3))\nr = relu6(p)\noutput r\n";
-    let names = kernel_names(src, (6, 8), &opts(2));
+    let names = kernel_names(src, (6, 8), &paired(2));
     assert!(names.iter().any(|n| n.contains("_ostride")), "{names:?}");
     assert!(names.iter().any(|n| n.contains("_k")), "{names:?}");
 }

@@ -159,12 +159,18 @@ pub fn check_isa_algo_opt(
         assert!(g.fusion.is_some(), "the pipeline stores fusion groups");
     }
     let sizes = [first_input_size(&g)];
+    // Half the specs (by length) pair every depthwise conv with its pointwise reader, so that
+    // band pairs of every row width stay covered.
+    let pair_any_width = src.len() % 2 == 0;
     let o = JitOptions {
         isa: Some(isa),
         conv_algo: algo,
+        pair_any_width,
         ..opts(threads)
     };
-    let what = format!("isa={isa} algo={algo:?} threads={threads} passes={passes}\n{src}");
+    let what = format!(
+        "isa={isa} algo={algo:?} threads={threads} passes={passes} pair_any_width={pair_any_width}\n{src}"
+    );
     check_compiled(&written, &g, &sizes, &o, batch, &what)
 }
 
