@@ -600,6 +600,29 @@ unsafe fn split_row<V: F32Vec, const M: usize>(
     }
 }
 
+/// [`split_row`] for `m` phases, 2 or 4 (any other: 4).
+///
+/// # Safety
+/// As [`split_row`] with `M = m`.
+#[inline(always)]
+unsafe fn split_row_m<V: F32Vec>(
+    src: *const f32,
+    w: usize,
+    pl: usize,
+    dst: *mut f32,
+    wq: usize,
+    m: usize,
+) {
+    // SAFETY: as this function's contract.
+    unsafe {
+        if m == 2 {
+            split_row::<V, 2>(src, w, pl, dst, wq)
+        } else {
+            split_row::<V, 4>(src, w, pl, dst, wq)
+        }
+    }
+}
+
 /// One vector `i0` of every phase of [`split_row`]. `FULL`: its `M` source vectors lie
 /// inside `0..w` and `i0 + LANES <= wq`.
 ///
@@ -716,13 +739,7 @@ pub(crate) fn split_row_fn(m: usize) -> Option<SplitRowFn> {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn split_row_avx2(src: *const f32, w: usize, pl: usize, dst: *mut f32, wq: usize, m: usize) {
     // SAFETY: as this function's contract (`m` is 2 or 4, see `split_row_fn`).
-    unsafe {
-        if m == 2 {
-            split_row::<V8, 2>(src, w, pl, dst, wq)
-        } else {
-            split_row::<V8, 4>(src, w, pl, dst, wq)
-        }
-    }
+    unsafe { split_row_m::<V8>(src, w, pl, dst, wq, m) }
 }
 
 /// [`split_row`] on AVX-512.
@@ -740,13 +757,7 @@ unsafe fn split_row_avx512(
     m: usize,
 ) {
     // SAFETY: as this function's contract (`m` is 2 or 4, see `split_row_fn`).
-    unsafe {
-        if m == 2 {
-            split_row::<V16, 2>(src, w, pl, dst, wq)
-        } else {
-            split_row::<V16, 4>(src, w, pl, dst, wq)
-        }
-    }
+    unsafe { split_row_m::<V16>(src, w, pl, dst, wq, m) }
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]
@@ -840,13 +851,7 @@ mod tests {
                     let src: Vec<f32> = (0..w).map(|x| x as f32 + 1.0).collect();
                     let mut dst = vec![f32::NAN; m * wq];
                     // SAFETY: `src` holds `w`, `dst` `m wq` floats; the path is checked.
-                    unsafe {
-                        if m == 2 {
-                            split_row::<V, 2>(src.as_ptr(), w, pl, dst.as_mut_ptr(), wq)
-                        } else {
-                            split_row::<V, 4>(src.as_ptr(), w, pl, dst.as_mut_ptr(), wq)
-                        }
-                    };
+                    unsafe { split_row_m::<V>(src.as_ptr(), w, pl, dst.as_mut_ptr(), wq, m) };
                     for xp in 0..m * wq {
                         let want = xp
                             .checked_sub(pl)
