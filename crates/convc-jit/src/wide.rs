@@ -598,8 +598,9 @@ mod x86 {
     /// tile's sums went through the stack (a bias and relu6 cost a 32-tap pointwise row 12-18%
     /// of its time; now about nothing). Row `j` of `acc` is at `j * out_cs` floats of `out`
     /// (and of the residual, from column `x`) and takes channel `j * chan_step`'s parameters.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
+    // Always inline, without a target feature of its own (a `target_feature` function cannot
+    // be `inline(always)`): out of line, the sums went through the stack.
+    #[inline(always)]
     // Index loops, as in the Winograd transforms, where iterators over the tile stayed on the
     // stack.
     #[allow(clippy::needless_range_loop)]
@@ -657,8 +658,9 @@ mod x86 {
     }
 
     /// [`store_fast512`] for 8-float vectors; `mask`: lanes with the sign bit set.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
+    // Always inline, without a target feature of its own (a `target_feature` function cannot
+    // be `inline(always)`): out of line, the sums went through the stack.
+    #[inline(always)]
     // Index loops, as in the Winograd transforms, where iterators over the tile stayed on the
     // stack.
     #[allow(clippy::needless_range_loop)]
