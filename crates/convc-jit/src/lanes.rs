@@ -565,7 +565,7 @@ unsafe impl F32Vec for V4 {
     }
 }
 
-/// Splits one row into `M` (2 or 4) phases, vectorised: padded column `xp` (source column
+/// Splits one row into `M` (1, 2 or 4) phases, vectorised (one phase: a padded copy): padded column `xp` (source column
 /// `xp - pl`, zero outside `0..w`) goes to `dst[(xp % M) * wq + xp / M]`, for every
 /// `xp < M * wq`; the zeros of the padding are written too.
 ///
@@ -600,7 +600,7 @@ unsafe fn split_row<V: F32Vec, const M: usize>(
     }
 }
 
-/// [`split_row`] for `m` phases, 2 or 4 (any other: 4).
+/// [`split_row`] for `m` phases, 1, 2 or 4 (any other: 4).
 ///
 /// # Safety
 /// As [`split_row`] with `M = m`.
@@ -615,7 +615,9 @@ unsafe fn split_row_m<V: F32Vec>(
 ) {
     // SAFETY: as this function's contract.
     unsafe {
-        if m == 2 {
+        if m == 1 {
+            split_row::<V, 1>(src, w, pl, dst, wq)
+        } else if m == 2 {
             split_row::<V, 2>(src, w, pl, dst, wq)
         } else {
             split_row::<V, 4>(src, w, pl, dst, wq)
@@ -653,7 +655,9 @@ unsafe fn split_vec<V: F32Vec, const M: usize, const FULL: bool>(
             }
         };
     }
-    let ph = if M == 2 {
+    let ph = if M == 1 {
+        x
+    } else if M == 2 {
         let [a, b] = V::deinterleave2([x[0], x[1]]);
         [a, b, a, b]
     } else {
@@ -710,12 +714,12 @@ pub(crate) fn store_fence() {
 /// A vectorised row split ([`split_row`]): `(src, w, pl, dst, wq, m)`.
 pub(crate) type SplitRowFn = unsafe fn(*const f32, usize, usize, *mut f32, usize, usize);
 
-/// The vectorised row split of the widest path this host runs, for `m` phases (2 or 4), or
-/// `None` (another `m`, or a host without AVX2).
+/// The vectorised row split of the widest path this host runs, for `m` phases (1, 2 or 4;
+/// one phase is a padded copy of the row), or `None` (another `m`, or a host without AVX2).
 pub(crate) fn split_row_fn(m: usize) -> Option<SplitRowFn> {
     #[cfg(target_arch = "x86_64")]
     {
-        if m != 2 && m != 4 {
+        if m != 1 && m != 2 && m != 4 {
             return None;
         }
         match crate::wide::Isa::detect() {
@@ -738,7 +742,7 @@ pub(crate) fn split_row_fn(m: usize) -> Option<SplitRowFn> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn split_row_avx2(src: *const f32, w: usize, pl: usize, dst: *mut f32, wq: usize, m: usize) {
-    // SAFETY: as this function's contract (`m` is 2 or 4, see `split_row_fn`).
+    // SAFETY: as this function's contract (`m` is 1, 2 or 4, see `split_row_fn`).
     unsafe { split_row_m::<V8>(src, w, pl, dst, wq, m) }
 }
 
@@ -756,7 +760,7 @@ unsafe fn split_row_avx512(
     wq: usize,
     m: usize,
 ) {
-    // SAFETY: as this function's contract (`m` is 2 or 4, see `split_row_fn`).
+    // SAFETY: as this function's contract (`m` is 1, 2 or 4, see `split_row_fn`).
     unsafe { split_row_m::<V16>(src, w, pl, dst, wq, m) }
 }
 
@@ -844,7 +848,7 @@ mod tests {
 
     /// The vectorised row split against its definition, for widths, paddings and phases.
     fn check_split<V: F32Vec>() {
-        for m in [2usize, 4] {
+        for m in [1usize, 2, 4] {
             for w in [1usize, 2, 5, 15, 16, 17, 33, 56, 70, 112, 131] {
                 for pl in [0usize, 1, 2, 3] {
                     let wq = (w + pl + 2).div_ceil(m) + 1 + (w % 3);

@@ -1021,6 +1021,7 @@ pub(crate) unsafe fn pad_rows(
     y_hi: usize,
 ) {
     let rs = p.row_len();
+    let split = crate::lanes::split_row_fn(p.sw);
     for yp in y_lo..y_hi {
         // SAFETY: rows `yp - y_lo < y_hi - y_lo` of `rs` floats; source rows `< h` of channel c.
         unsafe {
@@ -1029,12 +1030,33 @@ pub(crate) unsafe fn pad_rows(
                 std::ptr::write_bytes(row, 0, rs);
                 continue;
             }
-            let s = src.add((c * p.h + yp - p.pt) * p.w);
-            if p.sw == 1 {
-                copy_row(s, row, p.pl, p.w, rs);
-            } else {
-                split_row(s, row, p);
-            }
+            pad_row(src.add((c * p.h + yp - p.pt) * p.w), row, p, split);
+        }
+    }
+}
+
+/// Writes one padded row of `p.w` floats of `src` at `dst` (`p.row_len()` floats): through
+/// `split` (the host's vectorised split, [`crate::lanes::split_row_fn`] of `p.sw`; with one
+/// phase a padded copy in whole vectors, with masks only at the row's ends: a 384-channel 14x14
+/// depthwise layer 0.096 -> 0.085 ms against [`copy_row`]), else [`copy_row`] or
+/// [`split_row`].
+///
+/// # Safety
+/// `src` holds `p.w` floats and `dst` `p.row_len()` floats; they do not overlap.
+#[inline]
+unsafe fn pad_row(
+    src: *const f32,
+    dst: *mut f32,
+    p: &PadCopy,
+    split: Option<crate::lanes::SplitRowFn>,
+) {
+    // SAFETY: as this function's contract (`split` takes `w` source floats and `sw * wq`
+    // destination ones, the padded row).
+    unsafe {
+        match split {
+            Some(f) => f(src, p.w, p.pl, dst, p.wq, p.sw),
+            None if p.sw == 1 => copy_row(src, dst, p.pl, p.w, p.row_len()),
+            None => split_row(src, dst, p),
         }
     }
 }
@@ -1150,6 +1172,7 @@ unsafe fn zero_tail(dst: *mut f32, p: &PadCopy) {
 unsafe fn pad_copy(src: *const f32, dst: *mut f32, p: &PadCopy, c0: usize, c1: usize) {
     let rs = p.row_len();
     let stride = p.row_stride();
+    let split = crate::lanes::split_row_fn(p.sw);
     for c in c0..c1 {
         // SAFETY (whole body): every index stays below the sizes in the contract: rows
         // `yp < hp` of `rs` floats per channel (at `c * chan_stride + yp * row_stride`, inside
@@ -1162,12 +1185,7 @@ unsafe fn pad_copy(src: *const f32, dst: *mut f32, p: &PadCopy, c0: usize, c1: u
                     std::ptr::write_bytes(row, 0, rs);
                     continue;
                 }
-                let s = src.add((c * p.h + yp - p.pt) * p.w);
-                if p.sw == 1 {
-                    copy_row(s, row, p.pl, p.w, rs);
-                } else {
-                    split_row(s, row, p);
-                }
+                pad_row(src.add((c * p.h + yp - p.pt) * p.w), row, p, split);
             }
         }
     }
