@@ -1021,6 +1021,9 @@ pub(crate) unsafe fn pad_rows(
     y_hi: usize,
 ) {
     let rs = p.row_len();
+    // The rows inside the input, `in_lo..in_hi`, in one call of the vectorised split.
+    let (in_lo, in_hi) = (y_lo.max(p.pt), y_hi.min(p.pt + p.h).max(y_lo.max(p.pt)));
+    let rows_fn = crate::lanes::split_rows_fn(p.sw).filter(|_| in_lo < in_hi);
     let split = crate::lanes::split_row_fn(p.sw);
     for yp in y_lo..y_hi {
         // SAFETY: rows `yp - y_lo < y_hi - y_lo` of `rs` floats; source rows `< h` of channel c.
@@ -1030,7 +1033,18 @@ pub(crate) unsafe fn pad_rows(
                 std::ptr::write_bytes(row, 0, rs);
                 continue;
             }
-            pad_row(src.add((c * p.h + yp - p.pt) * p.w), row, p, split);
+            let s = src.add((c * p.h + yp - p.pt) * p.w);
+            if let Some(f) = rows_fn {
+                // Every row inside at once, at the first of them (`yp == in_lo`): source rows
+                // `in_lo - pt .. in_hi - pt < h` of channel c into rows `in_lo - y_lo ..
+                // in_hi - y_lo <= y_hi - y_lo` of `rs` floats; then the rows below are zeros.
+                f(s, p.w, row, rs, in_hi - in_lo, p.w, p.pl, p.wq, p.sw);
+                for z in in_hi..y_hi {
+                    std::ptr::write_bytes(dst.add((z - y_lo) * rs), 0, rs);
+                }
+                return;
+            }
+            pad_row(s, row, p, split);
         }
     }
 }
