@@ -593,13 +593,16 @@ mod x86 {
     }
 
     /// Stores a tile's sums through an [`EpFast`] epilogue, as [`ep512`] computes it
-    /// (`v * scale + shift`, `+ residual`, `max(lo, .)`, `min(hi, .)`), in straight-line
-    /// code: through `ep512`'s loop over the steps, the store loop was not unrolled and the
-    /// tile's sums went through the stack (a bias and relu6 cost a 32-tap pointwise row 12-18%
-    /// of its time; now about nothing). Row `j` of `acc` is at `j * out_cs` floats of `out`
-    /// (and of the residual, from column `x`) and takes channel `j * chan_step`'s parameters.
-    // Always inline, without a target feature of its own (a `target_feature` function cannot
-    // be `inline(always)`): out of line, the sums went through the stack.
+    /// (`v * scale + shift`, `+ residual`, `max(lo, .)`, `min(hi, .)`), one pass over the tile
+    /// per step present, each a loop without branches that unrolls whole, so that the sums
+    /// stay in registers. With the steps' tests inside one loop over the tile, the loop stayed
+    /// rolled and the sums went through the stack: a tile zeroed its stack copy with a call of
+    /// `memset`, stored its sums there after the reduction and read them back. Through
+    /// `ep512`'s loop over the steps it was worse (a bias and relu6 cost a 32-tap pointwise row
+    /// 12-18% of its time). Row `j` of `acc` is at `j * out_cs` floats of `out` (and of the
+    /// residual, from column `x`) and takes channel `j * chan_step`'s parameters.
+    // Always inlined, so without a target feature of its own (a `target_feature` function
+    // cannot be `inline(always)`): out of line, the sums went through the stack.
     #[inline(always)]
     // Index loops, as in the Winograd transforms, where iterators over the tile stayed on the
     // stack.
@@ -612,54 +615,68 @@ mod x86 {
         mask: __mmask16,
     ) {
         unsafe {
-            let (lo, hi) = (_mm512_set1_ps(f.lo), _mm512_set1_ps(f.hi));
-            for j in 0..OCB {
-                let c = 8 * j * chan_step;
-                let sc = if f.scale.is_null() {
-                    _mm512_set1_ps(1.0)
-                } else {
-                    _mm512_set1_ps(*f.scale.add(c))
-                };
-                let sh = if f.shift.is_null() {
-                    _mm512_setzero_ps()
-                } else {
-                    _mm512_set1_ps(*f.shift.add(c + 4))
-                };
-                for k in 0..NV {
-                    let last = MASKED && k + 1 == NV;
-                    let mut v = acc[j][k];
-                    if !f.scale.is_null() {
-                        v = _mm512_mul_ps(v, sc);
+            let mut v = *acc;
+            if !f.scale.is_null() {
+                for j in 0..OCB {
+                    let sc = _mm512_set1_ps(*f.scale.add(8 * j * chan_step));
+                    for k in 0..NV {
+                        v[j][k] = _mm512_mul_ps(v[j][k], sc);
                     }
-                    if !f.shift.is_null() {
-                        v = _mm512_add_ps(v, sh);
+                }
+            }
+            if !f.shift.is_null() {
+                for j in 0..OCB {
+                    let sh = _mm512_set1_ps(*f.shift.add(8 * j * chan_step + 4));
+                    for k in 0..NV {
+                        v[j][k] = _mm512_add_ps(v[j][k], sh);
                     }
-                    if !f.add.is_null() {
+                }
+            }
+            if !f.add.is_null() {
+                for j in 0..OCB {
+                    for k in 0..NV {
                         let r = f.add.add(j * out_cs + x + 16 * k);
-                        let r = if last {
+                        let r = if MASKED && k + 1 == NV {
                             _mm512_maskz_loadu_ps(mask, r)
                         } else {
                             _mm512_loadu_ps(r)
                         };
-                        v = _mm512_add_ps(v, r);
+                        v[j][k] = _mm512_add_ps(v[j][k], r);
                     }
-                    if f.clamp {
-                        v = _mm512_min_ps(hi, _mm512_max_ps(lo, v));
+                }
+            }
+            if f.clamp {
+                let (lo, hi) = (_mm512_set1_ps(f.lo), _mm512_set1_ps(f.hi));
+                for j in 0..OCB {
+                    for k in 0..NV {
+                        v[j][k] = _mm512_min_ps(hi, _mm512_max_ps(lo, v[j][k]));
                     }
+                }
+            }
+            for j in 0..OCB {
+                for k in 0..NV {
                     let p = out.add(j * out_cs + 16 * k);
-                    if last {
-                        _mm512_mask_storeu_ps(p, mask, v);
+                    if MASKED && k + 1 == NV {
+                        _mm512_mask_storeu_ps(p, mask, v[j][k]);
                     } else {
-                        _mm512_storeu_ps(p, v);
+                        _mm512_storeu_ps(p, v[j][k]);
                     }
                 }
             }
         }
     }
 
-    /// [`store_fast512`] for 8-float vectors; `mask`: lanes with the sign bit set.
-    // Always inline, without a target feature of its own (a `target_feature` function cannot
-    // be `inline(always)`): out of line, the sums went through the stack.
+    /// Stores a tile's sums through an [`EpFast`] epilogue, as [`ep256`] computes it
+    /// (`v * scale + shift`, `+ residual`, `max(lo, .)`, `min(hi, .)`), one pass over the tile
+    /// per step present, each a loop without branches that unrolls whole, so that the sums
+    /// stay in registers. With the steps' tests inside one loop over the tile, the loop stayed
+    /// rolled and the sums went through the stack: a tile zeroed its stack copy with a call of
+    /// `memset`, stored its sums there after the reduction and read them back. Through
+    /// `ep256`'s loop over the steps it was worse (a bias and relu6 cost a 32-tap pointwise row
+    /// 12-18% of its time). Row `j` of `acc` is at `j * out_cs` floats of `out` (and of the
+    /// residual, from column `x`); `mask`: lanes with the sign bit set.
+    // Always inlined, so without a target feature of its own (a `target_feature` function
+    // cannot be `inline(always)`): out of line, the sums went through the stack.
     #[inline(always)]
     // Index loops, as in the Winograd transforms, where iterators over the tile stayed on the
     // stack.
@@ -672,44 +689,78 @@ mod x86 {
         mask: __m256i,
     ) {
         unsafe {
-            let (lo, hi) = (_mm256_set1_ps(f.lo), _mm256_set1_ps(f.hi));
-            for j in 0..OCB {
-                let sc = if f.scale.is_null() {
-                    _mm256_set1_ps(1.0)
-                } else {
-                    _mm256_set1_ps(*f.scale.add(8 * j))
-                };
-                let sh = if f.shift.is_null() {
-                    _mm256_setzero_ps()
-                } else {
-                    _mm256_set1_ps(*f.shift.add(8 * j + 4))
-                };
-                for k in 0..NV {
-                    let last = MASKED && k + 1 == NV;
-                    let mut v = acc[j][k];
-                    if !f.scale.is_null() {
-                        v = _mm256_mul_ps(v, sc);
+            let mut v = *acc;
+            if !f.scale.is_null() {
+                for j in 0..OCB {
+                    let sc = _mm256_set1_ps(*f.scale.add(8 * j));
+                    for k in 0..NV {
+                        v[j][k] = _mm256_mul_ps(v[j][k], sc);
                     }
-                    if !f.shift.is_null() {
-                        v = _mm256_add_ps(v, sh);
+                }
+            }
+            if !f.shift.is_null() {
+                for j in 0..OCB {
+                    let sh = _mm256_set1_ps(*f.shift.add(8 * j + 4));
+                    for k in 0..NV {
+                        v[j][k] = _mm256_add_ps(v[j][k], sh);
                     }
-                    if !f.add.is_null() {
+                }
+            }
+            if !f.add.is_null() {
+                for j in 0..OCB {
+                    for k in 0..NV {
                         let r = f.add.add(j * out_cs + x + 8 * k);
-                        let r = if last {
+                        let r = if MASKED && k + 1 == NV {
                             _mm256_maskload_ps(r, mask)
                         } else {
                             _mm256_loadu_ps(r)
                         };
-                        v = _mm256_add_ps(v, r);
+                        v[j][k] = _mm256_add_ps(v[j][k], r);
                     }
-                    if f.clamp {
-                        v = _mm256_min_ps(hi, _mm256_max_ps(lo, v));
+                }
+            }
+            if f.clamp {
+                let (lo, hi) = (_mm256_set1_ps(f.lo), _mm256_set1_ps(f.hi));
+                for j in 0..OCB {
+                    for k in 0..NV {
+                        v[j][k] = _mm256_min_ps(hi, _mm256_max_ps(lo, v[j][k]));
                     }
+                }
+            }
+            for j in 0..OCB {
+                for k in 0..NV {
                     let p = out.add(j * out_cs + 8 * k);
-                    if last {
-                        _mm256_maskstore_ps(p, mask, v);
+                    if MASKED && k + 1 == NV {
+                        _mm256_maskstore_ps(p, mask, v[j][k]);
                     } else {
-                        _mm256_storeu_ps(p, v);
+                        _mm256_storeu_ps(p, v[j][k]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stores a tile's sums through any epilogue `ep`, step by step per vector ([`ep512`]):
+    /// the lists [`EpFast`] does not express (a leaky relu, another order).
+    #[target_feature(enable = "avx512f")]
+    #[inline(never)]
+    unsafe fn store_steps512<const OCB: usize, const NV: usize, const MASKED: bool>(
+        acc: &[[__m512; NV]; OCB],
+        ep: *const EpStep,
+        out: *mut f32,
+        (out_cs, x): (usize, usize),
+        mask: __mmask16,
+    ) {
+        unsafe {
+            for (j, a) in acc.iter().enumerate() {
+                for (k, v) in a.iter().enumerate() {
+                    let p = out.add(j * out_cs + 16 * k);
+                    let last = MASKED && k + 1 == NV;
+                    let v = ep512(*v, ep, j, j * out_cs + x + 16 * k, mask, last);
+                    if last {
+                        _mm512_mask_storeu_ps(p, mask, v);
+                    } else {
+                        _mm512_storeu_ps(p, v);
                     }
                 }
             }
@@ -779,18 +830,11 @@ mod x86 {
                 store_fast512::<OCB, NV, MASKED>(&acc, &f, out, (out_cs, 1, x), mask);
                 return;
             }
-            for (j, a) in acc.iter().enumerate() {
-                for (k, v) in a.iter().enumerate() {
-                    let p = out.add(j * out_cs + 16 * k);
-                    let last = MASKED && k + 1 == NV;
-                    let v = ep512(*v, ep, j, j * out_cs + x + 16 * k, mask, last);
-                    if last {
-                        _mm512_mask_storeu_ps(p, mask, v);
-                    } else {
-                        _mm512_storeu_ps(p, v);
-                    }
-                }
-            }
+            // A copy for the step-by-step path, out of line: were `acc` itself borrowed there, it
+            // would live on the stack on every path (zeroed with `memset` each tile, the sums
+            // stored and read back after the reduction).
+            let sums = acc;
+            store_steps512::<OCB, NV, MASKED>(&sums, ep, out, (out_cs, x), mask);
         }
     }
 
@@ -826,6 +870,33 @@ mod x86 {
                 2 => tile512::<OCB, 2, true>(i, w, o, out_cs, mask, acc, ep, x),
                 3 => tile512::<OCB, 3, true>(i, w, o, out_cs, mask, acc, ep, x),
                 _ => tile512::<OCB, 4, true>(i, w, o, out_cs, mask, acc, ep, x),
+            }
+        }
+    }
+
+    /// Stores a tile's sums through any epilogue `ep`, step by step per vector ([`ep256`]):
+    /// the lists [`EpFast`] does not express (a leaky relu, another order).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline(never)]
+    unsafe fn store_steps256<const OCB: usize, const NV: usize, const MASKED: bool>(
+        acc: &[[__m256; NV]; OCB],
+        ep: *const EpStep,
+        out: *mut f32,
+        (out_cs, x): (usize, usize),
+        mask: __m256i,
+    ) {
+        unsafe {
+            for (j, a) in acc.iter().enumerate() {
+                for (k, v) in a.iter().enumerate() {
+                    let p = out.add(j * out_cs + 8 * k);
+                    let last = MASKED && k + 1 == NV;
+                    let v = ep256(*v, ep, j, j * out_cs + x + 8 * k, mask, last);
+                    if last {
+                        _mm256_maskstore_ps(p, mask, v);
+                    } else {
+                        _mm256_storeu_ps(p, v);
+                    }
+                }
             }
         }
     }
@@ -893,18 +964,11 @@ mod x86 {
                 store_fast256::<OCB, NV, MASKED>(&acc, &f, out, (out_cs, x), mask);
                 return;
             }
-            for (j, a) in acc.iter().enumerate() {
-                for (k, v) in a.iter().enumerate() {
-                    let p = out.add(j * out_cs + 8 * k);
-                    let last = MASKED && k + 1 == NV;
-                    let v = ep256(*v, ep, j, j * out_cs + x + 8 * k, mask, last);
-                    if last {
-                        _mm256_maskstore_ps(p, mask, v);
-                    } else {
-                        _mm256_storeu_ps(p, v);
-                    }
-                }
-            }
+            // A copy for the step-by-step path, out of line: were `acc` itself borrowed there, it
+            // would live on the stack on every path (zeroed with `memset` each tile, the sums
+            // stored and read back after the reduction).
+            let sums = acc;
+            store_steps256::<OCB, NV, MASKED>(&sums, ep, out, (out_cs, x), mask);
         }
     }
 
