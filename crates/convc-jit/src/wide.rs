@@ -367,8 +367,9 @@ pub(crate) type DwFn = unsafe extern "C" fn(
     *const EpStep,
 );
 
-/// The depthwise KxK kernel of `isa` for a `k` x `k` window (3, 5 or 7), `rows` (2 or 4)
-/// output rows and vertical stride `sh` (1 or 2).
+/// The depthwise KxK kernel of `isa` for a `k` x `k` window (3, 5 or 7), `rows` (1 to 4)
+/// output rows and vertical stride `sh` (1 or 2). A plan's items take 2 or 4 rows
+/// ([`crate::spec::ConvSpec::dw_rows`]); 1 and 3 serve the rows a plane's height leaves.
 pub(crate) fn dw_kernel(isa: Isa, k: usize, rows: usize, sh: usize) -> Option<DwFn> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -377,13 +378,21 @@ pub(crate) fn dw_kernel(isa: Isa, k: usize, rows: usize, sh: usize) -> Option<Dw
             ($($k:literal)*) => {
                 match (isa, k, rows, sh) {
                     $(
+                        (Isa::Avx512, $k, 1, 1) => dw_512::<$k, 1, 1>,
                         (Isa::Avx512, $k, 2, 1) => dw_512::<$k, 2, 1>,
+                        (Isa::Avx512, $k, 3, 1) => dw_512::<$k, 3, 1>,
                         (Isa::Avx512, $k, 4, 1) => dw_512::<$k, 4, 1>,
+                        (Isa::Avx512, $k, 1, 2) => dw_512::<$k, 1, 2>,
                         (Isa::Avx512, $k, 2, 2) => dw_512::<$k, 2, 2>,
+                        (Isa::Avx512, $k, 3, 2) => dw_512::<$k, 3, 2>,
                         (Isa::Avx512, $k, 4, 2) => dw_512::<$k, 4, 2>,
+                        (Isa::Avx2, $k, 1, 1) => dw_256::<$k, 1, 1>,
                         (Isa::Avx2, $k, 2, 1) => dw_256::<$k, 2, 1>,
+                        (Isa::Avx2, $k, 3, 1) => dw_256::<$k, 3, 1>,
                         (Isa::Avx2, $k, 4, 1) => dw_256::<$k, 4, 1>,
+                        (Isa::Avx2, $k, 1, 2) => dw_256::<$k, 1, 2>,
                         (Isa::Avx2, $k, 2, 2) => dw_256::<$k, 2, 2>,
+                        (Isa::Avx2, $k, 3, 2) => dw_256::<$k, 3, 2>,
                         (Isa::Avx2, $k, 4, 2) => dw_256::<$k, 4, 2>,
                     )*
                     _ => return None,

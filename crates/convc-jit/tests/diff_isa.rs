@@ -147,9 +147,10 @@ fn narrow_padded_planes_run_as_flat_rows() {
     }
 }
 
-/// Depthwise 3x3, 5x5 and 7x7 convs on the wide paths compute 2 or 4 rows a call (kernel
-/// names `_dw<rows>`): vertical strides 1 and 2, horizontal stride and dilation, every padding
-/// form, heights that leave a short last item, alone and as the first half of a band pair,
+/// Depthwise 3x3, 5x5 and 7x7 convs on the wide paths compute 2 or 4 rows an item (kernel
+/// names `_dw<rows>`), a short last item's 1 to 3 rows in one call: vertical strides 1 and 2,
+/// horizontal stride and dilation, every padding form, heights that leave a short last item
+/// (9 and 7 rows: 4 + 4 + 1, 4 + 3), alone and as the first half of a band pair,
 /// with epilogues the kernel applies and ones it does not (sigmoid), 1 and 2 threads.
 #[test]
 fn depthwise_rows_kernels() {

@@ -6,16 +6,17 @@ use super::*;
 
 impl Em<'_> {
     /// `rows` output rows of a depthwise KxK channel ([`ConvSpec::dw_rows`]): `dw_rows` at a
-    /// time through the rows kernel, an item's last rows two at a time where the plane's
-    /// height leaves fewer (a 14x14 plane's items are 4, 4, 4 and 2 rows), and a row left over
-    /// (or an epilogue the kernel cannot apply) row by row through the row kernel. The last
-    /// two rows of a 14x14 plane went row by row: 13% of a 384-channel layer's time.
+    /// time through the rows kernel, and an item's last rows where the plane's height leaves
+    /// fewer (a 14x14 plane's items are 4, 4, 4 and 2 rows, a 7x7 plane's 4 and 3) in one call
+    /// of the kernel for that many; row by row through the row kernel only where the kernel
+    /// cannot apply the epilogue. The last rows of small planes went row by row: 13% of a
+    /// 384-channel 14x14 layer's time.
     pub(super) fn wide_dw(&mut self, s: &ConvSpec, row: &Row, rows: usize, width: usize, isa: Isa) {
         let mut r0 = 0;
         while r0 < rows {
-            let n = if rows - r0 >= s.dw_rows { s.dw_rows } else { 2 };
+            let n = (rows - r0).min(s.dw_rows);
             let part = self.rows_from(s, row, r0);
-            if rows - r0 >= 2 && self.dw_call(s, &part, n, width, isa) {
+            if self.dw_call(s, &part, n, width, isa) {
                 r0 += n;
                 continue;
             }
@@ -44,7 +45,7 @@ impl Em<'_> {
         one
     }
 
-    /// One call of the depthwise rows kernel for `n` (2 or 4) rows from `row`; false where
+    /// One call of the depthwise rows kernel for `n` (1 to 4) rows from `row`; false where
     /// there is none for `n` rows, or the kernel cannot apply the epilogue.
     fn dw_call(&mut self, s: &ConvSpec, row: &Row, n: usize, width: usize, isa: Isa) -> bool {
         let Some(f) = crate::wide::dw_kernel(isa, s.kw, n, s.sh) else {
