@@ -305,7 +305,7 @@ unsafe fn pack_split(
     dst: *mut f32,
     stride: usize,
     (p0, n): (usize, usize),
-    (split, phases, wq): (crate::lanes::SplitRowFn, &mut [f32], usize),
+    (split, phases, wq): (crate::lanes::SplitRowsFn, &mut [f32], usize),
 ) {
     let plane = s.h * s.w;
     let kk = s.kh * s.kw;
@@ -324,9 +324,12 @@ unsafe fn pack_split(
                     unsafe {
                         split(
                             inp.add(ci * plane + iy * s.w),
+                            0,
+                            phases.as_mut_ptr(),
+                            0,
+                            1,
                             s.w,
                             s.pl,
-                            phases.as_mut_ptr(),
                             wq,
                             s.sw,
                         )
@@ -418,7 +421,7 @@ unsafe fn run(isa: Isa, bufs: *const *mut f32, start: u64, end: u64, p: *const i
     // phase `(kx dw) % sw` of a padded row holds kernel column `kx`'s inputs of consecutive
     // output columns, from `(kx dw) / sw` on.
     let split = (s.sw > 1)
-        .then(|| crate::lanes::split_row_fn(s.sw))
+        .then(|| crate::lanes::split_rows_fn(s.sw))
         .flatten();
     let wq = s.ow + ((s.kw - 1) * s.dw).div_ceil(s.sw.max(1)) + 1;
     let mut phases = if split.is_some() {

@@ -711,59 +711,6 @@ pub(crate) fn store_fence() {
     }
 }
 
-/// A vectorised row split ([`split_row`]): `(src, w, pl, dst, wq, m)`.
-pub(crate) type SplitRowFn = unsafe fn(*const f32, usize, usize, *mut f32, usize, usize);
-
-/// The vectorised row split of the widest path this host runs, for `m` phases (1, 2 or 4;
-/// one phase is a padded copy of the row), or `None` (another `m`, or a host without AVX2).
-pub(crate) fn split_row_fn(m: usize) -> Option<SplitRowFn> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if m != 1 && m != 2 && m != 4 {
-            return None;
-        }
-        match crate::wide::Isa::detect() {
-            crate::wide::Isa::Avx512 => Some(split_row_avx512 as SplitRowFn),
-            crate::wide::Isa::Avx2 => Some(split_row_avx2 as SplitRowFn),
-            crate::wide::Isa::Sse => None,
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = m;
-        None
-    }
-}
-
-/// [`split_row`] on AVX2.
-///
-/// # Safety
-/// As [`split_row`]; the host runs AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn split_row_avx2(src: *const f32, w: usize, pl: usize, dst: *mut f32, wq: usize, m: usize) {
-    // SAFETY: as this function's contract (`m` is 1, 2 or 4, see `split_row_fn`).
-    unsafe { split_row_m::<V8>(src, w, pl, dst, wq, m) }
-}
-
-/// [`split_row`] on AVX-512.
-///
-/// # Safety
-/// As [`split_row`]; the host runs AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn split_row_avx512(
-    src: *const f32,
-    w: usize,
-    pl: usize,
-    dst: *mut f32,
-    wq: usize,
-    m: usize,
-) {
-    // SAFETY: as this function's contract (`m` is 1, 2 or 4, see `split_row_fn`).
-    unsafe { split_row_m::<V16>(src, w, pl, dst, wq, m) }
-}
-
 /// A vectorised split of `rows` rows ([`split_row`] on each): `(src, src_rs, dst, dst_rs,
 /// rows, w, pl, wq, m)`, row `r` from `src + r src_rs` to `dst + r dst_rs`. One call for a
 /// band of a channel instead of one a row: the rows of a 14x14 plane are one vector each, and
@@ -771,8 +718,9 @@ unsafe fn split_row_avx512(
 pub(crate) type SplitRowsFn =
     unsafe fn(*const f32, usize, *mut f32, usize, usize, usize, usize, usize, usize);
 
-/// The vectorised split of rows ([`SplitRowsFn`]) of the widest path this host runs, as
-/// [`split_row_fn`].
+/// The vectorised split of rows ([`SplitRowsFn`]) of the widest path this host runs, for `m`
+/// phases (1, 2 or 4; one phase is a padded copy of the row), or `None` (another `m`, or a
+/// host without AVX2).
 pub(crate) fn split_rows_fn(m: usize) -> Option<SplitRowsFn> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -807,18 +755,10 @@ unsafe fn split_rows_m<V: F32Vec>(
     rows: usize,
     (w, pl, wq, m): (usize, usize, usize, usize),
 ) {
-    macro_rules! each_row {
-        ($m:literal) => {
-            for r in 0..rows {
-                // SAFETY: row `r` as this function's contract.
-                unsafe { split_row::<V, $m>(src.add(r * src_rs), w, pl, dst.add(r * dst_rs), wq) }
-            }
-        };
-    }
-    match m {
-        1 => each_row!(1),
-        2 => each_row!(2),
-        _ => each_row!(4),
+    for r in 0..rows {
+        // SAFETY: row `r` as this function's contract (the dispatch on `m` is the same branch
+        // every row).
+        unsafe { split_row_m::<V>(src.add(r * src_rs), w, pl, dst.add(r * dst_rs), wq, m) }
     }
 }
 
