@@ -565,9 +565,10 @@ unsafe impl F32Vec for V4 {
     }
 }
 
-/// Splits one row into `M` (1, 2 or 4) phases, vectorised (one phase: a padded copy): padded column `xp` (source column
-/// `xp - pl`, zero outside `0..w`) goes to `dst[(xp % M) * wq + xp / M]`, for every
-/// `xp < M * wq`; the zeros of the padding are written too.
+/// Splits one row into `M` (1, 2 or 4) phases, vectorised (one phase: a padded copy): padded
+/// column `xp` (source column `xp - pl`, zero outside `0..w`) goes to
+/// `dst[(xp % M) * wq + xp / M]`, for every `xp < M * wq`; the zeros of the padding are
+/// written too.
 ///
 /// # Safety
 /// `src` holds `w` floats, `dst` `M * wq`; the host runs `V`'s path.

@@ -895,19 +895,9 @@ impl Exec<'_> {
                 // floats of the scratch at `off`, see `Pre::stage`).
                 unsafe { f(pbufs.as_ptr(), y as u64 * blocks, (y as u64 + 1) * blocks) };
                 let d = tile.wrapping_add((y + pad.pt - lo) * rs);
-                match split {
-                    // SAFETY: the stage holds `w` floats a channel, `w` apart; padded row
-                    // `y + pt - lo < tile_rows` of each channel holds `rs` floats, `cs` apart.
-                    Some(f) => unsafe {
-                        f(stage, pad.w, d, cs, pad.c, pad.w, pad.pl, pad.wq, pad.sw)
-                    },
-                    None => {
-                        for c in 0..pad.c {
-                            // SAFETY: as above, channel by channel.
-                            unsafe { split_row(stage.add(c * pad.w), d.add(c * cs), pad) };
-                        }
-                    }
-                }
+                // SAFETY: the stage holds `w` floats a channel, `w` apart; padded row
+                // `y + pt - lo < tile_rows` of each channel holds `rs` floats, `cs` apart.
+                unsafe { split_rows(split, (stage, pad.w), (d, cs), pad.c, pad) };
             }
         } else if ya < yb {
             // It writes row y of channel c at `c * cs + y * rs + x` from its pointer: row `y`
@@ -1067,18 +1057,35 @@ unsafe fn pad_channel_rows(
         for yp in (y_lo..in_lo).chain(in_hi..y_hi) {
             std::ptr::write_bytes(dst.add((yp - y_lo) * dst_rs), 0, rs);
         }
-        let (s, d, rows) = (
-            chan.add((in_lo.saturating_sub(p.pt)) * p.w),
-            dst.add((in_lo - y_lo) * dst_rs),
-            in_hi - in_lo,
-        );
+        let s = chan.add(in_lo.saturating_sub(p.pt) * p.w);
+        let d = dst.add((in_lo - y_lo) * dst_rs);
+        split_rows(split, (s, p.w), (d, dst_rs), in_hi - in_lo, p);
+    }
+}
+
+/// Writes `rows` padded rows in the layout of `p`: row `r` of `src` (`p.w` floats, `src_rs`
+/// apart) to `dst + r dst_rs` (`p.row_len()` floats), in one call of `split` (the host's
+/// vectorised split, [`crate::lanes::split_rows_fn`] of `p.sw`), else row by row through
+/// [`copy_row`] or [`split_row`].
+///
+/// # Safety
+/// As above, for `r < rows`; source and destination do not overlap.
+unsafe fn split_rows(
+    split: Option<crate::lanes::SplitRowsFn>,
+    (src, src_rs): (*const f32, usize),
+    (dst, dst_rs): (*mut f32, usize),
+    rows: usize,
+    p: &PadCopy,
+) {
+    // SAFETY (whole body): as this function's contract.
+    unsafe {
         match split {
-            Some(f) if rows > 0 => f(s, p.w, d, dst_rs, rows, p.w, p.pl, p.wq, p.sw),
+            Some(f) if rows > 0 => f(src, src_rs, dst, dst_rs, rows, p.w, p.pl, p.wq, p.sw),
             _ => {
                 for r in 0..rows {
-                    let (s, d) = (s.add(r * p.w), d.add(r * dst_rs));
+                    let (s, d) = (src.add(r * src_rs), dst.add(r * dst_rs));
                     if p.sw == 1 {
-                        copy_row(s, d, p.pl, p.w, rs);
+                        copy_row(s, d, p.pl, p.w, p.row_len());
                     } else {
                         split_row(s, d, p);
                     }

@@ -603,12 +603,9 @@ mod x86 {
 
     /// Stores a tile's sums through an [`EpFast`] epilogue, as [`ep512`] computes it
     /// (`v * scale + shift`, `+ residual`, `max(lo, .)`, `min(hi, .)`), one pass over the tile
-    /// per step present, each a loop without branches that unrolls whole, so that the sums
-    /// stay in registers. With the steps' tests inside one loop over the tile, the loop stayed
-    /// rolled and the sums went through the stack: a tile zeroed its stack copy with a call of
-    /// `memset`, stored its sums there after the reduction and read them back. Through
-    /// `ep512`'s loop over the steps it was worse (a bias and relu6 cost a 32-tap pointwise row
-    /// 12-18% of its time). Row `j` of `acc` is at `j * out_cs` floats of `out` (and of the
+    /// per step present, each a loop without branches. Through `ep512`'s loop over the steps
+    /// the store loop was not unrolled and the tile's sums went through the stack (a bias and
+    /// relu6 cost a 32-tap pointwise row 12-18% of its time). Row `j` of `acc` is at `j * out_cs` floats of `out` (and of the
     /// residual, from column `x`) and takes channel `j * chan_step`'s parameters.
     // Always inlined, so without a target feature of its own (a `target_feature` function
     // cannot be `inline(always)`): out of line, the sums went through the stack.
@@ -677,12 +674,9 @@ mod x86 {
 
     /// Stores a tile's sums through an [`EpFast`] epilogue, as [`ep256`] computes it
     /// (`v * scale + shift`, `+ residual`, `max(lo, .)`, `min(hi, .)`), one pass over the tile
-    /// per step present, each a loop without branches that unrolls whole, so that the sums
-    /// stay in registers. With the steps' tests inside one loop over the tile, the loop stayed
-    /// rolled and the sums went through the stack: a tile zeroed its stack copy with a call of
-    /// `memset`, stored its sums there after the reduction and read them back. Through
-    /// `ep256`'s loop over the steps it was worse (a bias and relu6 cost a 32-tap pointwise row
-    /// 12-18% of its time). Row `j` of `acc` is at `j * out_cs` floats of `out` (and of the
+    /// per step present, each a loop without branches. Through `ep256`'s loop over the steps
+    /// the store loop was not unrolled and the tile's sums went through the stack (a bias and
+    /// relu6 cost a 32-tap pointwise row 12-18% of its time). Row `j` of `acc` is at `j * out_cs` floats of `out` (and of the
     /// residual, from column `x`); `mask`: lanes with the sign bit set.
     // Always inlined, so without a target feature of its own (a `target_feature` function
     // cannot be `inline(always)`): out of line, the sums went through the stack.

@@ -12,16 +12,28 @@ impl Em<'_> {
     /// cannot apply the epilogue. The last rows of small planes went row by row: 13% of a
     /// 384-channel 14x14 layer's time.
     pub(super) fn wide_dw(&mut self, s: &ConvSpec, row: &Row, rows: usize, width: usize, isa: Isa) {
+        // The column taps' offsets in the (phase-split) input row, one table for every call.
+        let kwo: Box<[i64]> = (0..s.kw)
+            .map(|b| {
+                let x = b * s.dw;
+                ((x % s.sw) * s.wq + x / s.sw) as i64
+            })
+            .collect();
+        let kwo_addr = kwo.as_ptr() as i64;
+        self.tables.push(kwo);
         let mut r0 = 0;
         while r0 < rows {
             let n = (rows - r0).min(s.dw_rows);
             let part = self.rows_from(s, row, r0);
-            if self.dw_call(s, &part, n, width, isa) {
-                r0 += n;
-                continue;
+            if !self.dw_call(s, &part, n, (width, kwo_addr), isa) {
+                // The kernel cannot apply this epilogue: the rest row by row.
+                for r in r0..rows {
+                    let one = self.rows_from(s, row, r);
+                    self.wide_row(s, &one, 1, width, isa);
+                }
+                return;
             }
-            self.wide_row(s, &part, 1, width, isa);
-            r0 += 1;
+            r0 += n;
         }
     }
 
@@ -45,9 +57,17 @@ impl Em<'_> {
         one
     }
 
-    /// One call of the depthwise rows kernel for `n` (1 to 4) rows from `row`; false where
-    /// there is none for `n` rows, or the kernel cannot apply the epilogue.
-    fn dw_call(&mut self, s: &ConvSpec, row: &Row, n: usize, width: usize, isa: Isa) -> bool {
+    /// One call of the depthwise rows kernel for `n` (1 to 4) rows from `row`, `width`
+    /// columns, the column offsets at `kwo_addr`; false where there is none for `n` rows, or
+    /// the kernel cannot apply the epilogue.
+    fn dw_call(
+        &mut self,
+        s: &ConvSpec,
+        row: &Row,
+        n: usize,
+        (width, kwo_addr): (usize, i64),
+        isa: Isa,
+    ) -> bool {
         let Some(f) = crate::wide::dw_kernel(isa, s.kw, n, s.sh) else {
             return false;
         };
@@ -59,15 +79,6 @@ impl Em<'_> {
         let Some(ep) = ep else {
             return false;
         };
-        // The column taps' offsets in the (phase-split) input row.
-        let kwo: Box<[i64]> = (0..s.kw)
-            .map(|b| {
-                let x = b * s.dw;
-                ((x % s.sw) * s.wq + x / s.sw) as i64
-            })
-            .collect();
-        let kwo_addr = kwo.as_ptr() as i64;
-        self.tables.push(kwo);
         let sig = self.rust_signature(8);
         let a = [s.out_rs, width, s.row_stride].map(|v| self.iconst(v));
         let kwo = self.b.ins().iconst(PTR, kwo_addr);
