@@ -267,6 +267,10 @@ fn schedule(t: &mut String, spec: &KernelSpec, indent: &str) {
 
 fn conv(t: &mut String, c: &ConvSpec, indent: &str) {
     let path = match c.wide {
+        Some(isa) if c.dw_plane.is_some() => format!(
+            "{isa} whole-plane depthwise kernel, {} vector(s) a row, the input unpadded",
+            c.ow.div_ceil(isa.lanes())
+        ),
         Some(isa) => format!(
             "{isa} microkernel, {} x {} vectors",
             c.ocb,
@@ -292,7 +296,9 @@ fn conv(t: &mut String, c: &ConvSpec, indent: &str) {
         }
     );
     let mut extra = Vec::new();
-    if c.rows > 1 {
+    if c.dw_plane.is_some() {
+        extra.push("a channel's plane an item".to_string());
+    } else if c.rows > 1 {
         extra.push(format!("{} rows an item", c.rows));
     }
     if c.flat_pad > 0 {

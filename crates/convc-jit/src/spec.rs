@@ -152,6 +152,22 @@ pub(crate) struct ConvSpec {
     /// or 2, no vertical dilation): the output rows one call computes, 2 or 4, sharing the
     /// input rows between them (`rows` is the same); 0: off.
     pub dw_rows: usize,
+    /// With a microkernel on a depthwise KxK conv of a small plane (one channel per group,
+    /// the same stride 1 or 2 on both axes, no vertical dilation; `crate::wide::dw_plane_fits`):
+    /// one call computes the channel's whole plane (`rows` is `oh`) from the unpadded input,
+    /// whose plane and padding this holds; `None`: off.
+    pub dw_plane: Option<PlaneInput>,
+}
+
+/// The unpadded input plane of a whole-plane depthwise kernel ([`ConvSpec::dw_plane`]): its
+/// rows and columns, and the padding above and left of it (below and right follow from the
+/// output's size).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PlaneInput {
+    pub h: usize,
+    pub w: usize,
+    pub pt: usize,
+    pub pl: usize,
 }
 
 impl ConvSpec {
@@ -731,6 +747,8 @@ fn conv_name(s: &ConvSpec) -> String {
         s.wide.map_or(String::new(), |i| format!("_{i}")),
         if s.flat_pad > 0 {
             format!("_flat{}", s.flat_pad)
+        } else if s.dw_plane.is_some() {
+            "_plane".to_string()
         } else if s.dw_rows > 0 {
             format!("_dw{}", s.dw_rows)
         } else {

@@ -409,6 +409,68 @@ pub(crate) fn dw_kernel(isa: Isa, k: usize, rows: usize, sh: usize) -> Option<Dw
     }
 }
 
+/// The geometry of a whole-plane depthwise call ([`DwPlaneFn`]): the input plane's rows and
+/// columns, the output's, the top and left padding, the column dilation and the output's row
+/// stride (floats). Rows of the output past `oh` and columns past `ow` are not written.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct DwPlane {
+    pub h: usize,
+    pub w: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub pt: usize,
+    pub pl: usize,
+    pub dw: usize,
+    pub out_rs: usize,
+}
+
+// The code generator writes a `DwPlane` as 8 words (`codegen::depthwise`).
+const _: () = assert!(std::mem::size_of::<DwPlane>() == 8 * 8);
+
+/// A depthwise KxK kernel (K = 3, 5 or 7, the same stride S = 1 or 2 on both axes) over a
+/// whole small plane of one channel: `(the channel's unpadded input plane, its weight stream,
+/// output, geometry, epilogue or null)`. For planes whose rows fit [`dw_plane_fits`]: a
+/// 7x7 or 14x14 plane's per-channel cost was a padded copy and several calls
+/// ([`crate::spec::ConvSpec::dw_plane`]).
+pub(crate) type DwPlaneFn =
+    unsafe extern "C" fn(*const f32, *const u8, *mut f32, *const DwPlane, *const EpStep);
+
+/// Whether output rows of `ow` columns fit the whole-plane kernel of `isa` (two vectors).
+pub(crate) fn dw_plane_fits(isa: Isa, ow: usize) -> bool {
+    isa != Isa::Sse && ow <= 2 * isa.lanes()
+}
+
+/// The whole-plane depthwise kernel of `isa` for a `k` x `k` window (3, 5 or 7) and stride
+/// `s` (1 or 2) on both axes ([`DwPlaneFn`]).
+pub(crate) fn dw_plane_kernel(isa: Isa, k: usize, s: usize) -> Option<DwPlaneFn> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use x86::dw_plane::*;
+        let f: DwPlaneFn = match (isa, k, s) {
+            (Isa::Avx512, 3, 1) => plane512::<3, 1>,
+            (Isa::Avx512, 3, 2) => plane512::<3, 2>,
+            (Isa::Avx512, 5, 1) => plane512::<5, 1>,
+            (Isa::Avx512, 5, 2) => plane512::<5, 2>,
+            (Isa::Avx512, 7, 1) => plane512::<7, 1>,
+            (Isa::Avx512, 7, 2) => plane512::<7, 2>,
+            (Isa::Avx2, 3, 1) => plane256::<3, 1>,
+            (Isa::Avx2, 3, 2) => plane256::<3, 2>,
+            (Isa::Avx2, 5, 1) => plane256::<5, 1>,
+            (Isa::Avx2, 5, 2) => plane256::<5, 2>,
+            (Isa::Avx2, 7, 1) => plane256::<7, 1>,
+            (Isa::Avx2, 7, 2) => plane256::<7, 2>,
+            _ => return None,
+        };
+        Some(f)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (isa, k, s);
+        None
+    }
+}
+
 /// The row kernel of `isa` for blocks of `ocb` channels (`1..=max_ocb(isa)`).
 pub(crate) fn row_kernel(isa: Isa, ocb: usize) -> Option<RowFn> {
     #[cfg(target_arch = "x86_64")]
@@ -429,6 +491,8 @@ pub(crate) fn row_kernel(isa: Isa, ocb: usize) -> Option<RowFn> {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
+
+    pub(super) mod dw_plane;
 
     use super::{
         ACCUMULATE, COUNT_SHIFT, COUNTED, EP_ADD, EP_AFFINE, EP_BIAS, EP_CLAMP, EP_END, EP_LEAKY,
@@ -676,8 +740,9 @@ mod x86 {
     /// (`v * scale + shift`, `+ residual`, `max(lo, .)`, `min(hi, .)`), one pass over the tile
     /// per step present, each a loop without branches. Through `ep256`'s loop over the steps
     /// the store loop was not unrolled and the tile's sums went through the stack (a bias and
-    /// relu6 cost a 32-tap pointwise row 12-18% of its time). Row `j` of `acc` is at `j * out_cs` floats of `out` (and of the
-    /// residual, from column `x`); `mask`: lanes with the sign bit set.
+    /// relu6 cost a 32-tap pointwise row 12-18% of its time). Row `j` of `acc` is at `j * out_cs`
+    /// floats of `out` (and of the residual, from column `x`) and takes channel
+    /// `j * chan_step`'s parameters; `mask`: lanes with the sign bit set.
     // Always inlined, so without a target feature of its own (a `target_feature` function
     // cannot be `inline(always)`): out of line, the sums went through the stack.
     #[inline(always)]
@@ -688,14 +753,14 @@ mod x86 {
         acc: &[[__m256; NV]; OCB],
         f: &EpFast,
         out: *mut f32,
-        (out_cs, x): (usize, usize),
+        (out_cs, chan_step, x): (usize, usize, usize),
         mask: __m256i,
     ) {
         unsafe {
             let mut v = *acc;
             if !f.scale.is_null() {
                 for j in 0..OCB {
-                    let sc = _mm256_set1_ps(*f.scale.add(8 * j));
+                    let sc = _mm256_set1_ps(*f.scale.add(8 * j * chan_step));
                     for k in 0..NV {
                         v[j][k] = _mm256_mul_ps(v[j][k], sc);
                     }
@@ -703,7 +768,7 @@ mod x86 {
             }
             if !f.shift.is_null() {
                 for j in 0..OCB {
-                    let sh = _mm256_set1_ps(*f.shift.add(8 * j + 4));
+                    let sh = _mm256_set1_ps(*f.shift.add(8 * j * chan_step + 4));
                     for k in 0..NV {
                         v[j][k] = _mm256_add_ps(v[j][k], sh);
                     }
@@ -964,7 +1029,7 @@ mod x86 {
                 wp = wp.add(crate::packed::tap_bytes(OCB, 1));
             }
             if let Some(f) = EpFast::decode(ep) {
-                store_fast256::<OCB, NV, MASKED>(&acc, &f, out, (out_cs, x), mask);
+                store_fast256::<OCB, NV, MASKED>(&acc, &f, out, (out_cs, 1, x), mask);
                 return;
             }
             // A copy for the step-by-step path, out of line: were `acc` itself borrowed there, it

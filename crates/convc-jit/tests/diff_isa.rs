@@ -187,10 +187,16 @@ fn depthwise_rows_kernels() {
                     drop(g);
                     for threads in [1, 2] {
                         let names = check_on(&src, isa, threads);
-                        let dw = names.iter().any(|n| n.contains("_dw"));
-                        fast += usize::from(dw && tail.starts_with("pointwise"));
-                        // Alone, a wide path always takes it; in a band pair, when 2 or 4
-                        // divide the band's rows.
+                        let dw = names
+                            .iter()
+                            .any(|n| n.contains("_dw") || n.contains("_plane"));
+                        fast += usize::from(
+                            names.iter().any(|n| n.contains("_dw"))
+                                && tail.starts_with("pointwise"),
+                        );
+                        // Alone, a wide path always takes the rows kernel or (a small
+                        // plane) the whole-plane one; in a band pair, the rows kernel when
+                        // 2 or 4 divide the band's rows.
                         if isa == Isa::Sse || tail.starts_with("relu") {
                             assert_eq!(isa != Isa::Sse, dw, "{src}\n{names:?}");
                         }
@@ -201,6 +207,63 @@ fn depthwise_rows_kernels() {
     }
     // Band pairs took it too.
     assert!(fast > 0 || Isa::available() == [Isa::Sse], "{fast}");
+}
+
+/// The whole-plane depthwise kernels (`ConvSpec::dw_plane`): every window (3, 5, 7) and
+/// stride (1, 2), padding on any side, column dilation, planes of one and two vectors a row
+/// and of 1 to 4 rows past the last group of 4, an output in its consumer's padded layout or
+/// with a residual, epilogues the
+/// kernel applies (the fast form and leaky relu's step by step) and one it cannot (sigmoid, a
+/// pass after it).
+#[test]
+fn depthwise_plane_kernels() {
+    let dws = [
+        "kernel=3x3, pad=same",
+        "kernel=3x3, stride=2, pad=same",
+        "kernel=3x3, stride=2, dilation=(1, 2), pad=(0, 2, 3, 1)",
+        "kernel=5x5, pad=(2, 0, 4, 1)",
+        "kernel=5x5, stride=2, pad=valid",
+        "kernel=7x7, pad=same",
+        "kernel=7x7, stride=2, pad=3",
+    ];
+    let tails = [
+        ("relu6", "d2"),
+        ("sigmoid", "d2"),
+        ("leaky_relu", "d2"),
+        ("relu", "add(a, d2)"),
+        // The plane writes this conv's padded layout in place (`plan::pad_in_place`).
+        (
+            "relu",
+            "conv(a, out=4, kernel=3x3, pad=same, weights=random(seed=5))",
+        ),
+    ];
+    let mut planes = 0;
+    for isa in Isa::available().into_iter().filter(|&i| i != Isa::Sse) {
+        for dw in dws {
+            for (h, w) in [(7, 7), (5, 12), (14, 14), (11, 19), (9, 30), (1, 3)] {
+                for (act, tail) in tails {
+                    // `d2` keeps `a`'s shape, for the residual add.
+                    let src = format!(
+                        "input x: [5, {h}, {w}]\n\
+                         d = depthwise(x, {dw}, weights=random(seed=1), bias=random(seed=2))\n\
+                         a = {act}(d)\n\
+                         d2 = depthwise(a, kernel=3x3, pad=same, weights=random(seed=3))\n\
+                         p = {tail}\n\
+                         output p\n"
+                    );
+                    let Ok(g) = convc_ir::compile(&src, Path::new(".")) else {
+                        continue;
+                    };
+                    drop(g);
+                    let names = check_on(&src, isa, 2);
+                    planes += names.iter().filter(|n| n.contains("_plane")).count();
+                }
+            }
+        }
+    }
+    // Where the host has a wide path, most of these are planes.
+    let wide = Isa::available().iter().any(|&i| i != Isa::Sse);
+    assert!(!wide || planes > 100, "{planes}");
 }
 
 /// Strided and plain stems of few input channels pad per band of rows into the thread's

@@ -124,12 +124,13 @@ fn strided_gemm_matches_the_interpreter() {
 
 /// The hook that runs 1x1 convs direct does; by default they run as GEMMs on the wide paths,
 /// but not an expansion that a depthwise conv's band step takes inside (MobileNet's: its
-/// values then never go to memory).
+/// values then never go to memory). On a small plane (`ConvSpec::dw_plane`) the depthwise
+/// conv is a step of its own.
 #[test]
 fn pointwise_gemm_is_taken_where_it_should_be() {
     let plain =
         "input x: [16, 12, 12]\np = pointwise(x, out=24, weights=random(seed=1))\noutput p\n";
-    let expand = "input x: [16, 12, 12]\n\
+    let expand = "input x: [16, 40, 40]\n\
                   e = pointwise(x, out=48, weights=random(seed=1))\n\
                   r = relu6(e)\n\
                   d = depthwise(r, kernel=3x3, pad=same, weights=random(seed=2))\n\
@@ -142,6 +143,9 @@ fn pointwise_gemm_is_taken_where_it_should_be() {
         assert!(!names.iter().any(|n| n.contains("_gemm")), "{names:?}");
         let names = check_cols(expand, isa, None, 2);
         assert!(!names.iter().any(|n| n.contains("_gemm")), "{names:?}");
+        let small = expand.replace("40, 40", "12, 12");
+        let names = check_cols(&small, isa, None, 2);
+        assert!(names.iter().any(|n| n.contains("_plane")), "{names:?}");
     }
     let names = check_cols(plain, Isa::Sse, None, 1);
     assert!(!names.iter().any(|n| n.contains("_gemm")), "{names:?}");

@@ -330,21 +330,23 @@ fn pairs_rows_that_fill_vectors_or_have_a_producer() {
         isa: Some(convc_jit::Isa::Avx2),
         ..opts(2)
     };
+    // 80 rows: planes too large for the whole-plane kernel (`ConvSpec::dw_plane`), which is
+    // a step of its own.
     for (w, pair) in [(28, false), (32, true), (13, false), (15, true)] {
         let src = format!(
-            "input x: [24, 12, {w}]\nd = depthwise(x, kernel=3x3, pad=same, weights=random(seed=1))\n\
+            "input x: [24, 80, {w}]\nd = depthwise(x, kernel=3x3, pad=same, weights=random(seed=1))\n\
              p = pointwise(d, out=16, weights=random(seed=2))\noutput p\n"
         );
         let g = graph(&src, Path::new("."));
-        let net = check_graph(&g, &[(12, w)], 1, &o, &src);
+        let net = check_graph(&g, &[(80, w)], 1, &o, &src);
         let paired = net.steps().iter().any(|s| s.kernel.contains(" then "));
         assert_eq!(paired, pair, "{src}: {:?}", net.steps());
     }
-    let src = "input x: [8, 12, 28]\ne = pointwise(x, out=24, weights=random(seed=3))\nr = relu6(e)\n\
+    let src = "input x: [8, 80, 28]\ne = pointwise(x, out=24, weights=random(seed=3))\nr = relu6(e)\n\
                d = depthwise(r, kernel=3x3, pad=same, weights=random(seed=1))\n\
                p = pointwise(d, out=16, weights=random(seed=2))\noutput p\n";
     let g = graph(src, Path::new("."));
-    let net = check_graph(&g, &[(12, 28)], 1, &o, src);
+    let net = check_graph(&g, &[(80, 28)], 1, &o, src);
     assert_eq!(net.steps().len(), 1, "{:?}", net.steps());
 }
 
@@ -416,7 +418,8 @@ fn long_reductions_run_in_chunks() {
 /// A conv whose value only a padded conv reads writes it straight into that conv's padded
 /// input (`plan::pad_in_place`): rows-outermost copies (many channels), depthwise tiles (also
 /// inside a band pair), asymmetric and explicit padding; values read twice, strided readers
-/// and outputs keep their copies. Every net runs twice on different inputs, so borders zeroed
+/// and outputs keep their copies. (Depthwise readers on planes wide enough to pad by tiles,
+/// not to read a small plane unpadded: `ConvSpec::dw_plane`.) Every net runs twice on different inputs, so borders zeroed
 /// on the first run cannot hide a missing zeroing on the second (the arena is reused).
 #[test]
 fn producers_write_into_padded_inputs() {
@@ -428,13 +431,13 @@ fn producers_write_into_padded_inputs() {
             2,
         ),
         (
-            "input x: [8, 20, 16]\ne = pointwise(x, out=24, weights=random(seed=1), bias=random(seed=2))\nr = relu6(e)\nd = depthwise(r, kernel=3x3, pad=same, weights=random(seed=3))\np = pointwise(d, out=8, weights=random(seed=4))\ny = add(p, x)\noutput y\n",
-            (20, 16),
+            "input x: [8, 20, 40]\ne = pointwise(x, out=24, weights=random(seed=1), bias=random(seed=2))\nr = relu6(e)\nd = depthwise(r, kernel=3x3, pad=same, weights=random(seed=3))\np = pointwise(d, out=8, weights=random(seed=4))\ny = add(p, x)\noutput y\n",
+            (20, 40),
             1,
         ),
         (
-            "input x: [5, 17, 16]\ne = pointwise(x, out=10, weights=random(seed=1))\nd = depthwise(e, kernel=5x5, pad=2, weights=random(seed=2), bias=random(seed=3))\nr = relu(d)\nq = maxpool(r, kernel=2)\noutput q\n",
-            (17, 16),
+            "input x: [5, 17, 40]\ne = pointwise(x, out=10, weights=random(seed=1))\nd = depthwise(e, kernel=5x5, pad=2, weights=random(seed=2), bias=random(seed=3))\nr = relu(d)\nq = maxpool(r, kernel=2)\noutput q\n",
+            (17, 40),
             1,
         ),
         // `v`'s padded buffer reuses the space of `t`, dead by then: its borders must be
@@ -524,7 +527,12 @@ fn producers_run_inside_band_steps() {
             }
             for threads in [1, 2] {
                 let size = (h, w);
-                let net = check_graph(&g, &[size], 2, &opts(threads), &src);
+                // Every width pairs, small planes too (`ConvSpec::dw_plane`'s steps).
+                let o = JitOptions {
+                    pair_any_width: true,
+                    ..opts(threads)
+                };
+                let net = check_graph(&g, &[size], 2, &o, &src);
                 let steps = net.steps();
                 let one = steps.len() == 1 && steps[0].kernel.matches(" then ").count() == 2;
                 fused += usize::from(one);

@@ -194,6 +194,10 @@ impl Em<'_> {
             self.wide_flat(s, row, part, ocb, rows, isa);
             return;
         }
+        if let (Some(isa), Some(plane)) = (s.wide, s.dw_plane) {
+            self.wide_dw_plane(s, row, &plane, isa);
+            return;
+        }
         if let Some(isa) = s.wide
             && s.dw_rows > 0
         {

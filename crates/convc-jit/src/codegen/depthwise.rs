@@ -1,6 +1,7 @@
-//! Depthwise 3x3, 5x5 and 7x7 rows on the wide paths ([`ConvSpec::dw_rows`]): several output rows a call of
-//! `crate::wide`'s rows kernel. Other depthwise convs run as direct convs of one channel per
-//! group (`conv.rs`).
+//! Depthwise 3x3, 5x5 and 7x7 convs on the wide paths: a small plane's channel in one call of
+//! `crate::wide`'s whole-plane kernel ([`ConvSpec::dw_plane`]), else several output rows a
+//! call of its rows kernel ([`ConvSpec::dw_rows`]). Other depthwise convs run as direct convs
+//! of one channel per group (`conv.rs`).
 
 use super::*;
 
@@ -34,6 +35,50 @@ impl Em<'_> {
                 return;
             }
             r0 += n;
+        }
+    }
+
+    /// A channel's whole plane in one call of the whole-plane kernel
+    /// ([`ConvSpec::dw_plane`]) from its unpadded input at `row.in_base`; where the kernel
+    /// cannot apply the epilogue, a pass over the plane's rows after it.
+    pub(super) fn wide_dw_plane(
+        &mut self,
+        s: &ConvSpec,
+        row: &Row,
+        plane: &crate::spec::PlaneInput,
+        isa: Isa,
+    ) {
+        let Some(f) = crate::wide::dw_plane_kernel(isa, s.kw, s.sh) else {
+            // The planner picks the plane kernel only where there is one.
+            return;
+        };
+        // `crate::wide::DwPlane`'s fields, in order. The output's row stride is the spec's
+        // final one: a producer may write its consumer's padded layout (`plan::pad_in_place`).
+        let geom: Box<[i64]> = [
+            plane.h, plane.w, s.oh, s.ow, plane.pt, plane.pl, s.dw, s.out_rs,
+        ]
+        .iter()
+        .map(|&v| v as i64)
+        .collect();
+        let geom_addr = geom.as_ptr() as i64;
+        self.tables.push(geom);
+        let ep = if s.ep.is_empty() {
+            None
+        } else {
+            self.wide_epilogue(s, row)
+        };
+        let sig = self.rust_signature(5);
+        let g = self.b.ins().iconst(PTR, geom_addr);
+        let e = match ep {
+            Some(e) => e,
+            None => self.iconst(0),
+        };
+        let callee = self.b.ins().iconst(PTR, f as usize as i64);
+        self.b
+            .ins()
+            .call_indirect(sig, callee, &[row.in_base, row.w_blk, row.out_row, g, e]);
+        if !s.ep.is_empty() && ep.is_none() {
+            self.epilogue_rows(s, row, row.out_row, s.out_cs, s.out_rs, 1, s.oh, s.ow);
         }
     }
 
