@@ -2115,9 +2115,15 @@ fn choose_line(
 /// [`PRODUCT_TAPS`]`) oc` per GEMM column (each band's columns rounded up to the
 /// microkernel's lanes, as [`winograd_cost`]; a 1x7 layer of 3 -> 64 channels at 112x112 ran
 /// 0.39 ms direct, 0.83 as F(2, 7)), plus the
-/// transforms per column of each tile row (rounded up to whole vectors): `2 n²` vector
-/// operations per input channel, `2 n m` and the epilogue's stores per output channel, each
-/// operation worth a multiply-add per lane.
+/// transforms per column of each tile row (rounded up to whole vectors): `n²` fused
+/// multiply-adds per input channel, `n m` and the epilogue's `4 m` (bias, activation, stores)
+/// per output channel, each worth a multiply-add per lane. Counted as a multiply and an add
+/// apiece (`2 n²`, `2 n m`) the model took direct convolution where the transform ran faster
+/// on both paths (AMD Zen4, one thread, ms direct / F(m, r); AVX-512 and AVX2 alike within
+/// 15%): 7x1 32 -> 32 at 56x56 0.471 / 0.368, 64 -> 96 at 35x35 0.941 / 0.774, 3x1 32 -> 32
+/// at 56x56 0.209 / 0.147, 5x1 24 -> 24 at 56x56 0.191 / 0.124. Still direct, as measured:
+/// 7x1 16 -> 16 at 112x112 0.415 / 0.448, 3 -> 64 at 112x112 0.326 / 0.538, 3x1 8 -> 8 at
+/// 56x56 0.016 / 0.022.
 fn col_cost(
     m: usize,
     (r, c, oc, oh, ow): (usize, usize, usize, usize, usize),
@@ -2128,8 +2134,8 @@ fn col_cost(
     let rows = crate::plan::wino_rows(n, c, oc, ow, tiles_y, lanes);
     let gemm_cols = crate::plan::wino_lane_cols(rows, ow, tiles_y, lanes);
     let columns = (tiles_y * ow.div_ceil(lanes) * lanes) as f64;
-    let per_in = (2 * n * n) as f64;
-    let per_out = (2 * n * m + 4 * m) as f64;
+    let per_in = (n * n) as f64;
+    let per_out = (n * m + 4 * m) as f64;
     let gemm = n as f64 * (c as f64 + PRODUCT_TAPS) * (oc * gemm_cols) as f64;
     gemm + columns * (c as f64 * per_in + oc as f64 * per_out)
 }
@@ -2153,7 +2159,11 @@ pub(crate) fn choose_row(
 }
 
 /// F(m, r) along rows' estimated work, as [`col_cost`]: tiles `ceil(ow / m)` a row, one image
-/// row a tile row, and `m` shuffles more per output vector.
+/// row a tile row, and `m` shuffles more per output vector; its transforms (after a phase
+/// split, before an interleave) counted as a multiply and an add apiece, `2 n²` and `2 n m`.
+/// Where that count takes direct convolution it measured about even (AMD Zen4, one thread, ms
+/// direct / F(m, r): 1x7 32 -> 32 at 56x56 0.453 / 0.411-0.464, 1x3 0.206 / 0.201, 1x5 24 ->
+/// 24 0.186 / 0.167-0.180); 1x7 128 -> 128 at 17x17 it takes F(m, r), 0.73 / 0.54.
 fn row_cost(
     m: usize,
     (r, c, oc, oh, ow): (usize, usize, usize, usize, usize),
