@@ -42,8 +42,8 @@ fn tap_lanes<const K: usize, const S: usize, const NV: usize>(
     (off, bits)
 }
 
-/// The first input row of output row `oy` of the group's first, `oy * S - pt`, and whether
-/// window row `ii` of it lies in the plane.
+/// Input row `oy * s + ii - pt`: row `ii` of the window of the output rows from `oy`, or
+/// `None` where it lies outside the plane (in the padding).
 #[inline(always)]
 fn in_row(g: &DwPlane, oy: usize, s: usize, ii: usize) -> Option<isize> {
     let y = (oy * s + ii) as isize - g.pt as isize;
