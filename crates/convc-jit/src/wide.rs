@@ -499,6 +499,10 @@ mod x86 {
         EpStep, RowFn,
     };
 
+    /// The most columns past whole vectors a row kernel computes transposed, a vector of
+    /// channels a column ([`tile512`]'s `COLS`).
+    const COL_TAIL: usize = 2;
+
     /// Reads the `i64` offset at the head of a tap's weights.
     #[inline(always)]
     unsafe fn next_offset(wp: *const u8) -> isize {
@@ -836,9 +840,14 @@ mod x86 {
     }
 
     /// One tile: `OCB` channels x `NV` vectors of 16 columns; the last vector under `mask`
-    /// when `MASKED`. `ep` (or null) is applied before the stores; `x`: the tile's column.
+    /// when `MASKED`; then `COLS` (0 to [`COL_TAIL`]) columns transposed, a vector of the
+    /// block's channels a column (each tap one load of its `OCB` weights and a broadcast of
+    /// the column's input: a masked vector would spend `OCB` FMAs a tap on them, 15 of 16
+    /// lanes empty for one column; the same products in the same order, so the same sums).
+    /// `ep` (or null) is applied before the stores; `x`: the tile's column.
     #[target_feature(enable = "avx512f")]
-    unsafe fn tile512<const OCB: usize, const NV: usize, const MASKED: bool>(
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile512<const OCB: usize, const NV: usize, const MASKED: bool, const COLS: usize>(
         inp: *const f32,
         w: *const u8,
         out: *mut f32,
@@ -850,6 +859,8 @@ mod x86 {
     ) {
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); NV]; OCB];
+            let mut cols = [_mm512_setzero_ps(); COLS];
+            let lanes: __mmask16 = ((1u32 << OCB) - 1) as __mmask16;
             if flags & ACCUMULATE != 0 {
                 for (j, a) in acc.iter_mut().enumerate() {
                     for (k, v) in a.iter_mut().enumerate() {
@@ -860,6 +871,13 @@ mod x86 {
                             _mm512_loadu_ps(p)
                         };
                     }
+                }
+                let mut buf = [0f32; 16];
+                for (c, a) in cols.iter_mut().enumerate() {
+                    for (j, b) in buf.iter_mut().enumerate().take(OCB) {
+                        *b = *out.add(j * out_cs + 16 * NV + c);
+                    }
+                    *a = _mm512_loadu_ps(buf.as_ptr());
                 }
             }
             let mut p = inp;
@@ -888,11 +906,30 @@ mod x86 {
                         *v = _mm512_fmadd_ps(x[k], b, *v);
                     }
                 }
+                if COLS > 0 {
+                    let wv = _mm512_maskz_loadu_ps(lanes, wf);
+                    for (c, a) in cols.iter_mut().enumerate() {
+                        *a = _mm512_fmadd_ps(_mm512_set1_ps(*p.add(16 * NV + c)), wv, *a);
+                    }
+                }
                 if d == 0 {
                     break;
                 }
                 p = p.byte_offset(d);
                 wp = wp.add(crate::packed::tap_bytes(OCB, 1));
+            }
+            if COLS > 0 {
+                let mut buf = [0f32; 16];
+                for (c, a) in cols.iter().enumerate() {
+                    _mm512_storeu_ps(buf.as_mut_ptr(), *a);
+                    let xc = 16 * NV + c;
+                    for (j, &v) in buf.iter().enumerate().take(OCB) {
+                        *out.add(j * out_cs + xc) = ep_scalar(v, ep, j, j * out_cs + x + xc);
+                    }
+                }
+            }
+            if NV == 0 {
+                return;
             }
             if let Some(f) = EpFast::decode(ep) {
                 store_fast512::<OCB, NV, MASKED>(&acc, &f, out, (out_cs, 1, x), mask);
@@ -906,7 +943,42 @@ mod x86 {
         }
     }
 
-    /// A row of `width` columns: whole tiles of `NV` vectors, then one masked tile of the rest.
+    /// Applies the epilogue `ep` (or null) to one sum `v` of channel `j` at float `off` of
+    /// the output, as [`ep512`] does to a lane (the same order, and `max(a, v)` / `min(b, v)`
+    /// keep a NaN `v` as `_mm512_max_ps(a, v)` does).
+    unsafe fn ep_scalar(mut v: f32, ep: *const EpStep, j: usize, off: usize) -> f32 {
+        if ep.is_null() {
+            return v;
+        }
+        let mut e = ep;
+        loop {
+            // SAFETY: the list ends with `EP_END`; its pointers hold the block's parameters
+            // and the residual at the output's offsets.
+            let st = unsafe { *e };
+            match st.kind {
+                EP_END => return v,
+                EP_AFFINE => unsafe { v = v * *st.ptr.add(8 * j) + *st.ptr.add(8 * j + 4) },
+                EP_BIAS => unsafe { v += *st.ptr.add(8 * j + 4) },
+                EP_ADD => unsafe { v += *st.ptr.add(off) },
+                EP_CLAMP => {
+                    v = if st.a > v { st.a } else { v };
+                    v = if st.b < v { st.b } else { v };
+                }
+                EP_LEAKY => {
+                    if v < 0.0 {
+                        v *= st.a;
+                    }
+                }
+                _ => {}
+            }
+            e = unsafe { e.add(1) };
+        }
+    }
+
+    /// A row of `width` columns: whole tiles of `NV` vectors, then one masked tile of the
+    /// rest, or, where the rest leaves at most [`COL_TAIL`] columns past whole vectors (and
+    /// the block has more than twice as many channels), one tile of its whole vectors and
+    /// those columns transposed ([`tile512`]'s `COLS`).
     #[target_feature(enable = "avx512f")]
     unsafe extern "C" fn row512_impl<const OCB: usize, const NV: usize>(
         inp: *const f32,
@@ -922,22 +994,41 @@ mod x86 {
             let step = 16 * NV;
             let mut x = 0;
             while x + step <= width {
-                tile512::<OCB, NV, false>(inp.add(x), w, out.add(x), out_cs, !0, acc, ep, x);
+                tile512::<OCB, NV, false, 0>(inp.add(x), w, out.add(x), out_cs, !0, acc, ep, x);
                 x += step;
             }
             let rest = width - x;
             if rest == 0 {
                 return;
             }
+            let (i, o) = (inp.add(x), out.add(x));
+            if OCB > 2 * COL_TAIL {
+                // Whole vectors, then one or two columns transposed.
+                macro_rules! cols {
+                    ($($full:literal)*) => {
+                        match (rest / 16, rest % 16) {
+                            $(
+                                ($full, 1) => {
+                                    return tile512::<OCB, $full, false, 1>(i, w, o, out_cs, !0, acc, ep, x);
+                                }
+                                ($full, 2) => {
+                                    return tile512::<OCB, $full, false, 2>(i, w, o, out_cs, !0, acc, ep, x);
+                                }
+                            )*
+                            _ => {}
+                        }
+                    };
+                }
+                cols!(0 1 2 3);
+            }
             let nv = rest.div_ceil(16);
             let tail = rest - 16 * (nv - 1);
             let mask: __mmask16 = if tail == 16 { !0 } else { (1u16 << tail) - 1 };
-            let (i, o) = (inp.add(x), out.add(x));
             match nv {
-                1 => tile512::<OCB, 1, true>(i, w, o, out_cs, mask, acc, ep, x),
-                2 => tile512::<OCB, 2, true>(i, w, o, out_cs, mask, acc, ep, x),
-                3 => tile512::<OCB, 3, true>(i, w, o, out_cs, mask, acc, ep, x),
-                _ => tile512::<OCB, 4, true>(i, w, o, out_cs, mask, acc, ep, x),
+                1 => tile512::<OCB, 1, true, 0>(i, w, o, out_cs, mask, acc, ep, x),
+                2 => tile512::<OCB, 2, true, 0>(i, w, o, out_cs, mask, acc, ep, x),
+                3 => tile512::<OCB, 3, true, 0>(i, w, o, out_cs, mask, acc, ep, x),
+                _ => tile512::<OCB, 4, true, 0>(i, w, o, out_cs, mask, acc, ep, x),
             }
         }
     }
@@ -970,9 +1061,10 @@ mod x86 {
     }
 
     /// One tile of 8-column vectors; the last vector under `mask` (lanes with the sign bit
-    /// set) when `MASKED`.
+    /// set) when `MASKED`; then `COLS` columns transposed, as [`tile512`]'s.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn tile256<const OCB: usize, const NV: usize, const MASKED: bool>(
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile256<const OCB: usize, const NV: usize, const MASKED: bool, const COLS: usize>(
         inp: *const f32,
         w: *const u8,
         out: *mut f32,
@@ -984,6 +1076,12 @@ mod x86 {
     ) {
         unsafe {
             let mut acc = [[_mm256_setzero_ps(); NV]; OCB];
+            let mut cols = [_mm256_setzero_ps(); COLS];
+            // The block's channels as lanes (OCB <= 8).
+            let lanes = _mm256_cmpgt_epi32(
+                _mm256_set1_epi32(OCB as i32),
+                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+            );
             if flags & ACCUMULATE != 0 {
                 for (j, a) in acc.iter_mut().enumerate() {
                     for (k, v) in a.iter_mut().enumerate() {
@@ -994,6 +1092,13 @@ mod x86 {
                             _mm256_loadu_ps(p)
                         };
                     }
+                }
+                let mut buf = [0f32; 8];
+                for (c, a) in cols.iter_mut().enumerate() {
+                    for (j, b) in buf.iter_mut().enumerate().take(OCB) {
+                        *b = *out.add(j * out_cs + 8 * NV + c);
+                    }
+                    *a = _mm256_loadu_ps(buf.as_ptr());
                 }
             }
             let mut p = inp;
@@ -1022,11 +1127,30 @@ mod x86 {
                         *v = _mm256_fmadd_ps(x[k], b, *v);
                     }
                 }
+                if COLS > 0 {
+                    let wv = _mm256_maskload_ps(wf, lanes);
+                    for (c, a) in cols.iter_mut().enumerate() {
+                        *a = _mm256_fmadd_ps(_mm256_set1_ps(*p.add(8 * NV + c)), wv, *a);
+                    }
+                }
                 if d == 0 {
                     break;
                 }
                 p = p.byte_offset(d);
                 wp = wp.add(crate::packed::tap_bytes(OCB, 1));
+            }
+            if COLS > 0 {
+                let mut buf = [0f32; 8];
+                for (c, a) in cols.iter().enumerate() {
+                    _mm256_storeu_ps(buf.as_mut_ptr(), *a);
+                    let xc = 8 * NV + c;
+                    for (j, &v) in buf.iter().enumerate().take(OCB) {
+                        *out.add(j * out_cs + xc) = ep_scalar(v, ep, j, j * out_cs + x + xc);
+                    }
+                }
+            }
+            if NV == 0 {
+                return;
             }
             if let Some(f) = EpFast::decode(ep) {
                 store_fast256::<OCB, NV, MASKED>(&acc, &f, out, (out_cs, 1, x), mask);
@@ -1056,23 +1180,42 @@ mod x86 {
             let mut x = 0;
             let all = _mm256_set1_epi32(-1);
             while x + step <= width {
-                tile256::<OCB, NV, false>(inp.add(x), w, out.add(x), out_cs, all, acc, ep, x);
+                tile256::<OCB, NV, false, 0>(inp.add(x), w, out.add(x), out_cs, all, acc, ep, x);
                 x += step;
             }
             let rest = width - x;
             if rest == 0 {
                 return;
             }
+            let (i, o) = (inp.add(x), out.add(x));
+            if OCB > 2 * COL_TAIL {
+                // Whole vectors, then one or two columns transposed (see `row512_impl`).
+                macro_rules! cols {
+                    ($($full:literal)*) => {
+                        match (rest / 8, rest % 8) {
+                            $(
+                                ($full, 1) => {
+                                    return tile256::<OCB, $full, false, 1>(i, w, o, out_cs, all, acc, ep, x);
+                                }
+                                ($full, 2) => {
+                                    return tile256::<OCB, $full, false, 2>(i, w, o, out_cs, all, acc, ep, x);
+                                }
+                            )*
+                            _ => {}
+                        }
+                    };
+                }
+                cols!(0 1 2);
+            }
             let nv = rest.div_ceil(8);
             let tail = (rest - 8 * (nv - 1)) as i32;
             let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
             // Lane i is on when i < tail: (tail > i) gives all ones.
             let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail), lanes);
-            let (i, o) = (inp.add(x), out.add(x));
             match nv {
-                1 => tile256::<OCB, 1, true>(i, w, o, out_cs, mask, acc, ep, x),
-                2 => tile256::<OCB, 2, true>(i, w, o, out_cs, mask, acc, ep, x),
-                _ => tile256::<OCB, 3, true>(i, w, o, out_cs, mask, acc, ep, x),
+                1 => tile256::<OCB, 1, true, 0>(i, w, o, out_cs, mask, acc, ep, x),
+                2 => tile256::<OCB, 2, true, 0>(i, w, o, out_cs, mask, acc, ep, x),
+                _ => tile256::<OCB, 3, true, 0>(i, w, o, out_cs, mask, acc, ep, x),
             }
         }
     }
@@ -1447,7 +1590,7 @@ mod tests {
             }
             for ocb in [1, 2, 5, max_ocb(isa)] {
                 let f = row_kernel(isa, ocb).expect("kernel");
-                for width in [3, 16, 21, 40] {
+                for width in [3, 16, 17, 21, 40] {
                     let out_cs = width + 3;
                     // One tap of weight 1 over an input holding NaN, -0 and both signs.
                     let inp: Vec<f32> = (0..width + 8)
@@ -1583,7 +1726,8 @@ mod tests {
             }
             for ocb in [1, 3, max_ocb(isa)] {
                 let f = row_kernel(isa, ocb).expect("kernel");
-                for width in [5, 16, 37] {
+                // 17 and 34: one and two columns past whole vectors (`cols512`).
+                for width in [5, 16, 17, 34, 37] {
                     for form in forms {
                         check_epilogue(isa, f, ocb, width, form);
                     }
