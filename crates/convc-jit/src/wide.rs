@@ -500,8 +500,10 @@ mod x86 {
     };
 
     /// The most columns past whole vectors a row kernel computes transposed, a vector of
-    /// channels a column ([`tile512`]'s `COLS`).
-    const COL_TAIL: usize = 2;
+    /// channels a column ([`tile512`]'s `COLS`), where its block has more than twice as many
+    /// channels (on AVX2, whose blocks hold up to 6, 2). 14x14's 196 positions leave 4: a
+    /// 256 -> 1024 1x1 at 14x14 0.990 -> 0.964 ms with 4 against 2 (AMD Zen4).
+    const COL_TAIL: usize = 4;
 
     /// Reads the `i64` offset at the head of a tap's weights.
     #[inline(always)]
@@ -858,6 +860,7 @@ mod x86 {
         x: usize,
     ) {
         unsafe {
+            const { assert!(COLS <= COL_TAIL) };
             let mut acc = [[_mm512_setzero_ps(); NV]; OCB];
             let mut cols = [_mm512_setzero_ps(); COLS];
             let lanes: __mmask16 = ((1u32 << OCB) - 1) as __mmask16;
@@ -976,8 +979,8 @@ mod x86 {
     }
 
     /// A row of `width` columns: whole tiles of `NV` vectors, then one masked tile of the
-    /// rest, or, where the rest leaves at most [`COL_TAIL`] columns past whole vectors (and
-    /// the block has more than twice as many channels), one tile of its whole vectors and
+    /// rest, or, where the rest leaves at most [`COL_TAIL`] columns past whole vectors and
+    /// the block has more than twice as many channels, one tile of its whole vectors and
     /// those columns transposed ([`tile512`]'s `COLS`).
     #[target_feature(enable = "avx512f")]
     unsafe extern "C" fn row512_impl<const OCB: usize, const NV: usize>(
@@ -1002,8 +1005,9 @@ mod x86 {
                 return;
             }
             let (i, o) = (inp.add(x), out.add(x));
-            if OCB > 2 * COL_TAIL {
-                // Whole vectors, then one or two columns transposed.
+            if OCB > 2 {
+                // Whole vectors, then up to `COL_TAIL` columns transposed where the block
+                // has more than twice as many channels.
                 macro_rules! cols {
                     ($($full:literal)*) => {
                         match (rest / 16, rest % 16) {
@@ -1011,8 +1015,14 @@ mod x86 {
                                 ($full, 1) => {
                                     return tile512::<OCB, $full, false, 1>(i, w, o, out_cs, !0, acc, ep, x);
                                 }
-                                ($full, 2) => {
+                                ($full, 2) if OCB > 4 => {
                                     return tile512::<OCB, $full, false, 2>(i, w, o, out_cs, !0, acc, ep, x);
+                                }
+                                ($full, 3) if OCB > 6 => {
+                                    return tile512::<OCB, $full, false, 3>(i, w, o, out_cs, !0, acc, ep, x);
+                                }
+                                ($full, 4) if OCB > 8 => {
+                                    return tile512::<OCB, $full, false, 4>(i, w, o, out_cs, !0, acc, ep, x);
                                 }
                             )*
                             _ => {}
@@ -1075,6 +1085,7 @@ mod x86 {
         x: usize,
     ) {
         unsafe {
+            const { assert!(COLS <= COL_TAIL) };
             let mut acc = [[_mm256_setzero_ps(); NV]; OCB];
             let mut cols = [_mm256_setzero_ps(); COLS];
             // The block's channels as lanes (OCB <= 8).
@@ -1188,7 +1199,7 @@ mod x86 {
                 return;
             }
             let (i, o) = (inp.add(x), out.add(x));
-            if OCB > 2 * COL_TAIL {
+            if OCB > 2 {
                 // Whole vectors, then one or two columns transposed (see `row512_impl`).
                 macro_rules! cols {
                     ($($full:literal)*) => {
@@ -1197,7 +1208,7 @@ mod x86 {
                                 ($full, 1) => {
                                     return tile256::<OCB, $full, false, 1>(i, w, o, out_cs, all, acc, ep, x);
                                 }
-                                ($full, 2) => {
+                                ($full, 2) if OCB > 4 => {
                                     return tile256::<OCB, $full, false, 2>(i, w, o, out_cs, all, acc, ep, x);
                                 }
                             )*
@@ -1726,8 +1737,9 @@ mod tests {
             }
             for ocb in [1, 3, max_ocb(isa)] {
                 let f = row_kernel(isa, ocb).expect("kernel");
-                // 17 and 34: one and two columns past whole vectors (`cols512`).
-                for width in [5, 16, 17, 34, 37] {
+                // 17, 34, 35, 36: one to four columns past whole vectors (`tile512`'s
+                // `COLS`; on AVX2 17 and 34 are 1 and 2 past).
+                for width in [5, 16, 17, 34, 35, 36, 37] {
                     for form in forms {
                         check_epilogue(isa, f, ocb, width, form);
                     }
@@ -1850,7 +1862,9 @@ mod tests {
             }
             for ocb in 1..=max_ocb(isa) {
                 let f = row_kernel(isa, ocb).expect("a kernel for every block size");
-                for width in [1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 47, 64, 65, 100] {
+                for width in [
+                    1, 3, 4, 7, 8, 9, 15, 16, 17, 31, 33, 35, 47, 52, 64, 65, 100,
+                ] {
                     let offs = [0usize, 1, 2, 130, 131, 263];
                     let inp: Vec<f32> = (0..400 + width).map(|_| rnd()).collect();
                     let wts: Vec<Vec<f32>> = (0..ocb)
