@@ -2052,6 +2052,24 @@ fn conv_layout(g: &ConvGeom, blk: &Blocking, role: BandRole) -> Result<ConvLayou
     })
 }
 
+/// A direct conv step's estimated time on one thread (`Step::work_ns`): its `macs` at the
+/// dense rate of its path, slower for the whole-plane depthwise kernel, plus a per-band
+/// tile's copy of the padded input (once, more where bands overlap: a 3x3 depthwise layer of
+/// 384 channels at 14x14 was estimated at 28 us and ran alone on one thread in about 95 us,
+/// two thirds of them padding).
+fn conv_work_ns(macs: u64, blk: &Blocking, l: &ConvLayout) -> f64 {
+    let copy = l.tile.as_ref().map_or(0.0, |t| {
+        (t.pad.c * t.pad.hp * t.pad.row_len()) as f64 / work::VALUES_PER_NS_ELEMENTWISE
+    });
+    let dense = work::dense_ns(macs as f64, blk.wide.map_or(4, |i| i.lanes()));
+    let slowdown = if l.dw_plane {
+        work::DW_PLANE_SLOWDOWN
+    } else {
+        1.0
+    };
+    dense * slowdown + copy
+}
+
 /// The vertical conv of a separable pair ([`SepSpec`]): `KHx1` over one input channel per
 /// group (`c` groups of `og` outputs), reading the `[c][h][w]` input directly; one channel a
 /// block, one row an item, the whole reduction in one chunk.
@@ -3176,19 +3194,7 @@ impl Builder<'_> {
             }),
         };
         let macs = (g.oc * g.oh * g.ow) as u64 * taps as u64;
-        // A per-band tile copies the padded input once (more where bands overlap): a 3x3
-        // depthwise layer of 384 channels at 14x14 was estimated at 28 us and ran alone on one
-        // thread in about 95 us, two thirds of them padding.
-        let copy = l.tile.as_ref().map_or(0.0, |t| {
-            (t.pad.c * t.pad.hp * t.pad.row_len()) as f64 / work::VALUES_PER_NS_ELEMENTWISE
-        });
-        let lanes = blk.wide.map_or(4, |i| i.lanes());
-        let dense = work::dense_ns(macs as f64, lanes);
-        let dense = if l.dw_plane {
-            dense * work::DW_PLANE_SLOWDOWN
-        } else {
-            dense
-        };
+        let work_ns = conv_work_ns(macs, &blk, &l);
         Ok(Step {
             name: self.group_name(n, members),
             spec: KernelSpec::Conv(spec),
@@ -3199,7 +3205,7 @@ impl Builder<'_> {
             band: None,
             zero: None,
             pad_private: None,
-            work_ns: dense + copy,
+            work_ns,
             macs,
             writes: tail.index(),
         })
