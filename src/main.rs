@@ -234,7 +234,8 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
-        /// Also print time and GFLOP/s per fused kernel group (JIT only).
+        /// Also print time and GFLOP/s per fused kernel group, and per kernel inside a band step
+        /// (JIT only).
         #[arg(long)]
         profile: bool,
         /// Least seconds to spend measuring (after one warm-up run).

@@ -304,6 +304,42 @@ fn bench_profile_and_asm() {
         ],
         2,
     );
+    // A band step lists its kernels, whose shares make up its time and whose MACs its MACs.
+    let out = ok_stdout(&[
+        "bench",
+        "specs/bench/mobilenet_block.conv",
+        "--threads",
+        "2",
+        "--min-time",
+        "0",
+        "--profile",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let step = &v["profile"][0];
+    let parts = step["parts"].as_array().expect("parts");
+    let names: Vec<_> = parts
+        .iter()
+        .map(|p| p["step"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        names,
+        ["expand+bn1+act1", "dw+bn2+act2", "project+bn3+y"],
+        "{out}"
+    );
+    let sum = |k: &str| {
+        parts
+            .iter()
+            .map(|p| p[k].as_f64().unwrap_or(0.0))
+            .sum::<f64>()
+    };
+    assert_eq!(sum("macs"), step["macs"].as_f64().unwrap_or(-1.0), "{out}");
+    let ms = step["ms_per_image"].as_f64().unwrap_or(0.0);
+    assert!(
+        parts.iter().all(|p| p["ms_per_image"].as_f64() > Some(0.0)),
+        "{out}"
+    );
+    assert!((sum("ms_per_image") - ms).abs() <= 0.2 * ms, "{out}");
     let asm = ok_stdout(&[
         "dump",
         "specs/examples/classic_standard.conv",

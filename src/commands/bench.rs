@@ -124,6 +124,9 @@ pub fn run(a: BenchArgs<'_>) -> Result<(), Failure> {
         let v = serde_json::json!({
             "profile": profile.as_ref().map(|rows| rows.iter().map(|r| serde_json::json!({
                 "step": r.name, "kernel": r.kernel, "ms_per_image": r.ms, "macs": r.macs, "gflops": r.gflops(),
+                "parts": r.parts.iter().map(|p| serde_json::json!({
+                    "step": p.name, "ms_per_image": p.ms, "macs": p.macs, "gflops": p.gflops(),
+                })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>()),
             "model": a.model.display().to_string(),
             "backend": backend,
@@ -208,17 +211,25 @@ pub fn run(a: BenchArgs<'_>) -> Result<(), Failure> {
     );
     if let Some(rows) = profile {
         let total: f64 = rows.iter().map(|r| r.ms).sum();
-        let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+        let w = rows
+            .iter()
+            .flat_map(|r| {
+                std::iter::once(r.name.len()).chain(r.parts.iter().map(|p| p.name.len() + 4))
+            })
+            .max()
+            .unwrap_or(4)
+            .max(4);
         let _ = writeln!(
             text,
-            "  profile (median ms per image of each fused kernel group):"
+            "  profile (median ms per image of each fused kernel group; under a band step, its \
+             kernels' shares of its time):"
         );
         let _ = writeln!(
             text,
             "    {:<w$}  {:>9}  {:>6}  {:>9}  {:>8}",
             "step", "ms", "share", "MACs", "GFLOP/s"
         );
-        for r in &rows {
+        let line = |text: &mut String, name: &str, r: &ProfileRow| {
             let gf = if r.macs > 0 {
                 format!("{:.1}", r.gflops())
             } else {
@@ -227,12 +238,18 @@ pub fn run(a: BenchArgs<'_>) -> Result<(), Failure> {
             let _ = writeln!(
                 text,
                 "    {:<w$}  {:>9.3}  {:>5.1}%  {:>9}  {:>8}",
-                r.name,
+                name,
                 r.ms,
                 100.0 * r.ms / total.max(1e-12),
                 cost::human(r.macs),
                 gf
             );
+        };
+        for r in &rows {
+            line(&mut text, &r.name, r);
+            for p in &r.parts {
+                line(&mut text, &format!("  - {}", p.name), p);
+            }
         }
     }
     driver::out(&text)
@@ -244,6 +261,8 @@ struct ProfileRow {
     kernel: String,
     ms: f64,
     macs: u64,
+    /// A band step's kernels, each with its share of the step's time (no kernel name).
+    parts: Vec<ProfileRow>,
 }
 
 impl ProfileRow {
@@ -268,30 +287,50 @@ fn profile(
         ));
     };
     let steps = net.steps();
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); steps.len()];
+    // Per step: its times, then each part's.
+    let mut samples: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new()]; steps.len()];
+    let mut parts: Vec<Vec<(String, u64)>> = vec![Vec::new(); steps.len()];
     let start = Instant::now();
-    while samples[0].len() < 5
-        || (start.elapsed() < Duration::from_millis(500) && samples[0].len() < 1000)
+    while samples.first().is_some_and(|s| s[0].len() < 5)
+        || (start.elapsed() < Duration::from_millis(500)
+            && samples.first().is_some_and(|s| s[0].len() < 1000))
     {
         let (_, times) = net.run_profiled(inputs).map_err(input_err)?;
         for (i, t) in times.iter().enumerate().take(steps.len()) {
-            samples[i].push(t.seconds / batch as f64);
-        }
-        if steps.is_empty() {
-            break;
+            samples[i].resize(1 + t.parts.len(), Vec::new());
+            samples[i][0].push(t.seconds / batch as f64);
+            for (k, p) in t.parts.iter().enumerate() {
+                samples[i][1 + k].push(p.seconds / batch as f64);
+            }
+            parts[i] = t.parts.iter().map(|p| (p.name.clone(), p.macs)).collect();
         }
     }
+    let median_ms = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0) * 1e3
+    };
     Ok(steps
         .into_iter()
         .zip(samples)
-        .map(|(s, mut v)| {
-            v.sort_by(f64::total_cmp);
-            let ms = v.get(v.len() / 2).copied().unwrap_or(0.0) * 1e3;
+        .zip(parts)
+        .map(|((s, mut v), names)| {
+            let own = median_ms(std::mem::take(&mut v[0]));
             ProfileRow {
                 name: s.name,
                 kernel: s.kernel,
-                ms,
+                ms: own,
                 macs: s.macs,
+                parts: names
+                    .into_iter()
+                    .zip(v.into_iter().skip(1))
+                    .map(|((name, macs), v)| ProfileRow {
+                        name,
+                        kernel: String::new(),
+                        ms: median_ms(v),
+                        macs,
+                        parts: Vec::new(),
+                    })
+                    .collect(),
             }
         })
         .collect())

@@ -45,6 +45,7 @@ pub fn winograd_costs(isa: Isa) -> (Vec<(String, f64, f64)>, std::time::Duration
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use cranelift_codegen::settings::{self, Configurable};
@@ -56,7 +57,7 @@ use convc_ir::Graph;
 use convc_ir::shape::{bind_inputs, concretize};
 use convc_tensor::{Tensor, fmt_shape};
 
-use crate::plan::{Arg, Plan};
+use crate::plan::{Arg, BAND_PARTS, Plan};
 use crate::runtime::{Exec, KernelFn, P, Pool};
 use crate::spec::KernelSpec;
 
@@ -244,6 +245,45 @@ pub struct StepTime {
     pub kernel: String,
     /// Wall-clock seconds, summed over the images of the batch.
     pub seconds: f64,
+    /// A band step's kernels (the producer inside, the depthwise conv, the pointwise conv),
+    /// each with its share of `seconds`; empty for any other step.
+    pub parts: Vec<PartTime>,
+}
+
+/// A run's outputs, the seconds of each step, and each band step's nanoseconds per kernel
+/// (when profiled; see `runtime::Exec::band_ns`).
+type RunOutcome = (Vec<Tensor>, Vec<f64>, Vec<[u64; BAND_PARTS]>);
+
+/// One kernel of a step that runs several per band ([`StepTime::parts`]).
+#[derive(Clone, Debug)]
+pub struct PartTime {
+    /// The ops of its group, e.g. `dw+bn2+act2`.
+    pub name: String,
+    /// Multiply-accumulates per image.
+    pub macs: u64,
+    /// Its share of the step's wall-clock seconds: in proportion to the time the threads
+    /// spent in it (every kernel of a band runs on the thread that claimed the band).
+    pub seconds: f64,
+}
+
+/// The parts of a band step that took `seconds`, whose threads spent `ns` in each kernel.
+fn part_times(
+    parts: &[Option<(&str, u64)>; BAND_PARTS],
+    ns: [u64; BAND_PARTS],
+    seconds: f64,
+) -> Vec<PartTime> {
+    let total = ns.iter().sum::<u64>().max(1) as f64;
+    parts
+        .iter()
+        .zip(ns)
+        .filter_map(|(p, ns)| {
+            p.map(|(name, macs)| PartTime {
+                name: name.to_string(),
+                macs,
+                seconds: seconds * ns as f64 / total,
+            })
+        })
+        .collect()
 }
 
 /// Compiles graphs (a namespace for [`compile`]).
@@ -555,16 +595,21 @@ impl CompiledNet {
         &self,
         inputs: &[Tensor],
     ) -> Result<(Vec<Tensor>, Vec<StepTime>), JitError> {
-        let (out, times) = self.run_impl(inputs, self.threads, true)?;
+        let (out, times, band_ns) = self.run_impl(inputs, self.threads, true)?;
         let times = self
             .plan
             .steps
             .iter()
             .zip(times)
-            .map(|(s, seconds)| StepTime {
+            .zip(band_ns)
+            .map(|((s, seconds), ns)| StepTime {
                 name: s.name.clone(),
                 kernel: self.kernel_name(s),
                 seconds,
+                parts: s
+                    .band
+                    .as_ref()
+                    .map_or_else(Vec::new, |b| part_times(&b.parts(), ns, seconds)),
             })
             .collect();
         Ok((out, times))
@@ -575,7 +620,7 @@ impl CompiledNet {
         inputs: &[Tensor],
         threads: usize,
         profile: bool,
-    ) -> Result<(Vec<Tensor>, Vec<f64>), JitError> {
+    ) -> Result<RunOutcome, JitError> {
         let batch = self.check_inputs(inputs)?;
         let mut outs: Vec<Vec<f32>> = Vec::with_capacity(self.plan.out_shapes.len());
         for j in 0..self.plan.out_shapes.len() {
@@ -606,10 +651,20 @@ impl CompiledNet {
             parallel_min_ns: self.parallel_min_ns,
             arena: P(std::ptr::null_mut()),
             tscratch: P(std::ptr::null_mut()),
+            band_ns: if profile {
+                self.plan.steps.iter().map(|_| Default::default()).collect()
+            } else {
+                Vec::new()
+            },
         };
         let times = exec
             .run(&self.pool, &self.arena, profile)
             .map_err(JitError::new)?;
+        let band_ns: Vec<[u64; BAND_PARTS]> = exec
+            .band_ns
+            .iter()
+            .map(|a| a.each_ref().map(|n| n.load(Ordering::Relaxed)))
+            .collect();
         let mut tensors = Vec::with_capacity(outs.len());
         for (mut v, &[c, h, w]) in outs.into_iter().zip(&self.plan.out_shapes) {
             // SAFETY: the capacity is `batch * c * h * w` (reserved above) and the run wrote
@@ -618,7 +673,7 @@ impl CompiledNet {
             tensors
                 .push(Tensor::new(vec![batch, c, h, w], v).map_err(|e| JitError::new(e.message))?);
         }
-        Ok((tensors, times))
+        Ok((tensors, times, band_ns))
     }
 
     /// Runs `batch` images from raw per-input slices (`N*C*H*W` values each) into caller-owned
@@ -671,6 +726,7 @@ impl CompiledNet {
             parallel_min_ns: self.parallel_min_ns,
             arena: P(std::ptr::null_mut()),
             tscratch: P(std::ptr::null_mut()),
+            band_ns: Vec::new(),
         };
         exec.run(&self.pool, &self.arena, false)
             .map_err(JitError::new)?;

@@ -260,6 +260,9 @@ impl Step {
 pub(crate) struct Band {
     /// The depthwise step (its kernel writes with the band layout; slot 0 is set per band).
     pub step: Step,
+    /// The pointwise conv's own name and multiply-adds (the step's kernel is its kernel), for
+    /// the profile of the step's parts ([`Band::parts`]).
+    pub reader: (String, u64),
     /// Output rows per band, and of the whole plane.
     pub rows: usize,
     pub oh: usize,
@@ -341,7 +344,23 @@ impl Band {
     pub fn scratch_len(&self) -> usize {
         self.buf_off + scratch_span(self.chans * self.rows * self.width)
     }
+    /// The kernels the step runs per band, in the order of [`BAND_PARTS`]: the producer's
+    /// (if it runs inside) name and multiply-adds, then the depthwise conv's and the
+    /// pointwise conv's.
+    pub fn parts(&self) -> [Option<(&str, u64)>; BAND_PARTS] {
+        [
+            self.pre
+                .as_ref()
+                .map(|p| (p.step.name.as_str(), p.step.macs)),
+            Some((self.step.name.as_str(), self.step.macs)),
+            Some((self.reader.0.as_str(), self.reader.1)),
+        ]
+    }
 }
+
+/// Kernels a band step runs per band: the producer inside (if any), the depthwise conv, the
+/// pointwise conv.
+pub(crate) const BAND_PARTS: usize = 3;
 
 /// How many times `steps` read each value. Every read counts, not every reading step: a step
 /// reading a value both through its padding and as a residual operand (standard layout) must
@@ -3274,6 +3293,7 @@ impl Builder<'_> {
             zero: None,
             pad_private: None,
             band: Some(Box::new(Band {
+                reader: (step_b.name, step_b.macs),
                 step: step_a,
                 rows,
                 oh,

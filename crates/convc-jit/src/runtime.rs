@@ -152,6 +152,32 @@ fn claim_items(step: &Step, items: usize, threads: usize) -> Claims {
     Claims::even((items / (threads * per)).max(1))
 }
 
+/// Nanoseconds a thread spends in each kernel of a band step, when profiling: each `lap(k)`
+/// adds the time since the last lap to kernel `k`.
+struct PartClock {
+    last: Option<Instant>,
+    ns: [u64; crate::plan::BAND_PARTS],
+}
+
+impl PartClock {
+    fn new(on: bool) -> PartClock {
+        PartClock {
+            last: on.then(Instant::now),
+            ns: [0; crate::plan::BAND_PARTS],
+        }
+    }
+    fn on(&self) -> bool {
+        self.last.is_some()
+    }
+    fn lap(&mut self, k: usize) {
+        if let Some(t) = self.last.as_mut() {
+            let now = Instant::now();
+            self.ns[k] += now.duration_since(*t).as_nanos() as u64;
+            *t = now;
+        }
+    }
+}
+
 /// The compiled kernels' ABI.
 pub(crate) type KernelFn = unsafe extern "C" fn(*const *mut f32, u64, u64);
 
@@ -460,6 +486,9 @@ pub(crate) struct Exec<'a> {
     pub arena: P,
     /// The calling thread's scratch (set by `run`).
     pub tscratch: P,
+    /// When profiling, per step the nanoseconds every thread spent in each kernel of a band
+    /// step ([`crate::plan::Band::parts`]); else empty.
+    pub band_ns: Vec<[AtomicU64; crate::plan::BAND_PARTS]>,
 }
 
 impl Exec<'_> {
@@ -861,6 +890,7 @@ impl Exec<'_> {
                 .collect()
         });
         let mut held: Option<(usize, usize)> = None;
+        let mut clock = PartClock::new(!self.band_ns.is_empty());
         if let Some(p) = pre {
             // SAFETY: the tile is the first `c * tile_rows * row_len` floats of the scratch.
             unsafe {
@@ -876,6 +906,7 @@ impl Exec<'_> {
                 let lo = held.map_or(0, |h| h.0);
                 abufs[1] = tscratch.0.wrapping_sub(lo * p.pad.row_len());
             }
+            clock.lap(0);
             // Both kernels add `oy * row` to the band's pointer: row y0 is its first.
             let at = buf.wrapping_sub(y0 * band.width);
             abufs[0] = at;
@@ -891,6 +922,7 @@ impl Exec<'_> {
                     tscratch,
                 );
             }
+            clock.lap(1);
             // `b`'s items are row-major (row group, block).
             bufs[1] = at;
             let (r0, r1) = (y0 / sb.rows, y1.div_ceil(sb.rows).min(rgb));
@@ -902,7 +934,18 @@ impl Exec<'_> {
                     (r1 * blocks_b) as u64,
                 )
             };
+            clock.lap(2);
         }
+        if let Some(si) = clock.on().then(|| self.step_index(step)).flatten() {
+            for (sum, ns) in self.band_ns[si].iter().zip(clock.ns) {
+                sum.fetch_add(ns, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The index of `step` in the plan.
+    fn step_index(&self, step: &Step) -> Option<usize> {
+        self.plan.steps.iter().position(|s| std::ptr::eq(s, step))
     }
 
     /// Makes the band tile (at the start of `tscratch`) hold the padded rows a band of output
