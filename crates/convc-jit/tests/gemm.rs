@@ -150,3 +150,26 @@ fn pointwise_gemm_is_taken_where_it_should_be() {
     let names = check_cols(plain, Isa::Sse, None, 1);
     assert!(!names.iter().any(|n| n.contains("_gemm")), "{names:?}");
 }
+
+/// Weights larger than the L2 stream from memory once per band, so such a GEMM takes bands of
+/// at least 64 positions (`plan::GEMM_STREAM_COLS`): a 7x7 plane is one band, split across
+/// threads by channel groups, each thread packing it.
+#[test]
+fn streamed_weights_take_wide_bands() {
+    // 5 MB of weights: more than any L2 the planner assumes (at most 4 MB).
+    let src = "input x: [1280, 7, 7]\n\
+               p = conv(x, out=1024, kernel=1x1, weights=random(seed=1), bias=random(seed=2))\n\
+               y = relu(p)\n\
+               output y\n";
+    for isa in wide_isas() {
+        for threads in [1, 2] {
+            let names = check_cols(src, isa, None, threads);
+            assert!(
+                names
+                    .iter()
+                    .any(|n| n.contains("_gemm") && n.contains("_n49_")),
+                "{names:?}"
+            );
+        }
+    }
+}
