@@ -144,6 +144,31 @@ fn winograd_band_padding_on_large_inputs() {
     }
 }
 
+/// One-dimensional layers whose padded copy is larger than any core's L2 (over 4 MB, the
+/// planner's cap) still run as Winograd, through a shared copy (the pad job), and match the
+/// interpreter: down the columns and along the rows, 1 and 2 threads.
+#[test]
+fn winograd_one_dimensional_on_large_inputs() {
+    for isa in wide_isas() {
+        for kernel in ["3x1", "1x3"] {
+            let src = format!(
+                "input x: [48, 150, 160]
+                 y = conv(x, out=11, kernel={kernel}, pad=same, weights=random(seed=1), bias=random(seed=2))
+                 r = relu(y)
+                 output r
+"
+            );
+            for threads in [1, 2] {
+                let names = check_on(&src, isa, ConvAlgo::Winograd, threads);
+                assert!(
+                    names.iter().any(|n| n.contains("_wino")),
+                    "{kernel}: {names:?}"
+                );
+            }
+        }
+    }
+}
+
 /// Outputs larger than any core's L2 (over 4 MB, the planner's cap) are written with
 /// streaming stores where a vector is whole and aligned, plain stores elsewhere: rows of 256
 /// columns (every vector aligned) and of 261 (most not), read back by a second layer.
