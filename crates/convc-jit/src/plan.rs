@@ -1430,21 +1430,21 @@ fn epilogue_without_residual(g: &Graph, members: &[NodeIndex]) -> bool {
         .all(|&m| matches!(g.node(m).op, Op::BatchNorm(_) | Op::Unary(_)))
 }
 
-/// True when `tail`'s value goes only to a depthwise conv (one input channel per group): a
-/// band pair may then produce it inside its band step ([`band_pre`]), row by row, so that it
-/// never goes to memory; a pointwise GEMM step would write it whole (MobileNet's expansion:
-/// 14.5 ms fused against 20.4 ms as a GEMM step, one thread).
-fn feeds_depthwise(g: &Graph, tail: NodeIndex) -> bool {
+/// The depthwise conv (one input channel per group) that is the only user of `tail`'s value:
+/// a band pair may then produce the value inside its band step ([`band_pre`]), row by row, so
+/// that it never goes to memory; a pointwise GEMM step would write it whole (MobileNet's
+/// expansion: 14.5 ms fused against 20.4 ms as a GEMM step, one thread).
+fn depthwise_user(g: &Graph, tail: NodeIndex) -> Option<(NodeIndex, &Conv)> {
     if g.is_output(tail) {
-        return false;
+        return None;
     }
     let mut edges = g.g.neighbors_directed(tail, Direction::Outgoing);
     let (Some(b), None) = (edges.next(), edges.next()) else {
-        return false;
+        return None;
     };
     match &g.node(b).op {
-        Op::Conv(c) => c.groups > 1 && c.weight.data.shape().get(1) == Some(&1),
-        _ => false,
+        Op::Conv(c) if c.groups > 1 && c.weight.data.shape().get(1) == Some(&1) => Some((b, c)),
+        _ => None,
     }
 }
 
@@ -2345,11 +2345,7 @@ impl Builder<'_> {
         // paired -> alone: 160 -> 960 -> 160 at 7x7 0.80 -> 0.40; 96 -> 576 -> 96 at 14x14
         // 0.54 -> 0.49, the same at stride 2 0.53 -> 0.38; 64 -> 384 -> 64 at 16x16 0.30 ->
         // 0.27; 32 -> 192 -> 32 at 28x28 0.30 -> 0.28, at 32x32 the same).
-        let plane = !self.pair_any_width
-            && self
-                .conv_geom(n, c)
-                .is_ok_and(|cg| dw_plane(&cg, &self.blocking(cg.og), BandRole::Alone));
-        let partner = if plane {
+        let partner = if self.runs_whole_planes(n, c) {
             None
         } else {
             band_partner(g, conc, n, c, chain, needed, absorbed, lanes)
@@ -2371,6 +2367,25 @@ impl Builder<'_> {
             self.conv_step(n, c, chain, BandRole::Alone)?
         };
         Ok((tail, step))
+    }
+
+    /// Whether conv `n` runs as a step of its own a channel's plane a call ([`dw_plane`]), so
+    /// that no band pair takes it (unless the test hook pairs at any width).
+    fn runs_whole_planes(&self, n: NodeIndex, c: &Conv) -> bool {
+        !self.pair_any_width
+            && self
+                .conv_geom(n, c)
+                .is_ok_and(|cg| dw_plane(&cg, &self.blocking(cg.og), BandRole::Alone))
+    }
+
+    /// Whether `tail`'s value goes only to a depthwise conv that a band pair may take with
+    /// its producer inside ([`depthwise_user`]): not one that runs whole planes, whose
+    /// producer then runs flat as a GEMM instead of row by row with a part-empty last vector
+    /// (one process each, alternating, one thread, AMD Zen4: 32 -> 192 -> 32 at 28x28 0.263
+    /// -> 0.247 ms, 32 -> 192 at 28x28 then a stride-2 depthwise conv 0.188 -> 0.171; at 14x14
+    /// and 7x7 the same, their rows' last columns already run transposed).
+    fn produced_in_band(&self, tail: NodeIndex) -> bool {
+        depthwise_user(self.g, tail).is_some_and(|(b, cb)| !self.runs_whole_planes(b, cb))
     }
 
     /// The step of an op over whole channels (global average pool, softmax, LRN, channel
@@ -3012,7 +3027,7 @@ impl Builder<'_> {
             && conv.out == oc
             && conv.weight.data.shape() == [oc, c, kh, kw]
             && acts_fit
-            && !feeds_depthwise(self.g, members.last().copied().unwrap_or(n))
+            && !self.produced_in_band(members.last().copied().unwrap_or(n))
             && oh > 0
             && ow > 0
             && out_len(h, pv, kh, dh, sh) == Some(oh)

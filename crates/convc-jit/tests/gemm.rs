@@ -125,7 +125,7 @@ fn strided_gemm_matches_the_interpreter() {
 /// The hook that runs 1x1 convs direct does; by default they run as GEMMs on the wide paths,
 /// but not an expansion that a depthwise conv's band step takes inside (MobileNet's: its
 /// values then never go to memory). On a small plane (`ConvSpec::dw_plane`) the depthwise
-/// conv is a step of its own.
+/// conv is a step of its own, and the expansion a GEMM.
 #[test]
 fn pointwise_gemm_is_taken_where_it_should_be() {
     let plain =
@@ -146,6 +146,11 @@ fn pointwise_gemm_is_taken_where_it_should_be() {
         let small = expand.replace("40, 40", "12, 12");
         let names = check_cols(&small, isa, None, 2);
         assert!(names.iter().any(|n| n.contains("_plane")), "{names:?}");
+        // No band step takes that expansion inside: it runs flat, as a GEMM.
+        assert!(
+            names.iter().any(|n| n.contains("_gemm1x1_48x")),
+            "{names:?}"
+        );
     }
     let names = check_cols(plain, Isa::Sse, None, 1);
     assert!(!names.iter().any(|n| n.contains("_gemm")), "{names:?}");
