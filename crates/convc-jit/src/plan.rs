@@ -791,14 +791,18 @@ fn wino_group(nn: usize, cols: usize, ocb: usize, oc: usize, bands: usize) -> us
 }
 
 /// Positions per band and output channels per group of a pointwise GEMM (`crate::gemm`): about
-/// [`GEMM_BANDS`] bands, in whole tiles of the microkernel, each band's packed input (`c`
-/// channels) within a quarter of the core's L2; channel groups (whole blocks) only while the
+/// [`GEMM_BANDS`] bands, in whole tiles of the microkernel, the packed input of a reduction
+/// chunk (`chunk` of the `taps`, which every block reads while it stays) within a quarter of
+/// the core's L2 (a whole band's had strided 5x5 and 3x3 layers of 1,200-2,300 taps in bands
+/// of 32 positions, each band splitting its input rows again: a 48 -> 96 5x5/2 layer at 56x56
+/// 1.98 ms in bands of 32, 1.91 in 64, 1.85 in 256; one thread, AMD Zen4); channel groups
+/// (whole blocks) only while the
 /// items (bands x groups) are under 4, so that two threads share the work. Narrow bands cost
 /// little: the packing copies each input value once whatever the band, and a tile's reduction
 /// (`c` taps of a block's FMAs) dwarfs a call of the microkernel. But weights larger than the
 /// L2 are read again by every band, so there bands are at least [`GEMM_STREAM_COLS`] wide.
 fn gemm_schedule(
-    taps: usize,
+    (taps, chunk): (usize, usize),
     oc: usize,
     positions: usize,
     ocb: usize,
@@ -806,7 +810,7 @@ fn gemm_schedule(
     forced: Option<usize>,
 ) -> (usize, usize) {
     let vw = isa.lanes() * crate::wide::tile_vectors(isa, ocb);
-    let by_cache = wino_input_bytes() / 4 / (taps * 4).max(1);
+    let by_cache = wino_input_bytes() / 4 / (taps.min(chunk) * 4).max(1);
     let even = positions.div_ceil(GEMM_BANDS).div_ceil(vw) * vw;
     let streamed = taps.saturating_mul(oc).saturating_mul(4) > wino_input_bytes();
     let least = if streamed {
@@ -2919,11 +2923,11 @@ impl Builder<'_> {
         let taps = c * kh * kw;
         let ocb =
             crate::spec::blocks_of_at_most(oc, crate::wide::block_ocb_for_width(isa, positions));
-        let (cols, group) = gemm_schedule(taps, oc, positions, ocb, isa, self.gemm_cols);
+        let chunk = (chunk_bytes() / crate::packed::tap_bytes(ocb, 1)).clamp(1, taps);
+        let (cols, group) = gemm_schedule((taps, chunk), oc, positions, ocb, isa, self.gemm_cols);
         if taps.saturating_mul(crate::gemm::packed_stride(cols)) > GEMM_MAX_BAND_FLOATS {
             return Ok(None);
         }
-        let chunk = (chunk_bytes() / crate::packed::tap_bytes(ocb, 1)).clamp(1, taps);
         let packed = crate::gemm::pack_weights(
             conv.weight.data.data(),
             oc,
