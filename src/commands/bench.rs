@@ -287,22 +287,22 @@ fn profile(
         ));
     };
     let steps = net.steps();
-    // Per step: its times, then each part's.
-    let mut samples: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new()]; steps.len()];
-    let mut parts: Vec<Vec<(String, u64)>> = vec![Vec::new(); steps.len()];
+    // Per step: its times, then each of its parts'.
+    let mut samples: Vec<Vec<Vec<f64>>> = steps
+        .iter()
+        .map(|s| vec![Vec::new(); 1 + s.parts.len()])
+        .collect();
     let start = Instant::now();
     while samples.first().is_some_and(|s| s[0].len() < 5)
         || (start.elapsed() < Duration::from_millis(500)
             && samples.first().is_some_and(|s| s[0].len() < 1000))
     {
         let (_, times) = net.run_profiled(inputs).map_err(input_err)?;
-        for (i, t) in times.iter().enumerate().take(steps.len()) {
-            samples[i].resize(1 + t.parts.len(), Vec::new());
-            samples[i][0].push(t.seconds / batch as f64);
-            for (k, p) in t.parts.iter().enumerate() {
-                samples[i][1 + k].push(p.seconds / batch as f64);
+        for (v, t) in samples.iter_mut().zip(&times) {
+            let all = std::iter::once(t.seconds).chain(t.parts.iter().copied());
+            for (v, seconds) in v.iter_mut().zip(all) {
+                v.push(seconds / batch as f64);
             }
-            parts[i] = t.parts.iter().map(|p| (p.name.clone(), p.macs)).collect();
         }
     }
     let median_ms = |mut v: Vec<f64>| {
@@ -312,22 +312,22 @@ fn profile(
     Ok(steps
         .into_iter()
         .zip(samples)
-        .zip(parts)
-        .map(|((s, mut v), names)| {
-            let own = median_ms(std::mem::take(&mut v[0]));
+        .map(|(s, v)| {
+            let mut v = v.into_iter();
             ProfileRow {
                 name: s.name,
                 kernel: s.kernel,
-                ms: own,
+                ms: median_ms(v.next().unwrap_or_default()),
                 macs: s.macs,
-                parts: names
+                parts: s
+                    .parts
                     .into_iter()
-                    .zip(v.into_iter().skip(1))
-                    .map(|((name, macs), v)| ProfileRow {
-                        name,
+                    .zip(v)
+                    .map(|(p, v)| ProfileRow {
+                        name: p.name,
                         kernel: String::new(),
                         ms: median_ms(v),
-                        macs,
+                        macs: p.macs,
                         parts: Vec::new(),
                     })
                     .collect(),

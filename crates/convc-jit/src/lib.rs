@@ -234,6 +234,9 @@ pub struct StepInfo {
     pub kernel: String,
     /// Multiply-accumulates per image.
     pub macs: u64,
+    /// A band step's kernels (the producer inside, the depthwise conv, the pointwise conv);
+    /// empty for any other step.
+    pub parts: Vec<PartInfo>,
 }
 
 /// Time of one step in [`CompiledNet::run_profiled`].
@@ -245,44 +248,38 @@ pub struct StepTime {
     pub kernel: String,
     /// Wall-clock seconds, summed over the images of the batch.
     pub seconds: f64,
-    /// A band step's kernels (the producer inside, the depthwise conv, the pointwise conv),
-    /// each with its share of `seconds`; empty for any other step.
-    pub parts: Vec<PartTime>,
+    /// A band step's kernels' shares of `seconds`, in the order of [`StepInfo::parts`]; empty
+    /// for any other step.
+    pub parts: Vec<f64>,
 }
 
 /// A run's outputs, the seconds of each step, and each band step's nanoseconds per kernel
 /// (when profiled; see `runtime::Exec::band_ns`).
 type RunOutcome = (Vec<Tensor>, Vec<f64>, Vec<[u64; BAND_PARTS]>);
 
-/// One kernel of a step that runs several per band ([`StepTime::parts`]).
+/// One kernel of a step that runs several per band ([`StepInfo::parts`]).
 #[derive(Clone, Debug)]
-pub struct PartTime {
+pub struct PartInfo {
     /// The ops of its group, e.g. `dw+bn2+act2`.
     pub name: String,
     /// Multiply-accumulates per image.
     pub macs: u64,
-    /// Its share of the step's wall-clock seconds: in proportion to the time the threads
-    /// spent in it (every kernel of a band runs on the thread that claimed the band).
-    pub seconds: f64,
 }
 
-/// The parts of a band step that took `seconds`, whose threads spent `ns` in each kernel.
-fn part_times(
+/// Each kernel's share of a band step's `seconds`, in proportion to the `ns` its threads
+/// spent in it (every kernel of a band runs on the thread that claimed the band); the kernels
+/// the step has ([`crate::plan::Band::parts`]).
+fn part_seconds(
     parts: &[Option<(&str, u64)>; BAND_PARTS],
     ns: [u64; BAND_PARTS],
     seconds: f64,
-) -> Vec<PartTime> {
+) -> Vec<f64> {
     let total = ns.iter().sum::<u64>().max(1) as f64;
     parts
         .iter()
         .zip(ns)
-        .filter_map(|(p, ns)| {
-            p.map(|(name, macs)| PartTime {
-                name: name.to_string(),
-                macs,
-                seconds: seconds * ns as f64 / total,
-            })
-        })
+        .filter(|(p, _)| p.is_some())
+        .map(|(_, ns)| seconds * ns as f64 / total)
         .collect()
 }
 
@@ -609,7 +606,7 @@ impl CompiledNet {
                 parts: s
                     .band
                     .as_ref()
-                    .map_or_else(Vec::new, |b| part_times(&b.parts(), ns, seconds)),
+                    .map_or_else(Vec::new, |b| part_seconds(&b.parts(), ns, seconds)),
             })
             .collect();
         Ok((out, times))
@@ -824,6 +821,16 @@ impl CompiledNet {
                 name: s.name.clone(),
                 kernel: self.kernel_name(s),
                 macs: s.macs,
+                parts: s.band.as_ref().map_or_else(Vec::new, |b| {
+                    b.parts()
+                        .into_iter()
+                        .flatten()
+                        .map(|(name, macs)| PartInfo {
+                            name: name.to_string(),
+                            macs,
+                        })
+                        .collect()
+                }),
             })
             .collect()
     }
