@@ -83,10 +83,11 @@ fn step(
         if let Some(p) = &b.pre {
             let _ = writeln!(
                 t,
-                "  producer inside: kernel {}, tile {} ({} rows)",
+                "  producer inside: kernel {}, tile {} ({} rows{})",
                 kname(p.step.kernel),
                 layout(&p.pad),
-                p.tile_rows
+                p.tile_rows,
+                if p.ring { ", a ring" } else { "" }
             );
             schedule(t, &p.step.spec, "    ");
         }

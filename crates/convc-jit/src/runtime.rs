@@ -903,8 +903,14 @@ impl Exec<'_> {
             if let Some(p) = pre {
                 // SAFETY: see `produce_rows`; the tile holds `tile_rows >= hi - lo` rows.
                 held = Some(unsafe { self.produce_rows(p, &mut pbufs, held, y0, y1, tscratch) });
+                // The depthwise kernel finds padded row `r` at `r * row_len` from its
+                // pointer, or in a ring at row `r % tile_rows` of the tile itself.
                 let lo = held.map_or(0, |h| h.0);
-                abufs[1] = tscratch.0.wrapping_sub(lo * p.pad.row_len());
+                abufs[1] = if p.ring {
+                    tscratch.0
+                } else {
+                    tscratch.0.wrapping_sub(lo * p.pad.row_len())
+                };
             }
             clock.lap(0);
             // Both kernels add `oy * row` to the band's pointer: row y0 is its first.
@@ -949,9 +955,9 @@ impl Exec<'_> {
     }
 
     /// Makes the band tile (at the start of `tscratch`) hold the padded rows a band of output
-    /// rows `y0..y1` reads: rows the previous band of this thread (`held`) also read move up,
-    /// rows outside the input are zeros, and the producer computes the others (every channel).
-    /// Returns the rows held.
+    /// rows `y0..y1` reads: rows the previous band of this thread (`held`) also read stay (in
+    /// a ring, [`crate::plan::Pre::ring`]) or move up, rows outside the input are zeros, and the
+    /// producer computes the others (every channel). Returns the rows held.
     ///
     /// # Safety
     /// `pbufs` is the producer's table; the scratch holds the tile (`Pre`), whose padding
@@ -974,26 +980,30 @@ impl Exec<'_> {
         let lo = y0 * p.sh;
         let hi = (y1 - 1) * p.sh + p.span;
         let tile = tscratch.0;
+        // The tile row of padded row `yp` (`lo <= yp < hi`).
+        let at = |yp: usize| if p.ring { yp % p.tile_rows } else { yp - lo };
         let mut from = lo;
         if let Some((plo, phi)) = held
             && plo <= lo
             && lo < phi
         {
-            for c in 0..pad.c {
-                // SAFETY: rows `lo - plo .. phi - plo` of channel `c` move to rows `0 ..`;
-                // both ranges are inside the channel's `tile_rows` rows.
-                unsafe {
-                    let ch = tile.add(c * cs);
-                    std::ptr::copy(ch.add((lo - plo) * rs), ch, (phi - lo) * rs);
+            if !p.ring {
+                for c in 0..pad.c {
+                    // SAFETY: rows `lo - plo .. phi - plo` of channel `c` move to rows `0 ..`;
+                    // both ranges are inside the channel's `tile_rows` rows.
+                    unsafe {
+                        let ch = tile.add(c * cs);
+                        std::ptr::copy(ch.add((lo - plo) * rs), ch, (phi - lo) * rs);
+                    }
                 }
             }
             from = phi;
         }
-        // Rows outside the input: zeros (they may hold moved rows).
+        // Rows outside the input: zeros (they may hold earlier rows).
         for yp in (from..hi).filter(|&yp| yp < pad.pt || yp >= pad.pt + pad.h) {
             for c in 0..pad.c {
-                // SAFETY: row `yp - lo < tile_rows` of channel `c`.
-                unsafe { std::ptr::write_bytes(tile.add(c * cs + (yp - lo) * rs), 0, rs) };
+                // SAFETY: tile row `at(yp) < tile_rows` of channel `c`.
+                unsafe { std::ptr::write_bytes(tile.add(c * cs + at(yp) * rs), 0, rs) };
             }
         }
         // Rows inside: the producer's output rows `ya..yb` (row-major items, one row each).
@@ -1011,19 +1021,25 @@ impl Exec<'_> {
                 // SAFETY: the table is the producer's; row `y` lands in the stage (`c * w`
                 // floats of the scratch at `off`, see `Pre::stage`).
                 unsafe { f(pbufs.as_ptr(), y as u64 * blocks, (y as u64 + 1) * blocks) };
-                let d = tile.wrapping_add((y + pad.pt - lo) * rs);
-                // SAFETY: the stage holds `w` floats a channel, `w` apart; padded row
-                // `y + pt - lo < tile_rows` of each channel holds `rs` floats, `cs` apart.
+                let d = tile.wrapping_add(at(y + pad.pt) * rs);
+                // SAFETY: the stage holds `w` floats a channel, `w` apart; tile row
+                // `at(y + pt) < tile_rows` of each channel holds `rs` floats, `cs` apart.
                 unsafe { split_rows(split, (stage, pad.w), (d, cs), pad.c, pad) };
             }
-        } else if ya < yb {
+            return (lo, hi);
+        }
+        // One call for each run of rows on consecutive tile rows (two where a ring wraps).
+        let mut y = ya;
+        while y < yb {
+            let t = at(y + pad.pt);
+            let end = yb.min(y + p.tile_rows - t);
             // It writes row y of channel c at `c * cs + y * rs + x` from its pointer: row `y`
-            // is padded row `y + pt`, at tile row `y + pt - lo`, column `pl + x`.
-            pbufs[0] = tile
-                .wrapping_add(pad.pt * rs + pad.pl)
-                .wrapping_sub(lo * rs);
-            // SAFETY: the table is the producer's; rows `ya..yb` land inside the tile.
-            unsafe { f(pbufs.as_ptr(), ya as u64 * blocks, yb as u64 * blocks) };
+            // is padded row `y + pt`, at tile row `t + (y - ya)`, column `pl + x`.
+            pbufs[0] = tile.wrapping_add(t * rs + pad.pl).wrapping_sub(y * rs);
+            // SAFETY: the table is the producer's; rows `y..end` land on tile rows
+            // `t..t + end - y <= tile_rows`.
+            unsafe { f(pbufs.as_ptr(), y as u64 * blocks, end as u64 * blocks) };
+            y = end;
         }
         (lo, hi)
     }

@@ -157,6 +157,10 @@ pub(crate) struct ConvSpec {
     /// one call computes the channel's whole plane (`rows` is `oh`) from the unpadded input,
     /// whose plane and padding this holds; `None`: off.
     pub dw_plane: Option<PlaneInput>,
+    /// With `dw_rows`: the input is a ring of this many rows a channel (a band pair's tile,
+    /// [`crate::plan::Pre::ring`]): padded row `r` sits in row `r % in_ring` of its channel,
+    /// and a window that crosses the ring's end goes on at its start. 0: a plain input.
+    pub in_ring: usize,
 }
 
 /// The unpadded input plane of a whole-plane depthwise kernel ([`ConvSpec::dw_plane`]): its
@@ -170,7 +174,25 @@ pub(crate) struct PlaneInput {
     pub pl: usize,
 }
 
+impl Act {
+    /// Whether the wide kernels apply this activation themselves (`crate::wide::EpStep`);
+    /// the others run after them, in Cranelift's loops over the output.
+    pub(crate) fn in_wide_kernels(self) -> bool {
+        match self {
+            Act::Relu | Act::Relu6 | Act::Clamp(..) | Act::Leaky(_) => true,
+            Act::Sigmoid | Act::Tanh | Act::HardSigmoid(..) | Act::HardSwish => false,
+        }
+    }
+}
+
 impl ConvSpec {
+    /// Whether the wide kernels apply the whole epilogue themselves ([`Act::in_wide_kernels`]).
+    pub fn ep_in_wide_kernels(&self) -> bool {
+        self.ep.iter().all(|e| match e {
+            Ep::Act(a) => a.in_wide_kernels(),
+            Ep::Affine { .. } | Ep::Add { .. } => true,
+        })
+    }
     /// Bytes of packed weights per tap of a block of `ocb` channels: the offset to the next
     /// tap's input (8 bytes), then `wdup` copies of each channel's weight.
     pub fn tap_bytes(&self, ocb: usize) -> usize {
@@ -749,6 +771,8 @@ fn conv_name(s: &ConvSpec) -> String {
             format!("_flat{}", s.flat_pad)
         } else if s.dw_plane.is_some() {
             "_plane".to_string()
+        } else if s.dw_rows > 0 && s.in_ring > 0 {
+            format!("_dw{}_ring{}", s.dw_rows, s.in_ring)
         } else if s.dw_rows > 0 {
             format!("_dw{}", s.dw_rows)
         } else {

@@ -352,7 +352,10 @@ pub(crate) fn copy_kernel(isa: Isa) -> Option<CopyFn> {
 
 /// A depthwise KxK kernel (K = 3, 5 or 7) over `R` output rows of one channel at once:
 /// `(input of the first tap of the first row, the channel's weight stream, output, output row
-/// stride, columns, input row stride, the K column taps' offsets (floats), epilogue or null)`.
+/// stride, columns, input row stride, the K column taps' offsets (floats), epilogue or null,
+/// wrap, back)`. Input rows `wrap..` of the window are `back` floats before where the stride
+/// puts them: the input is a ring of rows (a band tile, `crate::plan::Pre::ring`) whose end
+/// the window crosses at its row `wrap` (`isize::MAX` and 0: a plain input).
 /// The weights stay in registers (or L1), and each input row is loaded once per column tap for
 /// every output row it serves (3x3, vertical stride 1, 4 rows: 18 loads of a vector position
 /// for 36 FMAs, against 36 for 36 one row at a time; 5x5: 40 for 100).
@@ -365,7 +368,12 @@ pub(crate) type DwFn = unsafe extern "C" fn(
     usize,
     *const isize,
     *const EpStep,
+    isize,
+    usize,
 );
+
+/// Input rows a depthwise kernel's window spans at most: (4 - 1) * 2 + 7.
+const DW_WINDOW_MAX: usize = 13;
 
 /// The depthwise KxK kernel of `isa` for a `k` x `k` window (3, 5 or 7), `rows` (1 to 4)
 /// output rows and vertical stride `sh` (1 or 2). A plan's items take 2 or 4 rows
@@ -495,8 +503,8 @@ mod x86 {
     pub(super) mod dw_plane;
 
     use super::{
-        ACCUMULATE, COUNT_SHIFT, COUNTED, EP_ADD, EP_AFFINE, EP_BIAS, EP_CLAMP, EP_END, EP_LEAKY,
-        EpStep, RowFn,
+        ACCUMULATE, COUNT_SHIFT, COUNTED, DW_WINDOW_MAX, EP_ADD, EP_AFFINE, EP_BIAS, EP_CLAMP,
+        EP_END, EP_LEAKY, EpStep, RowFn,
     };
 
     /// The most columns past whole vectors a row kernel computes transposed, a vector of
@@ -1231,6 +1239,23 @@ mod x86 {
         }
     }
 
+    /// The offsets (floats) of a depthwise window's input rows from its first: `in_rs` apart,
+    /// rows `wrap..` `back` floats earlier (see [`super::DwFn`]).
+    #[inline(always)]
+    fn dw_window_rows<const K: usize, const R: usize, const SH: usize>(
+        in_rs: usize,
+        wrap: isize,
+        back: usize,
+    ) -> [isize; DW_WINDOW_MAX] {
+        const { assert!((R - 1) * SH + K <= DW_WINDOW_MAX) };
+        let mut rows = [0isize; DW_WINDOW_MAX];
+        for (ii, r) in rows.iter_mut().enumerate().take((R - 1) * SH + K) {
+            let back = if ii as isize >= wrap { back } else { 0 };
+            *r = (ii * in_rs) as isize - back as isize;
+        }
+        rows
+    }
+
     /// The `K * K` weights of a depthwise channel from its weight stream (12 bytes a tap: the
     /// offset, then the weight).
     #[inline(always)]
@@ -1254,13 +1279,14 @@ mod x86 {
         const SH: usize,
         const NV: usize,
         const MASKED: bool,
+        const UNIT: bool,
     >(
         inp: *const f32,
         wv: &[[__m512; K]; K],
         kwo: &[isize; K],
         out: *mut f32,
         out_rs: usize,
-        in_rs: usize,
+        in_rows: &[isize; DW_WINDOW_MAX],
         x: usize,
         mask: __mmask16,
         ep: *const EpStep,
@@ -1271,7 +1297,8 @@ mod x86 {
             // row ii - r*SH.
             for ii in 0..(R - 1) * SH + K {
                 for (b, &o) in kwo.iter().enumerate() {
-                    let p = inp.offset((ii * in_rs + x) as isize + o);
+                    let o = if UNIT { b as isize } else { o };
+                    let p = inp.offset(in_rows[ii] + x as isize + o);
                     let mut v = [_mm512_setzero_ps(); NV];
                     for (k, v) in v.iter_mut().enumerate() {
                         *v = if MASKED && k + 1 == NV {
@@ -1315,13 +1342,19 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn dw_row512<const K: usize, const R: usize, const SH: usize, const NV: usize>(
+    unsafe fn dw_row512<
+        const K: usize,
+        const R: usize,
+        const SH: usize,
+        const NV: usize,
+        const UNIT: bool,
+    >(
         inp: *const f32,
         w: *const u8,
         out: *mut f32,
         out_rs: usize,
         width: usize,
-        in_rs: usize,
+        in_rows: &[isize; DW_WINDOW_MAX],
         kw_offs: *const isize,
         ep: *const EpStep,
     ) {
@@ -1340,7 +1373,9 @@ mod x86 {
             let (wv, kwo) = (&wv, &kwo);
             let mut x = 0;
             while x + 16 * NV <= width {
-                dw_tile512::<K, R, SH, NV, false>(inp, wv, kwo, out, out_rs, in_rs, x, !0, ep);
+                dw_tile512::<K, R, SH, NV, false, UNIT>(
+                    inp, wv, kwo, out, out_rs, in_rows, x, !0, ep,
+                );
                 x += 16 * NV;
             }
             let rest = width - x;
@@ -1351,10 +1386,18 @@ mod x86 {
             let tail = rest - 16 * (nv - 1);
             let m: __mmask16 = if tail == 16 { !0 } else { (1u16 << tail) - 1 };
             match nv {
-                1 => dw_tile512::<K, R, SH, 1, true>(inp, wv, kwo, out, out_rs, in_rs, x, m, ep),
-                2 => dw_tile512::<K, R, SH, 2, true>(inp, wv, kwo, out, out_rs, in_rs, x, m, ep),
-                3 => dw_tile512::<K, R, SH, 3, true>(inp, wv, kwo, out, out_rs, in_rs, x, m, ep),
-                _ => dw_tile512::<K, R, SH, 4, true>(inp, wv, kwo, out, out_rs, in_rs, x, m, ep),
+                1 => dw_tile512::<K, R, SH, 1, true, UNIT>(
+                    inp, wv, kwo, out, out_rs, in_rows, x, m, ep,
+                ),
+                2 => dw_tile512::<K, R, SH, 2, true, UNIT>(
+                    inp, wv, kwo, out, out_rs, in_rows, x, m, ep,
+                ),
+                3 => dw_tile512::<K, R, SH, 3, true, UNIT>(
+                    inp, wv, kwo, out, out_rs, in_rows, x, m, ep,
+                ),
+                _ => dw_tile512::<K, R, SH, 4, true, UNIT>(
+                    inp, wv, kwo, out, out_rs, in_rows, x, m, ep,
+                ),
             }
         }
     }
@@ -1372,12 +1415,27 @@ mod x86 {
         in_rs: usize,
         kw_offs: *const isize,
         ep: *const EpStep,
+        wrap: isize,
+        back: usize,
     ) {
         unsafe {
-            if K == 3 && R == 2 {
-                dw_row512::<K, R, SH, 4>(inp, w, out, out_rs, width, in_rs, kw_offs, ep)
-            } else {
-                dw_row512::<K, R, SH, 2>(inp, w, out, out_rs, width, in_rs, kw_offs, ep)
+            let rows = &dw_window_rows::<K, R, SH>(in_rs, wrap, back);
+            // Column taps on consecutive columns (stride 1, no dilation) as constants: the
+            // offsets spill otherwise, and a tile reloads them with its rows'.
+            let unit = (0..K).all(|b| *kw_offs.add(b) == b as isize);
+            match (K == 3 && R == 2, unit) {
+                (true, true) => {
+                    dw_row512::<K, R, SH, 4, true>(inp, w, out, out_rs, width, rows, kw_offs, ep)
+                }
+                (true, false) => {
+                    dw_row512::<K, R, SH, 4, false>(inp, w, out, out_rs, width, rows, kw_offs, ep)
+                }
+                (false, true) => {
+                    dw_row512::<K, R, SH, 2, true>(inp, w, out, out_rs, width, rows, kw_offs, ep)
+                }
+                (false, false) => {
+                    dw_row512::<K, R, SH, 2, false>(inp, w, out, out_rs, width, rows, kw_offs, ep)
+                }
             }
         }
     }
@@ -1394,8 +1452,11 @@ mod x86 {
         in_rs: usize,
         kw_offs: *const isize,
         ep: *const EpStep,
+        wrap: isize,
+        back: usize,
     ) {
         unsafe {
+            let in_rows = &dw_window_rows::<K, R, SH>(in_rs, wrap, back);
             // Plain loops: `array::map` and `from_fn` are functions of their own, and were
             // left out of line (8% of a depthwise layer's time).
             let k = dw_weights::<K>(w);
@@ -1415,7 +1476,7 @@ mod x86 {
                 let mut acc = [_mm256_setzero_ps(); R];
                 for ii in 0..(R - 1) * SH + K {
                     for (b, &o) in kwo.iter().enumerate() {
-                        let p = inp.offset((ii * in_rs + x) as isize + o);
+                        let p = inp.offset(in_rows[ii] + x as isize + o);
                         let v = if n == 8 {
                             _mm256_loadu_ps(p)
                         } else {

@@ -492,10 +492,14 @@ fn producers_write_into_padded_inputs() {
 /// expansion, strides and dilations (strides along the row through a row of staging split into
 /// phases), every padding form, producers that are not 1x1 (a `valid` conv reads its input in
 /// place), residual adds after the projection, bands that do not divide the plane, 1 and 2
-/// threads (claims of several bands), batches, repeated runs.
+/// threads (claims of several bands), batches, repeated runs. On the wide paths the tile is
+/// a ring whose windows the depthwise kernel wraps (`Pre::ring`), but where that kernel
+/// cannot apply the epilogue (a hardswish).
 #[test]
 fn producers_run_inside_band_steps() {
     let mut fused = 0;
+    // Runs whose tile was a ring, and runs with a hardswish whose tile was one.
+    let (mut rings, mut swish_rings) = (0, 0);
     // Runs whose depthwise conv strides along the row, and how many of them fused.
     let (mut row_strided, mut row_strided_fused) = (0, 0);
     for (e_args, d_args) in [
@@ -510,12 +514,13 @@ fn producers_run_inside_band_steps() {
         ("kernel=1x1", "kernel=7x7, pad=3"),
     ] {
         for (h, w) in [(21, 16), (8, 12), (45, 24)] {
+            let act = if h == 8 { "hardswish" } else { "relu" };
             let src = format!(
                 "input x: [6, {h}, {w}]\n\
                  e = conv(x, out=18, {e_args}, weights=random(seed=1), bias=random(seed=2))\n\
                  r = relu6(e)\n\
                  d = conv(r, out=18, groups=18, {d_args}, weights=random(seed=3), bias=random(seed=4))\n\
-                 s = relu(d)\n\
+                 s = {act}(d)\n\
                  p = pointwise(s, out=7, weights=random(seed=5))\n\
                  output p\n"
             );
@@ -536,6 +541,9 @@ fn producers_run_inside_band_steps() {
                 let steps = net.steps();
                 let one = steps.len() == 1 && steps[0].kernel.matches(" then ").count() == 2;
                 fused += usize::from(one);
+                let ring = net.kernels().iter().any(|k| k.name.contains("_ring"));
+                rings += usize::from(ring);
+                swish_rings += usize::from(ring && act == "hardswish");
                 if d_args.contains("stride=2")
                     || d_args.contains("(1, 2)")
                     || d_args.contains("stride=3")
@@ -555,6 +563,13 @@ fn producers_run_inside_band_steps() {
     assert!(
         fused >= 24,
         "{fused} nets ran their producer inside the band step"
+    );
+    if convc_jit::Isa::detect() != convc_jit::Isa::Sse {
+        assert!(rings >= 8, "{rings} nets read their band tile as a ring");
+    }
+    assert_eq!(
+        swish_rings, 0,
+        "rings under an epilogue the kernel cannot apply"
     );
     assert!(row_strided > 0);
     assert_eq!(

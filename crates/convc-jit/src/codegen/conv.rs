@@ -98,7 +98,14 @@ impl Em<'_> {
         let o0b = self.b.ins().imul_imm_s(bb, s.ocb as i64);
         let o0 = self.b.ins().iadd(o0a, o0b);
         let in_g = self.offset(inp, g, s.cg * s.chan_stride * 4);
-        let in_base = self.offset(in_g, oy, s.sh * s.row_stride * 4);
+        // The item's first input row: padded row `oy * sh`, or its row of the ring.
+        let (in_base, ring_row) = if s.in_ring > 0 {
+            let r = self.b.ins().imul_imm_s(oy, s.sh as i64);
+            let slot = self.b.ins().urem_imm_u(r, s.in_ring as i64);
+            (self.offset(in_g, slot, s.row_stride * 4), Some(slot))
+        } else {
+            (self.offset(in_g, oy, s.sh * s.row_stride * 4), None)
+        };
         let out_c = self.offset(out, o0, s.out_cs * 4);
         let out_row = self.offset(out_c, oy, s.out_rs * 4);
         let w_blk = self.offset(w, gb, taps * s.tap_bytes(s.ocb));
@@ -114,6 +121,7 @@ impl Em<'_> {
             res_row,
             count: None,
             part,
+            ring_row,
         };
         (row, rg, xt, bb)
     }

@@ -92,6 +92,9 @@ impl Em<'_> {
             .b
             .ins()
             .iadd_imm_s(row.in_base, (r * s.sh * s.row_stride * 4) as i64);
+        one.ring_row = row
+            .ring_row
+            .map(|v| self.b.ins().iadd_imm_s(v, (r * s.sh) as i64));
         one.out_row = self
             .b
             .ins()
@@ -124,9 +127,19 @@ impl Em<'_> {
         let Some(ep) = ep else {
             return false;
         };
-        let sig = self.rust_signature(8);
+        let sig = self.rust_signature(10);
         let a = [s.out_rs, width, s.row_stride].map(|v| self.iconst(v));
         let kwo = self.b.ins().iconst(PTR, kwo_addr);
+        // A ring's window goes on at the ring's start from its row `in_ring - ring_row`
+        // (`crate::wide::DwFn`); `ring_row` is at most `in_ring` plus the item's rows.
+        let (wrap, back) = match row.ring_row {
+            Some(r) => {
+                let end = self.b.ins().iconst(PTR, s.in_ring as i64);
+                let wrap = self.b.ins().isub(end, r);
+                (wrap, self.iconst(s.in_ring * s.row_stride))
+            }
+            None => (self.b.ins().iconst(PTR, i64::MAX), self.iconst(0)),
+        };
         let callee = self.b.ins().iconst(PTR, f as usize as i64);
         self.b.ins().call_indirect(
             sig,
@@ -140,6 +153,8 @@ impl Em<'_> {
                 a[2],
                 kwo,
                 ep,
+                wrap,
+                back,
             ],
         );
         true

@@ -202,6 +202,7 @@ impl Em<'_> {
                     (EP_CLAMP, None, f32::from_bits(lo), f32::from_bits(hi))
                 }
                 Ep::Act(Act::Leaky(a)) => (EP_LEAKY, None, f32::from_bits(a), 0.0),
+                // See `Act::in_wide_kernels`.
                 Ep::Act(_) => return None,
             });
         }

@@ -556,4 +556,7 @@ struct Row {
     count: Option<Value>,
     /// The partial sums of a chunked packed-rows item (`ConvSpec::part_slot`).
     part: Option<Value>,
+    /// With `ConvSpec::in_ring`: the ring row `in_base` points at (in `0..in_ring` for an
+    /// item's first row, then past it by the rows `rows_from` moved down).
+    ring_row: Option<Value>,
 }

@@ -106,6 +106,7 @@ impl Em<'_> {
                 res_row: vec![None; a.ep.len()],
                 count: Some(cnt),
                 part: None,
+                ring_row: None,
             };
             self.conv_row(a, &row, 1, 1, a.ow);
         }
@@ -161,6 +162,7 @@ impl Em<'_> {
                 res_row,
                 count: None,
                 part: None,
+                ring_row: None,
             };
             self.conv_row(bs, &row, ocb, 1, bs.ow);
         }
