@@ -300,6 +300,9 @@ pub(crate) struct Pre {
     /// `ConvSpec::in_ring`). Else the kept rows move up to the tile's top each band: 5% of a
     /// MobileNet block's time at 112x112 went to those moves.
     pub ring: bool,
+    /// Floats before the tile in the scratch, so that its rows' first input columns start
+    /// cache lines (with `row_len` a multiple of 16; 0 where rows split into phases).
+    pub lead: usize,
 }
 
 /// Floats a region of thread scratch takes for `len` floats: rounded up to whole 64-byte lines,
@@ -467,10 +470,27 @@ fn band_pre(g: &Graph, steps: Vec<Step>) -> Vec<Step> {
             continue;
         };
         let (sh, span) = (t.sh, t.span);
-        let pad = t.pad.clone();
+        let mut pad = t.pad.clone();
         let tile_rows = (rows - 1) * sh + span;
+        let ring = match &slots[si]
+            .as_ref()
+            .and_then(|st| st.band.as_ref())
+            .map(|b| &b.step.spec)
+        {
+            Some(KernelSpec::Conv(sa)) => ring_fits(sa),
+            _ => false,
+        };
+        // In a ring of unsplit rows, every row's first input column starts a cache line: the
+        // producer's stores are whole lines, as are the depthwise conv's loads of its middle
+        // column tap ([`Pre::lead`]).
+        let lead = if ring && pad.sw == 1 && !pad.hcw {
+            pad.wq = pad.wq.next_multiple_of(16);
+            (16 - pad.pl % 16) % 16
+        } else {
+            0
+        };
         let rs = pad.row_len();
-        let tile_len = scratch_span(pad.c * tile_rows * rs);
+        let tile_len = scratch_span(lead + pad.c * tile_rows * rs);
         let stage = (pad.sw > 1).then_some(tile_len);
         if let KernelSpec::Conv(ps) = &mut pstep.spec {
             // Staged: one row of each channel (the runtime offsets the pointer per row).
@@ -490,12 +510,10 @@ fn band_pre(g: &Graph, steps: Vec<Step>) -> Vec<Step> {
         let Some(band) = st.band.as_deref_mut() else {
             continue;
         };
-        let mut ring = false;
         if let KernelSpec::Conv(sa) = &mut band.step.spec {
-            sa.chan_stride = tile_rows * rs;
-            if ring_fits(sa) {
+            (sa.chan_stride, sa.row_stride, sa.wq) = (tile_rows * rs, rs, pad.wq);
+            if ring {
                 sa.in_ring = tile_rows;
-                ring = true;
             }
         }
         band.step.tile = None;
@@ -509,6 +527,7 @@ fn band_pre(g: &Graph, steps: Vec<Step>) -> Vec<Step> {
             span,
             stage,
             ring,
+            lead,
         }));
     }
     slots.into_iter().flatten().collect()

@@ -892,9 +892,14 @@ impl Exec<'_> {
         let mut held: Option<(usize, usize)> = None;
         let mut clock = PartClock::new(!self.band_ns.is_empty());
         if let Some(p) = pre {
-            // SAFETY: the tile is the first `c * tile_rows * row_len` floats of the scratch.
+            // SAFETY: the tile is the first `lead + c * tile_rows * row_len` floats of the
+            // scratch.
             unsafe {
-                std::ptr::write_bytes(tscratch.0, 0, p.pad.c * p.tile_rows * p.pad.row_len())
+                std::ptr::write_bytes(
+                    tscratch.0,
+                    0,
+                    p.lead + p.pad.c * p.tile_rows * p.pad.row_len(),
+                )
             };
         }
         for i in a..b {
@@ -907,7 +912,7 @@ impl Exec<'_> {
                 // pointer, or in a ring at row `r % tile_rows` of the tile itself.
                 let lo = held.map_or(0, |h| h.0);
                 abufs[1] = if p.ring {
-                    tscratch.0
+                    tscratch.0.wrapping_add(p.lead)
                 } else {
                     tscratch.0.wrapping_sub(lo * p.pad.row_len())
                 };
@@ -979,7 +984,7 @@ impl Exec<'_> {
         let cs = p.tile_rows * rs;
         let lo = y0 * p.sh;
         let hi = (y1 - 1) * p.sh + p.span;
-        let tile = tscratch.0;
+        let tile = tscratch.0.wrapping_add(p.lead);
         // The tile row of padded row `yp` (`lo <= yp < hi`).
         let at = |yp: usize| if p.ring { yp % p.tile_rows } else { yp - lo };
         let mut from = lo;
