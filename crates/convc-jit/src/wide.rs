@@ -1320,6 +1320,42 @@ mod x86 {
             // Input row `ii` (of the window of all R rows) serves output row r with kernel
             // row ii - r*SH.
             for ii in 0..(R - 1) * SH + K {
+                if UNIT && K == 3 && !MASKED {
+                    // The three column taps from one load of each vector of the row: the
+                    // outer taps shifted in from the vectors beside it (only their nearest
+                    // lane loaded), not loaded again across cache lines.
+                    let p = inp.offset(in_rows[ii] + x as isize + 1);
+                    let mut c = [_mm512_setzero_ps(); 6];
+                    c[0] = _mm512_maskz_loadu_ps(0x8000, p.sub(16));
+                    for k in 0..NV {
+                        c[k + 1] = _mm512_loadu_ps(p.add(16 * k));
+                    }
+                    c[NV + 1] = _mm512_maskz_loadu_ps(0x0001, p.add(16 * NV));
+                    let mut v = [[_mm512_setzero_ps(); NV]; 3];
+                    for k in 0..NV {
+                        let (l, m, r) = (c[k], c[k + 1], c[k + 2]);
+                        v[0][k] = _mm512_castsi512_ps(_mm512_alignr_epi32::<15>(
+                            _mm512_castps_si512(m),
+                            _mm512_castps_si512(l),
+                        ));
+                        v[1][k] = m;
+                        v[2][k] = _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(
+                            _mm512_castps_si512(r),
+                            _mm512_castps_si512(m),
+                        ));
+                    }
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        if ii >= r * SH && ii - r * SH < K {
+                            for (b, vb) in v.iter().enumerate() {
+                                let wt = wv[ii - r * SH][b];
+                                for k in 0..NV {
+                                    a[k] = _mm512_fmadd_ps(vb[k], wt, a[k]);
+                                }
+                            }
+                        }
+                    }
+                    continue;
+                }
                 for (b, &o) in kwo.iter().enumerate() {
                     let o = if UNIT { b as isize } else { o };
                     let p = inp.offset(in_rows[ii] + x as isize + o);
