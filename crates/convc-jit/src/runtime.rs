@@ -921,17 +921,23 @@ impl Exec<'_> {
             // Both kernels add `oy * row` to the band's pointer: row y0 is its first.
             let at = buf.wrapping_sub(y0 * band.width);
             abufs[0] = at;
-            // `a`'s items are block-major (block, row group); the band's row groups of each.
             let (r0, r1) = (y0 / sa.rows, y1.div_ceil(sa.rows).min(rga));
-            for blk in 0..blocks_a {
-                self.run_items(
-                    &band.step,
-                    &mut abufs,
-                    img,
-                    blk * rga + r0,
-                    blk * rga + r1,
-                    tscratch,
-                );
+            if sa.row_major {
+                // Row-major items (row group, block): the band's are consecutive.
+                let (i0, i1) = (r0 * blocks_a, r1 * blocks_a);
+                self.run_items(&band.step, &mut abufs, img, i0, i1, tscratch);
+            } else {
+                // Block-major (block, row group): the band's row groups of each block.
+                for blk in 0..blocks_a {
+                    self.run_items(
+                        &band.step,
+                        &mut abufs,
+                        img,
+                        blk * rga + r0,
+                        blk * rga + r1,
+                        tscratch,
+                    );
+                }
             }
             clock.lap(1);
             // `b`'s items are row-major (row group, block).
