@@ -1280,13 +1280,19 @@ mod x86 {
         rows
     }
 
-    /// The `K * K` weights of a depthwise channel from its weight stream (12 bytes a tap: the
-    /// offset, then the weight).
+    /// Weight `t` (row-major in the `K * K` window) of a depthwise channel's weight stream
+    /// (12 bytes a tap: the offset, then the weight).
+    #[inline(always)]
+    unsafe fn dw_weight(w: *const u8, t: usize) -> f32 {
+        unsafe { (w.add(12 * t + 8) as *const f32).read_unaligned() }
+    }
+
+    /// The `K * K` weights of a depthwise channel from its weight stream ([`dw_weight`]).
     #[inline(always)]
     unsafe fn dw_weights<const K: usize>(w: *const u8) -> [[f32; K]; K] {
         let mut k = [[0f32; K]; K];
         for (t, v) in k.iter_mut().flatten().enumerate() {
-            *v = unsafe { (w.add(12 * t + 8) as *const f32).read_unaligned() };
+            *v = unsafe { dw_weight(w, t) };
         }
         k
     }
@@ -1320,17 +1326,28 @@ mod x86 {
             // Input row `ii` (of the window of all R rows) serves output row r with kernel
             // row ii - r*SH.
             for ii in 0..(R - 1) * SH + K {
-                if UNIT && K == 3 && !MASKED {
+                if UNIT && K == 3 {
                     // The three column taps from one load of each vector of the row: the
                     // outer taps shifted in from the vectors beside it (only their nearest
-                    // lane loaded), not loaded again across cache lines.
+                    // lane loaded), not loaded again across cache lines. A masked last
+                    // vector takes one lane more, the right tap of its last column; the
+                    // vector after it only where it is whole. Nothing is read that the taps'
+                    // own loads would not read.
                     let p = inp.offset(in_rows[ii] + x as isize + 1);
+                    let (last, next) = match (MASKED, mask) {
+                        (false, _) | (true, 0xFFFF) => (0xFFFF, 0x0001),
+                        (true, m) => (m | (m << 1), 0),
+                    };
                     let mut c = [_mm512_setzero_ps(); 6];
                     c[0] = _mm512_maskz_loadu_ps(0x8000, p.sub(16));
                     for k in 0..NV {
-                        c[k + 1] = _mm512_loadu_ps(p.add(16 * k));
+                        c[k + 1] = if k + 1 == NV {
+                            _mm512_maskz_loadu_ps(last, p.add(16 * k))
+                        } else {
+                            _mm512_loadu_ps(p.add(16 * k))
+                        };
                     }
-                    c[NV + 1] = _mm512_maskz_loadu_ps(0x0001, p.add(16 * NV));
+                    c[NV + 1] = _mm512_maskz_loadu_ps(next, p.add(16 * NV));
                     let mut v = [[_mm512_setzero_ps(); NV]; 3];
                     for k in 0..NV {
                         let (l, m, r) = (c[k], c[k + 1], c[k + 2]);
@@ -1421,12 +1438,12 @@ mod x86 {
         unsafe {
             // Plain loops: `array::map` and `from_fn` are functions of their own, and were
             // left out of line (8% of a depthwise layer's time).
-            let k = dw_weights::<K>(w);
             let mut wv = [[_mm512_set1_ps(0.0); K]; K];
             let mut kwo = [0isize; K];
             for i in 0..K {
                 for b in 0..K {
-                    wv[i][b] = _mm512_set1_ps(k[i][b]);
+                    // Broadcast straight from the stream (12 bytes a tap: offset, weight).
+                    wv[i][b] = _mm512_set1_ps(dw_weight(w, i * K + b));
                 }
                 kwo[i] = *kw_offs.add(i);
             }
@@ -1519,12 +1536,11 @@ mod x86 {
             let in_rows = &dw_window_rows::<K, R, SH>(in_rs, wrap, back);
             // Plain loops: `array::map` and `from_fn` are functions of their own, and were
             // left out of line (8% of a depthwise layer's time).
-            let k = dw_weights::<K>(w);
             let mut wv = [[_mm256_set1_ps(0.0); K]; K];
             let mut kwo = [0isize; K];
             for i in 0..K {
                 for b in 0..K {
-                    wv[i][b] = _mm256_set1_ps(k[i][b]);
+                    wv[i][b] = _mm256_set1_ps(dw_weight(w, i * K + b));
                 }
                 kwo[i] = *kw_offs.add(i);
             }
