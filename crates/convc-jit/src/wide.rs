@@ -677,18 +677,6 @@ mod x86 {
                 e = unsafe { e.add(1) };
             }
         }
-
-        /// The bias (shift) of a tile that starts its sums with it instead of adding it after
-        /// the reduction, now taken out of the epilogue: one vector operation fewer per
-        /// vector of the tile. `None` with a scale (it multiplies the sums first) or where
-        /// the sums go on from the output's (`ACCUMULATE`).
-        #[inline(always)]
-        fn take_bias(&mut self, flags: usize) -> Option<*const f32> {
-            if flags & ACCUMULATE != 0 || !self.scale.is_null() || self.shift.is_null() {
-                return None;
-            }
-            Some(std::mem::replace(&mut self.shift, std::ptr::null()))
-        }
     }
 
     /// Stores a tile's sums through an [`EpFast`] epilogue, as [`ep512`] computes it
@@ -884,12 +872,6 @@ mod x86 {
             let mut acc = [[_mm512_setzero_ps(); NV]; OCB];
             let mut cols = [_mm512_setzero_ps(); COLS];
             let lanes: __mmask16 = ((1u32 << OCB) - 1) as __mmask16;
-            let mut fast = if NV > 0 { EpFast::decode(ep) } else { None };
-            if let Some(b) = fast.as_mut().and_then(|f| f.take_bias(flags)) {
-                for (j, a) in acc.iter_mut().enumerate() {
-                    *a = [_mm512_set1_ps(*b.add(8 * j + 4)); NV];
-                }
-            }
             if flags & ACCUMULATE != 0 {
                 for (j, a) in acc.iter_mut().enumerate() {
                     for (k, v) in a.iter_mut().enumerate() {
@@ -960,7 +942,7 @@ mod x86 {
             if NV == 0 {
                 return;
             }
-            if let Some(f) = fast {
+            if let Some(f) = EpFast::decode(ep) {
                 store_fast512::<OCB, NV, MASKED>(&acc, &f, out, (out_cs, 1, x), mask);
                 return;
             }
@@ -1119,12 +1101,6 @@ mod x86 {
                 _mm256_set1_epi32(OCB as i32),
                 _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
             );
-            let mut fast = if NV > 0 { EpFast::decode(ep) } else { None };
-            if let Some(b) = fast.as_mut().and_then(|f| f.take_bias(flags)) {
-                for (j, a) in acc.iter_mut().enumerate() {
-                    *a = [_mm256_set1_ps(*b.add(8 * j + 4)); NV];
-                }
-            }
             if flags & ACCUMULATE != 0 {
                 for (j, a) in acc.iter_mut().enumerate() {
                     for (k, v) in a.iter_mut().enumerate() {
@@ -1195,7 +1171,7 @@ mod x86 {
             if NV == 0 {
                 return;
             }
-            if let Some(f) = fast {
+            if let Some(f) = EpFast::decode(ep) {
                 store_fast256::<OCB, NV, MASKED>(&acc, &f, out, (out_cs, 1, x), mask);
                 return;
             }
