@@ -483,7 +483,7 @@ fn band_pre(g: &Graph, steps: Vec<Step>) -> Vec<Step> {
         // In a ring of unsplit rows, every row's first input column starts a cache line: the
         // producer's stores are whole lines, as are the depthwise conv's loads of its middle
         // column tap ([`Pre::lead`]).
-        let lead = if ring && pad.sw == 1 && !pad.hcw {
+        let lead = if ring && pad.sw == 1 {
             pad.wq = pad.wq.next_multiple_of(16);
             (16 - pad.pl % 16) % 16
         } else {

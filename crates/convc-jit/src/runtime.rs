@@ -1045,7 +1045,7 @@ impl Exec<'_> {
             let t = at(y + pad.pt);
             let end = yb.min(y + p.tile_rows - t);
             // It writes row y of channel c at `c * cs + y * rs + x` from its pointer: row `y`
-            // is padded row `y + pt`, at tile row `t + (y - ya)`, column `pl + x`.
+            // is padded row `y + pt`; rows `y..end` land on tile rows `t..`, column `pl + x`.
             pbufs[0] = tile.wrapping_add(t * rs + pad.pl).wrapping_sub(y * rs);
             // SAFETY: the table is the producer's; rows `y..end` land on tile rows
             // `t..t + end - y <= tile_rows`.

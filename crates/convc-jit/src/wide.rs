@@ -1273,6 +1273,51 @@ mod x86 {
         k
     }
 
+    /// The three column taps of a 3-wide window on `NV` vectors of a row from `p` (the
+    /// middle tap's first column), the last vector under `mask` when `MASKED`: one load of
+    /// each vector, the outer taps shifted in from the vectors beside it (`valignd`; of a
+    /// vector outside the tile only its nearest lane, masked), not loaded again across cache
+    /// lines. A masked last vector takes one lane more, the right tap of its last column; the
+    /// vector after it only where it is whole. Nothing is read that the taps' own loads would
+    /// not read.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn shifted_taps<const NV: usize, const MASKED: bool>(
+        p: *const f32,
+        mask: __mmask16,
+    ) -> [[__m512; NV]; 3] {
+        unsafe {
+            let (last, next) = match (MASKED, mask) {
+                (false, _) | (true, 0xFFFF) => (0xFFFF, 0x0001),
+                (true, m) => (m | (m << 1), 0),
+            };
+            let mut c = [_mm512_setzero_ps(); 6];
+            c[0] = _mm512_maskz_loadu_ps(0x8000, p.sub(16));
+            for k in 0..NV {
+                c[k + 1] = if k + 1 == NV {
+                    _mm512_maskz_loadu_ps(last, p.add(16 * k))
+                } else {
+                    _mm512_loadu_ps(p.add(16 * k))
+                };
+            }
+            c[NV + 1] = _mm512_maskz_loadu_ps(next, p.add(16 * NV));
+            let mut v = [[_mm512_setzero_ps(); NV]; 3];
+            for k in 0..NV {
+                let (l, m, r) = (c[k], c[k + 1], c[k + 2]);
+                v[0][k] = _mm512_castsi512_ps(_mm512_alignr_epi32::<15>(
+                    _mm512_castps_si512(m),
+                    _mm512_castps_si512(l),
+                ));
+                v[1][k] = m;
+                v[2][k] = _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(
+                    _mm512_castps_si512(r),
+                    _mm512_castps_si512(m),
+                ));
+            }
+            v
+        }
+    }
+
     /// One depthwise tile of `R` output rows by `NV` vectors at column `x`; the last vector
     /// under `mask` when `MASKED`. `wv`: the weights, broadcast; `kwo`: the column taps'
     /// offsets.
@@ -1303,40 +1348,8 @@ mod x86 {
             // row ii - r*SH.
             for ii in 0..(R - 1) * SH + K {
                 if UNIT && K == 3 {
-                    // The three column taps from one load of each vector of the row: the
-                    // outer taps shifted in from the vectors beside it (only their nearest
-                    // lane loaded), not loaded again across cache lines. A masked last
-                    // vector takes one lane more, the right tap of its last column; the
-                    // vector after it only where it is whole. Nothing is read that the taps'
-                    // own loads would not read.
                     let p = inp.offset(in_rows[ii] + x as isize + 1);
-                    let (last, next) = match (MASKED, mask) {
-                        (false, _) | (true, 0xFFFF) => (0xFFFF, 0x0001),
-                        (true, m) => (m | (m << 1), 0),
-                    };
-                    let mut c = [_mm512_setzero_ps(); 6];
-                    c[0] = _mm512_maskz_loadu_ps(0x8000, p.sub(16));
-                    for k in 0..NV {
-                        c[k + 1] = if k + 1 == NV {
-                            _mm512_maskz_loadu_ps(last, p.add(16 * k))
-                        } else {
-                            _mm512_loadu_ps(p.add(16 * k))
-                        };
-                    }
-                    c[NV + 1] = _mm512_maskz_loadu_ps(next, p.add(16 * NV));
-                    let mut v = [[_mm512_setzero_ps(); NV]; 3];
-                    for k in 0..NV {
-                        let (l, m, r) = (c[k], c[k + 1], c[k + 2]);
-                        v[0][k] = _mm512_castsi512_ps(_mm512_alignr_epi32::<15>(
-                            _mm512_castps_si512(m),
-                            _mm512_castps_si512(l),
-                        ));
-                        v[1][k] = m;
-                        v[2][k] = _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(
-                            _mm512_castps_si512(r),
-                            _mm512_castps_si512(m),
-                        ));
-                    }
+                    let v = shifted_taps::<NV, MASKED>(p, mask);
                     for (r, a) in acc.iter_mut().enumerate() {
                         if ii >= r * SH && ii - r * SH < K {
                             for (b, vb) in v.iter().enumerate() {
